@@ -1,0 +1,178 @@
+//! The command line (SPEC §1): commands, global options, and the flags that let
+//! one-shot commands run without a configuration file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Flags};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dnsreg",
+    version,
+    about = "Publish this machine's DNS records, keep them true, remove exactly them again"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short, long, global = true, value_name = "FILE", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (warnings and errors only).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The agent: join, keep records true, leave on SIGTERM/SIGINT.
+    Run,
+    /// Publish this instance's records; exit 0 when every provider confirms.
+    Join(RecordArgs),
+    /// Remove this instance's records (also those of an earlier address).
+    Leave(RecordArgs),
+    /// Show whether each record this instance should have is there (exit 1 if not).
+    Status {
+        #[command(flatten)]
+        records: RecordArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration without touching the network.
+    Check,
+    /// Show what instance metadata says about this machine.
+    Whoami {
+        #[command(flatten)]
+        instance: InstanceArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The main settings as flags; with `--provider` no configuration file is read.
+#[derive(Debug, Args, Default)]
+pub struct RecordArgs {
+    /// Provider type (route53); its presence means "configure from flags".
+    #[arg(long, value_name = "TYPE")]
+    pub provider: Option<String>,
+    /// The zone's name.
+    #[arg(long, value_name = "NAME")]
+    pub zone: Option<String>,
+    /// The hosted zone id, instead of --zone.
+    #[arg(long, value_name = "ID")]
+    pub zone_id: Option<String>,
+    /// Route53 routing: simple (shared rrsets) or multivalue (one rrset per instance).
+    #[arg(long, value_name = "MODE")]
+    pub routing: Option<String>,
+    /// Provider API endpoint URL.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// SRV name to join (e.g. _v1._theservice._tcp); also publishes the host record {ipv4_dashed}.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// The port of the SRV record.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// A round-robin name to join (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// A host name owned by this instance (repeatable; a template such as "{instance_id}").
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// TTL of the records.
+    #[arg(long)]
+    pub ttl: Option<u32>,
+    /// Directory of the state file.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+    #[command(flatten)]
+    pub instance: InstanceArgs,
+}
+
+/// Where the instance's identity comes from.
+#[derive(Debug, Args, Default)]
+pub struct InstanceArgs {
+    /// Metadata source: auto, aws or none.
+    #[arg(long, value_name = "SOURCE")]
+    pub metadata: Option<String>,
+    /// Metadata service URL (for proxies and tests).
+    #[arg(long, value_name = "URL")]
+    pub metadata_endpoint: Option<String>,
+    /// Which address to publish: public or private.
+    #[arg(long, value_name = "KIND")]
+    pub address: Option<String>,
+    /// Instance id override.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// IPv4 address override.
+    #[arg(long, value_name = "ADDR")]
+    pub ipv4: Option<String>,
+    /// Also publish AAAA records when the instance has IPv6.
+    #[arg(long)]
+    pub ipv6: bool,
+}
+
+impl RecordArgs {
+    /// The flags as configuration input, when `--provider` was given.
+    pub fn flags(&self) -> Option<Flags> {
+        let provider = self.provider.clone()?;
+        Some(Flags {
+            provider,
+            zone: self.zone.clone(),
+            zone_id: self.zone_id.clone(),
+            routing: self.routing.clone(),
+            endpoint: self.endpoint.clone(),
+            service: self.service.clone(),
+            port: self.port,
+            names: self.names.clone(),
+            hosts: self.hosts.clone(),
+            ttl: self.ttl,
+            metadata: self.instance.metadata.clone(),
+            metadata_endpoint: self.instance.metadata_endpoint.clone(),
+            address: self.instance.address.clone(),
+            instance_id: self.instance.instance_id.clone(),
+            ipv4: self.instance.ipv4.clone(),
+            ipv6: self.instance.ipv6,
+            state_dir: self.state_dir.clone(),
+        })
+    }
+
+    /// Record flags given without `--provider`: a mistake worth saying.
+    pub fn stray(&self) -> Option<&'static str> {
+        if self.provider.is_some() {
+            return None;
+        }
+        [
+            (self.zone.is_some(), "--zone"),
+            (self.zone_id.is_some(), "--zone-id"),
+            (self.routing.is_some(), "--routing"),
+            (self.endpoint.is_some(), "--endpoint"),
+            (self.service.is_some(), "--service"),
+            (self.port.is_some(), "--port"),
+            (!self.names.is_empty(), "--name"),
+            (!self.hosts.is_empty(), "--host"),
+            (self.ttl.is_some(), "--ttl"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+}

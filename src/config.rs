@@ -1,0 +1,1358 @@
+//! The configuration: raw TOML (serde, unknown keys refused) validated into a
+//! [`Config`] whose parts are checked types.
+//!
+//! Every problem found is reported with the file, the line and the key, and what
+//! to write instead (SPEC §1 `check`); validation collects all of them rather
+//! than stopping at the first. Past this module nothing re-checks strings: names
+//! are templates known to expand to valid DNS names, durations are durations.
+//! The same validation serves a configuration built from command-line flags.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::record::DomainName;
+
+/// Where configuration comes from when `-c` is not given.
+pub const DEFAULT_PATH: &str = "/etc/dnsreg/dnsreg.toml";
+/// Where the state file lives when `[agent] state_dir` is not given.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dnsreg";
+
+// ---------------------------------------------------------------------------
+// The validated configuration
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub instance: InstanceConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub records: Vec<RecordSpec>,
+    pub agent: AgentConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceConfig {
+    pub metadata: MetadataKind,
+    pub address: AddressKind,
+    pub ipv6: bool,
+    pub id: Option<String>,
+    pub ipv4: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+    pub region: Option<String>,
+    pub metadata_endpoint: Option<String>,
+}
+
+/// Where the instance's identity comes from (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataKind {
+    /// Detect the cloud. In this version only AWS is detected.
+    Auto,
+    Aws,
+    /// Everything from `[instance]` overrides.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressKind {
+    Public,
+    Private,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderConfig {
+    /// The table name under `[providers]`, used in `providers = [...]` lists.
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProviderKind {
+    Route53(Route53Config),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route53Config {
+    pub zone: ZoneRef,
+    pub routing: Routing,
+    pub endpoint: Option<String>,
+}
+
+/// A hosted zone, named or by id; a named zone's id is looked up once.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ZoneRef {
+    Name(DomainName),
+    Id(String),
+}
+
+/// How Route53 keeps shared names (SPEC §3 rule 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// One rrset per name, shared: changed by atomic DELETE + CREATE batches.
+    Simple,
+    /// One rrset per instance per name (SetIdentifier = instance id).
+    Multivalue,
+}
+
+/// A name template: `{instance_id}` and friends, checked to name known variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template(String);
+
+/// The variables a template may use (SPEC §2).
+pub const TEMPLATE_VARS: [&str; 6] = [
+    "instance_id",
+    "hostname",
+    "region",
+    "ipv4",
+    "ipv4_dashed",
+    "ipv6",
+];
+
+impl Template {
+    /// Checks that every `{...}` names a known variable.
+    pub fn new(text: &str) -> Result<Template, String> {
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("`{text}` has a `{{` without its `}}`"));
+            };
+            let var = &rest[open + 1..open + close];
+            if !TEMPLATE_VARS.contains(&var) {
+                return Err(format!(
+                    "`{text}` uses the unknown variable `{{{var}}}`; known: {}",
+                    TEMPLATE_VARS.map(|v| format!("{{{v}}}")).join(", ")
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("`{text}` has a `}}` without its `{{`"));
+        }
+        Ok(Template(text.to_string()))
+    }
+
+    /// Fills in the variables; `lookup` answers for each variable name.
+    pub fn expand(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = self.0.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = open + rest[open..].find('}').expect("checked in Template::new");
+            let var = &rest[open + 1..close];
+            match lookup(var) {
+                Some(v) => out.push_str(&v),
+                None => {
+                    return Err(format!(
+                        "`{}` needs {{{var}}}, which this instance does not have",
+                        self.0
+                    ));
+                }
+            }
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One `[[host]]`, `[[round_robin]]`, `[[srv]]` or `[[service]]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordSpec {
+    /// Where it was written, e.g. `round_robin[1]`, for messages.
+    pub origin: String,
+    pub providers: Vec<String>,
+    pub ttl: u32,
+    pub kind: SpecKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SpecKind {
+    /// A/AAAA owned by this instance alone.
+    Host { name: Template },
+    /// This instance's address in a shared A/AAAA rrset.
+    RoundRobin { name: Template },
+    /// This instance's line in a shared SRV rrset (RFC 2782).
+    Srv {
+        name: Template,
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: Template,
+    },
+    /// RFC 6763 DNS-SD: PTR at `<service_type>.<zone>` (shared), SRV + TXT at the
+    /// instance's service name (owned).
+    Service {
+        service_type: String,
+        instance: Template,
+        port: u16,
+        priority: u16,
+        weight: u16,
+        target: Template,
+        txt: Vec<(String, String)>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    pub reconcile_interval: Duration,
+    pub drain: Duration,
+    pub stop_timeout: Duration,
+    pub state_dir: PathBuf,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            reconcile_interval: Duration::from_secs(60),
+            drain: Duration::ZERO,
+            stop_timeout: Duration::from_secs(20),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// One thing wrong with a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    /// The key's path, e.g. `srv[0].target`.
+    pub key: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+/// Every problem of one configuration. Exit code 2.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file, or `command line` for flags.
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{} has {n} problem{}",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {}", self.source_name)?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            if p.key.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": {}: {}", p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A usage or configuration problem found after parsing (exit code 2): nothing
+/// was changed in DNS.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+// ---------------------------------------------------------------------------
+// Raw TOML
+// ---------------------------------------------------------------------------
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub instance: Option<RawInstance>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, S<RawProvider>>,
+    #[serde(default)]
+    pub host: Vec<S<RawName>>,
+    #[serde(default)]
+    pub round_robin: Vec<S<RawName>>,
+    #[serde(default)]
+    pub srv: Vec<S<RawSrv>>,
+    #[serde(default)]
+    pub service: Vec<S<RawService>>,
+    #[serde(default)]
+    pub agent: Option<RawAgent>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstance {
+    pub metadata: Option<S<String>>,
+    pub address: Option<S<String>>,
+    pub ipv6: Option<bool>,
+    pub id: Option<S<String>>,
+    pub ipv4: Option<S<String>>,
+    pub hostname: Option<S<String>>,
+    pub region: Option<S<String>>,
+    pub metadata_endpoint: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    pub zone: Option<S<String>>,
+    pub zone_id: Option<S<String>>,
+    pub routing: Option<S<String>>,
+    pub endpoint: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawName {
+    pub providers: S<Vec<String>>,
+    pub name: S<String>,
+    pub ttl: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSrv {
+    pub providers: S<Vec<String>>,
+    pub name: S<String>,
+    pub port: S<i64>,
+    pub priority: Option<S<i64>>,
+    pub weight: Option<S<i64>>,
+    pub target: S<String>,
+    pub ttl: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub providers: S<Vec<String>>,
+    #[serde(rename = "type")]
+    pub service_type: S<String>,
+    pub instance: S<String>,
+    pub port: S<i64>,
+    pub priority: Option<S<i64>>,
+    pub weight: Option<S<i64>>,
+    pub target: Option<S<String>>,
+    #[serde(default)]
+    pub txt: BTreeMap<String, String>,
+    pub ttl: Option<S<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub reconcile_interval: Option<S<String>>,
+    pub drain: Option<S<String>>,
+    pub stop_timeout: Option<S<String>>,
+    pub state_dir: Option<S<String>>,
+}
+
+// ---------------------------------------------------------------------------
+// Loading and validation
+// ---------------------------------------------------------------------------
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source_name: source_name.clone(),
+        problems: vec![Problem {
+            line: None,
+            key: String::new(),
+            message: format!(
+                "cannot read it: {e}; write a configuration there, point -c at one, or give the settings as flags (--provider, --zone, ...)"
+            ),
+        }],
+    })?;
+    parse(&source_name, &text)
+}
+
+/// Parses and validates configuration text; `source_name` is used in messages.
+pub fn parse(source_name: &str, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        let snippet = line
+            .and_then(|l| text.lines().nth(l - 1))
+            .map(str::trim)
+            .unwrap_or("");
+        ConfigError {
+            source_name: source_name.to_string(),
+            problems: vec![Problem {
+                line,
+                key: if snippet.is_empty() {
+                    String::new()
+                } else {
+                    format!("`{snippet}`")
+                },
+                message: e.message().trim().to_string(),
+            }],
+        }
+    })?;
+    validate(source_name, Some(text), raw)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// Collects problems with their lines while validating.
+struct Checker<'a> {
+    text: Option<&'a str>,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn line(&self, span: Range<usize>) -> Option<usize> {
+        self.text.map(|t| line_of(t, span.start))
+    }
+
+    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let line = self.line(span);
+        self.problems.push(Problem {
+            line,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn u32_in<T: TryFrom<i64>>(&mut self, v: &S<i64>, key: &str, lo: i64, hi: i64) -> Option<T> {
+        let n = *v.get_ref();
+        if n < lo || n > hi {
+            self.problem(
+                v.span(),
+                key,
+                format!("{n} is out of range; write a whole number from {lo} to {hi}"),
+            );
+            return None;
+        }
+        T::try_from(n).ok()
+    }
+
+    fn duration(&mut self, v: &Option<S<String>>, key: &str, default: Duration) -> Duration {
+        let Some(v) = v else { return default };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(
+                    v.span(),
+                    key,
+                    format!(
+                        "`{}` is not a duration ({e}); write e.g. \"30s\", \"5m\" or \"1h\"",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn template(&mut self, v: &S<String>, key: &str) -> Option<Template> {
+        match Template::new(v.get_ref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(v.span(), key, e);
+                None
+            }
+        }
+    }
+}
+
+/// Validates a raw configuration. `text` (when from a file) gives line numbers.
+pub fn validate(
+    source_name: &str,
+    text: Option<&str>,
+    mut raw: RawConfig,
+) -> Result<Config, ConfigError> {
+    let mut c = Checker {
+        text,
+        problems: Vec::new(),
+    };
+
+    let instance = validate_instance(&mut c, raw.instance.take().unwrap_or_default());
+
+    let mut providers = Vec::new();
+    for (name, p) in &raw.providers {
+        if let Some(pc) = validate_provider(&mut c, name, p) {
+            providers.push(pc);
+        }
+    }
+    let known: BTreeSet<&str> = raw.providers.keys().map(String::as_str).collect();
+
+    let mut records = Vec::new();
+    let check_providers = |c: &mut Checker, v: &S<Vec<String>>, origin: &str| -> Vec<String> {
+        if v.get_ref().is_empty() {
+            c.problem(
+                v.span(),
+                format!("{origin}.providers"),
+                "the list is empty; name at least one table of [providers]",
+            );
+        }
+        for p in v.get_ref() {
+            if !known.contains(p.as_str()) {
+                let hint = if known.is_empty() {
+                    "there are no [providers.NAME] tables; add one".to_string()
+                } else {
+                    format!(
+                        "write one of: {}",
+                        known
+                            .iter()
+                            .map(|k| format!("\"{k}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                c.problem(
+                    v.span(),
+                    format!("{origin}.providers"),
+                    format!("there is no provider `{p}`; {hint}"),
+                );
+            }
+        }
+        v.get_ref().clone()
+    };
+
+    for (i, h) in raw.host.iter().enumerate() {
+        let origin = format!("host[{i}]");
+        let h = h.get_ref();
+        let providers = check_providers(&mut c, &h.providers, &origin);
+        let ttl = ttl(&mut c, &h.ttl, &origin);
+        if let Some(name) = c.template(&h.name, &format!("{origin}.name")) {
+            records.push(RecordSpec {
+                origin,
+                providers,
+                ttl,
+                kind: SpecKind::Host { name },
+            });
+        }
+    }
+    for (i, r) in raw.round_robin.iter().enumerate() {
+        let origin = format!("round_robin[{i}]");
+        let r = r.get_ref();
+        let providers = check_providers(&mut c, &r.providers, &origin);
+        let ttl = ttl(&mut c, &r.ttl, &origin);
+        if let Some(name) = c.template(&r.name, &format!("{origin}.name")) {
+            records.push(RecordSpec {
+                origin,
+                providers,
+                ttl,
+                kind: SpecKind::RoundRobin { name },
+            });
+        }
+    }
+    for (i, s) in raw.srv.iter().enumerate() {
+        let origin = format!("srv[{i}]");
+        let s = s.get_ref();
+        let providers = check_providers(&mut c, &s.providers, &origin);
+        let ttl = ttl(&mut c, &s.ttl, &origin);
+        let port = c.u32_in::<u16>(&s.port, &format!("{origin}.port"), 0, 65535);
+        let priority = s.priority.as_ref().map_or(Some(0), |v| {
+            c.u32_in::<u16>(v, &format!("{origin}.priority"), 0, 65535)
+        });
+        let weight = s.weight.as_ref().map_or(Some(0), |v| {
+            c.u32_in::<u16>(v, &format!("{origin}.weight"), 0, 65535)
+        });
+        let name = c.template(&s.name, &format!("{origin}.name"));
+        let target = c.template(&s.target, &format!("{origin}.target"));
+        if !s.name.get_ref().starts_with('_') {
+            c.problem(
+                s.name.span(),
+                format!("{origin}.name"),
+                format!("`{}` is not an SRV owner name; write `_service._proto`, e.g. \"_v1._theservice._tcp\" (RFC 2782)", s.name.get_ref()),
+            );
+        }
+        if let (Some(port), Some(priority), Some(weight), Some(name), Some(target)) =
+            (port, priority, weight, name, target)
+        {
+            records.push(RecordSpec {
+                origin,
+                providers,
+                ttl,
+                kind: SpecKind::Srv {
+                    name,
+                    priority,
+                    weight,
+                    port,
+                    target,
+                },
+            });
+        }
+    }
+    for (i, s) in raw.service.iter().enumerate() {
+        let origin = format!("service[{i}]");
+        let s = s.get_ref();
+        let providers = check_providers(&mut c, &s.providers, &origin);
+        let ttl = ttl(&mut c, &s.ttl, &origin);
+        let port = c.u32_in::<u16>(&s.port, &format!("{origin}.port"), 0, 65535);
+        let priority = s.priority.as_ref().map_or(Some(0), |v| {
+            c.u32_in::<u16>(v, &format!("{origin}.priority"), 0, 65535)
+        });
+        let weight = s.weight.as_ref().map_or(Some(0), |v| {
+            c.u32_in::<u16>(v, &format!("{origin}.weight"), 0, 65535)
+        });
+        let stype = s.service_type.get_ref();
+        let labels: Vec<&str> = stype.split('.').collect();
+        let type_ok = labels.len() == 2
+            && labels[0].starts_with('_')
+            && labels[0].len() >= 2
+            && (labels[1] == "_tcp" || labels[1] == "_udp");
+        if !type_ok {
+            c.problem(
+                s.service_type.span(),
+                format!("{origin}.type"),
+                format!("`{stype}` is not a DNS-SD service type; write `_name._tcp` or `_name._udp`, e.g. \"_http._tcp\" (RFC 6763 §7)"),
+            );
+        }
+        let instance = c.template(&s.instance, &format!("{origin}.instance"));
+        let target = match &s.target {
+            Some(t) => c.template(t, &format!("{origin}.target")),
+            None => {
+                // Default: the one [[host]] name published through the same providers.
+                let hosts: Vec<&S<RawName>> = raw
+                    .host
+                    .iter()
+                    .filter(|h| {
+                        h.get_ref()
+                            .providers
+                            .get_ref()
+                            .iter()
+                            .any(|p| s.providers.get_ref().contains(p))
+                    })
+                    .collect();
+                if hosts.len() == 1 {
+                    Template::new(hosts[0].get_ref().name.get_ref()).ok()
+                } else {
+                    c.problem(
+                        s.instance.span(),
+                        format!("{origin}.target"),
+                        "missing: say which name the service's SRV record points at, e.g. target = \"{instance_id}\" with a [[host]] of that name",
+                    );
+                    None
+                }
+            }
+        };
+        let mut txt = Vec::new();
+        for (k, v) in &s.txt {
+            let pair = format!("{k}={v}");
+            if k.is_empty() || k.contains('=') || pair.len() > 255 {
+                c.problem(
+                    s.instance.span(),
+                    format!("{origin}.txt.{k}"),
+                    "a TXT key must be non-empty without `=`, and `key=value` at most 255 characters (RFC 6763 §6)",
+                );
+            }
+            txt.push((k.clone(), v.clone()));
+        }
+        if let (true, Some(port), Some(priority), Some(weight), Some(instance), Some(target)) =
+            (type_ok, port, priority, weight, instance, target)
+        {
+            records.push(RecordSpec {
+                origin,
+                providers,
+                ttl,
+                kind: SpecKind::Service {
+                    service_type: stype.clone(),
+                    instance,
+                    port,
+                    priority,
+                    weight,
+                    target,
+                    txt,
+                },
+            });
+        }
+    }
+
+    let agent = validate_agent(&mut c, raw.agent.take().unwrap_or_default());
+
+    if providers.is_empty() && raw.providers.is_empty() {
+        c.problems.push(Problem {
+            line: None,
+            key: "providers".into(),
+            message: "no provider is configured; add e.g. [providers.r53] with type = \"route53\" and zone = \"example.com\"".into(),
+        });
+    }
+    if records.is_empty()
+        && raw.host.is_empty()
+        && raw.round_robin.is_empty()
+        && raw.srv.is_empty()
+        && raw.service.is_empty()
+    {
+        c.problems.push(Problem {
+            line: None,
+            key: String::new(),
+            message: "no records are configured; add a [[host]], [[round_robin]], [[srv]] or [[service]] table".into(),
+        });
+    }
+
+    let config = Config {
+        instance,
+        providers,
+        records,
+        agent,
+    };
+    if c.problems.is_empty() {
+        // Expanding with a sample identity catches bad names, names outside the
+        // zone, SRV targets nobody publishes and colliding records, before any
+        // network call (SPEC §3 rule 6).
+        for p in crate::plan::check_sample(&config) {
+            let line = raw_line_for(&c, &raw, &p.0);
+            c.problems.push(Problem {
+                line,
+                key: p.0,
+                message: p.1,
+            });
+        }
+    }
+    if c.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError {
+            source_name: source_name.to_string(),
+            problems: c.problems,
+        })
+    }
+}
+
+/// The line of a record table, from its origin (`srv[2].target` → that table).
+fn raw_line_for(c: &Checker, raw: &RawConfig, key: &str) -> Option<usize> {
+    let (table, rest) = key.split_once('[')?;
+    let index: usize = rest.split_once(']')?.0.parse().ok()?;
+    let span = match table {
+        "host" => raw.host.get(index)?.span(),
+        "round_robin" => raw.round_robin.get(index)?.span(),
+        "srv" => raw.srv.get(index)?.span(),
+        "service" => raw.service.get(index)?.span(),
+        _ => return None,
+    };
+    c.line(span)
+}
+
+fn ttl(c: &mut Checker, v: &Option<S<i64>>, origin: &str) -> u32 {
+    match v {
+        None => 60,
+        // Route53 accepts 0..=2147483647; anything above a week is a mistake here.
+        Some(v) => c
+            .u32_in::<u32>(v, &format!("{origin}.ttl"), 1, 604_800)
+            .unwrap_or(60),
+    }
+}
+
+fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceConfig {
+    let metadata = match raw
+        .metadata
+        .as_ref()
+        .map(|m| (m.get_ref().as_str(), m.span()))
+    {
+        None | Some(("auto", _)) => MetadataKind::Auto,
+        Some(("aws", _)) => MetadataKind::Aws,
+        Some(("none", _)) => MetadataKind::None,
+        Some((
+            other @ ("gcp" | "azure" | "digitalocean" | "hetzner" | "openstack" | "oracle"
+            | "alibaba" | "triton"),
+            span,
+        )) => {
+            c.problem(span, "instance.metadata", format!("`{other}` metadata is not available in this version of dnsreg; write \"aws\", or \"none\" with [instance] id and ipv4"));
+            MetadataKind::Auto
+        }
+        Some((other, span)) => {
+            c.problem(
+                span,
+                "instance.metadata",
+                format!("`{other}` is not a metadata source; write \"auto\", \"aws\" or \"none\""),
+            );
+            MetadataKind::Auto
+        }
+    };
+    let address = match raw
+        .address
+        .as_ref()
+        .map(|a| (a.get_ref().as_str(), a.span()))
+    {
+        None | Some(("public", _)) => AddressKind::Public,
+        Some(("private", _)) => AddressKind::Private,
+        Some((other, span)) => {
+            c.problem(
+                span,
+                "instance.address",
+                format!("`{other}` is not an address kind; write \"public\" or \"private\""),
+            );
+            AddressKind::Public
+        }
+    };
+    let ipv4 = raw
+        .ipv4
+        .as_ref()
+        .and_then(|v| match v.get_ref().parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                c.problem(
+                    v.span(),
+                    "instance.ipv4",
+                    format!(
+                        "`{}` is not an IPv4 address; write e.g. \"203.0.113.7\"",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+    let id = raw.id.as_ref().map(|v| {
+        if let Err(e) = crate::plan::instance_label(v.get_ref()) {
+            c.problem(v.span(), "instance.id", e);
+        }
+        v.get_ref().clone()
+    });
+    if metadata == MetadataKind::None && (raw.id.is_none() || raw.ipv4.is_none()) {
+        c.problems.push(Problem {
+            line: None,
+            key: "instance".into(),
+            message: "with metadata = \"none\", set both id and ipv4 in [instance]".into(),
+        });
+    }
+    let metadata_endpoint = raw.metadata_endpoint.as_ref().map(|v| {
+        let s = v.get_ref();
+        if !(s.starts_with("http://") || s.starts_with("https://")) {
+            c.problem(
+                v.span(),
+                "instance.metadata_endpoint",
+                format!("`{s}` is not an http(s) URL; write e.g. \"http://127.0.0.1:1338\""),
+            );
+        }
+        s.trim_end_matches('/').to_string()
+    });
+    InstanceConfig {
+        metadata,
+        address,
+        ipv6: raw.ipv6.unwrap_or(false),
+        id,
+        ipv4,
+        hostname: raw.hostname.map(|h| h.into_inner()),
+        region: raw.region.map(|r| r.into_inner()),
+        metadata_endpoint,
+    }
+}
+
+fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
+    let key = format!("providers.{name}");
+    let raw = p.get_ref();
+    if let Err(e) = crate::plan::instance_label(name) {
+        c.problem(
+            p.span(),
+            key.clone(),
+            format!("the table name is not usable: {e}"),
+        );
+    }
+    match raw.kind.get_ref().as_str() {
+        "route53" => {}
+        other @ ("cloudflare" | "rfc2136") => {
+            c.problem(raw.kind.span(), format!("{key}.type"), format!("`{other}` providers are not available in this version of dnsreg; write \"route53\""));
+            return None;
+        }
+        other => {
+            c.problem(
+                raw.kind.span(),
+                format!("{key}.type"),
+                format!("`{other}` is not a provider type; write \"route53\""),
+            );
+            return None;
+        }
+    }
+    let zone = match (&raw.zone, &raw.zone_id) {
+        (Some(z), None) => match DomainName::new(z.get_ref()) {
+            Ok(z) => Some(ZoneRef::Name(z)),
+            Err(e) => {
+                c.problem(
+                    z.span(),
+                    format!("{key}.zone"),
+                    format!("{e}; write the zone's name, e.g. \"example.com\""),
+                );
+                None
+            }
+        },
+        (None, Some(id)) => {
+            let id = id.get_ref().trim_start_matches("/hostedzone/");
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                c.problem(
+                    raw.zone_id.as_ref().unwrap().span(),
+                    format!("{key}.zone_id"),
+                    format!("`{id}` is not a hosted zone id; write e.g. \"Z0123456789ABCDEFGHIJ\""),
+                );
+                None
+            } else {
+                Some(ZoneRef::Id(id.to_string()))
+            }
+        }
+        (Some(z), Some(_)) => {
+            c.problem(
+                z.span(),
+                format!("{key}.zone"),
+                "both zone and zone_id are set; keep one",
+            );
+            None
+        }
+        (None, None) => {
+            c.problem(
+                p.span(),
+                format!("{key}.zone"),
+                "missing; write zone = \"example.com\" (or zone_id = \"Z...\")",
+            );
+            None
+        }
+    };
+    let routing = match raw
+        .routing
+        .as_ref()
+        .map(|r| (r.get_ref().as_str(), r.span()))
+    {
+        None | Some(("simple", _)) => Routing::Simple,
+        Some(("multivalue", _)) => Routing::Multivalue,
+        Some((other, span)) => {
+            c.problem(
+                span,
+                format!("{key}.routing"),
+                format!("`{other}` is not a routing mode; write \"simple\" or \"multivalue\""),
+            );
+            Routing::Simple
+        }
+    };
+    let endpoint = raw.endpoint.as_ref().map(|e| {
+        let s = e.get_ref();
+        if !(s.starts_with("https://") || s.starts_with("http://")) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not a URL; write e.g. \"https://route53.amazonaws.com\""),
+            );
+        }
+        s.clone()
+    });
+    Some(ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Route53(Route53Config {
+            zone: zone?,
+            routing,
+            endpoint,
+        }),
+    })
+}
+
+fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
+    let d = AgentConfig::default();
+    let reconcile_interval = c.duration(
+        &raw.reconcile_interval,
+        "agent.reconcile_interval",
+        d.reconcile_interval,
+    );
+    if let Some(v) = &raw.reconcile_interval
+        && reconcile_interval < Duration::from_secs(1)
+    {
+        c.problem(
+            v.span(),
+            "agent.reconcile_interval",
+            "must be at least 1s; write e.g. \"60s\"",
+        );
+    }
+    AgentConfig {
+        reconcile_interval,
+        drain: c.duration(&raw.drain, "agent.drain", d.drain),
+        stop_timeout: c.duration(&raw.stop_timeout, "agent.stop_timeout", d.stop_timeout),
+        state_dir: raw
+            .state_dir
+            .map(|s| PathBuf::from(s.into_inner()))
+            .unwrap_or(d.state_dir),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Configuration from flags
+// ---------------------------------------------------------------------------
+
+/// The main settings given as flags (SPEC §1), for use without a file.
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub provider: String,
+    pub zone: Option<String>,
+    pub zone_id: Option<String>,
+    pub routing: Option<String>,
+    pub endpoint: Option<String>,
+    /// SRV owner name: publishes a host record `{ipv4_dashed}` and this
+    /// instance's line in the SRV rrset, as the original script did.
+    pub service: Option<String>,
+    pub port: Option<u16>,
+    /// Round-robin names to join.
+    pub names: Vec<String>,
+    /// Host names (owned A records).
+    pub hosts: Vec<String>,
+    pub ttl: Option<u32>,
+    pub metadata: Option<String>,
+    pub metadata_endpoint: Option<String>,
+    pub address: Option<String>,
+    pub instance_id: Option<String>,
+    pub ipv4: Option<String>,
+    pub ipv6: bool,
+    pub state_dir: Option<String>,
+}
+
+/// Builds and validates a configuration from flags, with the same checks as a file.
+pub fn from_flags(f: &Flags) -> Result<Config, ConfigError> {
+    let s = |v: &str| Spanned::new(0..0, v.to_string());
+    let mut problems = Vec::new();
+    let ttl = f.ttl.map(|t| Spanned::new(0..0, i64::from(t)));
+    let providers = Spanned::new(0..0, vec![f.provider.clone()]);
+    let mut raw = RawConfig {
+        instance: Some(RawInstance {
+            metadata: f.metadata.as_deref().map(s),
+            address: f.address.as_deref().map(s),
+            ipv6: Some(f.ipv6),
+            id: f.instance_id.as_deref().map(s),
+            ipv4: f.ipv4.as_deref().map(s),
+            hostname: None,
+            region: None,
+            metadata_endpoint: f.metadata_endpoint.as_deref().map(s),
+        }),
+        ..RawConfig::default()
+    };
+    raw.providers.insert(
+        f.provider.clone(),
+        Spanned::new(
+            0..0,
+            RawProvider {
+                kind: s(&f.provider),
+                zone: f.zone.as_deref().map(s),
+                zone_id: f.zone_id.as_deref().map(s),
+                routing: f.routing.as_deref().map(s),
+                endpoint: f.endpoint.as_deref().map(s),
+            },
+        ),
+    );
+    for h in &f.hosts {
+        raw.host.push(Spanned::new(
+            0..0,
+            RawName {
+                providers: providers.clone(),
+                name: s(h),
+                ttl: ttl.clone(),
+            },
+        ));
+    }
+    if let Some(service) = &f.service {
+        let Some(port) = f.port else {
+            return Err(ConfigError {
+                source_name: "command line".into(),
+                problems: vec![Problem {
+                    line: None,
+                    key: "--port".into(),
+                    message: "--service needs --port, e.g. --port 8080".into(),
+                }],
+            });
+        };
+        if f.hosts.is_empty() {
+            raw.host.push(Spanned::new(
+                0..0,
+                RawName {
+                    providers: providers.clone(),
+                    name: s("{ipv4_dashed}"),
+                    ttl: ttl.clone(),
+                },
+            ));
+        }
+        let target = f
+            .hosts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "{ipv4_dashed}".into());
+        raw.srv.push(Spanned::new(
+            0..0,
+            RawSrv {
+                providers: providers.clone(),
+                name: s(service),
+                port: Spanned::new(0..0, i64::from(port)),
+                priority: None,
+                weight: None,
+                target: s(&target),
+                ttl: ttl.clone(),
+            },
+        ));
+    } else if f.port.is_some() {
+        problems.push(Problem {
+            line: None,
+            key: "--port".into(),
+            message: "--port is only used with --service".into(),
+        });
+    }
+    for n in &f.names {
+        raw.round_robin.push(Spanned::new(
+            0..0,
+            RawName {
+                providers: providers.clone(),
+                name: s(n),
+                ttl: ttl.clone(),
+            },
+        ));
+    }
+    if f.service.is_none() && f.names.is_empty() && f.hosts.is_empty() {
+        problems.push(Problem {
+            line: None,
+            key: String::new(),
+            message: "nothing to publish; add --service NAME --port N, --name NAME or --host NAME"
+                .into(),
+        });
+    }
+    raw.agent = Some(RawAgent {
+        state_dir: f.state_dir.as_deref().map(s),
+        ..RawAgent::default()
+    });
+    let result = validate("command line", None, raw);
+    match result {
+        Ok(c) if problems.is_empty() => Ok(c),
+        Ok(_) => Err(ConfigError {
+            source_name: "command line".into(),
+            problems,
+        }),
+        Err(mut e) => {
+            // Flag names read better than table paths on the command line.
+            for p in &mut e.problems {
+                p.key = flag_for(&p.key);
+            }
+            e.problems.extend(problems);
+            Err(e)
+        }
+    }
+}
+
+fn flag_for(key: &str) -> String {
+    let field = key.rsplit('.').next().unwrap_or(key);
+    let flag = match field {
+        "zone" => "--zone",
+        "zone_id" => "--zone-id",
+        "type" => "--provider",
+        "routing" => "--routing",
+        "endpoint" => "--endpoint",
+        "name" if key.starts_with("srv") => "--service",
+        "name" if key.starts_with("host") => "--host",
+        "name" => "--name",
+        "port" => "--port",
+        "ttl" => "--ttl",
+        "metadata" => "--metadata",
+        "metadata_endpoint" => "--metadata-endpoint",
+        "address" => "--address",
+        "id" => "--instance-id",
+        "ipv4" => "--ipv4",
+        _ => return key.to_string(),
+    };
+    flag.to_string()
+}
+
+/// Just the `[instance]` part from flags, for `whoami`.
+pub fn instance_from_flags(f: &Flags) -> Result<InstanceConfig, ConfigError> {
+    let s = |v: &str| Spanned::new(0..0, v.to_string());
+    let raw = RawInstance {
+        metadata: f.metadata.as_deref().map(s),
+        address: f.address.as_deref().map(s),
+        ipv6: Some(f.ipv6),
+        id: f.instance_id.as_deref().map(s),
+        ipv4: f.ipv4.as_deref().map(s),
+        hostname: None,
+        region: None,
+        metadata_endpoint: f.metadata_endpoint.as_deref().map(s),
+    };
+    let mut c = Checker {
+        text: None,
+        problems: Vec::new(),
+    };
+    let instance = validate_instance(&mut c, raw);
+    if c.problems.is_empty() {
+        Ok(instance)
+    } else {
+        for p in &mut c.problems {
+            p.key = flag_for(&p.key);
+        }
+        Err(ConfigError {
+            source_name: "command line".into(),
+            problems: c.problems,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[instance]
+metadata = "aws"
+address = "public"
+
+[providers.r53]
+type = "route53"
+zone = "example.com"
+routing = "simple"
+
+[[host]]
+providers = ["r53"]
+name = "{instance_id}"
+ttl = 60
+
+[[round_robin]]
+providers = ["r53"]
+name = "www"
+
+[[srv]]
+providers = ["r53"]
+name = "_v1._theservice._tcp"
+port = 8080
+target = "{instance_id}"
+
+[[service]]
+providers = ["r53"]
+type = "_http._tcp"
+instance = "{hostname}"
+port = 8080
+txt = { path = "/", version = "1" }
+
+[agent]
+reconcile_interval = "30s"
+stop_timeout = "15s"
+state_dir = "/tmp/dnsreg-state"
+"#;
+
+    #[test]
+    fn the_spec_example_validates() {
+        let c = parse("t.toml", GOOD).unwrap();
+        assert_eq!(c.providers.len(), 1);
+        assert_eq!(c.records.len(), 4);
+        assert_eq!(c.agent.reconcile_interval, Duration::from_secs(30));
+        match &c.records[3].kind {
+            SpecKind::Service { target, txt, .. } => {
+                assert_eq!(target.as_str(), "{instance_id}");
+                assert_eq!(txt.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let text = "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n[[host]]\nproviders = [\"r53\"]\nnmae = \"x\"\n";
+        let e = parse("t.toml", text).unwrap_err();
+        assert_eq!(e.problems[0].line, Some(7));
+        assert!(
+            e.problems[0].message.contains("unknown field `nmae`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_line_and_key() {
+        let text = r#"[providers.r53]
+type = "route53"
+zone = "example.com"
+routing = "weighted"
+
+[[round_robin]]
+providers = ["cf"]
+name = "www"
+ttl = 0
+
+[[srv]]
+providers = ["r53"]
+name = "_x._tcp"
+port = 70000
+target = "{instance}"
+
+[agent]
+drain = "soon"
+"#;
+        let e = parse("t.toml", text).unwrap_err();
+        let got: Vec<(Option<usize>, &str)> = e
+            .problems
+            .iter()
+            .map(|p| (p.line, p.key.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(4), "providers.r53.routing"),
+                (Some(7), "round_robin[0].providers"),
+                (Some(9), "round_robin[0].ttl"),
+                (Some(14), "srv[0].port"),
+                (Some(15), "srv[0].target"),
+                (Some(18), "agent.drain"),
+            ],
+            "{e}"
+        );
+        let shown = e.to_string();
+        assert!(shown.contains("t.toml:7: round_robin[0].providers: there is no provider `cf`; write one of: \"r53\""), "{shown}");
+    }
+
+    #[test]
+    fn flags_build_the_original_scripts_records() {
+        let f = Flags {
+            provider: "route53".into(),
+            zone: Some("unilans.net".into()),
+            service: Some("_v1._theservice._tcp".into()),
+            port: Some(8080),
+            ..Flags::default()
+        };
+        let c = from_flags(&f).unwrap();
+        assert_eq!(c.records.len(), 2);
+        assert!(
+            matches!(&c.records[0].kind, SpecKind::Host { name } if name.as_str() == "{ipv4_dashed}")
+        );
+        assert!(
+            matches!(&c.records[1].kind, SpecKind::Srv { port: 8080, target, .. } if target.as_str() == "{ipv4_dashed}")
+        );
+    }
+
+    #[test]
+    fn flags_problems_name_flags() {
+        let f = Flags {
+            provider: "route53".into(),
+            service: Some("_x._tcp".into()),
+            port: Some(1),
+            ..Flags::default()
+        };
+        let e = from_flags(&f).unwrap_err();
+        assert!(e.problems.iter().any(|p| p.key == "--zone"), "{e}");
+    }
+
+    #[test]
+    fn templates_know_their_variables() {
+        assert!(Template::new("{instance_id}.hosts").is_ok());
+        assert!(
+            Template::new("{nope}")
+                .unwrap_err()
+                .contains("unknown variable `{nope}`")
+        );
+        assert!(Template::new("{ipv4").is_err());
+        let t = Template::new("web-{ipv4_dashed}").unwrap();
+        assert_eq!(
+            t.expand(|v| (v == "ipv4_dashed").then(|| "1-2-3-4".into()))
+                .unwrap(),
+            "web-1-2-3-4"
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! dnsreg: a cloud DNS registration agent.
+//!
+//! Thin: parse the command line, set up logging, run the command, and map its
+//! outcome to the exit codes of SPEC §1 (0 success, 1 runtime failure, 2 usage
+//! or configuration error) with one printing convention,
+//! `dnsreg: <what failed>: <why>` on stderr.
+
+mod agent;
+mod cli;
+mod config;
+mod engine;
+mod metadata;
+mod plan;
+mod provider;
+mod record;
+mod retry;
+mod state;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, LogFormat, RecordArgs};
+use crate::config::{Config, ConfigError, UsageError};
+use crate::engine::{Action, Engine, print_reports};
+
+/// How long a one-shot join or leave keeps resolving conflicts.
+const ONE_SHOT_DEADLINE: Duration = Duration::from_secs(300);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let usage = e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<UsageError>().is_some();
+            eprintln!("dnsreg: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    // Our own level; the AWS SDK's chatter only from -vv on.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DNSREG_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if cli.verbose >= 2 {
+            level.to_string()
+        } else {
+            format!("warn,dnsreg={level}")
+        })
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// The configuration from flags (when `--provider` is given) or the file.
+fn load_config(cli: &Cli, args: Option<&RecordArgs>) -> anyhow::Result<Config> {
+    if let Some(args) = args {
+        if let Some(flags) = args.flags() {
+            return Ok(config::from_flags(&flags)?);
+        }
+        if let Some(flag) = args.stray() {
+            return Err(UsageError(format!(
+                "{flag} configures from flags and needs --provider (e.g. --provider route53)"
+            ))
+            .into());
+        }
+    }
+    if let Some(args) = args {
+        let i = &args.instance;
+        if i.metadata.is_some()
+            || i.address.is_some()
+            || i.instance_id.is_some()
+            || i.ipv4.is_some()
+            || i.metadata_endpoint.is_some()
+            || i.ipv6
+            || args.state_dir.is_some()
+        {
+            return Err(UsageError(
+                "instance flags (--metadata, --ipv4, ...) and --state-dir go with --provider; with a configuration file, set them in its [instance] and [agent] tables".into(),
+            )
+            .into());
+        }
+    }
+    Ok(config::load(&cli.config)?)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Check => {
+            let config = load_config(&cli, None)?;
+            let n = config.records.len();
+            println!(
+                "{}: OK ({} provider{}, {n} record spec{})",
+                cli.config.display(),
+                config.providers.len(),
+                if config.providers.len() == 1 { "" } else { "s" },
+                if n == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Whoami { instance, json } => {
+            let given = instance.metadata.is_some()
+                || instance.instance_id.is_some()
+                || instance.ipv4.is_some()
+                || instance.metadata_endpoint.is_some()
+                || instance.address.is_some();
+            let instance_cfg = if given || !cli.config.exists() {
+                config::instance_from_flags(&config::Flags {
+                    metadata: instance.metadata.clone(),
+                    metadata_endpoint: instance.metadata_endpoint.clone(),
+                    address: instance.address.clone(),
+                    instance_id: instance.instance_id.clone(),
+                    ipv4: instance.ipv4.clone(),
+                    ipv6: instance.ipv6,
+                    ..config::Flags::default()
+                })?
+            } else {
+                config::load(&cli.config)?.instance
+            };
+            let identity = metadata::identify(&instance_cfg).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&identity)?);
+            } else {
+                let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                println!(
+                    "cloud:        {} ({})",
+                    identity.cloud, identity.detected_by
+                );
+                println!("instance id:  {}", identity.instance_id);
+                println!("region:       {}", show(identity.region.clone()));
+                println!("zone:         {}", show(identity.availability_zone.clone()));
+                println!("hostname:     {}", show(identity.hostname.clone()));
+                println!(
+                    "public ipv4:  {}",
+                    show(identity.public_ipv4.map(|i| i.to_string()))
+                );
+                println!(
+                    "private ipv4: {}",
+                    show(identity.private_ipv4.map(|i| i.to_string()))
+                );
+                println!(
+                    "ipv6:         {}",
+                    show(identity.ipv6.map(|i| i.to_string()))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Join(args) | Command::Leave(args) => {
+            let action = if matches!(cli.command, Command::Join(_)) {
+                Action::Join
+            } else {
+                Action::Leave
+            };
+            let config = load_config(&cli, Some(args))?;
+            let identity = metadata::identify(&config.instance).await?;
+            let mut engine = Engine::new(config, &identity)?;
+            let reports = engine.sync(action, ONE_SHOT_DEADLINE).await?;
+            Ok(if print_reports(action, &reports) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Status { records, json } => {
+            let config = load_config(&cli, Some(records))?;
+            let identity = metadata::identify(&config.instance).await?;
+            let mut engine = Engine::new(config, &identity)?;
+            let mut all_present = true;
+            let mut rows = Vec::new();
+            for result in engine.status().await? {
+                match result {
+                    Ok(list) => rows.extend(list),
+                    Err(e) => {
+                        all_present = false;
+                        eprintln!("dnsreg: status: {e}");
+                    }
+                }
+            }
+            all_present &= rows.iter().all(|r| r.present);
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "instance_id": engine.vars().instance_id, "all_present": all_present, "records": rows })
+                    )?
+                );
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<8} {}: {}",
+                        if r.present { "present" } else { "MISSING" },
+                        r.provider,
+                        r.record
+                    );
+                }
+            }
+            Ok(if all_present {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Run => {
+            let config = load_config(&cli, None)?;
+            agent::run(config, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

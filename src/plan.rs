@@ -1,0 +1,461 @@
+//! From configuration and identity to the exact records this instance wants in
+//! each provider's zone.
+//!
+//! This is where templates meet the instance: `{instance_id}` becomes
+//! `i-0abc…`, relative names are resolved against the zone, and the rules that
+//! need no network are enforced (SPEC §3 rule 6): every name inside the zone, SRV
+//! targets that this configuration itself publishes, no two specs claiming the
+//! same record. `dnsreg check` runs the same code with a sample identity.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::config::{Config, ProviderKind, RecordSpec, SpecKind, Template, ZoneRef};
+use crate::record::{DomainName, RData, RType, Record, Value};
+
+/// What templates may refer to, for one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vars {
+    pub instance_id: String,
+    pub hostname: Option<String>,
+    pub region: Option<String>,
+    pub ipv4: Ipv4Addr,
+    /// Present only when the instance has IPv6 and `ipv6 = true`.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl Vars {
+    fn lookup(&self, var: &str) -> Option<String> {
+        match var {
+            "instance_id" => Some(self.instance_id.clone()),
+            "hostname" => self
+                .hostname
+                .as_ref()
+                .map(|h| h.split('.').next().unwrap_or(h).to_string()),
+            "region" => self.region.clone(),
+            "ipv4" => Some(self.ipv4.to_string()),
+            "ipv4_dashed" => Some(self.ipv4.to_string().replace('.', "-")),
+            "ipv6" => self.ipv6.map(|ip| ip.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A made-up identity for validating a configuration without metadata.
+    pub fn sample() -> Vars {
+        Vars {
+            instance_id: "i-0123456789abcdef0".into(),
+            hostname: Some("ip-10-0-0-5".into()),
+            region: Some("us-east-1".into()),
+            ipv4: Ipv4Addr::new(203, 0, 113, 7),
+            ipv6: Some("2001:db8::7".parse().expect("valid")),
+        }
+    }
+}
+
+/// The label an instance id takes in DNS (its ownership registry name).
+pub fn instance_label(id: &str) -> Result<String, String> {
+    let label = id.to_ascii_lowercase();
+    if label.is_empty()
+        || label.len() > 63
+        || !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "`{id}` cannot be used as a DNS label; use 1 to 63 letters, digits, `-` or `_`"
+        ));
+    }
+    Ok(label)
+}
+
+/// The subtree that holds every instance's ownership registry record.
+pub fn registry_root(zone: &DomainName) -> DomainName {
+    zone.child("_dnsreg").expect("`_dnsreg` is a valid label")
+}
+
+/// `<instance>._dnsreg.<zone>`: the TXT rrset listing what an instance published
+/// (SPEC §3 rule 5). Every registry lives under one subtree so that all of them
+/// can be listed in one pass (for `reap`, and to see who else claims a value).
+pub fn registry_name(zone: &DomainName, instance_id: &str) -> Result<DomainName, String> {
+    let label = instance_label(instance_id)?;
+    registry_root(zone).child(&label).map_err(|e| e.to_string())
+}
+
+fn expand_name(
+    t: &Template,
+    vars: &Vars,
+    zone: &DomainName,
+    key: &str,
+) -> Result<DomainName, (String, String)> {
+    let text = t
+        .expand(|v| vars.lookup(v))
+        .map_err(|e| (key.to_string(), e))?;
+    let name = DomainName::resolve(&text, zone).map_err(|e| (key.to_string(), format!("{e}")))?;
+    if !name.is_in(zone) {
+        return Err((
+            key.to_string(),
+            format!(
+                "`{name}` is outside the zone `{zone}`; write a name inside it, or a relative one"
+            ),
+        ));
+    }
+    if name.is_in(&registry_root(zone)) {
+        return Err((
+            key.to_string(),
+            format!(
+                "`{name}` is inside `{}`, which dnsreg keeps for its ownership registry",
+                registry_root(zone)
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+fn addresses(name: &DomainName, vars: &Vars) -> Vec<Value> {
+    let mut out = vec![Value {
+        name: name.clone(),
+        data: RData::A(vars.ipv4),
+    }];
+    if let Some(ip) = vars.ipv6 {
+        out.push(Value {
+            name: name.clone(),
+            data: RData::Aaaa(ip),
+        });
+    }
+    out
+}
+
+/// Whether a record is owned by this instance alone, or is its share of an rrset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    Exclusive,
+    Shared,
+}
+
+/// The records one spec yields, each with whether its rrset is shared.
+pub fn expand(
+    spec: &RecordSpec,
+    vars: &Vars,
+    zone: &DomainName,
+) -> Result<Vec<(Record, Share)>, (String, String)> {
+    let key = |field: &str| format!("{}.{field}", spec.origin);
+    let rec = |value: Value| Record {
+        value,
+        ttl: spec.ttl,
+    };
+    Ok(match &spec.kind {
+        SpecKind::Host { name } => {
+            let name = expand_name(name, vars, zone, &key("name"))?;
+            addresses(&name, vars)
+                .into_iter()
+                .map(|v| (rec(v), Share::Exclusive))
+                .collect()
+        }
+        SpecKind::RoundRobin { name } => {
+            let name = expand_name(name, vars, zone, &key("name"))?;
+            addresses(&name, vars)
+                .into_iter()
+                .map(|v| (rec(v), Share::Shared))
+                .collect()
+        }
+        SpecKind::Srv {
+            name,
+            priority,
+            weight,
+            port,
+            target,
+        } => {
+            let name = expand_name(name, vars, zone, &key("name"))?;
+            let target = expand_name(target, vars, zone, &key("target"))?;
+            let data = RData::Srv {
+                priority: *priority,
+                weight: *weight,
+                port: *port,
+                target,
+            };
+            vec![(rec(Value { name, data }), Share::Shared)]
+        }
+        SpecKind::Service {
+            service_type,
+            instance,
+            port,
+            priority,
+            weight,
+            target,
+            txt,
+        } => {
+            let service = DomainName::resolve(service_type, zone)
+                .map_err(|e| (key("type"), e.to_string()))?;
+            let label = instance
+                .expand(|v| vars.lookup(v))
+                .map_err(|e| (key("instance"), e))?;
+            let instance_name = service
+                .child(&label)
+                .map_err(|e| (key("instance"), e.to_string()))?;
+            let target = expand_name(target, vars, zone, &key("target"))?;
+            let strings = if txt.is_empty() {
+                // RFC 6763 §6.1: a service with no TXT data still has one empty string.
+                vec![String::new()]
+            } else {
+                txt.iter().map(|(k, v)| format!("{k}={v}")).collect()
+            };
+            vec![
+                (
+                    rec(Value {
+                        name: service.clone(),
+                        data: RData::Ptr(instance_name.clone()),
+                    }),
+                    Share::Shared,
+                ),
+                (
+                    rec(Value {
+                        name: instance_name.clone(),
+                        data: RData::Srv {
+                            priority: *priority,
+                            weight: *weight,
+                            port: *port,
+                            target,
+                        },
+                    }),
+                    Share::Exclusive,
+                ),
+                (
+                    rec(Value {
+                        name: instance_name,
+                        data: RData::Txt(strings),
+                    }),
+                    Share::Exclusive,
+                ),
+            ]
+        }
+    })
+}
+
+/// Every record this instance wants through `provider`, whose zone is `zone`.
+/// Errors name the config key and say what is wrong.
+pub fn desired(
+    config: &Config,
+    provider: &str,
+    zone: &DomainName,
+    vars: &Vars,
+) -> Result<Vec<Record>, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let mut out: Vec<(Record, Share, &str)> = Vec::new();
+    for spec in config
+        .records
+        .iter()
+        .filter(|s| s.providers.iter().any(|p| p == provider))
+    {
+        match expand(spec, vars, zone) {
+            Ok(records) => out.extend(
+                records
+                    .into_iter()
+                    .map(|(r, s)| (r, s, spec.origin.as_str())),
+            ),
+            Err(p) => problems.push(p),
+        }
+    }
+
+    // SRV targets must be names this configuration publishes through this provider.
+    let published: Vec<&DomainName> = out
+        .iter()
+        .filter(|(r, _, _)| matches!(r.value.data.rtype(), RType::A | RType::AAAA))
+        .map(|(r, _, _)| &r.value.name)
+        .collect();
+    for spec in config
+        .records
+        .iter()
+        .filter(|s| s.providers.iter().any(|p| p == provider))
+    {
+        if let SpecKind::Srv { target, .. } | SpecKind::Service { target, .. } = &spec.kind
+            && let Ok(t) = expand_name(target, vars, zone, "")
+            && !published.contains(&&t)
+        {
+            problems.push((
+                format!("{}.target", spec.origin),
+                format!(
+                    "`{}` (here {t}) is not a name this configuration publishes through `{provider}`; add a [[host]] with that name, or point target at one",
+                    target.as_str()
+                ),
+            ));
+        }
+    }
+
+    // Collisions: an exclusive rrset claimed twice, or claimed and shared at once;
+    // the same shared value written by two specs.
+    let mut by_key: BTreeMap<(DomainName, RType), Vec<(Share, &str, &Value)>> = BTreeMap::new();
+    for (r, share, origin) in &out {
+        by_key
+            .entry((r.value.name.clone(), r.value.data.rtype()))
+            .or_default()
+            .push((*share, origin, &r.value));
+    }
+    for ((name, rtype), claims) in &by_key {
+        if claims.len() < 2 {
+            continue;
+        }
+        let exclusive = claims.iter().any(|c| c.0 == Share::Exclusive);
+        let same_value = claims.iter().skip(1).any(|c| c.2 == claims[0].2);
+        if exclusive || same_value {
+            let origins: Vec<&str> = claims.iter().map(|c| c.1).collect();
+            problems.push((
+                origins[1].to_string(),
+                format!("{} also writes {name} {rtype}; the records of {} collide: give them different names", origins[0], origins.join(" and ")),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        let mut records: Vec<Record> = out.into_iter().map(|(r, _, _)| r).collect();
+        records.sort();
+        Ok(records)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The configuration's problems found by expanding it with a sample identity.
+pub fn check_sample(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let vars = Vars {
+        ipv6: if config.instance.ipv6 {
+            Vars::sample().ipv6
+        } else {
+            None
+        },
+        ..Vars::sample()
+    };
+    for p in &config.providers {
+        let ProviderKind::Route53(r) = &p.kind;
+        // A zone given by id is named only by the API; check names against a stand-in zone.
+        let zone = match &r.zone {
+            ZoneRef::Name(z) => z.clone(),
+            ZoneRef::Id(_) => DomainName::new("zone-given-by-id.invalid").expect("valid"),
+        };
+        if let Err(mut ps) = desired(config, &p.name, &zone, &vars) {
+            if matches!(r.zone, ZoneRef::Id(_)) {
+                ps.retain(|(_, m)| !m.contains("is outside the zone"));
+            }
+            problems.extend(ps);
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn vars() -> Vars {
+        Vars {
+            instance_id: "i-0abc".into(),
+            hostname: Some("ip-10-0-0-5.ec2.internal".into()),
+            region: Some("eu-west-1".into()),
+            ipv4: "198.51.100.20".parse().unwrap(),
+            ipv6: None,
+        }
+    }
+
+    fn zone() -> DomainName {
+        DomainName::new("example.com").unwrap()
+    }
+
+    const BASE: &str = "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n";
+
+    #[test]
+    fn the_original_scripts_records() {
+        let c = crate::config::from_flags(&crate::config::Flags {
+            provider: "route53".into(),
+            zone: Some("example.com".into()),
+            service: Some("_v1._theservice._tcp".into()),
+            port: Some(8080),
+            ..Default::default()
+        })
+        .unwrap();
+        let lines: Vec<String> = desired(&c, "route53", &zone(), &vars())
+            .unwrap()
+            .iter()
+            .map(|r| r.value.to_line())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                "198-51-100-20.example.com. A 198.51.100.20",
+                "_v1._theservice._tcp.example.com. SRV 0 0 8080 198-51-100-20.example.com.",
+            ]
+        );
+    }
+
+    #[test]
+    fn dns_sd_gives_ptr_srv_and_txt() {
+        let text = format!(
+            "{BASE}[[host]]\nproviders=[\"r53\"]\nname=\"{{instance_id}}\"\n[[service]]\nproviders=[\"r53\"]\ntype=\"_http._tcp\"\ninstance=\"{{hostname}}\"\nport=80\ntxt={{path=\"/\"}}\n"
+        );
+        let c = parse("t", &text).unwrap();
+        let lines: Vec<String> = desired(&c, "r53", &zone(), &vars())
+            .unwrap()
+            .iter()
+            .map(|r| r.value.to_line())
+            .collect();
+        assert!(
+            lines.contains(
+                &"_http._tcp.example.com. PTR ip-10-0-0-5._http._tcp.example.com.".to_string()
+            ),
+            "{lines:?}"
+        );
+        assert!(lines.contains(
+            &"ip-10-0-0-5._http._tcp.example.com. SRV 0 0 80 i-0abc.example.com.".to_string()
+        ));
+        assert!(lines.contains(&"ip-10-0-0-5._http._tcp.example.com. TXT \"path=/\"".to_string()));
+    }
+
+    #[test]
+    fn names_outside_the_zone_are_refused_before_any_network_call() {
+        let text = format!("{BASE}[[round_robin]]\nproviders=[\"r53\"]\nname=\"www.other.org.\"\n");
+        let e = parse("t.toml", &text).unwrap_err();
+        assert_eq!(e.problems[0].line, Some(4));
+        assert!(e.problems[0].message.contains("outside the zone"), "{e}");
+    }
+
+    #[test]
+    fn srv_targets_must_be_published() {
+        let text = format!(
+            "{BASE}[[srv]]\nproviders=[\"r53\"]\nname=\"_a._tcp\"\nport=1\ntarget=\"{{instance_id}}\"\n"
+        );
+        let e = parse("t.toml", &text).unwrap_err();
+        assert_eq!(e.problems[0].key, "srv[0].target");
+        assert!(
+            e.problems[0]
+                .message
+                .contains("not a name this configuration publishes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn colliding_records_are_refused() {
+        let text = format!(
+            "{BASE}[[host]]\nproviders=[\"r53\"]\nname=\"www\"\n[[round_robin]]\nproviders=[\"r53\"]\nname=\"www\"\n"
+        );
+        let e = parse("t.toml", &text).unwrap_err();
+        assert!(e.problems[0].message.contains("collide"), "{e}");
+    }
+
+    #[test]
+    fn registry_names_live_in_one_subtree() {
+        assert_eq!(
+            registry_name(&zone(), "i-0ABC").unwrap().as_str(),
+            "i-0abc._dnsreg.example.com."
+        );
+        assert!(registry_name(&zone(), "web 1").is_err());
+        let text = format!("{BASE}[[round_robin]]\nproviders=[\"r53\"]\nname=\"x._dnsreg\"\n");
+        assert!(
+            parse("t", &text)
+                .unwrap_err()
+                .to_string()
+                .contains("ownership registry")
+        );
+    }
+}

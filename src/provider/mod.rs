@@ -1,0 +1,368 @@
+//! The provider contract, and the one algorithm that applies SPEC §3 on top of it.
+//!
+//! A provider knows how to read the values at some names and how to write an edit
+//! atomically relative to what it read; it knows nothing of ownership. [`apply`]
+//! owns the rules: which values are this instance's (the ownership registry in the
+//! zone plus the local state file), what to add, what to remove, and never touching
+//! anything else. Conflicts (another writer changed an rrset between our read and
+//! our write) are resolved by reading again, with backoff, until the edit lands.
+
+pub mod route53;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::plan::registry_name;
+use crate::record::{DomainName, RData, Record, RrKey, Value};
+use crate::retry::Backoff;
+
+pub use route53::Route53;
+
+/// The values one provider shows at one name and type, as far as this instance
+/// is concerned: the whole rrset for shared rrsets, this instance's own rrset
+/// where the provider keeps one per instance (Route53 multivalue).
+pub type Values = BTreeSet<Value>;
+
+/// An edit of one zone, relative to a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edit {
+    /// Values to add, with TTLs, by rrset.
+    pub add: BTreeMap<RrKey, Vec<Record>>,
+    /// Values to remove, by rrset. Each is present in the snapshot.
+    pub remove: BTreeMap<RrKey, Vec<Value>>,
+}
+
+impl Edit {
+    pub fn is_empty(&self) -> bool {
+        self.add.values().all(Vec::is_empty) && self.remove.values().all(Vec::is_empty)
+    }
+
+    /// Every rrset the edit touches.
+    pub fn keys(&self) -> BTreeSet<RrKey> {
+        self.add.keys().chain(self.remove.keys()).cloned().collect()
+    }
+}
+
+/// Why a write did not happen.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The zone changed since the snapshot: read again and retry.
+    Conflict(String),
+    /// Anything else, after the provider's own retries of transient failures.
+    Failed(anyhow::Error),
+}
+
+/// What a provider must do. Each operation's guarantee is stated on it; the
+/// conformance tests hold every provider to them.
+pub trait Provider: Send + Sync {
+    /// Whatever the provider needs to remember from a read to write exactly
+    /// against it (Route53: the exact rrsets, to DELETE them).
+    type Snapshot: Send + Sync;
+
+    /// The name used in configuration and messages.
+    fn name(&self) -> &str;
+
+    /// The zone's name. Valid after [`Provider::connect`].
+    fn zone(&self) -> &DomainName;
+
+    /// Finds the zone (once) and checks access. Idempotent.
+    fn connect(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Reads the values at `keys`. Absent rrsets read as empty. Transient failures
+    /// are retried inside.
+    fn read(
+        &self,
+        keys: &BTreeSet<RrKey>,
+    ) -> impl Future<Output = anyhow::Result<Self::Snapshot>> + Send;
+
+    /// The values the snapshot holds at `key` (see [`Values`]).
+    fn values(&self, snapshot: &Self::Snapshot, key: &RrKey) -> Values;
+
+    /// Applies `edit` as one atomic change if every rrset it touches is still as
+    /// `snapshot` saw it, and waits until the provider confirms the change is
+    /// live. Values not named in the edit are left exactly as they are.
+    /// Returns [`WriteError::Conflict`] if the zone changed meanwhile; nothing
+    /// was applied then.
+    fn write(
+        &self,
+        snapshot: &Self::Snapshot,
+        edit: &Edit,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+
+    /// Every instance's ownership registry in the zone: instance label → values.
+    fn registries(&self) -> impl Future<Output = anyhow::Result<BTreeMap<String, Values>>> + Send;
+}
+
+// ---------------------------------------------------------------------------
+// The ownership registry (SPEC §3 rule 5)
+// ---------------------------------------------------------------------------
+
+/// The prefix of each registry string: the format's version.
+const REGISTRY_PREFIX: &str = "dnsreg1 ";
+
+/// One registry TXT record per owned value: `"dnsreg1 NAME TYPE DATA"`.
+pub fn registry_values(
+    zone: &DomainName,
+    instance_id: &str,
+    owned: &Values,
+) -> anyhow::Result<Vec<Value>> {
+    let name = registry_name(zone, instance_id).map_err(anyhow::Error::msg)?;
+    owned
+        .iter()
+        .map(|v| {
+            let line = format!("{REGISTRY_PREFIX}{}", v.to_line());
+            anyhow::ensure!(
+                line.len() <= 255,
+                "the registry line for {v} is longer than a TXT string allows (255)"
+            );
+            Ok(Value {
+                name: name.clone(),
+                data: RData::Txt(vec![line]),
+            })
+        })
+        .collect()
+}
+
+/// The values a registry rrset lists; records that are not registry lines are ignored.
+pub fn parse_registry(values: &Values) -> Values {
+    values
+        .iter()
+        .filter_map(|v| match &v.data {
+            RData::Txt(strings) => {
+                Value::from_line(strings.concat().strip_prefix(REGISTRY_PREFIX)?)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The algorithm
+// ---------------------------------------------------------------------------
+
+/// What one instance wants of one provider.
+#[derive(Clone, Debug)]
+pub struct Intent {
+    pub instance_id: String,
+    /// What the configuration asks for now.
+    pub desired: Vec<Record>,
+    /// True for leave: publish nothing, remove everything owned, drop the registry.
+    pub leaving: bool,
+    /// Values the local state file says this instance published.
+    pub known: Values,
+    /// Give up resolving conflicts after this long.
+    pub deadline: Duration,
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub added: Vec<Value>,
+    pub removed: Vec<Value>,
+    /// What this instance owns after the change (its registry's content).
+    pub owned: Values,
+    /// Desired values already there that belong to someone else: left alone,
+    /// never claimed, never removed.
+    pub foreign: Vec<Value>,
+    /// Old values that another instance's registry claims (an address reused by
+    /// another machine): not removed.
+    pub protected: Vec<Value>,
+    /// Conflicts resolved on the way.
+    pub conflicts: u32,
+}
+
+impl Outcome {
+    pub fn changed(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// Brings the provider's zone to this instance's intent under SPEC §3:
+/// - desired values that are missing are added;
+/// - values this instance owns (registry ∪ state file) and no longer wants are
+///   removed — unless another instance's registry claims them;
+/// - a desired value already present but not owned is someone else's: untouched;
+/// - nothing else is touched; the registry is rewritten in the same atomic edit.
+///
+/// Idempotent. Conflicts are retried with backoff until `intent.deadline`.
+pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let zone = p.zone().clone();
+    let reg_name = registry_name(&zone, &intent.instance_id).map_err(anyhow::Error::msg)?;
+    let reg_key = RrKey {
+        name: reg_name,
+        rtype: crate::record::RType::TXT,
+    };
+    let desired: BTreeMap<Value, &Record> = intent
+        .desired
+        .iter()
+        .map(|r| (r.value.clone(), r))
+        .collect();
+    let desired_ttl = intent.desired.iter().map(|r| r.ttl).min().unwrap_or(60);
+
+    let mut keys: BTreeSet<RrKey> = desired
+        .keys()
+        .map(Value::key)
+        .chain(intent.known.iter().map(Value::key))
+        .collect();
+    keys.insert(reg_key.clone());
+    let mut others: Option<BTreeMap<String, Values>> = None;
+    let mut conflicts = 0u32;
+    let backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(5),
+        attempts: u32::MAX,
+    };
+
+    loop {
+        let snap = p.read(&keys).await?;
+        let registry = p.values(&snap, &reg_key);
+        let mut owned: Values = parse_registry(&registry);
+        owned.extend(intent.known.iter().cloned());
+        owned.retain(|v| v.name.is_in(&zone));
+
+        // The registry may name rrsets we have not read (an old address's).
+        let more: BTreeSet<RrKey> = owned
+            .iter()
+            .map(Value::key)
+            .filter(|k| !keys.contains(k))
+            .collect();
+        if !more.is_empty() {
+            keys.extend(more);
+            continue;
+        }
+
+        // Old values: owned, no longer desired. Before removing them, make sure no
+        // other instance has claimed them since (a released address reused).
+        let stale: Vec<&Value> = owned.iter().filter(|v| !desired.contains_key(*v)).collect();
+        let mut protected = Vec::new();
+        if !stale.is_empty() {
+            if others.is_none() {
+                let mut all = p.registries().await?;
+                if let Ok(me) = crate::plan::instance_label(&intent.instance_id) {
+                    all.remove(&me);
+                }
+                others = Some(all);
+            }
+            let claimed: Values = others
+                .iter()
+                .flat_map(|m| m.values())
+                .flat_map(|vs| vs.iter().cloned())
+                .collect();
+            protected = stale
+                .iter()
+                .filter(|v| claimed.contains(**v))
+                .map(|v| (*v).clone())
+                .collect();
+        }
+
+        let mut edit = Edit::default();
+        let mut outcome = Outcome {
+            protected: protected.clone(),
+            conflicts,
+            ..Outcome::default()
+        };
+        let mut new_owned = Values::new();
+        for key in keys.iter().filter(|k| **k != reg_key) {
+            let current = p.values(&snap, key);
+            if !intent.leaving {
+                for (v, rec) in desired.iter().filter(|(v, _)| v.key() == *key) {
+                    if !current.contains(v) {
+                        edit.add
+                            .entry(key.clone())
+                            .or_default()
+                            .push((*rec).clone());
+                        outcome.added.push(v.clone());
+                        new_owned.insert(v.clone());
+                    } else if owned.contains(v) {
+                        new_owned.insert(v.clone());
+                    } else {
+                        outcome.foreign.push(v.clone());
+                    }
+                }
+            }
+            for v in current.iter().filter(|v| owned.contains(*v)) {
+                let keep = !intent.leaving && desired.contains_key(v);
+                if !keep && !protected.contains(v) {
+                    edit.remove.entry(key.clone()).or_default().push(v.clone());
+                    outcome.removed.push(v.clone());
+                }
+            }
+        }
+
+        // The registry: rewritten in the same edit, so it is never out of step.
+        let new_registry: Values = if intent.leaving {
+            Values::new()
+        } else {
+            registry_values(&zone, &intent.instance_id, &new_owned)?
+                .into_iter()
+                .collect()
+        };
+        let reg_add: Vec<Record> = new_registry
+            .difference(&registry)
+            .map(|v| Record {
+                value: v.clone(),
+                ttl: desired_ttl,
+            })
+            .collect();
+        let reg_remove: Vec<Value> = registry.difference(&new_registry).cloned().collect();
+        if !reg_add.is_empty() {
+            edit.add.insert(reg_key.clone(), reg_add);
+        }
+        if !reg_remove.is_empty() {
+            edit.remove.insert(reg_key.clone(), reg_remove);
+        }
+        outcome.owned = new_owned;
+
+        if edit.is_empty() {
+            return Ok(outcome);
+        }
+        match p.write(&snap, &edit).await {
+            Ok(()) => return Ok(outcome),
+            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Conflict(why)) => {
+                conflicts += 1;
+                if started.elapsed() >= intent.deadline {
+                    anyhow::bail!(
+                        "{}: gave up after {conflicts} conflicting writes in {:?} (other writers kept changing the same rrsets); last: {why}",
+                        p.name(),
+                        started.elapsed()
+                    );
+                }
+                tracing::debug!(provider = p.name(), conflicts, %why, "conflict, reading again");
+                tokio::time::sleep(backoff.delay(conflicts.min(10))).await;
+            }
+        }
+    }
+}
+
+/// Whether each desired value is present, for `status`.
+pub async fn presence<P: Provider>(
+    p: &P,
+    desired: &[Record],
+) -> anyhow::Result<Vec<(Value, bool)>> {
+    let keys: BTreeSet<RrKey> = desired.iter().map(|r| r.value.key()).collect();
+    let snap = p.read(&keys).await?;
+    Ok(desired
+        .iter()
+        .map(|r| {
+            (
+                r.value.clone(),
+                p.values(&snap, &r.value.key()).contains(&r.value),
+            )
+        })
+        .collect())
+}
+
+impl fmt::Display for Edit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for r in self.add.values().flatten() {
+            writeln!(f, "+ {}", r.value)?;
+        }
+        for v in self.remove.values().flatten() {
+            writeln!(f, "- {v}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,119 @@
+//! The local state file: what this instance published, per provider.
+//!
+//! Together with the ownership registry in the zone, it lets `leave` and the next
+//! start remove records of an address the instance no longer has (SPEC §3 rule
+//! 5). It is written before a change (everything that may be published after
+//! it) and after (what is), always atomically: a temporary file in the same
+//! directory, fsync, rename, fsync of the directory. A crash at any point leaves
+//! either the old or the new file, never a torn one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::provider::Values;
+
+const FILE: &str = "state.json";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub instance_id: String,
+    /// By provider name.
+    pub providers: BTreeMap<String, ProviderState>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderState {
+    pub zone: String,
+    pub published: Values,
+}
+
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(dir: &Path) -> StateFile {
+        StateFile {
+            path: dir.join(FILE),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The state; empty when the file does not exist. A file that cannot be read
+    /// is an error: silently forgetting what we published would leak records.
+    pub fn load(&self) -> anyhow::Result<State> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!("state file {} is damaged; move it away to start afresh (the ownership registry in DNS still knows what was published)", self.path.display())
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State { version: 1, ..State::default() }),
+            Err(e) => Err(e).with_context(|| format!("reading state file {}", self.path.display())),
+        }
+    }
+
+    /// Replaces the file atomically.
+    pub fn save(&self, state: &State) -> anyhow::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating state directory {}", dir.display()))?;
+        let tmp = dir.join(format!(".{FILE}.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write()
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                e
+            })
+            .with_context(|| format!("writing state file {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Value;
+
+    #[test]
+    fn saves_and_loads_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::new(&dir.path().join("sub"));
+        assert_eq!(f.load().unwrap().providers.len(), 0);
+        let mut s = State {
+            version: 1,
+            instance_id: "i-1".into(),
+            ..State::default()
+        };
+        s.providers.insert(
+            "r53".into(),
+            ProviderState {
+                zone: "example.com.".into(),
+                published: [Value::from_line("www.example.com. A 192.0.2.1").unwrap()].into(),
+            },
+        );
+        f.save(&s).unwrap();
+        assert_eq!(f.load().unwrap(), s);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("state.json")]);
+        std::fs::write(f.path(), "{").unwrap();
+        assert!(f.load().unwrap_err().to_string().contains("damaged"));
+    }
+}
