@@ -1,0 +1,8 @@
+//! Integration tests: the built `dnsreg` binary against the stand-ins (and moto).
+//! One binary for all of them (STYLE: ripgrep's layout); one file per concept.
+
+mod agent;
+mod config_errors;
+mod moto;
+mod route53;
+mod util;
