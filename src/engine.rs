@@ -211,19 +211,11 @@ impl Engine {
             let result = with_provider!(&slot.provider, p => apply(p, &intent).await);
             match &result {
                 Ok(outcome) => {
-                    if outcome.owned.is_empty() && outcome.protected.is_empty() {
+                    // A protected old value is another instance's now: forget it.
+                    if outcome.owned.is_empty() {
                         state.providers.remove(&slot.name);
                     } else {
-                        let mut published = outcome.owned.clone();
-                        // An old value someone else now claims is still ours to forget only
-                        // once it is gone; keep remembering it.
-                        published.extend(
-                            outcome
-                                .protected
-                                .iter()
-                                .cloned()
-                                .filter(|_| action == Action::Join),
-                        );
+                        let published = outcome.owned.clone();
                         state.providers.insert(
                             slot.name.clone(),
                             ProviderState {
@@ -299,7 +291,7 @@ pub fn print_reports(action: Action, reports: &[Report]) -> bool {
                 }
                 for v in &o.protected {
                     println!(
-                        "{}: = {v} (an old address of ours now claimed by another instance: left alone)",
+                        "{}: = {v} (also claimed by another instance: left for it)",
                         r.provider
                     );
                 }

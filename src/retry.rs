@@ -18,11 +18,13 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// For single API calls: throttling, 5xx, timeouts.
+    /// For single API calls: throttling, 5xx, timeouts. Patient, because a
+    /// fleet starting at once is throttled by design (Route53 allows five
+    /// requests per second per account): at most about two minutes of waiting.
     pub const API: Backoff = Backoff {
-        base: Duration::from_millis(200),
-        cap: Duration::from_secs(10),
-        attempts: 8,
+        base: Duration::from_millis(250),
+        cap: Duration::from_secs(20),
+        attempts: 12,
     };
     /// For instance metadata, which is local and either answers fast or is absent.
     pub const METADATA: Backoff = Backoff {

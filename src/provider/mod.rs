@@ -207,7 +207,8 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
         .chain(intent.known.iter().map(Value::key))
         .collect();
     keys.insert(reg_key.clone());
-    let mut others: Option<BTreeMap<String, Values>> = None;
+    // Values other instances' registries claim; listed at most once per apply.
+    let mut others: Option<Values> = None;
     let mut conflicts = 0u32;
     let backoff = Backoff {
         base: Duration::from_millis(100),
@@ -233,29 +234,35 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             continue;
         }
 
-        // Old values: owned, no longer desired. Before removing them, make sure no
-        // other instance has claimed them since (a released address reused).
-        let stale: Vec<&Value> = owned.iter().filter(|v| !desired.contains_key(*v)).collect();
-        let mut protected = Vec::new();
-        if !stale.is_empty() {
-            if others.is_none() {
-                let mut all = p.registries().await?;
-                if let Ok(me) = crate::plan::instance_label(&intent.instance_id) {
-                    all.remove(&me);
-                }
-                others = Some(all);
+        // Desired values already present that we do not own: a person's (leave
+        // them alone, never claim them) or another instance's (an address that
+        // was released and reused: claim it too, so that neither instance's
+        // cleanup removes it while the other still publishes it).
+        let present_unowned: Vec<&Value> = desired
+            .keys()
+            .filter(|v| {
+                !intent.leaving && !owned.contains(*v) && p.values(&snap, &v.key()).contains(*v)
+            })
+            .collect();
+        // Values to withdraw: on leave everything owned, on join the old ones.
+        // Before removing any, make sure no other instance claims it too.
+        let withdraw: Vec<&Value> = owned
+            .iter()
+            .filter(|v| intent.leaving || !desired.contains_key(*v))
+            .collect();
+        if (!withdraw.is_empty() || !present_unowned.is_empty()) && others.is_none() {
+            let mut all = p.registries().await?;
+            if let Ok(me) = crate::plan::instance_label(&intent.instance_id) {
+                all.remove(&me);
             }
-            let claimed: Values = others
-                .iter()
-                .flat_map(|m| m.values())
-                .flat_map(|vs| vs.iter().cloned())
-                .collect();
-            protected = stale
-                .iter()
-                .filter(|v| claimed.contains(**v))
-                .map(|v| (*v).clone())
-                .collect();
+            others = Some(all.into_values().flatten().collect());
         }
+        let claimed_by_others = others.clone().unwrap_or_default();
+        let protected: Vec<Value> = withdraw
+            .iter()
+            .filter(|v| claimed_by_others.contains(**v))
+            .map(|v| (*v).clone())
+            .collect();
 
         let mut edit = Edit::default();
         let mut outcome = Outcome {
@@ -275,7 +282,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                             .push((*rec).clone());
                         outcome.added.push(v.clone());
                         new_owned.insert(v.clone());
-                    } else if owned.contains(v) {
+                    } else if owned.contains(v) || claimed_by_others.contains(v) {
                         new_owned.insert(v.clone());
                     } else {
                         outcome.foreign.push(v.clone());

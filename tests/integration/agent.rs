@@ -49,7 +49,10 @@ fn notifications(sock: &UnixDatagram) -> Vec<String> {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let status = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -76,16 +79,25 @@ fn the_agent_joins_reconciles_follows_the_address_and_leaves_on_sigterm() {
         seen.extend(notifications(&sock));
         seen.iter().any(|m| m.contains("READY=1"))
     });
-    assert_eq!(env.values("www", "A"), vec!["203.0.113.7"], "records are there once READY is sent");
+    assert_eq!(
+        env.values("www", "A"),
+        vec!["203.0.113.7"],
+        "records are there once READY is sent"
+    );
 
     // Someone deletes our record: the next reconcile puts it back.
-    env.r53.remove_rrset(&env.zone_id, "www.example.com.", "A", None);
-    wait_for(10, "www re-created", || env.values("www", "A") == vec!["203.0.113.7"]);
+    env.r53
+        .remove_rrset(&env.zone_id, "www.example.com.", "A", None);
+    wait_for(10, "www re-created", || {
+        env.values("www", "A") == vec!["203.0.113.7"]
+    });
 
     // The address changes: the old values go, the new ones come.
-    env.imds.update(|i| i.public_ipv4 = Some("198.51.100.9".into()));
+    env.imds
+        .update(|i| i.public_ipv4 = Some("198.51.100.9".into()));
     wait_for(10, "the new address", || {
-        env.values("www", "A") == vec!["198.51.100.9"] && env.values("i-0123456789abcdef0", "A") == vec!["198.51.100.9"]
+        env.values("www", "A") == vec!["198.51.100.9"]
+            && env.values("i-0123456789abcdef0", "A") == vec!["198.51.100.9"]
     });
 
     signal(&child, "-TERM");
@@ -94,12 +106,19 @@ fn the_agent_joins_reconciles_follows_the_address_and_leaves_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "the agent did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let out = child.wait_with_output().unwrap();
     assert_eq!(status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(env.records(), Vec::<String>::new(), "everything removed on SIGTERM");
+    assert_eq!(
+        env.records(),
+        Vec::<String>::new(),
+        "everything removed on SIGTERM"
+    );
     seen.extend(notifications(&sock));
     assert!(seen.iter().any(|m| m.contains("STOPPING=1")), "{seen:?}");
 }
@@ -109,11 +128,28 @@ fn sigint_before_metadata_answers_exits_cleanly() {
     let env = Env::new();
     env.imds.set_fault(testkit::imds::ImdsFault::Status(503));
     let config = env.config("dnsreg.toml", CONFIG);
-    let child = env.dnsreg().arg("-c").arg(&config).arg("run").stderr(Stdio::piped()).spawn().unwrap();
-    wait_for(10, "a metadata attempt", || !env.imds.requests().is_empty());
+    let child = env
+        .dnsreg()
+        .arg("-c")
+        .arg(&config)
+        .arg("run")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One identify round is four token attempts; the fifth request is the next round.
+    wait_for(15, "a failed identify round", || {
+        env.imds.requests().len() >= 5
+    });
     signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("HTTP 503"), "the agent said why it was waiting: {}", stderr(&out));
-    assert_eq!(env.r53.stats().requests.get("ChangeResourceRecordSets"), None);
+    assert!(
+        stderr(&out).contains("HTTP 503"),
+        "the agent said why it was waiting: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.r53.stats().requests.get("ChangeResourceRecordSets"),
+        None
+    );
 }

@@ -11,7 +11,11 @@ fn check_accepts_a_good_file_without_touching_the_network() {
         "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n[[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n",
     );
     let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("check"), 0);
-    assert!(stdout(&out).contains("OK (1 provider, 1 record spec)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("OK (1 provider, 1 record spec)"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(env.r53.stats().total(), 0);
     assert!(env.imds.requests().is_empty());
 }
@@ -40,8 +44,16 @@ target = "{instance_id}"
         let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg(cmd), 2);
         let err = stderr(&out);
         let file = config.display().to_string();
-        assert!(err.contains(&format!("{file}:10: srv[0].providers: there is no provider `cf`")), "{cmd}: {err}");
-        assert!(err.contains(&format!("{file}:12: srv[0].port: 99999 is out of range")), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{file}:10: srv[0].providers: there is no provider `cf`"
+            )),
+            "{cmd}: {err}"
+        );
+        assert!(
+            err.contains(&format!("{file}:12: srv[0].port: 99999 is out of range")),
+            "{cmd}: {err}"
+        );
     }
     // Once the table-level problems are fixed, the planning ones show up.
     let config = env.config(
@@ -49,7 +61,13 @@ target = "{instance_id}"
         "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n[[round_robin]]\nproviders = [\"r53\"]\nname = \"www.elsewhere.org.\"\n",
     );
     let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("check"), 2);
-    assert!(stderr(&out).contains(":5: round_robin[0].name: `www.elsewhere.org.` is outside the zone `example.com.`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            ":5: round_robin[0].name: `www.elsewhere.org.` is outside the zone `example.com.`"
+        ),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(env.r53.stats().total(), 0, "nothing was sent to Route53");
     assert!(env.imds.requests().is_empty(), "metadata was not asked");
 }
@@ -57,30 +75,108 @@ target = "{instance_id}"
 #[test]
 fn unknown_keys_and_syntax_errors_name_the_line() {
     let env = Env::new();
-    let config = env.config("typo.toml", "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\nzoen = \"x\"\n");
+    let config = env.config(
+        "typo.toml",
+        "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\nzoen = \"x\"\n",
+    );
     let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("check"), 2);
-    assert!(stderr(&out).contains("typo.toml:4: `zoen = \"x\"`: unknown field `zoen`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("typo.toml:4: `zoen = \"x\"`: unknown field `zoen`"),
+        "{}",
+        stderr(&out)
+    );
 
     let config = env.config("syntax.toml", "[providers.r53\n");
     let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("check"), 2);
     assert!(stderr(&out).contains("syntax.toml:1"), "{}", stderr(&out));
 
-    let out = run_expect(env.dnsreg().arg("-c").arg(env.dir.path().join("missing.toml")).arg("check"), 2);
-    assert!(stderr(&out).contains("missing.toml: cannot read it"), "{}", stderr(&out));
+    let out = run_expect(
+        env.dnsreg()
+            .arg("-c")
+            .arg(env.dir.path().join("missing.toml"))
+            .arg("check"),
+        2,
+    );
+    assert!(
+        stderr(&out).contains("missing.toml: cannot read it"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn flag_mistakes_are_usage_errors() {
     let env = Env::new();
-    let out = run_expect(env.dnsreg().args(["join", "--zone", "example.com", "--name", "www"]), 2);
-    assert!(stderr(&out).contains("--zone configures from flags and needs --provider"), "{}", stderr(&out));
-    let out = run_expect(env.dnsreg().args(["join", "--provider", "route53", "--service", "_a._tcp", "--port", "1"]), 2);
+    let out = run_expect(
+        env.dnsreg()
+            .args(["join", "--zone", "example.com", "--name", "www"]),
+        2,
+    );
+    assert!(
+        stderr(&out).contains("--zone configures from flags and needs --provider"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_expect(
+        env.dnsreg().args([
+            "join",
+            "--provider",
+            "route53",
+            "--service",
+            "_a._tcp",
+            "--port",
+            "1",
+        ]),
+        2,
+    );
     assert!(stderr(&out).contains("--zone: missing"), "{}", stderr(&out));
-    let out = run_expect(env.dnsreg().args(["join", "--provider", "route53", "--zone", "example.com", "--service", "_a._tcp"]), 2);
-    assert!(stderr(&out).contains("--service needs --port"), "{}", stderr(&out));
-    let out = run_expect(env.dnsreg().args(["join", "--provider", "route53", "--zone", "example.com", "--name", "www", "--address", "private", "--metadata", "none", "--instance-id", "web 1", "--ipv4", "x"]), 2);
-    assert!(stderr(&out).contains("--instance-id: `web 1` cannot be used as a DNS label"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--ipv4: `x` is not an IPv4 address"), "{}", stderr(&out));
+    let out = run_expect(
+        env.dnsreg().args([
+            "join",
+            "--provider",
+            "route53",
+            "--zone",
+            "example.com",
+            "--service",
+            "_a._tcp",
+        ]),
+        2,
+    );
+    assert!(
+        stderr(&out).contains("--service needs --port"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_expect(
+        env.dnsreg().args([
+            "join",
+            "--provider",
+            "route53",
+            "--zone",
+            "example.com",
+            "--name",
+            "www",
+            "--address",
+            "private",
+            "--metadata",
+            "none",
+            "--instance-id",
+            "web 1",
+            "--ipv4",
+            "x",
+        ]),
+        2,
+    );
+    assert!(
+        stderr(&out).contains("--instance-id: `web 1` cannot be used as a DNS label"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("--ipv4: `x` is not an IPv4 address"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(env.r53.stats().total(), 0);
 }
 
@@ -89,17 +185,40 @@ fn no_public_address_says_what_to_configure() {
     let env = Env::new();
     env.imds.update(|i| i.public_ipv4 = None);
     let mut c = env.dnsreg();
-    c.args(["join", "--provider", "route53", "--zone", "example.com", "--name", "www"]).arg("--state-dir").arg(env.state_dir());
+    c.args([
+        "join",
+        "--provider",
+        "route53",
+        "--zone",
+        "example.com",
+        "--name",
+        "www",
+    ])
+    .arg("--state-dir")
+    .arg(env.state_dir());
     let out = run_expect(&mut c, 2);
     assert!(stderr(&out).contains("has no public IPv4 address; publish its private one with [instance] address = \"private\""), "{}", stderr(&out));
-    assert_eq!(env.r53.stats().requests.get("ChangeResourceRecordSets"), None);
+    assert_eq!(
+        env.r53.stats().requests.get("ChangeResourceRecordSets"),
+        None
+    );
 }
 
 #[test]
 fn unreachable_metadata_names_the_url() {
     let env = Env::new();
     let mut c = env.dnsreg();
-    c.args(["whoami", "--metadata", "aws", "--metadata-endpoint", "http://127.0.0.1:9"]);
+    c.args([
+        "whoami",
+        "--metadata",
+        "aws",
+        "--metadata-endpoint",
+        "http://127.0.0.1:9",
+    ]);
     let out = run_expect(&mut c, 1);
-    assert!(stderr(&out).contains("aws metadata: http://127.0.0.1:9/latest/api/token: unreachable"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("aws metadata: http://127.0.0.1:9/latest/api/token: unreachable"),
+        "{}",
+        stderr(&out)
+    );
 }

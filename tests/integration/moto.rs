@@ -21,10 +21,19 @@ impl Drop for Moto {
 }
 
 fn start_moto(dir: &std::path::Path) -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = Command::new(venv_bin("moto_server"));
     isolate(&mut c, dir);
-    let child = c.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child = c
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -37,7 +46,11 @@ fn start_moto(dir: &std::path::Path) -> Moto {
 fn aws(dir: &std::path::Path, url: &str, args: &[&str]) -> serde_json::Value {
     let mut c = Command::new(venv_bin("aws"));
     isolate(&mut c, dir);
-    let out = run_expect(c.args(["--endpoint-url", url, "--output", "json", "route53"]).args(args), 0);
+    let out = run_expect(
+        c.args(["--endpoint-url", url, "--output", "json", "route53"])
+            .args(args),
+        0,
+    );
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
@@ -45,28 +58,77 @@ fn aws(dir: &std::path::Path, url: &str, args: &[&str]) -> serde_json::Value {
 fn join_and_leave_work_against_moto() {
     let dir = tempfile::tempdir().unwrap();
     let moto = start_moto(dir.path());
-    let zone = aws(dir.path(), &moto.url, &["create-hosted-zone", "--name", "example.org", "--caller-reference", "dnsreg-test"]);
-    let zone_id = zone["HostedZone"]["Id"].as_str().unwrap().trim_start_matches("/hostedzone/").to_string();
+    let zone = aws(
+        dir.path(),
+        &moto.url,
+        &[
+            "create-hosted-zone",
+            "--name",
+            "example.org",
+            "--caller-reference",
+            "dnsreg-test",
+        ],
+    );
+    let zone_id = zone["HostedZone"]["Id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
 
     let dnsreg = |cmd: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dnsreg"));
         isolate(&mut c, dir.path());
         c.env("AWS_ENDPOINT_URL_ROUTE_53", &moto.url)
-            .args([cmd, "--provider", "route53", "--zone", "example.org", "--service", "_v1._theservice._tcp", "--port", "8080", "--name", "www"])
-            .args(["--metadata", "none", "--instance-id", "i-moto", "--ipv4", "198.51.100.1"])
+            .args([
+                cmd,
+                "--provider",
+                "route53",
+                "--zone",
+                "example.org",
+                "--service",
+                "_v1._theservice._tcp",
+                "--port",
+                "8080",
+                "--name",
+                "www",
+            ])
+            .args([
+                "--metadata",
+                "none",
+                "--instance-id",
+                "i-moto",
+                "--ipv4",
+                "198.51.100.1",
+            ])
             .arg("--state-dir")
             .arg(dir.path().join("state"));
         run_expect(&mut c, 0);
     };
     let listed = || -> Vec<String> {
-        let got = aws(dir.path(), &moto.url, &["list-resource-record-sets", "--hosted-zone-id", &zone_id]);
+        let got = aws(
+            dir.path(),
+            &moto.url,
+            &["list-resource-record-sets", "--hosted-zone-id", &zone_id],
+        );
         let mut out: Vec<String> = got["ResourceRecordSets"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|r| r["Type"] != "SOA" && r["Type"] != "NS")
             .flat_map(|r| {
-                r["ResourceRecords"].as_array().unwrap().iter().map(|v| format!("{} {} {}", r["Name"].as_str().unwrap(), r["Type"].as_str().unwrap(), v["Value"].as_str().unwrap())).collect::<Vec<_>>()
+                r["ResourceRecords"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} {} {}",
+                            r["Name"].as_str().unwrap(),
+                            r["Type"].as_str().unwrap(),
+                            v["Value"].as_str().unwrap()
+                        )
+                    })
+                    .collect::<Vec<_>>()
             })
             .filter(|l| !l.contains("._dnsreg."))
             .collect();

@@ -10,9 +10,19 @@ use crate::util::{Env, run_expect, stdout};
 /// The original script's invocation, as flags.
 fn flags(env: &Env, cmd: &str) -> Command {
     let mut c = env.dnsreg();
-    c.args([cmd, "--provider", "route53", "--zone", "example.com", "--service", "_v1._theservice._tcp", "--port", "8080"])
-        .arg("--state-dir")
-        .arg(env.state_dir());
+    c.args([
+        cmd,
+        "--provider",
+        "route53",
+        "--zone",
+        "example.com",
+        "--service",
+        "_v1._theservice._tcp",
+        "--port",
+        "8080",
+    ])
+    .arg("--state-dir")
+    .arg(env.state_dir());
     c
 }
 
@@ -20,13 +30,24 @@ fn flags(env: &Env, cmd: &str) -> Command {
 fn join_publishes_the_host_and_srv_line_and_leave_removes_them() {
     let env = Env::new();
     let out = run_expect(&mut flags(&env, "join"), 0);
-    assert!(stdout(&out).contains("+ 203-0-113-7.example.com. A 203.0.113.7"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("+ 203-0-113-7.example.com. A 203.0.113.7"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(env.values("203-0-113-7", "A"), vec!["203.0.113.7"]);
-    assert_eq!(env.values("_v1._theservice._tcp", "SRV"), vec!["0 0 8080 203-0-113-7.example.com."]);
+    assert_eq!(
+        env.values("_v1._theservice._tcp", "SRV"),
+        vec!["0 0 8080 203-0-113-7.example.com."]
+    );
     // The ownership registry lists exactly what was published.
     let registry = env.values("i-0123456789abcdef0._dnsreg", "TXT");
     assert_eq!(registry.len(), 2, "{registry:?}");
-    assert!(registry.iter().any(|v| v.contains("203-0-113-7.example.com. A 203.0.113.7")));
+    assert!(
+        registry
+            .iter()
+            .any(|v| v.contains("203-0-113-7.example.com. A 203.0.113.7"))
+    );
 
     // status: everything present.
     run_expect(&mut flags(&env, "status"), 0);
@@ -34,7 +55,11 @@ fn join_publishes_the_host_and_srv_line_and_leave_removes_them() {
     // A second join changes nothing and sends no change batch.
     let batches = env.r53.stats().applied_batches;
     let out = run_expect(&mut flags(&env, "join"), 0);
-    assert!(stdout(&out).contains("already published"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("already published"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(env.r53.stats().applied_batches, batches);
 
     run_expect(&mut flags(&env, "leave"), 0);
@@ -44,7 +69,11 @@ fn join_publishes_the_host_and_srv_line_and_leave_removes_them() {
     assert!(stdout(&out).contains("MISSING"), "{}", stdout(&out));
     // Leaving again is a no-op.
     let out = run_expect(&mut flags(&env, "leave"), 0);
-    assert!(stdout(&out).contains("nothing of ours to remove"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing of ours to remove"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 const FULL: &str = r#"
@@ -88,7 +117,11 @@ fn a_config_file_publishes_every_kind_of_record_in_one_batch() {
     let env = Env::new();
     let config = env.config("dnsreg.toml", FULL);
     run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
-    let mut records: Vec<String> = env.records().into_iter().filter(|r| !r.contains("._dnsreg.")).collect();
+    let mut records: Vec<String> = env
+        .records()
+        .into_iter()
+        .filter(|r| !r.contains("._dnsreg."))
+        .collect();
     records.sort();
     assert_eq!(
         records,
@@ -101,9 +134,23 @@ fn a_config_file_publishes_every_kind_of_record_in_one_batch() {
             "www.example.com. A 203.0.113.7",
         ]
     );
-    assert_eq!(env.values("i-0123456789abcdef0._dnsreg", "TXT").len(), 6, "the registry lists all six values");
-    assert_eq!(env.r53.stats().applied_batches, 1, "one change batch for the whole join");
-    let ttl = env.r53.rrsets(&env.zone_id).into_iter().find(|r| r.name == "i-0123456789abcdef0.example.com.").unwrap().ttl;
+    assert_eq!(
+        env.values("i-0123456789abcdef0._dnsreg", "TXT").len(),
+        6,
+        "the registry lists all six values"
+    );
+    assert_eq!(
+        env.r53.stats().applied_batches,
+        1,
+        "one change batch for the whole join"
+    );
+    let ttl = env
+        .r53
+        .rrsets(&env.zone_id)
+        .into_iter()
+        .find(|r| r.name == "i-0123456789abcdef0.example.com.")
+        .unwrap()
+        .ttl;
     assert_eq!(ttl, 30);
 
     run_expect(env.dnsreg().arg("-c").arg(&config).arg("leave"), 0);
@@ -113,18 +160,43 @@ fn a_config_file_publishes_every_kind_of_record_in_one_batch() {
 #[test]
 fn a_value_put_there_by_hand_survives_join_and_leave() {
     let env = Env::new();
-    env.r53.put_rrset(&env.zone_id, RrSet::simple("www.example.com.", "A", 300, &["192.0.2.99"]));
-    env.r53.put_rrset(&env.zone_id, RrSet::simple("_v1._theservice._tcp.example.com.", "SRV", 300, &["5 5 9000 legacy.example.net."]));
+    env.r53.put_rrset(
+        &env.zone_id,
+        RrSet::simple("www.example.com.", "A", 300, &["192.0.2.99"]),
+    );
+    env.r53.put_rrset(
+        &env.zone_id,
+        RrSet::simple(
+            "_v1._theservice._tcp.example.com.",
+            "SRV",
+            300,
+            &["5 5 9000 legacy.example.net."],
+        ),
+    );
     let mut join = flags(&env, "join");
     run_expect(join.args(["--name", "www"]), 0);
     assert_eq!(env.values("www", "A"), vec!["192.0.2.99", "203.0.113.7"]);
-    assert_eq!(env.values("_v1._theservice._tcp", "SRV"), vec!["0 0 8080 203-0-113-7.example.com.", "5 5 9000 legacy.example.net."]);
+    assert_eq!(
+        env.values("_v1._theservice._tcp", "SRV"),
+        vec![
+            "0 0 8080 203-0-113-7.example.com.",
+            "5 5 9000 legacy.example.net."
+        ]
+    );
 
     let mut leave = flags(&env, "leave");
     run_expect(leave.args(["--name", "www"]), 0);
     assert_eq!(env.values("www", "A"), vec!["192.0.2.99"]);
-    assert_eq!(env.values("_v1._theservice._tcp", "SRV"), vec!["5 5 9000 legacy.example.net."]);
-    let www = env.r53.rrsets(&env.zone_id).into_iter().find(|r| r.name == "www.example.com.").unwrap();
+    assert_eq!(
+        env.values("_v1._theservice._tcp", "SRV"),
+        vec!["5 5 9000 legacy.example.net."]
+    );
+    let www = env
+        .r53
+        .rrsets(&env.zone_id)
+        .into_iter()
+        .find(|r| r.name == "www.example.com.")
+        .unwrap();
     assert_eq!(www.ttl, 300, "the person's TTL is kept");
     assert_eq!(env.values("203-0-113-7", "A"), Vec::<String>::new());
 }
@@ -132,13 +204,24 @@ fn a_value_put_there_by_hand_survives_join_and_leave() {
 #[test]
 fn our_own_address_put_there_by_someone_else_is_not_claimed() {
     let env = Env::new();
-    env.r53.put_rrset(&env.zone_id, RrSet::simple("www.example.com.", "A", 60, &["203.0.113.7"]));
+    env.r53.put_rrset(
+        &env.zone_id,
+        RrSet::simple("www.example.com.", "A", 60, &["203.0.113.7"]),
+    );
     let mut join = flags(&env, "join");
     let out = run_expect(join.args(["--name", "www"]), 0);
-    assert!(stdout(&out).contains("put there by someone else"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("put there by someone else"),
+        "{}",
+        stdout(&out)
+    );
     let mut leave = flags(&env, "leave");
     run_expect(leave.args(["--name", "www"]), 0);
-    assert_eq!(env.values("www", "A"), vec!["203.0.113.7"], "a value we did not publish is not ours to remove");
+    assert_eq!(
+        env.values("www", "A"),
+        vec!["203.0.113.7"],
+        "a value we did not publish is not ours to remove"
+    );
 }
 
 #[test]
@@ -147,16 +230,25 @@ fn an_address_change_between_runs_is_cleaned_up() {
     let config = env.config("dnsreg.toml", FULL);
     run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
     // EC2 stop/start: a new public address.
-    env.imds.update(|i| i.public_ipv4 = Some("198.51.100.44".into()));
+    env.imds
+        .update(|i| i.public_ipv4 = Some("198.51.100.44".into()));
     let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
-    assert!(stdout(&out).contains("- www.example.com. A 203.0.113.7"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("- www.example.com. A 203.0.113.7"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(env.values("www", "A"), vec!["198.51.100.44"]);
-    assert_eq!(env.values("i-0123456789abcdef0", "A"), vec!["198.51.100.44"]);
+    assert_eq!(
+        env.values("i-0123456789abcdef0", "A"),
+        vec!["198.51.100.44"]
+    );
 
     // Another stop/start, and this time the state file is lost too: the registry
     // in DNS still says what to remove.
     std::fs::remove_dir_all(env.state_dir()).unwrap();
-    env.imds.update(|i| i.public_ipv4 = Some("198.51.100.45".into()));
+    env.imds
+        .update(|i| i.public_ipv4 = Some("198.51.100.45".into()));
     run_expect(env.dnsreg().arg("-c").arg(&config).arg("leave"), 0);
     assert_eq!(env.records(), Vec::<String>::new());
 }
@@ -166,15 +258,59 @@ fn an_old_address_now_used_by_another_instance_is_not_removed() {
     let env = Env::new();
     let join = |id: &str, ip: &str| {
         let mut c = env.dnsreg();
-        c.args(["join", "--provider", "route53", "--zone", "example.com", "--name", "www", "--metadata", "none", "--instance-id", id, "--ipv4", ip])
-            .arg("--state-dir")
-            .arg(env.state_dir().join(id));
+        c.args([
+            "join",
+            "--provider",
+            "route53",
+            "--zone",
+            "example.com",
+            "--name",
+            "www",
+            "--metadata",
+            "none",
+            "--instance-id",
+            id,
+            "--ipv4",
+            ip,
+        ])
+        .arg("--state-dir")
+        .arg(env.state_dir().join(id));
         run_expect(&mut c, 0);
     };
     join("i-a", "192.0.2.1");
     // i-a's address is released and handed to i-b, then i-a comes back with a new one.
     join("i-b", "192.0.2.1");
     join("i-a", "192.0.2.2");
+    assert_eq!(env.values("www", "A"), vec!["192.0.2.1", "192.0.2.2"]);
+
+    // Two live instances publishing the same address (private addresses of two
+    // networks): one leaving does not take the other's value away.
+    join("i-c", "192.0.2.2");
+    let mut leave = env.dnsreg();
+    leave
+        .args([
+            "leave",
+            "--provider",
+            "route53",
+            "--zone",
+            "example.com",
+            "--name",
+            "www",
+            "--metadata",
+            "none",
+            "--instance-id",
+            "i-a",
+            "--ipv4",
+            "192.0.2.2",
+        ])
+        .arg("--state-dir")
+        .arg(env.state_dir().join("i-a"));
+    let out = run_expect(&mut leave, 0);
+    assert!(
+        stdout(&out).contains("also claimed by another instance"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(env.values("www", "A"), vec!["192.0.2.1", "192.0.2.2"]);
 }
 
@@ -193,9 +329,23 @@ fn transient_failures_are_retried() {
 fn an_unknown_zone_is_a_clear_runtime_error() {
     let env = Env::new();
     let mut c = env.dnsreg();
-    c.args(["join", "--provider", "route53", "--zone", "nope.example", "--name", "www"]).arg("--state-dir").arg(env.state_dir());
+    c.args([
+        "join",
+        "--provider",
+        "route53",
+        "--zone",
+        "nope.example",
+        "--name",
+        "www",
+    ])
+    .arg("--state-dir")
+    .arg(env.state_dir());
     let out = run_expect(&mut c, 1);
-    assert!(crate::util::stderr(&out).contains("no hosted zone named nope.example."), "{}", crate::util::stderr(&out));
+    assert!(
+        crate::util::stderr(&out).contains("no hosted zone named nope.example."),
+        "{}",
+        crate::util::stderr(&out)
+    );
 }
 
 #[test]
@@ -203,18 +353,35 @@ fn multivalue_routing_gives_each_instance_its_own_rrset() {
     let env = Env::new();
     let run = |cmd: &str, id: &str, ip: &str| {
         let mut c = env.dnsreg();
-        c.args([cmd, "--provider", "route53", "--zone", "example.com", "--routing", "multivalue", "--name", "www"])
-            .args(["--metadata", "none", "--instance-id", id, "--ipv4", ip])
-            .arg("--state-dir")
-            .arg(env.state_dir().join(id));
+        c.args([
+            cmd,
+            "--provider",
+            "route53",
+            "--zone",
+            "example.com",
+            "--routing",
+            "multivalue",
+            "--name",
+            "www",
+        ])
+        .args(["--metadata", "none", "--instance-id", id, "--ipv4", ip])
+        .arg("--state-dir")
+        .arg(env.state_dir().join(id));
         run_expect(&mut c, 0);
     };
     run("join", "i-a", "192.0.2.1");
     run("join", "i-b", "192.0.2.2");
-    assert_eq!(env.records().iter().filter(|r| r.starts_with("www.")).cloned().collect::<Vec<_>>(), vec![
-        "www.example.com. A [i-a] 192.0.2.1",
-        "www.example.com. A [i-b] 192.0.2.2",
-    ]);
+    assert_eq!(
+        env.records()
+            .iter()
+            .filter(|r| r.starts_with("www."))
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            "www.example.com. A [i-a] 192.0.2.1",
+            "www.example.com. A [i-b] 192.0.2.2",
+        ]
+    );
     run("leave", "i-a", "192.0.2.1");
     assert_eq!(env.values("www", "A"), vec!["192.0.2.2"]);
     run("leave", "i-b", "192.0.2.2");
@@ -234,30 +401,60 @@ fn fifty_agents_join_and_leave_one_name_concurrently_under_throttling() {
         let children: Vec<_> = (0..N)
             .map(|i| {
                 let mut c = env.dnsreg();
-                c.args([cmd, "--provider", "route53", "--zone", "example.com", "--name", "www"])
-                    .args(["--service", "_app._tcp", "--port", "443"])
-                    .args(["--metadata", "none", "--instance-id", &format!("i-{i:03}"), "--ipv4", &format!("10.0.{}.{}", i / 200, i % 200 + 1)])
-                    .arg("--state-dir")
-                    .arg(env.state_dir().join(i.to_string()))
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped());
+                c.args([
+                    cmd,
+                    "--provider",
+                    "route53",
+                    "--zone",
+                    "example.com",
+                    "--name",
+                    "www",
+                ])
+                .args(["--service", "_app._tcp", "--port", "443"])
+                .args([
+                    "--metadata",
+                    "none",
+                    "--instance-id",
+                    &format!("i-{i:03}"),
+                    "--ipv4",
+                    &format!("10.0.{}.{}", i / 200, i % 200 + 1),
+                ])
+                .arg("--state-dir")
+                .arg(env.state_dir().join(i.to_string()))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
                 c.spawn().unwrap()
             })
             .collect();
         for child in children {
             let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "{cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{cmd} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     };
     run_all("join");
     let www = env.values("www", "A");
     assert_eq!(www.len(), N, "every address is in the round-robin name");
-    assert_eq!(env.values("_app._tcp", "SRV").len(), N, "every instance has its SRV line");
+    assert_eq!(
+        env.values("_app._tcp", "SRV").len(),
+        N,
+        "every instance has its SRV line"
+    );
     let stats = env.r53.stats();
     assert!(stats.throttled > 0, "the fleet was throttled: {stats:?}");
-    assert!(stats.invalid_change_batch > 0, "the fleet had conflicts to resolve: {stats:?}");
+    assert!(
+        stats.invalid_change_batch > 0,
+        "the fleet had conflicts to resolve: {stats:?}"
+    );
     eprintln!("join: {stats:?}");
 
     run_all("leave");
-    assert_eq!(env.records(), Vec::<String>::new(), "nothing is left behind");
+    assert_eq!(
+        env.records(),
+        Vec::<String>::new(),
+        "nothing is left behind"
+    );
 }

@@ -25,7 +25,12 @@ impl Env {
         let imds = ImdsServer::start(AwsInstance::default());
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("dmi")).unwrap();
-        Env { r53, imds, zone_id, dir }
+        Env {
+            r53,
+            imds,
+            zone_id,
+            dir,
+        }
     }
 
     /// `dnsreg` with every endpoint pointed at the stand-ins, nothing else reachable:
@@ -46,7 +51,11 @@ impl Env {
     /// Writes a configuration file; `{state_dir}` in the text is filled in.
     pub fn config(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
-        std::fs::write(&path, text.replace("{state_dir}", &self.state_dir().display().to_string())).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("{state_dir}", &self.state_dir().display().to_string()),
+        )
+        .unwrap();
         path
     }
 
@@ -74,19 +83,30 @@ impl Env {
 }
 
 pub fn absolute(name: &str) -> String {
-    if name.ends_with('.') { name.to_string() } else { format!("{name}.{ZONE}.") }
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.{ZONE}.")
+    }
 }
 
 /// Cuts a command off from the user's AWS setup and from real endpoints.
 pub fn isolate(c: &mut Command, dir: &Path) {
+    // Empty AWS config files: nothing of the user's, and no warnings about missing ones.
+    for f in ["aws-config", "aws-credentials"] {
+        if !dir.join(f).exists() {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+    }
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", dir.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
         // Any metadata lookup that escapes the overrides fails fast on loopback.
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
@@ -120,6 +140,10 @@ pub fn venv_bin(tool: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
     let path = venv.join("bin").join(tool);
-    assert!(path.exists(), "{} is missing: run scripts/setup-test-env (or scripts/test, which runs it)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup-test-env (or scripts/test, which runs it)",
+        path.display()
+    );
     path
 }
