@@ -1,0 +1,474 @@
+//! `dnsreg-testkit`: the stand-ins as a program, to try dnsreg without a cloud.
+//!
+//! `dnsreg-testkit serve` starts the Route53 and EC2 metadata stand-ins on
+//! loopback, creates the requested hosted zones, prints where they listen and
+//! the environment that points dnsreg (or the AWS CLI) at them, and serves until
+//! SIGINT or SIGTERM. Arguments are few and parsed by hand.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use testkit::imds::{AwsInstance, ImdsServer};
+use testkit::route53::Route53Server;
+
+const USAGE: &str = "\
+dnsreg-testkit: strict local stand-ins for the services dnsreg talks to
+
+USAGE:
+    dnsreg-testkit serve [OPTIONS]
+    dnsreg-testkit --help
+
+Starts the Route53 and EC2 instance metadata (IMDSv2) stand-ins on loopback,
+prints one line per server and the environment to export, then serves until
+SIGINT or SIGTERM. State lives in memory and is gone when the program stops.
+
+OPTIONS:
+    --route53 ADDR|off        Route53 API address [default: 127.0.0.1:18053]
+    --zone NAME               create this hosted zone (repeatable)
+    --imds ADDR|off           instance metadata address [default: 127.0.0.1:18054]
+    --instance-id ID          [default: i-0123456789abcdef0]
+    --region REGION           the instance's region, also AWS_REGION [default: us-east-1]
+    --availability-zone AZ    [default: the region followed by 'a']
+    --local-ipv4 IP           [default: 10.0.0.5]
+    --public-ipv4 IP|none     [default: 203.0.113.7]
+    --ipv6 IP                 give the instance an IPv6 address [default: none]
+    --imdsv1                  also answer requests without an IMDSv2 token
+    --ready-file PATH         once listening, write the environment lines to PATH
+                              (scripts wait for it); removed on exit
+    -h, --help                print this help
+
+A port of 0 picks a free port. Inspect the zones with the AWS CLI, e.g.
+    aws route53 list-resource-record-sets --hosted-zone-id ZONE_ID
+after exporting the printed environment.
+";
+
+/// What `serve` was asked to do.
+#[derive(Debug)]
+struct Serve {
+    route53: Option<SocketAddr>,
+    zones: Vec<String>,
+    imds: Option<SocketAddr>,
+    instance: AwsInstance,
+    imdsv1: bool,
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Help,
+    Serve(Box<Serve>),
+}
+
+fn main() -> ExitCode {
+    let command = match parse(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(problem) => {
+            eprintln!("dnsreg-testkit: {problem}\nTry 'dnsreg-testkit --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Serve(serve) => match run(*serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("dnsreg-testkit: {error:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+/// Reads the command line; the error is a usage problem, worded for the user.
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let mut args = args.into_iter();
+    match args.next().as_deref() {
+        Some("serve") => {}
+        Some("-h" | "--help" | "help") => return Ok(Command::Help),
+        Some(other) => {
+            return Err(format!(
+                "unknown command '{other}' (the only command is 'serve')"
+            ));
+        }
+        None => return Err("missing command: try 'dnsreg-testkit serve'".to_owned()),
+    }
+
+    let mut route53 = Some(SocketAddr::from(([127, 0, 0, 1], 18053)));
+    let mut imds = Some(SocketAddr::from(([127, 0, 0, 1], 18054)));
+    let mut zones = Vec::new();
+    let mut instance = AwsInstance::default();
+    let mut availability_zone = None;
+    let mut imdsv1 = false;
+    let mut ready_file = None;
+    // Whether an instance option was given, to refuse them when IMDS is off.
+    let mut instance_option = None;
+
+    while let Some(arg) = args.next() {
+        // Both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let takes_value = match flag.as_str() {
+            "--route53"
+            | "--imds"
+            | "--zone"
+            | "--ready-file"
+            | "--instance-id"
+            | "--region"
+            | "--availability-zone"
+            | "--local-ipv4"
+            | "--public-ipv4"
+            | "--ipv6" => true,
+            "--imdsv1" | "-h" | "--help" => false,
+            _ => return Err(format!("unknown option '{flag}'")),
+        };
+        let value = if takes_value {
+            match inline.or_else(|| args.next()) {
+                Some(value) => value,
+                None => return Err(format!("{flag} needs a value")),
+            }
+        } else if inline.is_some() {
+            return Err(format!("{flag} takes no value"));
+        } else {
+            String::new()
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--route53" => route53 = address_or_off(&flag, &value)?,
+            "--imds" => imds = address_or_off(&flag, &value)?,
+            "--zone" => zones.push(zone_name(&value)?),
+            "--ready-file" => ready_file = Some(PathBuf::from(value)),
+            "--imdsv1" => {
+                imdsv1 = true;
+                instance_option = Some(flag);
+            }
+            "--instance-id" => {
+                if !value.starts_with("i-") {
+                    return Err(format!(
+                        "--instance-id '{value}' does not look like an EC2 instance id (i-...)"
+                    ));
+                }
+                instance.instance_id = value;
+                instance_option = Some(flag);
+            }
+            // Also AWS_REGION, so it is fine without the metadata stand-in.
+            "--region" => instance.region = value,
+            "--availability-zone" => {
+                availability_zone = Some(value);
+                instance_option = Some(flag);
+            }
+            "--local-ipv4" => {
+                instance.local_ipv4 = ip::<Ipv4Addr>(&flag, &value)?;
+                instance_option = Some(flag);
+            }
+            "--public-ipv4" => {
+                instance.public_ipv4 = if value == "none" {
+                    None
+                } else {
+                    Some(ip::<Ipv4Addr>(&flag, &value)?)
+                };
+                instance_option = Some(flag);
+            }
+            "--ipv6" => {
+                instance.ipv6 = Some(ip::<Ipv6Addr>(&flag, &value)?);
+                instance_option = Some(flag);
+            }
+            _ => unreachable!("{flag} is one of the options matched above"),
+        }
+    }
+
+    if route53.is_none() && imds.is_none() {
+        return Err("--route53 off and --imds off leave nothing to serve".to_owned());
+    }
+    if route53.is_none() && !zones.is_empty() {
+        return Err("--zone needs the Route53 stand-in, but --route53 is off".to_owned());
+    }
+    if let (None, Some(option)) = (imds, &instance_option) {
+        return Err(format!(
+            "{option} describes the instance, but --imds is off"
+        ));
+    }
+    instance.availability_zone =
+        availability_zone.unwrap_or_else(|| format!("{}a", instance.region));
+    instance.hostname = private_dns_name(&instance.local_ipv4, &instance.region);
+    Ok(Command::Serve(Box::new(Serve {
+        route53,
+        zones,
+        imds,
+        instance,
+        imdsv1,
+        ready_file,
+    })))
+}
+
+fn address_or_off(flag: &str, value: &str) -> Result<Option<SocketAddr>, String> {
+    if value == "off" {
+        return Ok(None);
+    }
+    let addr: SocketAddr = value.parse().map_err(|_| {
+        format!("{flag} '{value}' is not an address like 127.0.0.1:18053 (or 'off')")
+    })?;
+    Ok(Some(addr))
+}
+
+fn ip<T: std::str::FromStr + Into<IpAddr>>(flag: &str, value: &str) -> Result<String, String> {
+    let addr: T = value
+        .parse()
+        .map_err(|_| format!("{flag} '{value}' is not a valid address"))?;
+    Ok(addr.into().to_string())
+}
+
+fn zone_name(value: &str) -> Result<String, String> {
+    let name = value.trim_end_matches('.');
+    if name.is_empty() || name.split('.').any(str::is_empty) {
+        return Err(format!(
+            "--zone '{value}' is not a domain name like example.com"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// EC2's private DNS name for an address: `ip-10-0-0-5.ec2.internal` in
+/// us-east-1, `ip-10-0-0-5.<region>.compute.internal` elsewhere.
+fn private_dns_name(local_ipv4: &str, region: &str) -> String {
+    let dashed = local_ipv4.replace('.', "-");
+    if region == "us-east-1" {
+        format!("ip-{dashed}.ec2.internal")
+    } else {
+        format!("ip-{dashed}.{region}.compute.internal")
+    }
+}
+
+fn run(serve: Serve) -> anyhow::Result<()> {
+    let mut environment = String::new();
+    let mut stdout = std::io::stdout().lock();
+
+    if let Some(path) = &serve.ready_file {
+        // A file left by an earlier run must not announce servers not yet up.
+        let _ = std::fs::remove_file(path);
+    }
+    // Started here, stopped when they go out of scope at the end of `run`.
+    let route53 = match serve.route53 {
+        Some(addr) => Some(Route53Server::start_on(addr).with_context(|| {
+            format!("starting the Route53 stand-in on {addr} (choose another address with --route53, port 0 for any)")
+        })?),
+        None => None,
+    };
+    let imds = match serve.imds {
+        Some(addr) => Some(ImdsServer::start_on(addr, serve.instance.clone()).with_context(|| {
+            format!("starting the metadata stand-in on {addr} (choose another address with --imds, port 0 for any)")
+        })?),
+        None => None,
+    };
+
+    if let Some(route53) = &route53 {
+        let zones: Vec<String> = serve
+            .zones
+            .iter()
+            .map(|zone| format!("{zone}={}", route53.create_zone(zone)))
+            .collect();
+        let zones = if zones.is_empty() {
+            "none".to_owned()
+        } else {
+            zones.join(" ")
+        };
+        writeln!(stdout, "route53 {} zones: {zones}", route53.url())?;
+        writeln!(
+            environment,
+            "export AWS_ENDPOINT_URL_ROUTE_53={}",
+            route53.url()
+        )?;
+    }
+    if let Some(imds) = &imds {
+        imds.allow_imdsv1(serve.imdsv1);
+        let instance = &serve.instance;
+        writeln!(
+            stdout,
+            "imds {} aws instance {} region {} az {} private {} public {} ipv6 {} ({})",
+            imds.url(),
+            instance.instance_id,
+            instance.region,
+            instance.availability_zone,
+            instance.local_ipv4,
+            instance.public_ipv4.as_deref().unwrap_or("none"),
+            instance.ipv6.as_deref().unwrap_or("none"),
+            if serve.imdsv1 {
+                "IMDSv1 and IMDSv2"
+            } else {
+                "IMDSv2 only"
+            },
+        )?;
+        writeln!(
+            environment,
+            "export AWS_EC2_METADATA_SERVICE_ENDPOINT={}",
+            imds.url()
+        )?;
+    }
+    environment.push_str("export AWS_ACCESS_KEY_ID=test\nexport AWS_SECRET_ACCESS_KEY=test\n");
+    // AWS_DEFAULT_REGION too: the AWS CLI v1 reads only that one.
+    let region = &serve.instance.region;
+    writeln!(
+        environment,
+        "export AWS_REGION={region}\nexport AWS_DEFAULT_REGION={region}"
+    )?;
+    write!(stdout, "{environment}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    if let Some(path) = &serve.ready_file {
+        write_atomically(path, &environment)?;
+    }
+    eprintln!("dnsreg-testkit: serving until SIGINT or SIGTERM");
+    let waited = wait_for_signal();
+    if let Some(path) = &serve.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    waited
+}
+
+/// Writes beside the target and renames, so a waiting script never reads half a file.
+fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    std::fs::write(&temporary, contents)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .with_context(|| format!("writing the ready file {}", path.display()))
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal watcher")?;
+    runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("listening for SIGTERM")?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted.context("listening for SIGINT")?,
+            _ = terminate.recv() => {}
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(|arg| (*arg).to_owned()))
+    }
+
+    fn serve(args: &[&str]) -> Serve {
+        match parse_args(args) {
+            Ok(Command::Serve(serve)) => *serve,
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_start_both_on_fixed_ports() {
+        let serve = serve(&["serve"]);
+        assert_eq!(serve.route53, Some("127.0.0.1:18053".parse().unwrap()));
+        assert_eq!(serve.imds, Some("127.0.0.1:18054".parse().unwrap()));
+        assert_eq!(serve.instance.hostname, "ip-10-0-0-5.ec2.internal");
+        assert!(!serve.imdsv1);
+    }
+
+    #[test]
+    fn options_in_both_spellings() {
+        let serve = serve(&[
+            "serve",
+            "--zone",
+            "example.com.",
+            "--zone=example.org",
+            "--imds=127.0.0.1:0",
+            "--route53=127.0.0.1:0",
+            "--region",
+            "eu-west-1",
+            "--local-ipv4",
+            "172.31.5.6",
+            "--public-ipv4=none",
+            "--ipv6",
+            "2001:db8::1",
+            "--imdsv1",
+            "--ready-file",
+            "/tmp/ready",
+        ]);
+        assert_eq!(serve.route53, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(serve.zones, ["example.com", "example.org"]);
+        assert_eq!(serve.imds, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(serve.instance.availability_zone, "eu-west-1a");
+        assert_eq!(
+            serve.instance.hostname,
+            "ip-172-31-5-6.eu-west-1.compute.internal"
+        );
+        assert_eq!(serve.instance.public_ipv4, None);
+        assert_eq!(serve.instance.ipv6.as_deref(), Some("2001:db8::1"));
+        assert!(serve.imdsv1);
+        assert_eq!(serve.ready_file, Some(PathBuf::from("/tmp/ready")));
+    }
+
+    #[test]
+    fn either_server_can_be_left_out() {
+        assert_eq!(serve(&["serve", "--route53", "off"]).route53, None);
+        let only_route53 = serve(&["serve", "--imds", "off", "--region", "eu-west-1"]);
+        assert_eq!(
+            (only_route53.imds, only_route53.instance.region.as_str()),
+            (None, "eu-west-1")
+        );
+    }
+
+    #[test]
+    fn usage_errors_say_what_is_wrong() {
+        for (args, expected) in [
+            (&["serve", "--bogus"][..], "unknown option '--bogus'"),
+            (&["serve", "--zone"], "--zone needs a value"),
+            (&["serve", "--imdsv1=yes"], "--imdsv1 takes no value"),
+            (
+                &["serve", "--public-ipv4", "999.1.1.1"],
+                "not a valid address",
+            ),
+            (&["serve", "--route53", "localhost"], "not an address"),
+            (
+                &["serve", "--route53", "off", "--zone", "example.com"],
+                "--route53 is off",
+            ),
+            (
+                &["serve", "--imds", "off", "--instance-id", "i-1"],
+                "--imds is off",
+            ),
+            (
+                &["serve", "--route53", "off", "--imds", "off"],
+                "nothing to serve",
+            ),
+            (&["serve", "--zone", "a..b"], "not a domain name"),
+            (&["serve", "--instance-id", "web-1"], "instance id"),
+            (&["frobnicate"], "unknown command"),
+            (&[], "missing command"),
+        ] {
+            let problem = parse_args(args).expect_err(&format!("{args:?} must be refused"));
+            assert!(problem.contains(expected), "{args:?}: {problem}");
+        }
+    }
+
+    #[test]
+    fn help_anywhere() {
+        assert!(matches!(parse_args(&["--help"]), Ok(Command::Help)));
+        assert!(matches!(
+            parse_args(&["serve", "--zone", "example.com", "-h"]),
+            Ok(Command::Help)
+        ));
+    }
+}
