@@ -87,6 +87,9 @@ impl Aws {
                     .http
                     .put(format!("{}{path}", self.base))
                     .header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECONDS)
+                    // IMDS answers in milliseconds; a token that has not come in a
+                    // second is not coming (the hop limit drops it).
+                    .timeout(Duration::from_secs(1))
                     .send()
                     .await;
                 match resp {
@@ -106,8 +109,9 @@ impl Aws {
             Fail::Transient(w) | Fail::Permanent(w) => self.err(path, w),
         })?;
         let token = got.trim().to_string();
-        if token.is_empty() {
-            return Err(self.err(path, "the token answer was empty"));
+        if token.is_empty() || token.len() > 512 || !token.chars().all(|c| c.is_ascii_graphic()) {
+            let shown: String = token.chars().take(60).collect();
+            return Err(self.err(path, format!("the answer is not an IMDSv2 token: {shown:?}; is something else answering at this address?")));
         }
         *cached = Some(token.clone());
         Ok(token)
@@ -188,6 +192,17 @@ impl Aws {
     /// The whole identity.
     pub async fn identity(&self, detected_by: &str) -> Result<Identity, MetadataError> {
         let instance_id = self.required("instance-id").await?;
+        // A captive portal or a proxy answers 200 with a page: say so rather than
+        // publish a web page as a DNS name.
+        if instance_id.is_empty()
+            || instance_id.len() > 64
+            || !instance_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            let shown: String = instance_id.chars().take(60).collect();
+            return Err(self.err("/latest/meta-data/instance-id", format!("the answer is not an instance id: {shown:?}; is something else answering at this address?")));
+        }
         let availability_zone = self.get("placement/availability-zone").await?;
         let region = match self.get("placement/region").await? {
             Some(r) => Some(r),
@@ -240,4 +255,87 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::imds::{AwsInstance, ImdsFault, ImdsServer};
+
+    #[tokio::test]
+    async fn reads_the_identity_with_a_token() {
+        let imds = ImdsServer::start(AwsInstance {
+            ipv6: Some("2001:db8::5".into()),
+            ..AwsInstance::default()
+        });
+        let id = Aws::new(Some(&imds.url())).identity("test").await.unwrap();
+        assert_eq!(id.instance_id, "i-0123456789abcdef0");
+        assert_eq!(id.region.as_deref(), Some("us-east-1"));
+        assert_eq!(id.public_ipv4, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(id.private_ipv4, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(id.ipv6, Some("2001:db8::5".parse().unwrap()));
+        // One token for the whole identity.
+        assert_eq!(
+            imds.requests()
+                .iter()
+                .filter(|r| r.starts_with("PUT"))
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_404_means_absent() {
+        let imds = ImdsServer::start(AwsInstance {
+            public_ipv4: None,
+            ipv6: None,
+            ..AwsInstance::default()
+        });
+        let id = Aws::new(Some(&imds.url())).identity("test").await.unwrap();
+        assert_eq!(id.public_ipv4, None);
+        assert_eq!(id.ipv6, None);
+    }
+
+    #[tokio::test]
+    async fn failures_name_the_cloud_and_url() {
+        let imds = ImdsServer::start(AwsInstance::default());
+        imds.set_fault(ImdsFault::Status(500));
+        let e = Aws::new(Some(&imds.url()))
+            .identity("test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "aws metadata: {}/latest/api/token: HTTP 500 Internal Server Error",
+                imds.url()
+            )
+        );
+        // Retried a bounded number of times.
+        assert_eq!(imds.requests().len(), Backoff::METADATA.attempts as usize);
+
+        imds.set_fault(ImdsFault::Garbage);
+        let e = Aws::new(Some(&imds.url()))
+            .identity("test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not an IMDSv2 token"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_never_comes_is_the_hop_limit() {
+        let imds = ImdsServer::start(AwsInstance::default());
+        imds.set_fault(ImdsFault::HopLimit);
+        let e = Aws::new(Some(&imds.url()))
+            .identity("test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hop limit") && e.contains("--http-put-response-hop-limit 2"),
+            "{e}"
+        );
+    }
 }

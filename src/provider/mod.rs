@@ -373,3 +373,225 @@ impl fmt::Display for Edit {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::record::RType;
+
+    /// An in-memory zone with versioned rrsets: a write conflicts when any rrset
+    /// it touches changed since the snapshot, as Route53's exact DELETE does.
+    struct Memory {
+        zone: DomainName,
+        rrsets: Mutex<BTreeMap<RrKey, (u64, Values)>>,
+        /// Before each of the next N writes, another writer adds a value.
+        interfere: AtomicU32,
+    }
+
+    impl Memory {
+        fn new() -> Memory {
+            Memory {
+                zone: DomainName::new("example.com").unwrap(),
+                rrsets: Mutex::default(),
+                interfere: AtomicU32::new(0),
+            }
+        }
+        fn put(&self, line: &str) {
+            let v = Value::from_line(line).unwrap();
+            let mut z = self.rrsets.lock().unwrap();
+            let e = z.entry(v.key()).or_default();
+            e.0 += 1;
+            e.1.insert(v);
+        }
+        fn lines(&self, name: &str, rtype: RType) -> Vec<String> {
+            let key = RrKey {
+                name: DomainName::new(name).unwrap(),
+                rtype,
+            };
+            self.rrsets
+                .lock()
+                .unwrap()
+                .get(&key)
+                .map(|e| e.1.iter().map(|v| v.data.to_string()).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    impl Provider for Memory {
+        type Snapshot = BTreeMap<RrKey, (u64, Values)>;
+        fn name(&self) -> &str {
+            "memory"
+        }
+        fn zone(&self) -> &DomainName {
+            &self.zone
+        }
+        async fn connect(&mut self) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn read(&self, keys: &BTreeSet<RrKey>) -> anyhow::Result<Self::Snapshot> {
+            let z = self.rrsets.lock().unwrap();
+            Ok(keys
+                .iter()
+                .map(|k| (k.clone(), z.get(k).cloned().unwrap_or_default()))
+                .collect())
+        }
+        fn values(&self, snapshot: &Self::Snapshot, key: &RrKey) -> Values {
+            snapshot.get(key).map(|e| e.1.clone()).unwrap_or_default()
+        }
+        async fn write(&self, snapshot: &Self::Snapshot, edit: &Edit) -> Result<(), WriteError> {
+            if self.interfere.load(Ordering::SeqCst) > 0 {
+                let n = self.interfere.fetch_sub(1, Ordering::SeqCst);
+                self.put(&format!("www.example.com. A 192.0.2.{}", 200 + n % 50));
+            }
+            let mut z = self.rrsets.lock().unwrap();
+            for key in edit.keys() {
+                let now = z.get(&key).map_or(0, |e| e.0);
+                if now != snapshot.get(&key).map_or(0, |e| e.0) {
+                    return Err(WriteError::Conflict(format!("{key} changed")));
+                }
+            }
+            for (key, recs) in &edit.add {
+                let e = z.entry(key.clone()).or_default();
+                e.0 += 1;
+                e.1.extend(recs.iter().map(|r| r.value.clone()));
+            }
+            for (key, vals) in &edit.remove {
+                let e = z.entry(key.clone()).or_default();
+                e.0 += 1;
+                for v in vals {
+                    assert!(e.1.remove(v), "the edit removes only present values");
+                }
+            }
+            Ok(())
+        }
+        async fn registries(&self) -> anyhow::Result<BTreeMap<String, Values>> {
+            let root = crate::plan::registry_root(&self.zone);
+            let z = self.rrsets.lock().unwrap();
+            Ok(z.iter()
+                .filter(|(k, _)| k.name.is_in(&root) && k.name != root)
+                .map(|(k, e)| {
+                    (
+                        k.name.as_str().split('.').next().unwrap().to_string(),
+                        parse_registry(&e.1),
+                    )
+                })
+                .collect())
+        }
+    }
+
+    fn intent(id: &str, lines: &[&str], leaving: bool) -> Intent {
+        Intent {
+            instance_id: id.into(),
+            desired: lines
+                .iter()
+                .map(|l| Record {
+                    value: Value::from_line(l).unwrap(),
+                    ttl: 60,
+                })
+                .collect(),
+            leaving,
+            known: Values::new(),
+            deadline: Duration::from_secs(30),
+        }
+    }
+
+    const MINE: [&str; 2] = [
+        "www.example.com. A 192.0.2.1",
+        "_a._tcp.example.com. SRV 0 0 80 h1.example.com.",
+    ];
+
+    #[tokio::test]
+    async fn join_adds_and_registers_then_changes_nothing() {
+        let m = Memory::new();
+        let o = apply(&m, &intent("i-1", &MINE, false)).await.unwrap();
+        assert_eq!(o.added.len(), 2);
+        assert_eq!(o.owned.len(), 2);
+        assert_eq!(m.lines("i-1._dnsreg.example.com", RType::TXT).len(), 2);
+        let again = apply(&m, &intent("i-1", &MINE, false)).await.unwrap();
+        assert!(!again.changed());
+        assert_eq!(again.owned, o.owned);
+    }
+
+    #[tokio::test]
+    async fn leave_removes_only_what_is_owned() {
+        let m = Memory::new();
+        m.put("www.example.com. A 192.0.2.99");
+        apply(&m, &intent("i-1", &MINE, false)).await.unwrap();
+        let o = apply(&m, &intent("i-1", &MINE, true)).await.unwrap();
+        assert_eq!(o.removed.len(), 2);
+        assert_eq!(m.lines("www.example.com", RType::A), vec!["192.0.2.99"]);
+        assert!(m.lines("i-1._dnsreg.example.com", RType::TXT).is_empty());
+        // Leaving with nothing owned touches nothing.
+        let o = apply(&m, &intent("i-1", &MINE, true)).await.unwrap();
+        assert!(!o.changed());
+    }
+
+    #[tokio::test]
+    async fn conflicts_are_resolved_by_reading_again_without_losing_the_other_writer() {
+        let m = Memory::new();
+        m.interfere.store(3, Ordering::SeqCst);
+        let o = apply(&m, &intent("i-1", &MINE, false)).await.unwrap();
+        assert_eq!(o.conflicts, 3);
+        assert_eq!(
+            m.lines("www.example.com", RType::A),
+            vec!["192.0.2.1", "192.0.2.201", "192.0.2.202", "192.0.2.203"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endless_conflicts_give_up_at_the_deadline() {
+        let m = Memory::new();
+        m.interfere.store(u32::MAX, Ordering::SeqCst);
+        let mut i = intent("i-1", &MINE, false);
+        i.deadline = Duration::from_secs(3);
+        let e = apply(&m, &i).await.unwrap_err().to_string();
+        assert!(
+            e.contains("gave up after") && e.contains("conflicting writes"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn old_values_from_the_state_file_are_removed_unless_someone_claims_them() {
+        let m = Memory::new();
+        m.put("www.example.com. A 192.0.2.7");
+        apply(&m, &intent("i-2", &["www.example.com. A 192.0.2.8"], false))
+            .await
+            .unwrap();
+        let mut i = intent("i-1", &MINE, false);
+        i.known = [
+            "www.example.com. A 192.0.2.7",
+            "www.example.com. A 192.0.2.8",
+        ]
+        .iter()
+        .map(|l| Value::from_line(l).unwrap())
+        .collect();
+        let o = apply(&m, &i).await.unwrap();
+        assert_eq!(
+            o.removed,
+            vec![Value::from_line("www.example.com. A 192.0.2.7").unwrap()]
+        );
+        assert_eq!(
+            o.protected,
+            vec![Value::from_line("www.example.com. A 192.0.2.8").unwrap()]
+        );
+        assert_eq!(
+            m.lines("www.example.com", RType::A),
+            vec!["192.0.2.1", "192.0.2.8"]
+        );
+    }
+
+    #[test]
+    fn registry_lines_round_trip() {
+        let zone = DomainName::new("example.com").unwrap();
+        let owned: Values = MINE.iter().map(|l| Value::from_line(l).unwrap()).collect();
+        let reg: Values = registry_values(&zone, "i-1", &owned)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(parse_registry(&reg), owned);
+    }
+}
