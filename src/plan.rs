@@ -283,7 +283,8 @@ pub fn desired(
 
     // Collisions: an exclusive rrset claimed twice, or claimed and shared at once;
     // the same shared value written by two specs.
-    let mut by_key: BTreeMap<(DomainName, RType), Vec<(Share, &str, &Value)>> = BTreeMap::new();
+    type Claims<'a> = Vec<(Share, &'a str, &'a Value)>;
+    let mut by_key: BTreeMap<(DomainName, RType), Claims> = BTreeMap::new();
     for (r, share, origin) in &out {
         by_key
             .entry((r.value.name.clone(), r.value.data.rtype()))

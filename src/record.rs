@@ -153,7 +153,6 @@ impl From<DomainName> for String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RType {
     A,
-    #[allow(clippy::upper_case_acronyms)]
     AAAA,
     SRV,
     TXT,

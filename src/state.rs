@@ -76,9 +76,8 @@ impl StateFile {
             std::fs::File::open(dir)?.sync_all()
         };
         write()
-            .map_err(|e| {
+            .inspect_err(|_| {
                 let _ = std::fs::remove_file(&tmp);
-                e
             })
             .with_context(|| format!("writing state file {}", self.path.display()))
     }

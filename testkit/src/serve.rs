@@ -41,7 +41,11 @@ impl Running {
                     }
                 });
             })?;
-        Ok(Running { addr, stop: Some(stop), thread: Some(thread) })
+        Ok(Running {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// The address the server listens on.
