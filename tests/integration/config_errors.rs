@@ -184,18 +184,7 @@ fn flag_mistakes_are_usage_errors() {
 fn no_public_address_says_what_to_configure() {
     let env = Env::new();
     env.imds.update(|i| i.public_ipv4 = None);
-    let mut c = env.dnsreg();
-    c.args([
-        "join",
-        "--provider",
-        "route53",
-        "--zone",
-        "example.com",
-        "--name",
-        "www",
-    ])
-    .arg("--state-dir")
-    .arg(env.state_dir());
+    let mut c = env.flags("join", "--name www");
     let out = run_expect(&mut c, 2);
     assert!(stderr(&out).contains("has no public IPv4 address; publish its private one with [instance] address = \"private\""), "{}", stderr(&out));
     assert_eq!(

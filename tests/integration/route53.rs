@@ -9,21 +9,7 @@ use crate::util::{Env, run_expect, stdout};
 
 /// The original script's invocation, as flags.
 fn flags(env: &Env, cmd: &str) -> Command {
-    let mut c = env.dnsreg();
-    c.args([
-        cmd,
-        "--provider",
-        "route53",
-        "--zone",
-        "example.com",
-        "--service",
-        "_v1._theservice._tcp",
-        "--port",
-        "8080",
-    ])
-    .arg("--state-dir")
-    .arg(env.state_dir());
-    c
+    env.flags(cmd, "--service _v1._theservice._tcp --port 8080")
 }
 
 #[test]
@@ -256,27 +242,7 @@ fn an_address_change_between_runs_is_cleaned_up() {
 #[test]
 fn an_old_address_now_used_by_another_instance_is_not_removed() {
     let env = Env::new();
-    let join = |id: &str, ip: &str| {
-        let mut c = env.dnsreg();
-        c.args([
-            "join",
-            "--provider",
-            "route53",
-            "--zone",
-            "example.com",
-            "--name",
-            "www",
-            "--metadata",
-            "none",
-            "--instance-id",
-            id,
-            "--ipv4",
-            ip,
-        ])
-        .arg("--state-dir")
-        .arg(env.state_dir().join(id));
-        run_expect(&mut c, 0);
-    };
+    let join = |id: &str, ip: &str| run_expect(&mut env.instance("join", id, ip, "--name www"), 0);
     join("i-a", "192.0.2.1");
     // i-a's address is released and handed to i-b, then i-a comes back with a new one.
     join("i-b", "192.0.2.1");
@@ -286,25 +252,7 @@ fn an_old_address_now_used_by_another_instance_is_not_removed() {
     // Two live instances publishing the same address (private addresses of two
     // networks): one leaving does not take the other's value away.
     join("i-c", "192.0.2.2");
-    let mut leave = env.dnsreg();
-    leave
-        .args([
-            "leave",
-            "--provider",
-            "route53",
-            "--zone",
-            "example.com",
-            "--name",
-            "www",
-            "--metadata",
-            "none",
-            "--instance-id",
-            "i-a",
-            "--ipv4",
-            "192.0.2.2",
-        ])
-        .arg("--state-dir")
-        .arg(env.state_dir().join("i-a"));
+    let mut leave = env.instance("leave", "i-a", "192.0.2.2", "--name www");
     let out = run_expect(&mut leave, 0);
     assert!(
         stdout(&out).contains("also claimed by another instance"),
@@ -337,9 +285,7 @@ fn an_unknown_zone_is_a_clear_runtime_error() {
         "nope.example",
         "--name",
         "www",
-    ])
-    .arg("--state-dir")
-    .arg(env.state_dir());
+    ]);
     let out = run_expect(&mut c, 1);
     assert!(
         crate::util::stderr(&out).contains("no hosted zone named nope.example."),
@@ -352,22 +298,10 @@ fn an_unknown_zone_is_a_clear_runtime_error() {
 fn multivalue_routing_gives_each_instance_its_own_rrset() {
     let env = Env::new();
     let run = |cmd: &str, id: &str, ip: &str| {
-        let mut c = env.dnsreg();
-        c.args([
-            cmd,
-            "--provider",
-            "route53",
-            "--zone",
-            "example.com",
-            "--routing",
-            "multivalue",
-            "--name",
-            "www",
-        ])
-        .args(["--metadata", "none", "--instance-id", id, "--ipv4", ip])
-        .arg("--state-dir")
-        .arg(env.state_dir().join(id));
-        run_expect(&mut c, 0);
+        run_expect(
+            &mut env.instance(cmd, id, ip, "--routing multivalue --name www"),
+            0,
+        )
     };
     run("join", "i-a", "192.0.2.1");
     run("join", "i-b", "192.0.2.2");
@@ -400,29 +334,15 @@ fn fifty_agents_join_and_leave_one_name_concurrently_under_throttling() {
     let run_all = |cmd: &'static str| {
         let children: Vec<_> = (0..N)
             .map(|i| {
-                let mut c = env.dnsreg();
-                c.args([
+                let ip = format!("10.0.{}.{}", i / 200, i % 200 + 1);
+                let mut c = env.instance(
                     cmd,
-                    "--provider",
-                    "route53",
-                    "--zone",
-                    "example.com",
-                    "--name",
-                    "www",
-                ])
-                .args(["--service", "_app._tcp", "--port", "443"])
-                .args([
-                    "--metadata",
-                    "none",
-                    "--instance-id",
                     &format!("i-{i:03}"),
-                    "--ipv4",
-                    &format!("10.0.{}.{}", i / 200, i % 200 + 1),
-                ])
-                .arg("--state-dir")
-                .arg(env.state_dir().join(i.to_string()))
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped());
+                    &ip,
+                    "--name www --service _app._tcp --port 443",
+                );
+                c.stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
                 c.spawn().unwrap()
             })
             .collect();

@@ -44,6 +44,30 @@ impl Env {
         c
     }
 
+    /// `dnsreg CMD --provider route53 --zone example.com ARGS --state-dir …`: a
+    /// one-shot command configured from flags alone, as the instance the
+    /// metadata stand-in describes. `args` is split at spaces.
+    pub fn flags(&self, cmd: &str, args: &str) -> Command {
+        let mut c = self.dnsreg();
+        c.args([cmd, "--provider", "route53", "--zone", ZONE])
+            .args(args.split_whitespace())
+            .arg("--state-dir")
+            .arg(self.state_dir());
+        c
+    }
+
+    /// The same as instance `id` with address `ip` (`--metadata none`), with a
+    /// state directory of its own: many instances in one test.
+    pub fn instance(&self, cmd: &str, id: &str, ip: &str, args: &str) -> Command {
+        let mut c = self.dnsreg();
+        c.args([cmd, "--provider", "route53", "--zone", ZONE])
+            .args(args.split_whitespace())
+            .args(["--metadata", "none", "--instance-id", id, "--ipv4", ip])
+            .arg("--state-dir")
+            .arg(self.state_dir().join(id));
+        c
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
