@@ -31,16 +31,33 @@ pub struct Edit {
     pub add: BTreeMap<RrKey, Vec<Record>>,
     /// Values to remove, by rrset. Each is present in the snapshot.
     pub remove: BTreeMap<RrKey, Vec<Value>>,
+    /// The TTL each touched rrset has after the edit. An rrset listed here alone
+    /// (no values added or removed) only changes its TTL.
+    pub ttl: BTreeMap<RrKey, u32>,
 }
 
 impl Edit {
     pub fn is_empty(&self) -> bool {
-        self.add.values().all(Vec::is_empty) && self.remove.values().all(Vec::is_empty)
+        self.keys().is_empty()
     }
 
     /// Every rrset the edit touches.
     pub fn keys(&self) -> BTreeSet<RrKey> {
-        self.add.keys().chain(self.remove.keys()).cloned().collect()
+        let added = self
+            .add
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| k);
+        let removed = self
+            .remove
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| k);
+        added
+            .chain(removed)
+            .chain(self.ttl.keys())
+            .cloned()
+            .collect()
     }
 }
 
@@ -78,6 +95,9 @@ pub trait Provider: Send + Sync {
 
     /// The values the snapshot holds at `key` (see [`Values`]).
     fn values(&self, snapshot: &Self::Snapshot, key: &RrKey) -> Values;
+
+    /// The TTL of the rrset at `key` in the snapshot, if it exists.
+    fn ttl(&self, snapshot: &Self::Snapshot, key: &RrKey) -> Option<u32>;
 
     /// Applies `edit` as one atomic change if every rrset it touches is still as
     /// `snapshot` saw it, and waits until the provider confirms the change is
@@ -320,6 +340,51 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
         if !reg_remove.is_empty() {
             edit.remove.insert(reg_key.clone(), reg_remove);
         }
+        // TTLs: an rrset holding only this instance's values takes the configured
+        // TTL (so a changed `ttl` reaches DNS); one shared with others keeps its
+        // TTL, which is not ours alone to change; a new one gets ours.
+        let configured: BTreeMap<RrKey, u32> = intent
+            .desired
+            .iter()
+            .map(|r| (r.value.key(), r.ttl))
+            .chain([(reg_key.clone(), desired_ttl)])
+            .collect();
+        for key in keys.iter() {
+            let current = if *key == reg_key {
+                registry.clone()
+            } else {
+                p.values(&snap, key)
+            };
+            let removed: Values = edit
+                .remove
+                .get(key)
+                .map(|v| v.iter().cloned().collect())
+                .unwrap_or_default();
+            let mut after: Values = current.difference(&removed).cloned().collect();
+            after.extend(
+                edit.add
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.value.clone()),
+            );
+            let all_ours = after
+                .iter()
+                .all(|v| new_owned.contains(v) || new_registry.contains(v));
+            let (Some(&want), false) = (configured.get(key), after.is_empty()) else {
+                continue;
+            };
+            let now = p.ttl(&snap, key);
+            let ttl = match now {
+                Some(now) if !all_ours => now,
+                _ => want,
+            };
+            let touched = edit.add.get(key).is_some_and(|v| !v.is_empty())
+                || edit.remove.get(key).is_some_and(|v| !v.is_empty());
+            if touched || now.is_some_and(|now| now != ttl) {
+                edit.ttl.insert(key.clone(), ttl);
+            }
+        }
         outcome.owned = new_owned;
 
         if edit.is_empty() {
@@ -440,6 +505,9 @@ mod tests {
         }
         fn values(&self, snapshot: &Self::Snapshot, key: &RrKey) -> Values {
             snapshot.get(key).map(|e| e.1.clone()).unwrap_or_default()
+        }
+        fn ttl(&self, _: &Self::Snapshot, _: &RrKey) -> Option<u32> {
+            None
         }
         async fn write(&self, snapshot: &Self::Snapshot, edit: &Edit) -> Result<(), WriteError> {
             if self.interfere.load(Ordering::SeqCst) > 0 {

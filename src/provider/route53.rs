@@ -266,8 +266,13 @@ impl Route53 {
 
     async fn wait_insync(&self, change_id: &str) -> anyhow::Result<()> {
         let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
+        // GetChange counts against the account's five requests per second like
+        // every other call, and a change takes seconds to propagate: ask after a
+        // pause, then less and less often (0.5 s, 1 s, 2 s, … 10 s).
+        let mut delay = Duration::from_millis(500);
         loop {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
             let got = self
                 .call("GetChange", || async {
                     self.client()
@@ -288,8 +293,6 @@ impl Route53 {
                     self.what()
                 );
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 }
@@ -433,6 +436,13 @@ impl Provider for Route53 {
         Ok(Snapshot { rrsets })
     }
 
+    fn ttl(&self, snapshot: &Snapshot, key: &RrKey) -> Option<u32> {
+        match snapshot.rrsets.get(key) {
+            Some(Some(rrset)) => rrset.ttl().and_then(|t| u32::try_from(t).ok()),
+            _ => None,
+        }
+    }
+
     fn values(&self, snapshot: &Snapshot, key: &RrKey) -> Values {
         match snapshot.rrsets.get(key) {
             Some(Some(rrset)) => Self::values_of(rrset, key),
@@ -464,13 +474,11 @@ impl Provider for Route53 {
                         .collect()
                 })
                 .unwrap_or_default();
-            let kept_others = !records.is_empty();
             records.extend(add.iter().map(|r| r.value.data.to_string()));
-            // The first publisher's TTL stays while others' values are in the rrset.
-            let ttl = match (&current, kept_others) {
-                (Some(rs), true) => rs.ttl().unwrap_or(60),
-                _ => add.iter().map(|r| i64::from(r.ttl)).min().unwrap_or(60),
-            };
+            let ttl = edit.ttl.get(&key).copied().map_or_else(
+                || current.as_ref().and_then(|rs| rs.ttl()).unwrap_or(60),
+                i64::from,
+            );
             if let Some(rs) = current {
                 changes.push(
                     Change::builder()

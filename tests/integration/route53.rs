@@ -378,3 +378,98 @@ fn fifty_agents_join_and_leave_one_name_concurrently_under_throttling() {
         "nothing is left behind"
     );
 }
+
+fn ttl_of(env: &Env, name: &str) -> u32 {
+    let name = crate::util::absolute(name);
+    env.r53
+        .rrsets(&env.zone_id)
+        .into_iter()
+        .find(|r| r.name == name)
+        .unwrap()
+        .ttl
+}
+
+#[test]
+fn a_changed_ttl_reaches_our_own_rrsets_but_not_shared_ones() {
+    let env = Env::new();
+    env.r53.put_rrset(
+        &env.zone_id,
+        RrSet::simple("shared.example.com.", "A", 300, &["192.0.2.99"]),
+    );
+    run_expect(
+        &mut env.flags("join", "--host web --name www --name shared --ttl 60"),
+        0,
+    );
+    assert_eq!(
+        (
+            ttl_of(&env, "web"),
+            ttl_of(&env, "www"),
+            ttl_of(&env, "shared")
+        ),
+        (60, 60, 300)
+    );
+    let out = run_expect(
+        &mut env.flags("join", "--host web --name www --name shared --ttl 30"),
+        0,
+    );
+    assert_eq!(
+        (
+            ttl_of(&env, "web"),
+            ttl_of(&env, "www"),
+            ttl_of(&env, "shared")
+        ),
+        (30, 30, 300),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.values("shared", "A"), vec!["192.0.2.99", "203.0.113.7"]);
+}
+
+/// What a join and a leave cost in API requests: the figure that decides how
+/// large a fleet one account's five requests per second can serve.
+#[test]
+fn a_join_and_a_leave_cost_a_handful_of_requests() {
+    let env = Env::new();
+    let requests = |env: &Env| {
+        let s = env.r53.stats();
+        env.r53.reset_stats();
+        s.requests
+    };
+    let count = |pairs: &[(&str, u64)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    run_expect(&mut flags(&env, "join"), 0);
+    // Zone lookup, one read per rrset (host A, SRV, registry), one batch, GetChange.
+    let join = requests(&env);
+    assert_eq!(
+        join,
+        count(&[
+            ("ListHostedZonesByName", 1),
+            ("ListResourceRecordSets", 3),
+            ("ChangeResourceRecordSets", 1),
+            ("GetChange", 1)
+        ])
+    );
+    run_expect(&mut flags(&env, "join"), 0);
+    assert_eq!(
+        requests(&env),
+        count(&[("ListHostedZonesByName", 1), ("ListResourceRecordSets", 3)]),
+        "an idempotent join only reads"
+    );
+    // Leave also lists the other instances' registries (one page per 300), so
+    // that a value another instance claims too is never removed.
+    run_expect(&mut flags(&env, "leave"), 0);
+    assert_eq!(
+        requests(&env),
+        count(&[
+            ("ListHostedZonesByName", 1),
+            ("ListResourceRecordSets", 4),
+            ("ChangeResourceRecordSets", 1),
+            ("GetChange", 1)
+        ])
+    );
+    eprintln!("join: {join:?}");
+}
