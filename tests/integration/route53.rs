@@ -473,3 +473,34 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
     );
     eprintln!("join: {join:?}");
 }
+
+#[test]
+fn ipv6_adds_aaaa_records_beside_the_a_records() {
+    let env = Env::new();
+    env.imds.update(|i| i.ipv6 = Some("2001:db8::7".into()));
+    let config = env.config(
+        "dnsreg.toml",
+        &FULL.replace("metadata = \"aws\"", "metadata = \"aws\"\nipv6 = true"),
+    );
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    assert_eq!(env.values("www", "AAAA"), vec!["2001:db8::7"]);
+    assert_eq!(
+        env.values("i-0123456789abcdef0", "AAAA"),
+        vec!["2001:db8::7"]
+    );
+    assert_eq!(env.values("www", "A"), vec!["203.0.113.7"]);
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("leave"), 0);
+    assert_eq!(env.records(), Vec::<String>::new());
+
+    // Without `ipv6 = true`, no AAAA even when the instance has IPv6.
+    let config = env.config("v4.toml", FULL);
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    assert_eq!(env.values("www", "AAAA"), Vec::<String>::new());
+}
+
+#[test]
+fn address_private_publishes_the_private_address() {
+    let env = Env::new();
+    run_expect(&mut env.flags("join", "--name www --address private"), 0);
+    assert_eq!(env.values("www", "A"), vec!["10.0.0.5"]);
+}
