@@ -1,7 +1,8 @@
 //! `dnsreg-testkit`: the stand-ins as a program, to try dnsreg without a cloud.
 //!
-//! `dnsreg-testkit serve` starts the Route53 and EC2 metadata stand-ins on
-//! loopback, creates the requested hosted zones, prints where they listen and
+//! `dnsreg-testkit serve` starts the Route53 and instance metadata stand-ins on
+//! loopback (the metadata one plays EC2 by default, another cloud with
+//! `--cloud`), creates the requested hosted zones, prints where they listen and
 //! the environment that points dnsreg (or the AWS CLI) at them, and serves until
 //! SIGINT or SIGTERM. Arguments are few and parsed by hand.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use testkit::imds::{AwsInstance, ImdsServer};
+use testkit::imds::{AwsInstance, CloudKind, ImdsServer, Instance};
 use testkit::route53::Route53Server;
 
 const USAGE: &str = "\
@@ -30,6 +31,10 @@ OPTIONS:
     --route53 ADDR|off        Route53 API address [default: 127.0.0.1:18053]
     --zone NAME               create this hosted zone (repeatable)
     --imds ADDR|off           instance metadata address [default: 127.0.0.1:18054]
+    --cloud NAME              the metadata service to play: aws, gcp, azure,
+                              digitalocean, hetzner, openstack, oracle, alibaba
+                              [default: aws]; the instance options below
+                              override that cloud's example instance
     --instance-id ID          [default: i-0123456789abcdef0]
     --region REGION           the instance's region, also AWS_REGION [default: us-east-1]
     --availability-zone AZ    [default: the region followed by 'a']
@@ -37,6 +42,7 @@ OPTIONS:
     --public-ipv4 IP|none     [default: 203.0.113.7]
     --ipv6 IP                 give the instance an IPv6 address [default: none]
     --imdsv1                  also answer requests without an IMDSv2 token
+                              (aws; on alibaba, allow normal mode)
     --ready-file PATH         once listening, write the environment lines to PATH
                               (scripts wait for it); removed on exit
     -h, --help                print this help
@@ -52,7 +58,12 @@ struct Serve {
     route53: Option<SocketAddr>,
     zones: Vec<String>,
     imds: Option<SocketAddr>,
+    /// The cloud the metadata stand-in plays.
+    cloud: CloudKind,
+    /// The instance when the cloud is AWS.
     instance: AwsInstance,
+    /// The instance for the other clouds: the example, with the options applied.
+    cloud_instance: Instance,
     imdsv1: bool,
     ready_file: Option<PathBuf>,
 }
@@ -105,6 +116,18 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut zones = Vec::new();
     let mut instance = AwsInstance::default();
     let mut availability_zone = None;
+    let mut cloud = CloudKind::Aws;
+    // The instance options as given, to apply to another cloud's example.
+    let mut given = Instance {
+        instance_id: String::new(),
+        hostname: String::new(),
+        region: String::new(),
+        zone: String::new(),
+        private_ipv4: String::new(),
+        public_ipv4: None,
+        ipv6: None,
+    };
+    let mut public_given = false;
     let mut imdsv1 = false;
     let mut ready_file = None;
     // Whether an instance option was given, to refuse them when IMDS is off.
@@ -123,6 +146,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             | "--imds"
             | "--zone"
             | "--ready-file"
+            | "--cloud"
             | "--instance-id"
             | "--region"
             | "--availability-zone"
@@ -152,23 +176,32 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
                 imdsv1 = true;
                 instance_option = Some(flag);
             }
+            "--cloud" => {
+                cloud = CloudKind::from_name(&value).ok_or_else(|| {
+                    format!(
+                        "--cloud '{value}' is not one of aws, gcp, azure, digitalocean, hetzner, openstack, oracle, alibaba"
+                    )
+                })?;
+                instance_option = Some(flag);
+            }
             "--instance-id" => {
-                if !value.starts_with("i-") {
-                    return Err(format!(
-                        "--instance-id '{value}' does not look like an EC2 instance id (i-...)"
-                    ));
-                }
-                instance.instance_id = value;
+                instance.instance_id = value.clone();
+                given.instance_id = value;
                 instance_option = Some(flag);
             }
             // Also AWS_REGION, so it is fine without the metadata stand-in.
-            "--region" => instance.region = value,
+            "--region" => {
+                instance.region = value.clone();
+                given.region = value;
+            }
             "--availability-zone" => {
+                given.zone = value.clone();
                 availability_zone = Some(value);
                 instance_option = Some(flag);
             }
             "--local-ipv4" => {
                 instance.local_ipv4 = ip::<Ipv4Addr>(&flag, &value)?;
+                given.private_ipv4 = instance.local_ipv4.clone();
                 instance_option = Some(flag);
             }
             "--public-ipv4" => {
@@ -177,10 +210,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
                 } else {
                     Some(ip::<Ipv4Addr>(&flag, &value)?)
                 };
+                given.public_ipv4 = instance.public_ipv4.clone();
+                public_given = true;
                 instance_option = Some(flag);
             }
             "--ipv6" => {
                 instance.ipv6 = Some(ip::<Ipv6Addr>(&flag, &value)?);
+                given.ipv6 = instance.ipv6.clone();
                 instance_option = Some(flag);
             }
             _ => unreachable!("{flag} is one of the options matched above"),
@@ -198,14 +234,45 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             "{option} describes the instance, but --imds is off"
         ));
     }
+    if cloud == CloudKind::Aws && !instance.instance_id.starts_with("i-") {
+        return Err(format!(
+            "--instance-id '{}' does not look like an EC2 instance id (i-...)",
+            instance.instance_id
+        ));
+    }
+    if imdsv1 && !matches!(cloud, CloudKind::Aws | CloudKind::Alibaba) {
+        return Err(format!(
+            "--imdsv1 is for aws and alibaba, not --cloud {}",
+            cloud.name()
+        ));
+    }
     instance.availability_zone =
         availability_zone.unwrap_or_else(|| format!("{}a", instance.region));
     instance.hostname = private_dns_name(&instance.local_ipv4, &instance.region);
+    let mut cloud_instance = Instance::example(cloud);
+    for (value, field) in [
+        (given.instance_id, &mut cloud_instance.instance_id),
+        (given.region, &mut cloud_instance.region),
+        (given.zone, &mut cloud_instance.zone),
+        (given.private_ipv4, &mut cloud_instance.private_ipv4),
+    ] {
+        if !value.is_empty() {
+            *field = value;
+        }
+    }
+    if public_given {
+        cloud_instance.public_ipv4 = given.public_ipv4;
+    }
+    if given.ipv6.is_some() {
+        cloud_instance.ipv6 = given.ipv6;
+    }
     Ok(Command::Serve(Box::new(Serve {
         route53,
         zones,
         imds,
+        cloud,
         instance,
+        cloud_instance,
         imdsv1,
         ready_file,
     })))
@@ -265,7 +332,10 @@ fn run(serve: Serve) -> anyhow::Result<()> {
         None => None,
     };
     let imds = match serve.imds {
-        Some(addr) => Some(ImdsServer::start_on(addr, serve.instance.clone()).with_context(|| {
+        Some(addr) => Some(match serve.cloud {
+            CloudKind::Aws => ImdsServer::start_on(addr, serve.instance.clone()),
+            cloud => ImdsServer::start_cloud_on(addr, cloud, serve.cloud_instance.clone()),
+        }.with_context(|| {
             format!("starting the metadata stand-in on {addr} (choose another address with --imds, port 0 for any)")
         })?),
         None => None,
@@ -289,7 +359,34 @@ fn run(serve: Serve) -> anyhow::Result<()> {
             route53.url()
         )?;
     }
-    if let Some(imds) = &imds {
+    if let Some(imds) = imds.as_ref().filter(|_| serve.cloud != CloudKind::Aws) {
+        if serve.imdsv1 {
+            imds.allow_imdsv1(true);
+        }
+        let instance = &serve.cloud_instance;
+        writeln!(
+            stdout,
+            "imds {} {} instance {} hostname {} region {} zone {} private {} public {} ipv6 {}",
+            imds.url(),
+            serve.cloud.name(),
+            instance.instance_id,
+            instance.hostname,
+            instance.region,
+            instance.zone,
+            instance.private_ipv4,
+            instance.public_ipv4.as_deref().unwrap_or("none"),
+            instance.ipv6.as_deref().unwrap_or("none"),
+        )?;
+        // Not an environment variable: a line for dnsreg's configuration,
+        // commented so that the ready file stays a valid shell script.
+        writeln!(
+            environment,
+            "# dnsreg.toml [instance]: metadata = \"{}\", metadata_endpoint = \"{}\"",
+            serve.cloud.name(),
+            imds.url()
+        )?;
+    }
+    if let Some(imds) = imds.as_ref().filter(|_| serve.cloud == CloudKind::Aws) {
         imds.allow_imdsv1(serve.imdsv1);
         let instance = &serve.instance;
         writeln!(
@@ -457,6 +554,51 @@ mod tests {
             (&["serve", "--instance-id", "web-1"], "instance id"),
             (&["frobnicate"], "unknown command"),
             (&[], "missing command"),
+        ] {
+            let problem = parse_args(args).expect_err(&format!("{args:?} must be refused"));
+            assert!(problem.contains(expected), "{args:?}: {problem}");
+        }
+    }
+
+    #[test]
+    fn cloud_plays_its_example_with_the_options_applied() {
+        let serve = serve(&[
+            "serve",
+            "--cloud",
+            "gcp",
+            "--instance-id",
+            "99",
+            "--public-ipv4",
+            "none",
+            "--local-ipv4=10.128.0.9",
+        ]);
+        assert_eq!(serve.cloud, CloudKind::Gcp);
+        let expected = Instance {
+            instance_id: "99".to_owned(),
+            private_ipv4: "10.128.0.9".to_owned(),
+            public_ipv4: None,
+            ..Instance::example(CloudKind::Gcp)
+        };
+        assert_eq!(serve.cloud_instance, expected);
+        assert_eq!(self::serve(&["serve"]).cloud, CloudKind::Aws);
+        assert_eq!(
+            self::serve(&["serve", "--cloud=alibaba", "--imdsv1"]).cloud,
+            CloudKind::Alibaba
+        );
+    }
+
+    #[test]
+    fn cloud_usage_errors() {
+        for (args, expected) in [
+            (&["serve", "--cloud", "ibm"][..], "is not one of aws"),
+            (
+                &["serve", "--cloud", "gcp", "--imdsv1"],
+                "--imdsv1 is for aws",
+            ),
+            (
+                &["serve", "--imds", "off", "--cloud", "gcp"],
+                "--imds is off",
+            ),
         ] {
             let problem = parse_args(args).expect_err(&format!("{args:?} must be refused"));
             assert!(problem.contains(expected), "{args:?}: {problem}");
