@@ -51,11 +51,58 @@ pub struct InstanceConfig {
 /// Where the instance's identity comes from (SPEC §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetadataKind {
-    /// Detect the cloud. In this version only AWS is detected.
+    /// Detect the cloud: DMI, cloud-init's instance data, then short probes.
     Auto,
     Aws,
+    Gcp,
+    Azure,
+    DigitalOcean,
+    Hetzner,
+    OpenStack,
+    Oracle,
+    Alibaba,
+    /// Joyent Triton / SmartOS, through `mdata-get`.
+    Triton,
     /// Everything from `[instance]` overrides.
     None,
+}
+
+impl MetadataKind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [MetadataKind; 11] = [
+        MetadataKind::Auto,
+        MetadataKind::Aws,
+        MetadataKind::Gcp,
+        MetadataKind::Azure,
+        MetadataKind::DigitalOcean,
+        MetadataKind::Hetzner,
+        MetadataKind::OpenStack,
+        MetadataKind::Oracle,
+        MetadataKind::Alibaba,
+        MetadataKind::Triton,
+        MetadataKind::None,
+    ];
+
+    /// The name written in `[instance] metadata` and `--metadata`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetadataKind::Auto => "auto",
+            MetadataKind::Aws => "aws",
+            MetadataKind::Gcp => "gcp",
+            MetadataKind::Azure => "azure",
+            MetadataKind::DigitalOcean => "digitalocean",
+            MetadataKind::Hetzner => "hetzner",
+            MetadataKind::OpenStack => "openstack",
+            MetadataKind::Oracle => "oracle",
+            MetadataKind::Alibaba => "alibaba",
+            MetadataKind::Triton => "triton",
+            MetadataKind::None => "none",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<MetadataKind> {
+        MetadataKind::ALL.into_iter().find(|k| k.name() == name)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -766,25 +813,25 @@ fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceConfig {
         .as_ref()
         .map(|m| (m.get_ref().as_str(), m.span()))
     {
-        None | Some(("auto", _)) => MetadataKind::Auto,
-        Some(("aws", _)) => MetadataKind::Aws,
-        Some(("none", _)) => MetadataKind::None,
-        Some((
-            other @ ("gcp" | "azure" | "digitalocean" | "hetzner" | "openstack" | "oracle"
-            | "alibaba" | "triton"),
-            span,
-        )) => {
-            c.problem(span, "instance.metadata", format!("`{other}` metadata is not available in this version of dnsreg; write \"aws\", or \"none\" with [instance] id and ipv4"));
-            MetadataKind::Auto
-        }
-        Some((other, span)) => {
-            c.problem(
-                span,
-                "instance.metadata",
-                format!("`{other}` is not a metadata source; write \"auto\", \"aws\" or \"none\""),
-            );
-            MetadataKind::Auto
-        }
+        None => MetadataKind::Auto,
+        Some((name, span)) => match MetadataKind::from_name(name) {
+            Some(kind) => kind,
+            None => {
+                let all: Vec<String> = MetadataKind::ALL
+                    .iter()
+                    .map(|k| format!("\"{}\"", k.name()))
+                    .collect();
+                c.problem(
+                    span,
+                    "instance.metadata",
+                    format!(
+                        "`{name}` is not a metadata source; write one of {}",
+                        all.join(", ")
+                    ),
+                );
+                MetadataKind::Auto
+            }
+        },
     };
     let address = match raw
         .address

@@ -10,68 +10,45 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use tokio::sync::Mutex;
 
-use super::{Identity, MetadataError};
-use crate::retry::{Backoff, retry};
+use super::http::{self, Call, Http, check_id, describe, parse_ip, shown};
+use super::{Identity, MetadataError, Notice};
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const TOKEN_TTL_SECONDS: &str = "21600";
+const TOKEN_PATH: &str = "/latest/api/token";
+const HOP_LIMIT: &str = "the IMDSv2 token request got no answer in time; inside a container this is the instance's metadata hop limit: raise it to 2 (aws ec2 modify-instance-metadata-options --http-put-response-hop-limit 2 --instance-id ...)";
 
 pub struct Aws {
-    base: String,
-    http: reqwest::Client,
+    http: Http,
     token: Mutex<Option<String>>,
 }
 
-enum Fail {
-    /// Worth another try: connection refused, timeout, 5xx.
-    Transient(String),
-    Permanent(String),
-}
-
 impl Aws {
+    /// `endpoint`, else `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the default
+    /// (or `DNSREG_METADATA_PROBE_ROOT`).
     pub fn new(endpoint: Option<&str>) -> Aws {
-        let base = endpoint
-            .map(str::to_string)
-            .or_else(|| std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok())
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
-            .trim_end_matches('/')
-            .to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .expect("a plain HTTP client builds");
+        let env = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok();
+        let base = http::base(endpoint.or(env.as_deref()), DEFAULT_ENDPOINT);
         Aws {
-            base,
-            http,
+            http: Http::new("aws", base),
             token: Mutex::new(None),
         }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// Does an IMDSv2 token request answer quickly? Used by `auto` detection.
     pub async fn probe(&self) -> bool {
-        let req = self
+        let headers = [("X-aws-ec2-metadata-token-ttl-seconds", "60")];
+        let reply = self
             .http
-            .put(format!("{}/latest/api/token", self.base))
-            .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
-            .timeout(Duration::from_millis(300));
-        matches!(req.send().await, Ok(r) if r.status().is_success())
-    }
-
-    fn err(&self, path: &str, what: impl Into<String>) -> MetadataError {
-        MetadataError {
-            cloud: "aws",
-            url: format!("{}{path}", self.base),
-            what: what.into(),
-        }
+            .probe(Call {
+                method: Method::PUT,
+                ..Call::get(TOKEN_PATH, &headers)
+            })
+            .await;
+        matches!(reply, Some(r) if r.status.is_success() && plausible_token(r.body.trim()))
     }
 
     async fn token(&self, refresh: bool) -> Result<String, MetadataError> {
@@ -79,39 +56,27 @@ impl Aws {
         if !refresh && let Some(t) = cached.as_ref() {
             return Ok(t.clone());
         }
-        let path = "/latest/api/token";
-        let got = retry(
-            Backoff::METADATA,
-            |_| async {
-                let resp = self
-                    .http
-                    .put(format!("{}{path}", self.base))
-                    .header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECONDS)
-                    // IMDS answers in milliseconds; a token that has not come in a
-                    // second is not coming (the hop limit drops it).
-                    .timeout(Duration::from_secs(1))
-                    .send()
-                    .await;
-                match resp {
-                    Ok(r) if r.status().is_success() => r.text().await.map_err(|e| Fail::Transient(e.to_string())),
-                    Ok(r) if r.status().is_server_error() => Err(Fail::Transient(format!("HTTP {}", r.status()))),
-                    Ok(r) => Err(Fail::Permanent(format!("the token request was refused with HTTP {}", r.status()))),
-                    Err(e) if e.is_timeout() => Err(Fail::Transient(
-                        "the IMDSv2 token request got no answer in time; inside a container this is the instance's metadata hop limit: raise it to 2 (aws ec2 modify-instance-metadata-options --http-put-response-hop-limit 2 --instance-id ...)".into(),
-                    )),
-                    Err(e) => Err(Fail::Transient(format!("unreachable: {}", error_chain(&e)))),
-                }
-            },
-            |f| matches!(f, Fail::Transient(_)),
-        )
-        .await
-        .map_err(|f| match f {
-            Fail::Transient(w) | Fail::Permanent(w) => self.err(path, w),
-        })?;
-        let token = got.trim().to_string();
-        if token.is_empty() || token.len() > 512 || !token.chars().all(|c| c.is_ascii_graphic()) {
-            let shown: String = token.chars().take(60).collect();
-            return Err(self.err(path, format!("the answer is not an IMDSv2 token: {shown:?}; is something else answering at this address?")));
+        let headers = [("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECONDS)];
+        let reply = self
+            .http
+            .request(&Call {
+                method: Method::PUT,
+                // IMDS answers in milliseconds; a token that has not come in a
+                // second is not coming (the hop limit drops it).
+                timeout: Some(Duration::from_secs(1)),
+                on_timeout: Some(HOP_LIMIT),
+                ..Call::get(TOKEN_PATH, &headers)
+            })
+            .await?;
+        if !reply.status.is_success() {
+            return Err(self.http.err(
+                TOKEN_PATH,
+                format!("the token request was refused with HTTP {}", reply.status),
+            ));
+        }
+        let token = reply.body.trim().to_string();
+        if !plausible_token(&token) {
+            return Err(self.http.err(TOKEN_PATH, format!("the answer is not an IMDSv2 token: {:?}; is something else answering at this address?", shown(&token))));
         }
         *cached = Some(token.clone());
         Ok(token)
@@ -122,43 +87,17 @@ impl Aws {
         let path = format!("/latest/meta-data/{path}");
         let mut token = self.token(false).await?;
         for attempt in 0..2 {
-            let got = retry(
-                Backoff::METADATA,
-                |_| async {
-                    let resp = self
-                        .http
-                        .get(format!("{}{path}", self.base))
-                        .header("X-aws-ec2-metadata-token", &token)
-                        .send()
-                        .await;
-                    match resp {
-                        Ok(r) if r.status() == StatusCode::NOT_FOUND => Ok((r.status(), None)),
-                        Ok(r) if r.status() == StatusCode::UNAUTHORIZED => Ok((r.status(), None)),
-                        Ok(r) if r.status().is_success() => {
-                            let body =
-                                r.text().await.map_err(|e| Fail::Transient(e.to_string()))?;
-                            Ok((StatusCode::OK, Some(body)))
-                        }
-                        Ok(r) if r.status().is_server_error() => {
-                            Err(Fail::Transient(format!("HTTP {}", r.status())))
-                        }
-                        Ok(r) => Err(Fail::Permanent(format!("HTTP {}", r.status()))),
-                        Err(e) => Err(Fail::Transient(format!("unreachable: {}", error_chain(&e)))),
-                    }
-                },
-                |f| matches!(f, Fail::Transient(_)),
-            )
-            .await
-            .map_err(|f| match f {
-                Fail::Transient(w) | Fail::Permanent(w) => self.err(&path, w),
-            })?;
-            match got {
+            let headers = [("X-aws-ec2-metadata-token", token.as_str())];
+            let reply = self.http.request(&Call::get(&path, &headers)).await?;
+            match reply.status {
+                s if s.is_success() => return Ok(Some(reply.body.trim().to_string())),
+                StatusCode::NOT_FOUND => return Ok(None),
                 // An expired or foreign token: get a fresh one, once.
-                (StatusCode::UNAUTHORIZED, _) if attempt == 0 => token = self.token(true).await?,
-                (StatusCode::UNAUTHORIZED, _) => {
-                    return Err(self.err(&path, "HTTP 401 with a fresh IMDSv2 token"));
+                StatusCode::UNAUTHORIZED if attempt == 0 => token = self.token(true).await?,
+                StatusCode::UNAUTHORIZED => {
+                    return Err(self.http.err(&path, "HTTP 401 with a fresh IMDSv2 token"));
                 }
-                (_, body) => return Ok(body.map(|b| b.trim().to_string())),
+                s => return Err(self.http.err(&path, describe(s, &reply.body))),
             }
         }
         unreachable!("the loop returns on its second pass")
@@ -166,7 +105,7 @@ impl Aws {
 
     async fn required(&self, path: &str) -> Result<String, MetadataError> {
         self.get(path).await?.ok_or_else(|| {
-            self.err(
+            self.http.err(
                 &format!("/latest/meta-data/{path}"),
                 "HTTP 404: the instance has no such value",
             )
@@ -178,15 +117,11 @@ impl Aws {
         path: &str,
         v: Option<String>,
     ) -> Result<Option<T>, MetadataError> {
-        v.map(|s| {
-            s.parse::<T>().map_err(|_| {
-                self.err(
-                    &format!("/latest/meta-data/{path}"),
-                    format!("not an address: {s:?}"),
-                )
-            })
-        })
-        .transpose()
+        parse_ip(
+            &self.http,
+            &format!("/latest/meta-data/{path}"),
+            v.as_deref(),
+        )
     }
 
     /// The whole identity.
@@ -194,15 +129,10 @@ impl Aws {
         let instance_id = self.required("instance-id").await?;
         // A captive portal or a proxy answers 200 with a page: say so rather than
         // publish a web page as a DNS name.
-        if instance_id.is_empty()
-            || instance_id.len() > 64
-            || !instance_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            let shown: String = instance_id.chars().take(60).collect();
-            return Err(self.err("/latest/meta-data/instance-id", format!("the answer is not an instance id: {shown:?}; is something else answering at this address?")));
+        if instance_id.len() > 64 {
+            return Err(self.http.err("/latest/meta-data/instance-id", format!("the answer is not an instance id: {:?}; is something else answering at this address?", shown(&instance_id))));
         }
+        check_id(&self.http, "/latest/meta-data/instance-id", &instance_id)?;
         let availability_zone = self.get("placement/availability-zone").await?;
         let region = match self.get("placement/region").await? {
             Some(r) => Some(r),
@@ -240,6 +170,42 @@ impl Aws {
             ipv6,
         })
     }
+
+    /// A spot interruption (`spot/instance-action`) or an Auto Scaling
+    /// scale-in (`autoscaling/target-lifecycle-state` = `Terminated`), from
+    /// "Spot Instance interruption notices" and "Retrieve the target lifecycle
+    /// state through instance metadata".
+    pub async fn notice(&self) -> Result<Option<Notice>, MetadataError> {
+        if let Some(body) = self.get("spot/instance-action").await? {
+            let path = "/latest/meta-data/spot/instance-action";
+            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+                self.http.err(
+                    path,
+                    format!("the answer is not JSON ({e}): {:?}", shown(&body)),
+                )
+            })?;
+            let action = http::str_at(&v, "/action").unwrap_or("terminate");
+            return Ok(Some(Notice::Preempt {
+                cloud: "aws",
+                what: format!("spot instance-action {action}"),
+                at: http::str_at(&v, "/time").map(str::to_string),
+            }));
+        }
+        if let Some(state) = self.get("autoscaling/target-lifecycle-state").await?
+            && state.trim() == "Terminated"
+        {
+            return Ok(Some(Notice::Terminate {
+                cloud: "aws",
+                what: "auto scaling target lifecycle state Terminated".into(),
+                at: None,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+fn plausible_token(token: &str) -> bool {
+    !token.is_empty() && token.len() <= 512 && token.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// An error with its causes, `a: b: c`.
@@ -260,6 +226,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::Backoff;
     use testkit::imds::{AwsInstance, ImdsFault, ImdsServer};
 
     #[tokio::test]
@@ -337,5 +304,19 @@ mod tests {
             e.contains("hop limit") && e.contains("--http-put-response-hop-limit 2"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn spot_and_scale_in_are_notices() {
+        let imds = ImdsServer::start(AwsInstance::default());
+        let aws = Aws::new(Some(&imds.url()));
+        assert_eq!(aws.notice().await.unwrap(), None);
+        imds.set_lifecycle_state("Terminated");
+        let n = aws.notice().await.unwrap().unwrap();
+        assert!(matches!(n, Notice::Terminate { cloud: "aws", .. }), "{n:?}");
+        imds.set_spot_action(Some("terminate"));
+        let n = aws.notice().await.unwrap().unwrap();
+        assert!(matches!(n, Notice::Preempt { cloud: "aws", .. }), "{n:?}");
+        assert!(n.at().is_some(), "{n:?}");
     }
 }

@@ -3,6 +3,7 @@
 
 mod agent;
 mod config_errors;
+mod metadata;
 mod moto;
 mod route53;
 mod util;

@@ -1,0 +1,238 @@
+//! Alibaba Cloud ECS instance metadata.
+//!
+//! "Obtain instance metadata": plain text under
+//! `http://100.100.100.200/latest/meta-data/` (`instance-id`, `region-id`,
+//! `zone-id`, `hostname`, `private-ipv4`, `eipv4` / `public-ipv4`). In
+//! security-hardened mode a token is required: `PUT /latest/api/token` with
+//! `X-aliyun-ecs-metadata-token-ttl-seconds`, then every GET with
+//! `X-aliyun-ecs-metadata-token`. A token is always asked for; in normal mode
+//! the GETs work without one. Spot reclaim: `instance/spot/termination-time`
+//! ("Preemptible instances": present only once the instance is to be released).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+
+use super::http::{self, Call, Http, check_id, describe, parse_ip};
+use super::{Identity, MetadataError, Notice};
+
+const DEFAULT_ENDPOINT: &str = "http://100.100.100.200";
+const TOKEN_PATH: &str = "/latest/api/token";
+const TTL_HEADER: &str = "X-aliyun-ecs-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "X-aliyun-ecs-metadata-token";
+const ROOT: &str = "/latest/meta-data";
+
+struct Alibaba {
+    http: Http,
+    token: Option<String>,
+}
+
+impl Alibaba {
+    fn new(base: Option<&str>) -> Alibaba {
+        Alibaba {
+            http: Http::new("alibaba", http::base(base, DEFAULT_ENDPOINT)),
+            token: None,
+        }
+    }
+
+    /// Asks for a hardened-mode token; `None` when the service does not hand
+    /// them out (normal mode only), an error when it is unreachable.
+    async fn fetch_token(&mut self) -> Result<(), MetadataError> {
+        let headers = [(TTL_HEADER, "21600")];
+        let reply = self
+            .http
+            .request(&Call {
+                method: Method::PUT,
+                timeout: Some(Duration::from_secs(1)),
+                ..Call::get(TOKEN_PATH, &headers)
+            })
+            .await?;
+        let token = reply.body.trim();
+        if reply.status.is_success()
+            && !token.is_empty()
+            && token.len() <= 512
+            && token.chars().all(|c| c.is_ascii_graphic())
+        {
+            self.token = Some(token.to_string());
+        }
+        Ok(())
+    }
+
+    async fn get(&self, item: &str) -> Result<Option<String>, MetadataError> {
+        let path = format!("{ROOT}/{item}");
+        let headers: Vec<(&str, &str)> = self
+            .token
+            .as_deref()
+            .map(|t| (TOKEN_HEADER, t))
+            .into_iter()
+            .collect();
+        let reply = self.http.request(&Call::get(&path, &headers)).await?;
+        match reply.status {
+            s if s.is_success() => Ok(Some(reply.body.trim().to_string()).filter(|s| !s.is_empty())),
+            StatusCode::NOT_FOUND => Ok(None),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) if self.token.is_none() => {
+                Err(self.http.err(
+                    &path,
+                    format!(
+                        "{}; the instance is in security-hardened mode and no token was issued by PUT {TOKEN_PATH}",
+                        describe(s, &reply.body)
+                    ),
+                ))
+            }
+            s => Err(self.http.err(&path, describe(s, &reply.body))),
+        }
+    }
+}
+
+/// Does ECS metadata answer with a region id? (AWS has no `region-id`.)
+pub async fn probe(base: Option<&str>) -> bool {
+    let probing = async {
+        let mut a = Alibaba::new(base);
+        let headers = [(TTL_HEADER, "60")];
+        if let Some(r) = a
+            .http
+            .probe(Call {
+                method: Method::PUT,
+                ..Call::get(TOKEN_PATH, &headers)
+            })
+            .await
+            && r.status.is_success()
+        {
+            a.token = Some(r.body.trim().to_string());
+        }
+        let path = format!("{ROOT}/region-id");
+        let headers: Vec<(&str, &str)> = a
+            .token
+            .as_deref()
+            .map(|t| (TOKEN_HEADER, t))
+            .into_iter()
+            .collect();
+        match a.http.probe(Call::get(&path, &headers)).await {
+            Some(r) => r.status.is_success() && http::plausible_id(r.body.trim()),
+            None => false,
+        }
+    };
+    tokio::time::timeout(http::PROBE_TIMEOUT, probing)
+        .await
+        .unwrap_or(false)
+}
+
+pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+    let mut a = Alibaba::new(base);
+    a.fetch_token().await?;
+    let id_path = format!("{ROOT}/instance-id");
+    let instance_id = a.get("instance-id").await?.ok_or_else(|| {
+        a.http
+            .err(&id_path, "HTTP 404: the instance has no such value")
+    })?;
+    check_id(&a.http, &id_path, &instance_id)?;
+    let region = a.get("region-id").await?;
+    let availability_zone = a.get("zone-id").await?;
+    let hostname = a.get("hostname").await?;
+    let private = a.get("private-ipv4").await?;
+    let private_ipv4: Option<Ipv4Addr> =
+        parse_ip(&a.http, &format!("{ROOT}/private-ipv4"), private.as_deref())?;
+    // An elastic IP when one is bound, else the instance's own public address.
+    let (item, public) = match a.get("eipv4").await? {
+        Some(ip) => ("eipv4", Some(ip)),
+        None => ("public-ipv4", a.get("public-ipv4").await?),
+    };
+    let public_ipv4: Option<Ipv4Addr> =
+        parse_ip(&a.http, &format!("{ROOT}/{item}"), public.as_deref())?;
+    let ipv6: Option<Ipv6Addr> = match a.get("mac").await? {
+        Some(mac) => {
+            let item = format!("network/interfaces/macs/{mac}/ipv6s");
+            let first = a.get(&item).await?.map(|s| {
+                s.trim_matches(|c| c == '[' || c == ']')
+                    .split([',', '\n'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            });
+            parse_ip(&a.http, &format!("{ROOT}/{item}"), first.as_deref())?
+        }
+        None => None,
+    };
+    Ok(Identity {
+        cloud: "alibaba".into(),
+        detected_by: detected_by.to_string(),
+        instance_id,
+        region,
+        availability_zone,
+        hostname,
+        public_ipv4,
+        private_ipv4,
+        ipv6,
+    })
+}
+
+/// A preemptible instance about to be released.
+pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
+    let mut a = Alibaba::new(base);
+    a.fetch_token().await?;
+    Ok(a.get("instance/spot/termination-time")
+        .await?
+        .map(|at| Notice::Preempt {
+            cloud: "alibaba",
+            what: "spot termination-time".into(),
+            at: Some(at),
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+
+    #[tokio::test]
+    async fn reads_the_identity_with_a_hardened_mode_token() {
+        let want = Instance::example(CloudKind::Alibaba);
+        let imds = ImdsServer::start_cloud(CloudKind::Alibaba, want.clone());
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.cloud, "alibaba");
+        assert_eq!(id.instance_id, want.instance_id);
+        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
+        assert_eq!(id.availability_zone.as_deref(), Some(want.zone.as_str()));
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
+        assert_eq!(
+            id.private_ipv4.map(|i| i.to_string()),
+            Some(want.private_ipv4.clone())
+        );
+        let requests = imds.requests();
+        assert!(
+            requests.iter().any(|r| r.starts_with("PUT")),
+            "{requests:?}"
+        );
+        assert!(probe(Some(&imds.url())).await);
+    }
+
+    #[tokio::test]
+    async fn a_spot_release_is_a_notice() {
+        let imds =
+            ImdsServer::start_cloud(CloudKind::Alibaba, Instance::example(CloudKind::Alibaba));
+        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
+        imds.set_termination_notice(true);
+        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        assert_eq!(n.cloud(), "alibaba");
+    }
+
+    #[tokio::test]
+    async fn failures_are_named() {
+        let imds =
+            ImdsServer::start_cloud(CloudKind::Alibaba, Instance::example(CloudKind::Alibaba));
+        imds.set_fault(ImdsFault::Status(500));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "alibaba metadata: {}{TOKEN_PATH}: HTTP 500",
+                imds.url()
+            )),
+            "{e}"
+        );
+    }
+}

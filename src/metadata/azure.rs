@@ -1,0 +1,227 @@
+//! Azure Instance Metadata Service.
+//!
+//! "Azure Instance Metadata Service for virtual machines": one JSON document at
+//! `/metadata/instance?api-version=…`, every request with `Metadata: true` (and
+//! refused without it), the api-version pinned so the shape cannot change
+//! under us. A Standard-SKU public IP is not shown to the VM: `publicIpAddress`
+//! is empty, and the identity then has no public IPv4 (the error from
+//! [`super::vars`] says what to configure). Termination: "Azure Metadata
+//! Service: Scheduled Events", `Preempt` (Spot eviction) and `Terminate`
+//! events naming this VM.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde_json::Value;
+
+use super::http::{self, Call, Http, check_id, parse_ip, str_at};
+use super::{Identity, MetadataError, Notice};
+
+const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+const HEADERS: [(&str, &str); 1] = [("Metadata", "true")];
+pub const INSTANCE_PATH: &str = "/metadata/instance?api-version=2021-02-01";
+pub const EVENTS_PATH: &str = "/metadata/scheduledevents?api-version=2020-07-01";
+
+fn client(base: Option<&str>) -> Http {
+    Http::new("azure", http::base(base, DEFAULT_ENDPOINT))
+}
+
+/// Does IMDS answer at `base` with an instance document?
+pub async fn probe(base: Option<&str>) -> bool {
+    match client(base).probe(Call::get(INSTANCE_PATH, &HEADERS)).await {
+        Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .is_some_and(|v| str_at(&v, "/compute/vmId").is_some()),
+        _ => false,
+    }
+}
+
+async fn document(http: &Http) -> Result<Value, MetadataError> {
+    http.json(INSTANCE_PATH, &HEADERS)
+        .await?
+        .ok_or_else(|| http.err(INSTANCE_PATH, "HTTP 404: no instance document"))
+}
+
+pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+    let http = client(base);
+    let doc = document(&http).await?;
+    let instance_id = str_at(&doc, "/compute/vmId")
+        .ok_or_else(|| http.err(INSTANCE_PATH, "the document has no compute.vmId"))?
+        .to_string();
+    check_id(&http, INSTANCE_PATH, &instance_id)?;
+    let region = str_at(&doc, "/compute/location").map(str::to_string);
+    // `zone` is "1", "2", "3" (or empty outside availability zones): shown as
+    // location-zone, the way the portal names it.
+    let availability_zone = match (str_at(&doc, "/compute/zone"), region.as_deref()) {
+        (Some(z), Some(r)) => Some(format!("{r}-{z}")),
+        (Some(z), None) => Some(z.to_string()),
+        _ => None,
+    };
+    let hostname = str_at(&doc, "/compute/osProfile/computerName")
+        .or_else(|| str_at(&doc, "/compute/name"))
+        .map(str::to_string);
+    let nic = "/network/interface/0";
+    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+        &http,
+        INSTANCE_PATH,
+        str_at(&doc, &format!("{nic}/ipv4/ipAddress/0/privateIpAddress")),
+    )?;
+    // Empty for Standard-SKU public addresses: absent, not broken.
+    let public_ipv4: Option<Ipv4Addr> = parse_ip(
+        &http,
+        INSTANCE_PATH,
+        str_at(&doc, &format!("{nic}/ipv4/ipAddress/0/publicIpAddress")),
+    )?;
+    let ipv6: Option<Ipv6Addr> = parse_ip(
+        &http,
+        INSTANCE_PATH,
+        str_at(&doc, &format!("{nic}/ipv6/ipAddress/0/privateIpAddress")),
+    )?;
+    if public_ipv4.is_none() {
+        tracing::info!(
+            "azure metadata shows no public IPv4 (Standard-SKU public addresses are not visible to the VM); publish the private address with [instance] address = \"private\", or set [instance] ipv4"
+        );
+    }
+    Ok(Identity {
+        cloud: "azure".into(),
+        detected_by: detected_by.to_string(),
+        instance_id,
+        region,
+        availability_zone,
+        hostname,
+        public_ipv4,
+        private_ipv4,
+        ipv6,
+    })
+}
+
+/// A scheduled `Preempt` or `Terminate` event for this VM.
+pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
+    let http = client(base);
+    let Some(events) = http.json(EVENTS_PATH, &HEADERS).await? else {
+        return Ok(None);
+    };
+    let Some(list) = events.get("Events").and_then(Value::as_array) else {
+        return Err(http.err(EVENTS_PATH, "the answer has no Events array"));
+    };
+    if list.is_empty() {
+        return Ok(None);
+    }
+    // Events name the VMs they affect by name; others in the same
+    // availability set are not our business.
+    let name = document(&http)
+        .await
+        .ok()
+        .and_then(|d| str_at(&d, "/compute/name").map(str::to_string));
+    for e in list {
+        let kind = str_at(e, "/EventType").unwrap_or_default();
+        if !matches!(kind, "Preempt" | "Terminate") {
+            continue;
+        }
+        let resources: Vec<&str> = e
+            .get("Resources")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let ours = match &name {
+            Some(n) => resources.is_empty() || resources.iter().any(|r| r.eq_ignore_ascii_case(n)),
+            None => true,
+        };
+        if !ours {
+            continue;
+        }
+        let at = str_at(e, "/NotBefore").map(str::to_string);
+        let what = format!(
+            "scheduled event {kind} {}",
+            str_at(e, "/EventId").unwrap_or_default()
+        )
+        .trim_end()
+        .to_string();
+        return Ok(Some(if kind == "Preempt" {
+            Notice::Preempt {
+                cloud: "azure",
+                what,
+                at,
+            }
+        } else {
+            Notice::Terminate {
+                cloud: "azure",
+                what,
+                at,
+            }
+        }));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+
+    #[tokio::test]
+    async fn reads_the_identity_with_the_metadata_header() {
+        let want = Instance::example(CloudKind::Azure);
+        let imds = ImdsServer::start_cloud(CloudKind::Azure, want.clone());
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.cloud, "azure");
+        assert_eq!(id.instance_id, want.instance_id);
+        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
+        assert_eq!(
+            id.private_ipv4.map(|i| i.to_string()),
+            Some(want.private_ipv4.clone())
+        );
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
+        assert!(probe(Some(&imds.url())).await);
+    }
+
+    #[tokio::test]
+    async fn an_empty_standard_sku_public_ip_is_absent() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::Azure,
+            Instance {
+                public_ipv4: None,
+                ..Instance::example(CloudKind::Azure)
+            },
+        );
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.public_ipv4, None);
+        assert!(id.private_ipv4.is_some());
+    }
+
+    #[tokio::test]
+    async fn preempt_and_terminate_events_are_notices() {
+        let imds = ImdsServer::start_cloud(CloudKind::Azure, Instance::example(CloudKind::Azure));
+        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
+        imds.set_azure_event(Some("Preempt"));
+        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        assert!(matches!(n, Notice::Preempt { cloud: "azure", .. }), "{n:?}");
+        imds.set_azure_event(Some("Terminate"));
+        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        assert!(
+            matches!(n, Notice::Terminate { cloud: "azure", .. }),
+            "{n:?}"
+        );
+        imds.set_azure_event(Some("Freeze"));
+        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn failures_name_the_cloud_url_and_answer() {
+        let imds = ImdsServer::start_cloud(CloudKind::Azure, Instance::example(CloudKind::Azure));
+        imds.set_fault(ImdsFault::Garbage);
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("azure metadata: {}{INSTANCE_PATH}: ", imds.url())),
+            "{e}"
+        );
+        imds.set_fault(ImdsFault::Status(400));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HTTP 400"), "{e}");
+    }
+}

@@ -1,0 +1,220 @@
+//! Google Compute Engine metadata.
+//!
+//! "About VM metadata" / "Query VM metadata": `http://metadata.google.internal/computeMetadata/v1/`,
+//! every request with `Metadata-Flavor: Google`, and every genuine answer
+//! carries the same header back (that is how a probe tells GCE from anything
+//! else answering at the address). The zone comes as
+//! `projects/NUMBER/zones/ZONE`; the region is the zone minus its last `-x`.
+//! Preemption: `instance/preempted` turns `TRUE` ("Detect if a VM was preempted").
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::http::{self, Call, Http, check_id, parse_ip};
+use super::{Identity, MetadataError, Notice};
+
+const DEFAULT_ENDPOINT: &str = "http://metadata.google.internal";
+const FLAVOR: [(&str, &str); 1] = [("Metadata-Flavor", "Google")];
+const ROOT: &str = "/computeMetadata/v1/instance";
+
+fn client(base: Option<&str>) -> Http {
+    Http::new("gcp", http::base(base, DEFAULT_ENDPOINT))
+}
+
+/// Is GCE's metadata server answering at `base` (signed with its flavor header)?
+pub async fn probe(base: Option<&str>) -> bool {
+    let http = client(base);
+    let path = format!("{ROOT}/id");
+    match http.probe(Call::get(&path, &FLAVOR)).await {
+        Some(r) => {
+            r.status.is_success()
+                && r.headers
+                    .get("metadata-flavor")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Google"))
+                && http::plausible_id(r.body.trim())
+        }
+        None => false,
+    }
+}
+
+async fn get(http: &Http, item: &str) -> Result<Option<String>, MetadataError> {
+    Ok(http
+        .get(&format!("{ROOT}/{item}"), &FLAVOR)
+        .await?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty()))
+}
+
+/// `projects/123/zones/us-central1-a` → (`us-central1-a`, `us-central1`).
+pub fn zone_and_region(zone_path: &str) -> (String, String) {
+    let zone = zone_path
+        .rsplit('/')
+        .next()
+        .unwrap_or(zone_path)
+        .to_string();
+    let region = match zone.rsplit_once('-') {
+        Some((r, _)) => r.to_string(),
+        None => zone.clone(),
+    };
+    (zone, region)
+}
+
+pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+    let http = client(base);
+    let id_path = format!("{ROOT}/id");
+    let instance_id = http.required(&id_path, &FLAVOR).await?.trim().to_string();
+    check_id(&http, &id_path, &instance_id)?;
+    let (availability_zone, region) = match get(&http, "zone").await? {
+        Some(z) if z.contains("/zones/") => {
+            let (zone, region) = zone_and_region(&z);
+            (Some(zone), Some(region))
+        }
+        Some(z) => {
+            return Err(http.err(
+                &format!("{ROOT}/zone"),
+                format!(
+                    "not a zone path (projects/N/zones/Z): {:?}",
+                    http::shown(&z)
+                ),
+            ));
+        }
+        None => (None, None),
+    };
+    let hostname = get(&http, "hostname").await?;
+    let nic = "network-interfaces/0";
+    let private = get(&http, &format!("{nic}/ip")).await?;
+    let private_ipv4: Option<Ipv4Addr> =
+        parse_ip(&http, &format!("{ROOT}/{nic}/ip"), private.as_deref())?;
+    // An ephemeral or static external address is the first access config's.
+    let public = get(&http, &format!("{nic}/access-configs/0/external-ip")).await?;
+    let public_ipv4: Option<Ipv4Addr> = parse_ip(
+        &http,
+        &format!("{ROOT}/{nic}/access-configs/0/external-ip"),
+        public.as_deref(),
+    )?;
+    // Dual-stack interfaces: the external IPv6 address, else the internal one.
+    let mut ipv6: Option<Ipv6Addr> = None;
+    for item in [format!("{nic}/external-ipv6"), format!("{nic}/ipv6s")] {
+        if ipv6.is_some() {
+            break;
+        }
+        let first = get(&http, &item).await?.and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.trim().trim_end_matches('/').to_string())
+        });
+        ipv6 = parse_ip(&http, &format!("{ROOT}/{item}"), first.as_deref())?;
+    }
+    Ok(Identity {
+        cloud: "gcp".into(),
+        detected_by: detected_by.to_string(),
+        instance_id,
+        region,
+        availability_zone,
+        hostname,
+        public_ipv4,
+        private_ipv4,
+        ipv6,
+    })
+}
+
+/// A Spot or preemptible VM being reclaimed: `instance/preempted` = `TRUE`.
+pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
+    let http = client(base);
+    match get(&http, "preempted").await? {
+        Some(v) if v.eq_ignore_ascii_case("TRUE") => Ok(Some(Notice::Preempt {
+            cloud: "gcp",
+            what: "instance/preempted is TRUE".into(),
+            at: None,
+        })),
+        Some(v) if v.eq_ignore_ascii_case("FALSE") => Ok(None),
+        Some(v) => Err(http.err(
+            &format!("{ROOT}/preempted"),
+            format!("expected TRUE or FALSE, got {:?}", http::shown(&v)),
+        )),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+
+    #[test]
+    fn the_region_is_the_zone_minus_its_last_part() {
+        assert_eq!(
+            zone_and_region("projects/123456789/zones/us-central1-a"),
+            ("us-central1-a".into(), "us-central1".into())
+        );
+        assert_eq!(
+            zone_and_region("projects/1/zones/europe-west4-b"),
+            ("europe-west4-b".into(), "europe-west4".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_the_identity_with_the_flavor_header() {
+        let want = Instance::example(CloudKind::Gcp);
+        let imds = ImdsServer::start_cloud(CloudKind::Gcp, want.clone());
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.cloud, "gcp");
+        assert_eq!(id.instance_id, want.instance_id);
+        assert_eq!(id.availability_zone.as_deref(), Some(want.zone.as_str()));
+        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
+        assert_eq!(
+            id.private_ipv4.map(|i| i.to_string()),
+            Some(want.private_ipv4.clone())
+        );
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
+        assert!(probe(Some(&imds.url())).await);
+    }
+
+    #[tokio::test]
+    async fn no_external_address_is_absent_not_broken() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::Gcp,
+            Instance {
+                public_ipv4: None,
+                ipv6: None,
+                ..Instance::example(CloudKind::Gcp)
+            },
+        );
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.public_ipv4, None);
+        assert_eq!(id.ipv6, None);
+    }
+
+    #[tokio::test]
+    async fn preemption_is_a_notice() {
+        let imds = ImdsServer::start_cloud(CloudKind::Gcp, Instance::example(CloudKind::Gcp));
+        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
+        imds.set_termination_notice(true);
+        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        assert_eq!(n.cloud(), "gcp");
+        assert!(matches!(n, Notice::Preempt { .. }));
+    }
+
+    #[tokio::test]
+    async fn failures_name_the_cloud_url_and_answer() {
+        let imds = ImdsServer::start_cloud(CloudKind::Gcp, Instance::example(CloudKind::Gcp));
+        imds.set_fault(ImdsFault::Status(403));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "gcp metadata: {}/computeMetadata/v1/instance/id: HTTP 403",
+                imds.url()
+            )),
+            "{e}"
+        );
+        imds.set_fault(ImdsFault::Garbage);
+        assert!(!probe(Some(&imds.url())).await);
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("gcp metadata: "), "{e}");
+    }
+}

@@ -1,0 +1,133 @@
+//! Hetzner Cloud server metadata.
+//!
+//! "Server Metadata" (docs.hetzner.cloud): `http://169.254.169.254/hetzner/v1/metadata`
+//! is one YAML document, and each top-level key is also served on its own
+//! (`/hetzner/v1/metadata/instance-id`, `…/public-ipv4`, …), which is what is
+//! read here: no YAML parser for a handful of scalars. The private address
+//! comes from `private-networks` (a YAML list of `ip:` entries), IPv6 from the
+//! `network-config` document's static addresses. No termination notices.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::http::{self, Call, Http, check_id, parse_ip};
+use super::{Identity, MetadataError};
+
+const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+const ROOT: &str = "/hetzner/v1/metadata";
+
+fn client(base: Option<&str>) -> Http {
+    Http::new("hetzner", http::base(base, DEFAULT_ENDPOINT))
+}
+
+/// Does the Hetzner metadata service answer with a numeric id?
+pub async fn probe(base: Option<&str>) -> bool {
+    let path = format!("{ROOT}/instance-id");
+    match client(base).probe(Call::get(&path, &[])).await {
+        Some(r) => {
+            let id = r.body.trim();
+            r.status.is_success() && !id.is_empty() && id.chars().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+async fn get(http: &Http, item: &str) -> Result<Option<String>, MetadataError> {
+    Ok(http
+        .get(&format!("{ROOT}/{item}"), &[])
+        .await?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty()))
+}
+
+/// The value of the first `key: value` line, YAML scalars only (quotes dropped).
+fn yaml_values<'a>(doc: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    doc.lines().filter_map(move |l| {
+        let l = l.trim_start().trim_start_matches("- ").trim_start();
+        let v = l.strip_prefix(key)?.strip_prefix(':')?;
+        Some(v.trim().trim_matches(|c| c == '"' || c == '\''))
+    })
+}
+
+pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+    let http = client(base);
+    let id_path = format!("{ROOT}/instance-id");
+    let instance_id = http.required(&id_path, &[]).await?.trim().to_string();
+    check_id(&http, &id_path, &instance_id)?;
+    let region = get(&http, "region").await?;
+    let availability_zone = get(&http, "availability-zone").await?;
+    let hostname = get(&http, "hostname").await?;
+    let public = get(&http, "public-ipv4").await?;
+    let public_ipv4: Option<Ipv4Addr> =
+        parse_ip(&http, &format!("{ROOT}/public-ipv4"), public.as_deref())?;
+    let private = get(&http, "private-networks")
+        .await?
+        .and_then(|doc| yaml_values(&doc, "ip").next().map(str::to_string));
+    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+        &http,
+        &format!("{ROOT}/private-networks"),
+        private.as_deref(),
+    )?;
+    let ipv6: Option<Ipv6Addr> = get(&http, "network-config").await?.and_then(|doc| {
+        yaml_values(&doc, "address")
+            .filter_map(|a| a.split('/').next()?.parse::<Ipv6Addr>().ok())
+            .find(|a| (a.segments()[0] & 0xffc0) != 0xfe80)
+    });
+    Ok(Identity {
+        cloud: "hetzner".into(),
+        detected_by: detected_by.to_string(),
+        instance_id,
+        region,
+        availability_zone,
+        hostname,
+        public_ipv4,
+        private_ipv4,
+        ipv6,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+
+    #[test]
+    fn reads_scalars_from_yaml_lists() {
+        let doc = "- ip: 10.0.0.2\n  alias_ips: []\n  interface_num: 1\n";
+        assert_eq!(yaml_values(doc, "ip").next(), Some("10.0.0.2"));
+        let net = "config:\n- type: physical\n  subnets:\n  - address: 2a01:4f8:c17:1::1/64\n    type: static\n";
+        assert_eq!(
+            yaml_values(net, "address").next(),
+            Some("2a01:4f8:c17:1::1/64")
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_the_identity_key_by_key() {
+        let want = Instance::example(CloudKind::Hetzner);
+        let imds = ImdsServer::start_cloud(CloudKind::Hetzner, want.clone());
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.cloud, "hetzner");
+        assert_eq!(id.instance_id, want.instance_id);
+        assert_eq!(id.hostname.as_deref(), Some(want.hostname.as_str()));
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
+        assert!(probe(Some(&imds.url())).await);
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_named() {
+        let imds =
+            ImdsServer::start_cloud(CloudKind::Hetzner, Instance::example(CloudKind::Hetzner));
+        imds.set_fault(ImdsFault::Status(503));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "hetzner metadata: {}/hetzner/v1/metadata/instance-id: HTTP 503",
+                imds.url()
+            )),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! OpenStack Nova metadata.
+//!
+//! "Metadata service" (docs.openstack.org/nova/latest/user/metadata.html): the
+//! OpenStack document `http://169.254.169.254/openstack/latest/meta_data.json`
+//! (`uuid`, `hostname`, `availability_zone`), IPv6 from `network_data.json`,
+//! and the addresses from the EC2-compatible `/latest/meta-data/local-ipv4` and
+//! `public-ipv4` (Nova knows its floating IPs; the OpenStack documents do
+//! not). OpenStack metadata has no region. No termination notices.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde_json::Value;
+
+use super::http::{self, Call, Http, check_id, parse_ip, str_at};
+use super::{Identity, MetadataError};
+
+const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+pub const META_DATA: &str = "/openstack/latest/meta_data.json";
+const NETWORK_DATA: &str = "/openstack/latest/network_data.json";
+
+fn client(base: Option<&str>) -> Http {
+    Http::new("openstack", http::base(base, DEFAULT_ENDPOINT))
+}
+
+/// Does Nova answer with a `meta_data.json` that has a `uuid`?
+pub async fn probe(base: Option<&str>) -> bool {
+    match client(base).probe(Call::get(META_DATA, &[])).await {
+        Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .is_some_and(|v| str_at(&v, "/uuid").is_some()),
+        _ => false,
+    }
+}
+
+async fn ec2(http: &Http, item: &str) -> Result<(String, Option<String>), MetadataError> {
+    let path = format!("/latest/meta-data/{item}");
+    let v = http
+        .get(&path, &[])
+        .await?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    Ok((path, v))
+}
+
+pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+    let http = client(base);
+    let doc = http
+        .json(META_DATA, &[])
+        .await?
+        .ok_or_else(|| http.err(META_DATA, "HTTP 404: no meta_data.json"))?;
+    let instance_id = str_at(&doc, "/uuid")
+        .ok_or_else(|| http.err(META_DATA, "the document has no uuid"))?
+        .to_string();
+    check_id(&http, META_DATA, &instance_id)?;
+    let availability_zone = str_at(&doc, "/availability_zone").map(str::to_string);
+    let hostname = str_at(&doc, "/hostname")
+        .or_else(|| str_at(&doc, "/name"))
+        .map(str::to_string);
+    let (p, v) = ec2(&http, "local-ipv4").await?;
+    let private_ipv4: Option<Ipv4Addr> = parse_ip(&http, &p, v.as_deref())?;
+    let (p, v) = ec2(&http, "public-ipv4").await?;
+    let public_ipv4: Option<Ipv4Addr> = parse_ip(&http, &p, v.as_deref())?;
+    // network_data.json lists static IPv6 networks as {"type": "ipv6", "ip_address": …}.
+    let ipv6: Option<Ipv6Addr> = match http.json(NETWORK_DATA, &[]).await {
+        Ok(Some(net)) => net
+            .get("networks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| str_at(n, "/ip_address"))
+            .find_map(|a| a.parse::<Ipv6Addr>().ok()),
+        // Older Nova has no network_data.json; IPv6 is optional, the rest is not.
+        Ok(None) | Err(_) => None,
+    };
+    Ok(Identity {
+        cloud: "openstack".into(),
+        detected_by: detected_by.to_string(),
+        instance_id,
+        region: None,
+        availability_zone,
+        hostname,
+        public_ipv4,
+        private_ipv4,
+        ipv6,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+
+    #[tokio::test]
+    async fn reads_the_identity() {
+        let want = Instance::example(CloudKind::OpenStack);
+        let imds = ImdsServer::start_cloud(CloudKind::OpenStack, want.clone());
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.cloud, "openstack");
+        assert_eq!(id.instance_id, want.instance_id);
+        assert_eq!(
+            id.private_ipv4.map(|i| i.to_string()),
+            Some(want.private_ipv4.clone())
+        );
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
+        assert!(probe(Some(&imds.url())).await);
+    }
+
+    #[tokio::test]
+    async fn garbage_is_named() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::OpenStack,
+            Instance::example(CloudKind::OpenStack),
+        );
+        imds.set_fault(ImdsFault::Garbage);
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("openstack metadata: {}{META_DATA}: ", imds.url())),
+            "{e}"
+        );
+    }
+}

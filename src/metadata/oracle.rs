@@ -1,0 +1,116 @@
+//! Oracle Cloud Infrastructure instance metadata, IMDSv2.
+//!
+//! "Getting Instance Metadata": `http://169.254.169.254/opc/v2/instance/` (a JSON
+//! document: `id`, `hostname`, `canonicalRegionName`, `availabilityDomain`)
+//! and `/opc/v2/vnics/` (a JSON array: `privateIp`, `ipv6Addresses`), every
+//! request with `Authorization: Bearer Oracle` (v2 refuses requests without
+//! it). OCI metadata does not show the public IP: the identity has none, and
+//! the error from [`super::vars`] says what to configure. No termination notices.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde_json::Value;
+
+use super::http::{self, Call, Http, check_id, parse_ip, str_at};
+use super::{Identity, MetadataError};
+
+const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+const HEADERS: [(&str, &str); 1] = [("Authorization", "Bearer Oracle")];
+pub const INSTANCE_PATH: &str = "/opc/v2/instance/";
+pub const VNICS_PATH: &str = "/opc/v2/vnics/";
+
+fn client(base: Option<&str>) -> Http {
+    Http::new("oracle", http::base(base, DEFAULT_ENDPOINT))
+}
+
+/// Does OCI's IMDSv2 answer with an instance document?
+pub async fn probe(base: Option<&str>) -> bool {
+    match client(base).probe(Call::get(INSTANCE_PATH, &HEADERS)).await {
+        Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .is_some_and(|v| {
+                str_at(&v, "/id").is_some() && str_at(&v, "/availabilityDomain").is_some()
+            }),
+        _ => false,
+    }
+}
+
+pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+    let http = client(base);
+    let doc = http
+        .json(INSTANCE_PATH, &HEADERS)
+        .await?
+        .ok_or_else(|| http.err(INSTANCE_PATH, "HTTP 404: no instance document"))?;
+    let instance_id = str_at(&doc, "/id")
+        .ok_or_else(|| http.err(INSTANCE_PATH, "the document has no id"))?
+        .to_string();
+    check_id(&http, INSTANCE_PATH, &instance_id)?;
+    let region = str_at(&doc, "/canonicalRegionName")
+        .or_else(|| str_at(&doc, "/region"))
+        .map(str::to_string);
+    let availability_zone = str_at(&doc, "/availabilityDomain").map(str::to_string);
+    let hostname = str_at(&doc, "/hostname").map(str::to_string);
+    let vnics = http.json(VNICS_PATH, &HEADERS).await?;
+    let first = vnics.as_ref().and_then(|v| v.get(0));
+    if vnics.is_some() && first.is_none() {
+        return Err(http.err(VNICS_PATH, "expected a JSON array of VNICs"));
+    }
+    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+        &http,
+        VNICS_PATH,
+        first.and_then(|n| str_at(n, "/privateIp")),
+    )?;
+    let ipv6: Option<Ipv6Addr> = parse_ip(
+        &http,
+        VNICS_PATH,
+        first.and_then(|n| str_at(n, "/ipv6Addresses/0")),
+    )?;
+    Ok(Identity {
+        cloud: "oracle".into(),
+        detected_by: detected_by.to_string(),
+        instance_id,
+        region,
+        availability_zone,
+        hostname,
+        public_ipv4: None,
+        private_ipv4,
+        ipv6,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+
+    #[tokio::test]
+    async fn reads_the_identity_with_the_bearer_header() {
+        let want = Instance::example(CloudKind::Oracle);
+        let imds = ImdsServer::start_cloud(CloudKind::Oracle, want.clone());
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.cloud, "oracle");
+        assert_eq!(id.instance_id, want.instance_id);
+        assert_eq!(
+            id.private_ipv4.map(|i| i.to_string()),
+            Some(want.private_ipv4.clone())
+        );
+        assert!(probe(Some(&imds.url())).await);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_named() {
+        let imds = ImdsServer::start_cloud(CloudKind::Oracle, Instance::example(CloudKind::Oracle));
+        imds.set_fault(ImdsFault::Status(401));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "oracle metadata: {}{INSTANCE_PATH}: HTTP 401",
+                imds.url()
+            )),
+            "{e}"
+        );
+    }
+}
