@@ -2,7 +2,7 @@
 //!
 //! `dnsreg-testkit serve` starts the Route53 and instance metadata stand-ins on
 //! loopback (the metadata one plays EC2 by default, another cloud with
-//! `--cloud`), creates the requested hosted zones, prints where they listen and
+//! `--cloud`; the Cloudflare API one with `--cloudflare`), creates the requested hosted zones, prints where they listen and
 //! the environment that points dnsreg (or the AWS CLI) at them, and serves until
 //! SIGINT or SIGTERM. Arguments are few and parsed by hand.
 
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use testkit::cloudflare::CloudflareServer;
 use testkit::imds::{AwsInstance, CloudKind, ImdsServer, Instance};
 use testkit::route53::Route53Server;
 
@@ -43,6 +44,11 @@ OPTIONS:
     --ipv6 IP                 give the instance an IPv6 address [default: none]
     --imdsv1                  also answer requests without an IMDSv2 token
                               (aws; on alibaba, allow normal mode)
+    --cloudflare ADDR|off     Cloudflare API v4 address [default: off]; the API base
+                              is http://ADDR/client/v4
+    --cloudflare-zone NAME    create this Cloudflare zone (repeatable)
+    --cloudflare-token TOKEN  the API token it accepts, with DNS:Edit on every
+                              zone [default: dnsreg-testkit-token]
     --ready-file PATH         once listening, write the environment lines to PATH
                               (scripts wait for it); removed on exit
     -h, --help                print this help
@@ -66,7 +72,13 @@ struct Serve {
     cloud_instance: Instance,
     imdsv1: bool,
     ready_file: Option<PathBuf>,
+    cloudflare: Option<SocketAddr>,
+    cloudflare_zones: Vec<String>,
+    cloudflare_token: String,
 }
+
+/// The token `--cloudflare` accepts unless `--cloudflare-token` says otherwise.
+const DEFAULT_CLOUDFLARE_TOKEN: &str = "dnsreg-testkit-token";
 
 #[derive(Debug)]
 enum Command {
@@ -130,6 +142,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut public_given = false;
     let mut imdsv1 = false;
     let mut ready_file = None;
+    let mut cloudflare = None;
+    let mut cloudflare_zones = Vec::new();
+    let mut cloudflare_token = None;
     // Whether an instance option was given, to refuse them when IMDS is off.
     let mut instance_option = None;
 
@@ -144,6 +159,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         let takes_value = match flag.as_str() {
             "--route53"
             | "--imds"
+            | "--cloudflare"
+            | "--cloudflare-zone"
+            | "--cloudflare-token"
             | "--zone"
             | "--ready-file"
             | "--cloud"
@@ -171,6 +189,21 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             "--route53" => route53 = address_or_off(&flag, &value)?,
             "--imds" => imds = address_or_off(&flag, &value)?,
             "--zone" => zones.push(zone_name(&value)?),
+            "--cloudflare" => cloudflare = address_or_off(&flag, &value)?,
+            "--cloudflare-zone" => cloudflare_zones
+                .push(zone_name(&value).map_err(|e| e.replacen("--zone", "--cloudflare-zone", 1))?),
+            "--cloudflare-token" => {
+                if value.is_empty()
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(format!(
+                        "--cloudflare-token '{value}' is not a token (letters, digits, '-' and '_')"
+                    ));
+                }
+                cloudflare_token = Some(value);
+            }
             "--ready-file" => ready_file = Some(PathBuf::from(value)),
             "--imdsv1" => {
                 imdsv1 = true;
@@ -223,7 +256,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         }
     }
 
-    if route53.is_none() && imds.is_none() {
+    if cloudflare.is_none() && (!cloudflare_zones.is_empty() || cloudflare_token.is_some()) {
+        return Err(
+            "--cloudflare-zone and --cloudflare-token need the Cloudflare stand-in: add --cloudflare ADDR"
+                .to_owned(),
+        );
+    }
+    if route53.is_none() && imds.is_none() && cloudflare.is_none() {
         return Err("--route53 off and --imds off leave nothing to serve".to_owned());
     }
     if route53.is_none() && !zones.is_empty() {
@@ -275,6 +314,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         cloud_instance,
         imdsv1,
         ready_file,
+        cloudflare,
+        cloudflare_zones,
+        cloudflare_token: cloudflare_token.unwrap_or_else(|| DEFAULT_CLOUDFLARE_TOKEN.to_owned()),
     })))
 }
 
@@ -340,6 +382,12 @@ fn run(serve: Serve) -> anyhow::Result<()> {
         })?),
         None => None,
     };
+    let cloudflare = match serve.cloudflare {
+        Some(addr) => Some(CloudflareServer::start_on(addr).with_context(|| {
+            format!("starting the Cloudflare stand-in on {addr} (choose another address with --cloudflare, port 0 for any)")
+        })?),
+        None => None,
+    };
 
     if let Some(route53) = &route53 {
         let zones: Vec<String> = serve
@@ -357,6 +405,33 @@ fn run(serve: Serve) -> anyhow::Result<()> {
             environment,
             "export AWS_ENDPOINT_URL_ROUTE_53={}",
             route53.url()
+        )?;
+    }
+    if let Some(cloudflare) = &cloudflare {
+        cloudflare.add_token(&serve.cloudflare_token, true);
+        let zones: Vec<String> = serve
+            .cloudflare_zones
+            .iter()
+            .map(|zone| format!("{zone}={}", cloudflare.create_zone(zone)))
+            .collect();
+        let zones = if zones.is_empty() {
+            "none".to_owned()
+        } else {
+            zones.join(" ")
+        };
+        writeln!(stdout, "cloudflare {} zones: {zones}", cloudflare.url())?;
+        writeln!(
+            environment,
+            "export CLOUDFLARE_API_TOKEN={}\nexport CLOUDFLARE_BASE_URL={}",
+            serve.cloudflare_token,
+            cloudflare.url()
+        )?;
+        // dnsreg takes the endpoint from its configuration; commented so that
+        // the ready file stays a valid shell script.
+        writeln!(
+            environment,
+            "# dnsreg.toml [[provider]] type = \"cloudflare\": endpoint = \"{}\"",
+            cloudflare.url()
         )?;
     }
     if let Some(imds) = imds.as_ref().filter(|_| serve.cloud != CloudKind::Aws) {
@@ -481,6 +556,64 @@ mod tests {
         assert_eq!(serve.imds, Some("127.0.0.1:18054".parse().unwrap()));
         assert_eq!(serve.instance.hostname, "ip-10-0-0-5.ec2.internal");
         assert!(!serve.imdsv1);
+        assert_eq!(serve.cloudflare, None, "Cloudflare is off unless asked for");
+    }
+
+    #[test]
+    fn cloudflare_options() {
+        let parsed = serve(&[
+            "serve",
+            "--cloudflare=127.0.0.1:0",
+            "--cloudflare-zone",
+            "example.com.",
+            "--cloudflare-zone=example.org",
+        ]);
+        assert_eq!(parsed.cloudflare, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(parsed.cloudflare_zones, ["example.com", "example.org"]);
+        assert_eq!(parsed.cloudflare_token, DEFAULT_CLOUDFLARE_TOKEN);
+        let only = serve(&[
+            "serve",
+            "--route53",
+            "off",
+            "--imds",
+            "off",
+            "--cloudflare",
+            "127.0.0.1:0",
+            "--cloudflare-token",
+            "abc_123",
+        ]);
+        assert_eq!(only.cloudflare_token, "abc_123");
+        for (args, expected) in [
+            (
+                &["serve", "--cloudflare-zone", "example.com"][..],
+                "add --cloudflare",
+            ),
+            (&["serve", "--cloudflare-token", "t"], "add --cloudflare"),
+            (&["serve", "--cloudflare", "nowhere"], "not an address"),
+            (
+                &[
+                    "serve",
+                    "--cloudflare",
+                    "127.0.0.1:0",
+                    "--cloudflare-zone",
+                    "a..b",
+                ],
+                "--cloudflare-zone 'a..b' is not a domain name",
+            ),
+            (
+                &[
+                    "serve",
+                    "--cloudflare",
+                    "127.0.0.1:0",
+                    "--cloudflare-token",
+                    "a b",
+                ],
+                "is not a token",
+            ),
+        ] {
+            let problem = parse_args(args).expect_err(&format!("{args:?} must be refused"));
+            assert!(problem.contains(expected), "{args:?}: {problem}");
+        }
     }
 
     #[test]

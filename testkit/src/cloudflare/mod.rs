@@ -1,0 +1,407 @@
+//! A strict stand-in for the Cloudflare API v4, DNS records part.
+//!
+//! On Cloudflare dnsreg keeps each published value as a record of its own,
+//! marked as the instance's by its comment, and changes them with one atomic
+//! batch per join or leave (SPEC.md §3.4, §6). This server holds Cloudflare to
+//! the rules that design rests on: batches applied in Cloudflare's order
+//! (deletes, patches, puts, posts) and all or nothing; identical records and
+//! CNAME clashes refused with Cloudflare's codes; values, TTLs, proxying and
+//! comment lengths checked per the plan; API tokens with scopes and
+//! permissions; pagination with `result_info`; and the 1,200 requests per five
+//! minutes rate limit, answered with 429 and `Retry-After`. Tests drive it
+//! through [`CloudflareServer`]: create zones and tokens, seed and read
+//! records, inject faults, read counters.
+//!
+//! Layout: `zone` (records, their checks, conflicts), `http` (paths, the
+//! request pipeline with authentication, faults and the rate limit, the
+//! envelope, the operations).
+//!
+//! Served under `/client/v4`: `GET /zones` (filters `name`, `status`; paged),
+//! `GET /zones/{id}`, `GET|POST /zones/{id}/dns_records` (filters `type`,
+//! `name`, `content`, `comment` with `.exact`/`.contains`/`.startswith`/
+//! `.endswith`, `comment.present`/`.absent`, `proxied`, `match`, `order`,
+//! `direction`, `page`, `per_page`), `GET|PATCH|PUT|DELETE
+//! /zones/{id}/dns_records/{record_id}` and `POST
+//! /zones/{id}/dns_records/batch`. Record types: A, AAAA, CNAME, TXT, MX, SRV,
+//! NS, PTR.
+
+mod http;
+mod zone;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::Running;
+use zone::Record;
+
+/// Cloudflare's global API rate limit: 1,200 requests per five minutes per
+/// user ("Rate limits", Cloudflare Fundamentals: "Client API per user/account
+/// token 1200/5 minutes"; above it the API answers HTTP 429).
+pub const CLOUDFLARE_RATE_LIMIT: (u32, Duration) = (1200, Duration::from_secs(300));
+
+/// The comment length limit on the Free plan ("Record attributes": 100
+/// characters on Free, 500 on Pro, Business and Enterprise).
+pub const FREE_COMMENT_LIMIT: usize = 100;
+
+/// A DNS record as the handle shows it.
+///
+/// `name` is the FQDN, lowercase, without trailing dot. `content` is the value
+/// in zone-file order: for MX "preference target", for SRV "priority weight
+/// port target" (the HTTP API itself shows Cloudflare's split form: MX content
+/// is the target and `priority` the preference; SRV content is "weight port
+/// target" with `priority` and `data` beside it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub id: String,
+    pub name: String,
+    pub rtype: String,
+    pub content: String,
+    pub ttl: u32,
+    pub proxied: bool,
+    pub comment: Option<String>,
+    /// SRV: `{"priority", "weight", "port", "target"}`.
+    pub data: Option<serde_json::Value>,
+}
+
+impl DnsRecord {
+    /// A record without id (one is given on insert), not proxied, without comment.
+    pub fn new(name: &str, rtype: &str, content: &str, ttl: u32) -> DnsRecord {
+        DnsRecord {
+            id: String::new(),
+            name: name.to_owned(),
+            rtype: rtype.to_owned(),
+            content: content.to_owned(),
+            ttl,
+            proxied: false,
+            comment: None,
+            data: None,
+        }
+    }
+}
+
+/// A misbehaviour to inject (see [`CloudflareServer::fail_next`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CfFault {
+    /// HTTP 429, code 971, with this `Retry-After`.
+    TooManyRequests { retry_after_secs: u64 },
+    /// This HTTP status (5xx) with a JSON error body.
+    ServerError(u16),
+    /// Answer normally, but only after this long.
+    Delay(Duration),
+    /// Close the connection without sending a response.
+    Drop,
+    /// The batch endpoint answers 405 as on an API without it; only batch
+    /// requests use these up, single-record calls work meanwhile.
+    BatchUnsupported,
+}
+
+/// Counters since start or the last [`CloudflareServer::reset_stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CfStats {
+    /// Requests per kind, whatever their outcome: `"GET zones"`, `"GET
+    /// dns_records"` (lists and single records), `"POST dns_records"`, `"PATCH
+    /// dns_records"`, `"PUT dns_records"`, `"DELETE dns_records"`, `"POST
+    /// batch"`, `"unknown"`.
+    pub requests: BTreeMap<String, u64>,
+    /// 429 answers (rate limit or injected).
+    pub rate_limited: u64,
+    /// Answers with `success: false`, 429s and injected faults included.
+    pub failed: u64,
+    /// Batches applied.
+    pub applied_batches: u64,
+}
+
+impl CfStats {
+    /// All requests received.
+    pub fn total(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+/// An API token: Zone:Read on its zones (all when `zones` is `None`), and DNS:Edit if `dns_edit`.
+#[derive(Clone, Debug)]
+pub(crate) struct Token {
+    dns_edit: bool,
+    zones: Option<Vec<String>>,
+}
+
+impl Token {
+    fn sees(&self, zone: &str) -> bool {
+        self.zones
+            .as_ref()
+            .is_none_or(|zones| zones.iter().any(|z| z == zone))
+    }
+}
+
+pub(crate) struct Zone {
+    id: String,
+    name: String,
+    created_on: SystemTime,
+    records: Vec<Record>,
+}
+
+/// Requests admitted in the last `window`, at most `limit` of them.
+struct Window {
+    limit: Option<(u32, Duration)>,
+    admitted: VecDeque<Instant>,
+}
+
+impl Window {
+    /// Admits a request at `now`, or says how long until a slot frees up.
+    fn admit(&mut self, now: Instant) -> Option<Duration> {
+        let (limit, window) = self.limit?;
+        while self
+            .admitted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            self.admitted.pop_front();
+        }
+        if self.admitted.len() < limit as usize {
+            self.admitted.push_back(now);
+            return None;
+        }
+        let oldest = *self.admitted.front()?;
+        Some((oldest + window).saturating_duration_since(now))
+    }
+}
+
+/// Everything the server knows; one lock, never held across an await.
+pub(crate) struct State {
+    zones: Vec<Zone>,
+    tokens: HashMap<String, Token>,
+    faults: VecDeque<CfFault>,
+    batch_unsupported: u32,
+    window: Window,
+    comment_limit: usize,
+    batch_max: usize,
+    stats: CfStats,
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            zones: Vec::new(),
+            tokens: HashMap::new(),
+            faults: VecDeque::new(),
+            batch_unsupported: 0,
+            window: Window {
+                limit: Some(CLOUDFLARE_RATE_LIMIT),
+                admitted: VecDeque::new(),
+            },
+            comment_limit: FREE_COMMENT_LIMIT,
+            batch_max: http::BATCH_MAX_FREE,
+            stats: CfStats::default(),
+        }
+    }
+
+    fn zone(&self, id: &str) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.id == id)
+    }
+
+    fn zone_mut(&mut self, id: &str) -> Option<&mut Zone> {
+        self.zones.iter_mut().find(|z| z.id == id)
+    }
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not take the server down with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running Cloudflare API stand-in on loopback, plus the knobs tests need.
+///
+/// It stops when dropped. Requests need `Authorization: Bearer TOKEN` with a
+/// token registered by [`add_token`](CloudflareServer::add_token). The handle
+/// is `Send + Sync`; every method takes effect at once.
+pub struct CloudflareServer {
+    running: Running,
+    shared: Arc<Shared>,
+}
+
+impl CloudflareServer {
+    /// Starts on `127.0.0.1` on a free port. Panics if that fails.
+    pub fn start() -> CloudflareServer {
+        CloudflareServer::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("start the Cloudflare stand-in on 127.0.0.1")
+    }
+
+    /// Starts on `addr` (port 0 picks a free port).
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<CloudflareServer> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new()),
+        });
+        let running = Running::spawn(addr, http::router(shared.clone()))?;
+        Ok(CloudflareServer { running, shared })
+    }
+
+    /// The API base, `http://127.0.0.1:PORT/client/v4`.
+    pub fn url(&self) -> String {
+        format!("{}{}", self.running.url(), http::PREFIX)
+    }
+
+    /// Creates a zone (lowercase, no trailing dot) and returns its id (32 hex).
+    /// Panics if the name is not a domain name.
+    pub fn create_zone(&self, name: &str) -> String {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        assert!(
+            !name.is_empty() && name.split('.').all(|l| !l.is_empty() && l.len() <= 63),
+            "create_zone: '{name}' is not a domain name"
+        );
+        let id = zone::new_id();
+        self.shared.lock().zones.push(Zone {
+            id: id.clone(),
+            name,
+            created_on: SystemTime::now(),
+            records: Vec::new(),
+        });
+        id
+    }
+
+    /// Registers a token with Zone:Read on every zone, plus DNS:Edit if `dns_edit`.
+    pub fn add_token(&self, token: &str, dns_edit: bool) {
+        self.insert_token(token, dns_edit, None);
+    }
+
+    /// Registers a token limited to the zones named (others are invisible to it:
+    /// absent from zone lists, 403 `10000` on their paths).
+    pub fn add_scoped_token(&self, token: &str, dns_edit: bool, zones: &[&str]) {
+        let zones = zones
+            .iter()
+            .map(|z| z.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        self.insert_token(token, dns_edit, Some(zones));
+    }
+
+    fn insert_token(&self, token: &str, dns_edit: bool, zones: Option<Vec<String>>) {
+        assert!(
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "add_token: a Cloudflare token is made of letters, digits, '-' and '_'"
+        );
+        self.shared
+            .lock()
+            .tokens
+            .insert(token.to_owned(), Token { dns_edit, zones });
+    }
+
+    /// Every record of the zone, sorted by name, type and content. Panics if
+    /// there is no such zone.
+    pub fn records(&self, zone_id: &str) -> Vec<DnsRecord> {
+        let state = self.shared.lock();
+        let zone = state
+            .zone(zone_id)
+            .unwrap_or_else(|| panic!("records: no zone {zone_id}"));
+        let mut records: Vec<DnsRecord> = zone.records.iter().map(Record::public).collect();
+        records
+            .sort_by(|a, b| (&a.name, &a.rtype, &a.content).cmp(&(&b.name, &b.rtype, &b.content)));
+        records
+    }
+
+    /// The contents at `name`/`rtype` in zone-file order (SRV "priority weight
+    /// port target", MX "preference target"), sorted. `name` is the FQDN, with
+    /// or without trailing dot, in any case. Panics if there is no such zone.
+    pub fn values(&self, zone_id: &str, name: &str, rtype: &str) -> Vec<String> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let state = self.shared.lock();
+        let zone = state
+            .zone(zone_id)
+            .unwrap_or_else(|| panic!("values: no zone {zone_id}"));
+        let mut values: Vec<String> = zone
+            .records
+            .iter()
+            .filter(|r| r.name == name && r.rtype.eq_ignore_ascii_case(rtype))
+            .map(Record::presentation)
+            .collect();
+        values.sort();
+        values
+    }
+
+    /// Adds a record as a person would in the dashboard, bypassing checks,
+    /// limits, faults and counters, and returns its id (the record's own if it
+    /// is 32 hex digits and free, a new one otherwise; an existing record with
+    /// that id is replaced). A relative name gets the zone appended. Panics if
+    /// there is no such zone.
+    pub fn put_record(&self, zone_id: &str, record: DnsRecord) -> String {
+        let mut state = self.shared.lock();
+        let zone = state
+            .zone_mut(zone_id)
+            .unwrap_or_else(|| panic!("put_record: no zone {zone_id}"));
+        let stored = zone::from_public(&record, &zone.name, SystemTime::now());
+        let id = stored.id.clone();
+        zone.records.retain(|r| r.id != id);
+        zone.records.push(stored);
+        id
+    }
+
+    /// Removes the record with this id, if any. Panics if there is no such zone.
+    pub fn delete_record(&self, zone_id: &str, id: &str) {
+        let mut state = self.shared.lock();
+        let zone = state
+            .zone_mut(zone_id)
+            .unwrap_or_else(|| panic!("delete_record: no zone {zone_id}"));
+        zone.records.retain(|r| !r.id.eq_ignore_ascii_case(id));
+    }
+
+    /// `Some((requests, window))`: at most that many admitted requests in any
+    /// sliding window of that length; more get 429 code 971 with `Retry-After`
+    /// (seconds until the oldest admitted request leaves the window). `None`:
+    /// unlimited. Default [`CLOUDFLARE_RATE_LIMIT`]. Resets the window.
+    pub fn set_rate_limit(&self, limit: Option<(u32, Duration)>) {
+        self.shared.lock().window = Window {
+            limit,
+            admitted: VecDeque::new(),
+        };
+    }
+
+    /// The longest comment accepted, in characters: 100 on the Free plan (the
+    /// default), 500 on the others. Above 100 the batch limit becomes the paid
+    /// plans' 3,500 operations (Free: 200).
+    pub fn set_comment_limit(&self, chars: usize) {
+        let mut state = self.shared.lock();
+        state.comment_limit = chars;
+        state.batch_max = if chars > FREE_COMMENT_LIMIT {
+            3500
+        } else {
+            http::BATCH_MAX_FREE
+        };
+    }
+
+    /// The next `n` authenticated requests get `fault` instead of their normal
+    /// answer; calls queue up in order. [`CfFault::BatchUnsupported`] is
+    /// counted apart: the next `n` batch requests get 405, whatever else
+    /// happens meanwhile (`u32::MAX`: an API without batches for good).
+    pub fn fail_next(&self, n: u32, fault: CfFault) {
+        let mut state = self.shared.lock();
+        if fault == CfFault::BatchUnsupported {
+            state.batch_unsupported = state.batch_unsupported.saturating_add(n);
+            return;
+        }
+        for _ in 0..n {
+            state.faults.push_back(fault.clone());
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CfStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset_stats(&self) {
+        self.shared.lock().stats = CfStats::default();
+    }
+}
+
+#[cfg(test)]
+mod tests;
