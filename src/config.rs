@@ -121,6 +121,17 @@ pub struct ProviderConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProviderKind {
     Route53(Route53Config),
+    Cloudflare(CloudflareConfig),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudflareConfig {
+    pub zone: DomainName,
+    /// The API token's file; `None`: `CLOUDFLARE_API_TOKEN`.
+    pub token_file: Option<PathBuf>,
+    /// Proxy A/AAAA records through Cloudflare (orange cloud).
+    pub proxied: bool,
+    pub endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -366,6 +377,8 @@ pub struct RawProvider {
     pub zone_id: Option<S<String>>,
     pub routing: Option<S<String>>,
     pub endpoint: Option<S<String>>,
+    pub token_file: Option<S<String>>,
+    pub proxied: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -734,6 +747,48 @@ pub fn validate(
 
     let agent = validate_agent(&mut c, raw.agent.take().unwrap_or_default());
 
+    // Cloudflare proxies only A/AAAA (and CNAME): an SRV, TXT or PTR record
+    // cannot be proxied, so a spec that makes them must not go to such a provider.
+    for r in &records {
+        // Cloudflare takes TTLs of 1 (automatic) or 30 (Enterprise; 60 on the
+        // other plans) to 86400 seconds ("Time to Live (TTL)" in its DNS docs).
+        for pc in &providers {
+            if matches!(pc.kind, ProviderKind::Cloudflare(_))
+                && r.providers.contains(&pc.name)
+                && r.ttl != 1
+                && !(30..=86400).contains(&r.ttl)
+            {
+                let line = raw_line_for(&c, &raw, &r.origin);
+                c.problems.push(Problem {
+                    line,
+                    key: format!("{}.ttl", r.origin),
+                    message: format!(
+                        "{} is not a TTL Cloudflare accepts (provider `{}`); write 1 (automatic) or 60 to 86400",
+                        r.ttl, pc.name
+                    ),
+                });
+            }
+        }
+        if !matches!(r.kind, SpecKind::Srv { .. } | SpecKind::Service { .. }) {
+            continue;
+        }
+        for pc in &providers {
+            if let ProviderKind::Cloudflare(cf) = &pc.kind
+                && cf.proxied
+                && r.providers.contains(&pc.name)
+            {
+                let line = raw_line_for(&c, &raw, &r.origin);
+                c.problems.push(Problem {
+                    line,
+                    key: format!("{}.providers", r.origin),
+                    message: format!(
+                        "`{}` makes SRV/TXT/PTR records, which Cloudflare cannot proxy, but provider `{}` has proxied = true; set proxied = false there or route this spec to another provider",
+                        r.origin, pc.name
+                    ),
+                });
+            }
+        }
+    }
     if providers.is_empty() && raw.providers.is_empty() {
         c.problems.push(Problem {
             line: None,
@@ -914,17 +969,30 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
     }
     match raw.kind.get_ref().as_str() {
         "route53" => {}
-        other @ ("cloudflare" | "rfc2136") => {
-            c.problem(raw.kind.span(), format!("{key}.type"), format!("`{other}` providers are not available in this version of dnsreg; write \"route53\""));
+        "cloudflare" => return validate_cloudflare(c, name, p),
+        other @ "rfc2136" => {
+            c.problem(raw.kind.span(), format!("{key}.type"), format!("`{other}` providers are not available in this version of dnsreg; write \"route53\" or \"cloudflare\""));
             return None;
         }
         other => {
             c.problem(
                 raw.kind.span(),
                 format!("{key}.type"),
-                format!("`{other}` is not a provider type; write \"route53\""),
+                format!("`{other}` is not a provider type; write \"route53\" or \"cloudflare\""),
             );
             return None;
+        }
+    }
+    for (value, field) in [
+        (raw.token_file.as_ref().map(S::span), "token_file"),
+        (raw.proxied.as_ref().map(S::span), "proxied"),
+    ] {
+        if let Some(span) = value {
+            c.problem(
+                span,
+                format!("{key}.{field}"),
+                format!("`{field}` is a cloudflare setting; route53 takes its credentials from the AWS chain (environment, profile, instance role): remove it"),
+            );
         }
     }
     let zone = match (&raw.zone, &raw.zone_id) {
@@ -1001,6 +1069,108 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
         kind: ProviderKind::Route53(Route53Config {
             zone: zone?,
             routing,
+            endpoint,
+        }),
+    })
+}
+
+/// `[providers.NAME]` with `type = "cloudflare"`.
+fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
+    let key = format!("providers.{name}");
+    let raw = p.get_ref();
+    if let Some(v) = &raw.zone_id {
+        c.problem(
+            v.span(),
+            format!("{key}.zone_id"),
+            "cloudflare providers are named by zone; write zone = \"example.com\" (dnsreg looks the id up once)",
+        );
+    }
+    if let Some(v) = &raw.routing {
+        c.problem(
+            v.span(),
+            format!("{key}.routing"),
+            "`routing` is a route53 setting; on cloudflare each value is its own record already: remove it",
+        );
+    }
+    let zone = match &raw.zone {
+        Some(z) => match DomainName::new(z.get_ref()) {
+            Ok(z) => Some(z),
+            Err(e) => {
+                c.problem(
+                    z.span(),
+                    format!("{key}.zone"),
+                    format!("{e}; write the zone's name, e.g. \"example.com\""),
+                );
+                None
+            }
+        },
+        None if raw.zone_id.is_some() => None,
+        None => {
+            c.problem(
+                p.span(),
+                format!("{key}.zone"),
+                "missing; write zone = \"example.com\"",
+            );
+            None
+        }
+    };
+    let token_file = raw.token_file.as_ref().and_then(|t| {
+        let path = PathBuf::from(t.get_ref());
+        // Checked without reading the secret: exists, is a readable file, not
+        // readable by others (a warning: the agent still works).
+        match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+            Ok(m) if m.is_file() => {
+                use std::os::unix::fs::PermissionsExt;
+                if m.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        "{key}.token_file: {} is readable by other users (mode {:o}); chmod 600 it",
+                        path.display(),
+                        m.permissions().mode() & 0o777
+                    );
+                }
+                Some(path)
+            }
+            Ok(_) => {
+                c.problem(
+                    t.span(),
+                    format!("{key}.token_file"),
+                    format!("{} is not a file; write the path of a file holding the API token", path.display()),
+                );
+                None
+            }
+            Err(e) => {
+                c.problem(
+                    t.span(),
+                    format!("{key}.token_file"),
+                    format!("cannot read {}: {e}; write the API token there (one line, mode 600) or drop token_file and set CLOUDFLARE_API_TOKEN", path.display()),
+                );
+                None
+            }
+        }
+    });
+    let endpoint = raw.endpoint.as_ref().map(|e| {
+        let s = e.get_ref();
+        if !(s.starts_with("https://") || s.starts_with("http://")) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not a URL; write e.g. \"https://api.cloudflare.com/client/v4\""),
+            );
+        }
+        s.clone()
+    });
+    if raw.zone_id.is_some() || raw.routing.is_some() {
+        return None;
+    }
+    if raw.token_file.is_some() && token_file.is_none() {
+        return None;
+    }
+    Some(ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Cloudflare(CloudflareConfig {
+            zone: zone?,
+            token_file,
+            proxied: raw.proxied.as_ref().is_some_and(|v| *v.get_ref()),
             endpoint,
         }),
     })
@@ -1092,6 +1262,8 @@ pub fn from_flags(f: &Flags) -> Result<Config, ConfigError> {
                 zone_id: f.zone_id.as_deref().map(s),
                 routing: f.routing.as_deref().map(s),
                 endpoint: f.endpoint.as_deref().map(s),
+                token_file: None,
+                proxied: None,
             },
         ),
     );

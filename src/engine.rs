@@ -12,13 +12,14 @@ use serde::Serialize;
 use crate::config::{Config, ProviderKind, UsageError};
 use crate::metadata::Identity;
 use crate::plan::{Vars, desired};
-use crate::provider::{Intent, Outcome, Provider, Route53, Values, apply, presence};
+use crate::provider::{Cloudflare, Intent, Outcome, Provider, Route53, Values, apply, presence};
 use crate::record::{Record, Value};
 use crate::state::{ProviderState, StateFile};
 
 /// Every provider type, for dispatch.
 pub enum AnyProvider {
     Route53(Route53),
+    Cloudflare(Cloudflare),
 }
 
 impl AnyProvider {
@@ -26,6 +27,9 @@ impl AnyProvider {
         match &cfg.kind {
             ProviderKind::Route53(r) => {
                 AnyProvider::Route53(Route53::new(&cfg.name, r.clone(), instance_id))
+            }
+            ProviderKind::Cloudflare(c) => {
+                AnyProvider::Cloudflare(Cloudflare::new(&cfg.name, c.clone(), instance_id))
             }
         }
     }
@@ -36,6 +40,7 @@ macro_rules! with_provider {
     ($p:expr, $v:ident => $body:expr) => {
         match $p {
             AnyProvider::Route53($v) => $body,
+            AnyProvider::Cloudflare($v) => $body,
         }
     };
 }

@@ -326,14 +326,19 @@ pub fn check_sample(config: &Config) -> Vec<(String, String)> {
         ..Vars::sample()
     };
     for p in &config.providers {
-        let ProviderKind::Route53(r) = &p.kind;
         // A zone given by id is named only by the API; check names against a stand-in zone.
-        let zone = match &r.zone {
-            ZoneRef::Name(z) => z.clone(),
-            ZoneRef::Id(_) => DomainName::new("zone-given-by-id.invalid").expect("valid"),
+        let (zone, by_id) = match &p.kind {
+            ProviderKind::Route53(r) => match &r.zone {
+                ZoneRef::Name(z) => (z.clone(), false),
+                ZoneRef::Id(_) => (
+                    DomainName::new("zone-given-by-id.invalid").expect("valid"),
+                    true,
+                ),
+            },
+            ProviderKind::Cloudflare(cf) => (cf.zone.clone(), false),
         };
         if let Err(mut ps) = desired(config, &p.name, &zone, &vars) {
-            if matches!(r.zone, ZoneRef::Id(_)) {
+            if by_id {
                 ps.retain(|(_, m)| !m.contains("is outside the zone"));
             }
             problems.extend(ps);

@@ -7,6 +7,7 @@
 //! anything else. Conflicts (another writer changed an rrset between our read and
 //! our write) are resolved by reading again, with backoff, until the edit lands.
 
+pub mod cloudflare;
 pub mod route53;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +18,7 @@ use crate::plan::registry_name;
 use crate::record::{DomainName, RData, Record, RrKey, Value};
 use crate::retry::Backoff;
 
+pub use cloudflare::Cloudflare;
 pub use route53::Route53;
 
 /// The values one provider shows at one name and type, as far as this instance
@@ -425,6 +427,24 @@ pub async fn presence<P: Provider>(
             )
         })
         .collect())
+}
+
+/// Plain http is allowed to loopback stand-ins only: credentials travel over TLS.
+pub(crate) fn is_loopback_url(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap_or("");
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl fmt::Display for Edit {

@@ -27,7 +27,7 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
 
-use super::{Edit, Provider, Values, WriteError};
+use super::{Edit, Provider, Values, WriteError, is_loopback_url};
 use crate::config::{Route53Config, Routing, ZoneRef};
 use crate::metadata::error_chain;
 use crate::plan::registry_root;
@@ -295,23 +295,6 @@ impl Route53 {
             }
         }
     }
-}
-
-fn is_loopback_url(url: &str) -> bool {
-    let rest = url.strip_prefix("http://").unwrap_or("");
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-        if p.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
-    host == "localhost"
-        || host == "[::1]"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Provider for Route53 {

@@ -171,3 +171,124 @@ pub fn venv_bin(tool: &str) -> PathBuf {
     );
     path
 }
+
+/// The API token the Cloudflare stand-in knows, with DNS edit permission.
+pub const CF_TOKEN: &str = "cf-test-token-7f3a9c2e5b1d";
+
+/// A Cloudflare stand-in with one zone and one token, an AWS metadata stand-in,
+/// and a scratch directory.
+pub struct CfEnv {
+    pub cf: testkit::cloudflare::CloudflareServer,
+    pub imds: ImdsServer,
+    pub zone_id: String,
+    pub dir: TempDir,
+}
+
+impl CfEnv {
+    pub fn new() -> CfEnv {
+        let cf = testkit::cloudflare::CloudflareServer::start();
+        let zone_id = cf.create_zone(ZONE);
+        cf.add_token(CF_TOKEN, true);
+        let imds = ImdsServer::start(AwsInstance::default());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dmi")).unwrap();
+        CfEnv {
+            cf,
+            imds,
+            zone_id,
+            dir,
+        }
+    }
+
+    /// `dnsreg` pointed at the metadata stand-in, with the token in
+    /// `CLOUDFLARE_API_TOKEN`; the Cloudflare endpoint goes in flags or config.
+    pub fn dnsreg(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dnsreg"));
+        isolate(&mut c, self.dir.path());
+        c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", self.imds.url())
+            .env("DNSREG_DMI_DIR", self.dir.path().join("dmi"))
+            .env("CLOUDFLARE_API_TOKEN", CF_TOKEN);
+        c
+    }
+
+    /// `dnsreg CMD --provider cloudflare --zone example.com --endpoint … ARGS --state-dir …`.
+    pub fn flags(&self, cmd: &str, args: &str) -> Command {
+        let mut c = self.dnsreg();
+        c.args([
+            cmd,
+            "--provider",
+            "cloudflare",
+            "--zone",
+            ZONE,
+            "--endpoint",
+        ])
+        .arg(self.cf.url())
+        .args(args.split_whitespace())
+        .arg("--state-dir")
+        .arg(self.state_dir());
+        c
+    }
+
+    /// The same as instance `id` with address `ip`, with a state directory of its own.
+    pub fn instance(&self, cmd: &str, id: &str, ip: &str, args: &str) -> Command {
+        let mut c = self.dnsreg();
+        c.args([
+            cmd,
+            "--provider",
+            "cloudflare",
+            "--zone",
+            ZONE,
+            "--endpoint",
+        ])
+        .arg(self.cf.url())
+        .args(args.split_whitespace())
+        .args(["--metadata", "none", "--instance-id", id, "--ipv4", ip])
+        .arg("--state-dir")
+        .arg(self.state_dir().join(id));
+        c
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Writes a configuration file; `{state_dir}` and `{cf_endpoint}` are filled in.
+    pub fn config(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(
+            &path,
+            text.replace("{state_dir}", &self.state_dir().display().to_string())
+                .replace("{cf_endpoint}", &self.cf.url()),
+        )
+        .unwrap();
+        path
+    }
+
+    /// The values at `name` (relative to the zone) and `rtype`, sorted, as the
+    /// stand-in shows them (SRV "prio weight port target", names without dot).
+    pub fn values(&self, name: &str, rtype: &str) -> Vec<String> {
+        let abs = absolute(name);
+        self.cf
+            .values(&self.zone_id, abs.trim_end_matches('.'), rtype)
+    }
+
+    /// Every record, as `name type content [comment]` lines, sorted.
+    pub fn records(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .cf
+            .records(&self.zone_id)
+            .into_iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} [{}]",
+                    r.name,
+                    r.rtype,
+                    r.content,
+                    r.comment.unwrap_or_default()
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}

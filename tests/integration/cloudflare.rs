@@ -1,0 +1,717 @@
+//! Join and leave against the strict Cloudflare stand-in: what a user sees in the zone.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use testkit::cloudflare::{CfFault, DnsRecord};
+
+use crate::util::{CF_TOKEN, CfEnv, Env, run_expect, stderr, stdout};
+
+const OWNER: &str = "dnsreg:i-0123456789abcdef0";
+
+/// The original script's invocation, as flags.
+fn flags(env: &CfEnv, cmd: &str) -> Command {
+    env.flags(cmd, "--service _v1._theservice._tcp --port 8080")
+}
+
+#[test]
+fn join_publishes_each_value_as_a_commented_record_and_leave_removes_them() {
+    let env = CfEnv::new();
+    let out = run_expect(&mut flags(&env, "join"), 0);
+    assert!(
+        stdout(&out).contains("+ 203-0-113-7.example.com. A 203.0.113.7"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.values("203-0-113-7", "A"), vec!["203.0.113.7"]);
+    assert_eq!(
+        env.values("_v1._theservice._tcp", "SRV"),
+        vec!["0 0 8080 203-0-113-7.example.com"]
+    );
+    let srv = env
+        .cf
+        .records(&env.zone_id)
+        .into_iter()
+        .find(|r| r.rtype == "SRV")
+        .unwrap();
+    assert_eq!(
+        srv.data,
+        Some(
+            serde_json::json!({"priority": 0, "weight": 0, "port": 8080, "target": "203-0-113-7.example.com"})
+        )
+    );
+    // The registry lists exactly what was published; every record is marked ours.
+    assert_eq!(env.values("i-0123456789abcdef0._dnsreg", "TXT").len(), 2);
+    let records = env.cf.records(&env.zone_id);
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert!(
+        records.iter().all(|r| r.comment.as_deref() == Some(OWNER)),
+        "{records:?}"
+    );
+    assert_eq!(env.cf.stats().applied_batches, 1, "one batch for the join");
+
+    run_expect(&mut flags(&env, "status"), 0);
+
+    // A second join changes nothing and sends no write.
+    env.cf.reset_stats();
+    let out = run_expect(&mut flags(&env, "join"), 0);
+    assert!(
+        stdout(&out).contains("already published"),
+        "{}",
+        stdout(&out)
+    );
+    let s = env.cf.stats();
+    assert_eq!(s.applied_batches, 0, "{s:?}");
+    assert!(s.requests.keys().all(|k| k.starts_with("GET")), "{s:?}");
+
+    run_expect(&mut flags(&env, "leave"), 0);
+    assert_eq!(env.records(), Vec::<String>::new());
+    run_expect(&mut flags(&env, "status"), 1);
+    let out = run_expect(&mut flags(&env, "leave"), 0);
+    assert!(
+        stdout(&out).contains("nothing of ours to remove"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+const FULL: &str = r#"
+[instance]
+metadata = "aws"
+
+[providers.cf]
+type = "cloudflare"
+zone = "example.com"
+endpoint = "{cf_endpoint}"
+
+[[host]]
+providers = ["cf"]
+name = "{instance_id}"
+ttl = 120
+
+[[round_robin]]
+providers = ["cf"]
+name = "www"
+ttl = 1
+
+[[srv]]
+providers = ["cf"]
+name = "_v1._theservice._tcp"
+port = 8080
+weight = 10
+target = "{instance_id}"
+
+[[service]]
+providers = ["cf"]
+type = "_http._tcp"
+instance = "{hostname}"
+port = 8080
+target = "{instance_id}"
+txt = { path = "/", version = "1" }
+
+[agent]
+state_dir = "{state_dir}"
+"#;
+
+#[test]
+fn a_config_file_publishes_every_kind_of_record_in_one_batch() {
+    let env = CfEnv::new();
+    let config = env.config("dnsreg.toml", FULL);
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("check"), 0);
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    let records: Vec<String> = env
+        .records()
+        .into_iter()
+        .filter(|r| !r.contains("._dnsreg."))
+        .collect();
+    let mark = format!("[{OWNER}]");
+    assert_eq!(
+        records,
+        vec![
+            format!("_http._tcp.example.com PTR ip-10-0-0-5._http._tcp.example.com {mark}"),
+            format!(
+                "_v1._theservice._tcp.example.com SRV 0 10 8080 i-0123456789abcdef0.example.com {mark}"
+            ),
+            format!("i-0123456789abcdef0.example.com A 203.0.113.7 {mark}"),
+            format!(
+                "ip-10-0-0-5._http._tcp.example.com SRV 0 0 8080 i-0123456789abcdef0.example.com {mark}"
+            ),
+            format!("ip-10-0-0-5._http._tcp.example.com TXT \"path=/\" \"version=1\" {mark}"),
+            format!("www.example.com A 203.0.113.7 {mark}"),
+        ]
+    );
+    assert_eq!(env.values("i-0123456789abcdef0._dnsreg", "TXT").len(), 6);
+    assert_eq!(env.cf.stats().applied_batches, 1);
+    let ttl = |name: &str| {
+        env.cf
+            .records(&env.zone_id)
+            .into_iter()
+            .find(|r| r.name == name)
+            .unwrap()
+            .ttl
+    };
+    assert_eq!(ttl("i-0123456789abcdef0.example.com"), 120);
+    assert_eq!(
+        ttl("www.example.com"),
+        1,
+        "ttl = 1 is Cloudflare's automatic TTL"
+    );
+
+    // Idempotent, TTL 1 included.
+    env.cf.reset_stats();
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    assert_eq!(env.cf.stats().applied_batches, 0);
+
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("leave"), 0);
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
+#[test]
+fn a_record_made_by_hand_at_a_managed_name_survives_join_and_leave() {
+    let env = CfEnv::new();
+    env.cf.put_record(
+        &env.zone_id,
+        DnsRecord::new("www.example.com", "A", "192.0.2.99", 300),
+    );
+    let mut legacy = DnsRecord::new(
+        "_v1._theservice._tcp.example.com",
+        "SRV",
+        "5 5 9000 legacy.example.net",
+        300,
+    );
+    legacy.comment = Some("keep: legacy cluster".into());
+    env.cf.put_record(&env.zone_id, legacy);
+    let before = env.cf.records(&env.zone_id);
+
+    run_expect(flags(&env, "join").args(["--name", "www"]), 0);
+    assert_eq!(env.values("www", "A"), vec!["192.0.2.99", "203.0.113.7"]);
+    assert_eq!(
+        env.values("_v1._theservice._tcp", "SRV"),
+        vec![
+            "0 0 8080 203-0-113-7.example.com",
+            "5 5 9000 legacy.example.net"
+        ]
+    );
+    run_expect(flags(&env, "leave").args(["--name", "www"]), 0);
+    assert_eq!(
+        env.cf.records(&env.zone_id),
+        before,
+        "the hand-made records are exactly as they were: id, TTL, comment"
+    );
+}
+
+#[test]
+fn our_own_address_put_there_by_hand_is_not_claimed() {
+    let env = CfEnv::new();
+    env.cf.put_record(
+        &env.zone_id,
+        DnsRecord::new("www.example.com", "A", "203.0.113.7", 60),
+    );
+    let out = run_expect(&mut env.flags("join", "--name www"), 0);
+    assert!(
+        stdout(&out).contains("put there by someone else"),
+        "{}",
+        stdout(&out)
+    );
+    run_expect(&mut env.flags("leave", "--name www"), 0);
+    assert_eq!(env.values("www", "A"), vec!["203.0.113.7"]);
+    assert_eq!(env.records().len(), 1, "{:?}", env.records());
+}
+
+#[test]
+fn a_value_in_a_record_without_our_comment_is_never_deleted() {
+    // Our registry says we published 203.0.113.7 at www, but the record there
+    // now carries no dnsreg comment (a person re-made it): it stays.
+    let env = CfEnv::new();
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    let ours = env
+        .cf
+        .records(&env.zone_id)
+        .into_iter()
+        .find(|r| r.name == "www.example.com")
+        .unwrap();
+    env.cf.delete_record(&env.zone_id, &ours.id);
+    env.cf.put_record(
+        &env.zone_id,
+        DnsRecord::new("www.example.com", "A", "203.0.113.7", 120),
+    );
+    let out = run_expect(&mut env.flags("leave", "--name www"), 0);
+    assert!(stderr(&out).contains("left alone"), "{}", stderr(&out));
+    assert_eq!(
+        env.records(),
+        vec!["www.example.com A 203.0.113.7 []".to_string()]
+    );
+}
+
+#[test]
+fn an_address_change_between_runs_is_cleaned_up() {
+    let env = CfEnv::new();
+    let config = env.config("dnsreg.toml", FULL);
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    env.imds
+        .update(|i| i.public_ipv4 = Some("198.51.100.44".into()));
+    let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    assert!(
+        stdout(&out).contains("- www.example.com. A 203.0.113.7"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.values("www", "A"), vec!["198.51.100.44"]);
+    assert_eq!(
+        env.values("i-0123456789abcdef0", "A"),
+        vec!["198.51.100.44"]
+    );
+
+    // Another stop/start, and the state file is lost too: the registry says what to remove.
+    std::fs::remove_dir_all(env.state_dir()).unwrap();
+    env.imds
+        .update(|i| i.public_ipv4 = Some("198.51.100.45".into()));
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("leave"), 0);
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
+#[test]
+fn an_old_address_now_used_by_another_instance_is_not_removed() {
+    let env = CfEnv::new();
+    let run =
+        |cmd: &str, id: &str, ip: &str| run_expect(&mut env.instance(cmd, id, ip, "--name www"), 0);
+    run("join", "i-a", "192.0.2.1");
+    // i-a's address is handed to i-b, then i-a comes back with a new one.
+    run("join", "i-b", "192.0.2.1");
+    run("join", "i-a", "192.0.2.2");
+    assert_eq!(env.values("www", "A"), vec!["192.0.2.1", "192.0.2.2"]);
+
+    run("join", "i-c", "192.0.2.2");
+    let out = run("leave", "i-a", "192.0.2.2");
+    assert!(
+        stdout(&out).contains("also claimed by another instance"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.values("www", "A"), vec!["192.0.2.1", "192.0.2.2"]);
+
+    // The last claimants leave: the values they took over go too, nothing is left.
+    run("leave", "i-b", "192.0.2.1");
+    run("leave", "i-c", "192.0.2.2");
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
+#[test]
+fn transient_failures_are_retried() {
+    let env = CfEnv::new();
+    env.cf.fail_next(
+        1,
+        CfFault::TooManyRequests {
+            retry_after_secs: 1,
+        },
+    );
+    env.cf.fail_next(1, CfFault::ServerError(502));
+    env.cf.fail_next(1, CfFault::Drop);
+    env.cf.fail_next(1, CfFault::ServerError(503));
+    env.cf
+        .fail_next(1, CfFault::Delay(Duration::from_millis(300)));
+    run_expect(&mut flags(&env, "join"), 0);
+    assert_eq!(env.values("203-0-113-7", "A"), vec!["203.0.113.7"]);
+    assert!(env.cf.stats().rate_limited >= 1);
+}
+
+#[test]
+fn an_unknown_zone_is_a_clear_runtime_error() {
+    let env = CfEnv::new();
+    let mut c = env.dnsreg();
+    c.args([
+        "join",
+        "--provider",
+        "cloudflare",
+        "--zone",
+        "nope.example",
+        "--name",
+        "www",
+        "--endpoint",
+    ])
+    .arg(env.cf.url());
+    let out = run_expect(&mut c, 1);
+    assert!(
+        stderr(&out).contains("no zone named nope.example is visible to this API token"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_bad_token_is_a_clear_runtime_error_and_never_shown() {
+    let env = CfEnv::new();
+    let mut c = env.flags("join", "--name www");
+    c.env("CLOUDFLARE_API_TOKEN", "wrong-token-c0ffee");
+    let out = run_expect(c.arg("-vv"), 1);
+    let err = stderr(&out);
+    assert!(err.contains("Cloudflare refused the API token"), "{err}");
+    assert!(!err.contains("wrong-token-c0ffee"), "{err}");
+
+    let mut c = env.flags("join", "--name www");
+    c.env_remove("CLOUDFLARE_API_TOKEN");
+    let out = run_expect(&mut c, 1);
+    assert!(
+        stderr(&out).contains("CLOUDFLARE_API_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_token_without_dns_edit_is_a_clear_runtime_error() {
+    let env = CfEnv::new();
+    env.cf.add_token("read-only-token-5e5e", false);
+    let mut c = env.flags("join", "--name www");
+    c.env("CLOUDFLARE_API_TOKEN", "read-only-token-5e5e");
+    let out = run_expect(&mut c, 1);
+    assert!(
+        stderr(&out).contains("Zone → DNS → Edit"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
+#[test]
+fn the_token_never_appears_in_the_output_even_with_debug_logging() {
+    let env = CfEnv::new();
+    let token_file = env.dir.path().join("cf.token");
+    std::fs::write(&token_file, format!("{CF_TOKEN}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = env.config(
+        "dnsreg.toml",
+        &FULL.replace(
+            "endpoint = \"{cf_endpoint}\"",
+            &format!(
+                "endpoint = \"{{cf_endpoint}}\"\ntoken_file = \"{}\"",
+                token_file.display()
+            ),
+        ),
+    );
+    for cmd in ["join", "status", "leave"] {
+        let mut c = env.dnsreg();
+        c.env_remove("CLOUDFLARE_API_TOKEN")
+            .env("DNSREG_LOG", "trace");
+        let out = run_expect(c.arg("-vv").arg("-c").arg(&config).arg(cmd), 0);
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!all.contains(CF_TOKEN), "{cmd}: {all}");
+        assert!(!all.is_empty());
+    }
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
+#[test]
+fn when_the_batch_endpoint_is_refused_single_requests_do_the_same_work() {
+    let env = CfEnv::new();
+    env.cf.put_record(
+        &env.zone_id,
+        DnsRecord::new("www.example.com", "A", "192.0.2.99", 300),
+    );
+    env.cf.fail_next(100, CfFault::BatchUnsupported);
+    let out = run_expect(&mut env.flags("join", "--name www --host web"), 0);
+    assert!(stderr(&out).contains("not atomic"), "{}", stderr(&out));
+    assert_eq!(env.values("www", "A"), vec!["192.0.2.99", "203.0.113.7"]);
+    assert_eq!(env.values("web", "A"), vec!["203.0.113.7"]);
+    assert_eq!(env.values("i-0123456789abcdef0._dnsreg", "TXT").len(), 2);
+    let out = run_expect(&mut env.flags("leave", "--name www --host web"), 0);
+    assert!(stderr(&out).contains("not atomic"), "{}", stderr(&out));
+    assert_eq!(
+        env.records(),
+        vec!["www.example.com A 192.0.2.99 []".to_string()]
+    );
+    assert_eq!(env.cf.stats().applied_batches, 0);
+}
+
+#[test]
+fn listing_follows_pagination() {
+    let env = CfEnv::new();
+    // 150 hand-made values at the shared name: ours lands beyond the first page.
+    for i in 0..150 {
+        env.cf.put_record(
+            &env.zone_id,
+            DnsRecord::new(
+                "www.example.com",
+                "A",
+                &format!("198.18.{}.{}", i / 100, i % 100 + 1),
+                300,
+            ),
+        );
+    }
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    env.cf.reset_stats();
+    let out = run_expect(&mut env.flags("join", "--name www"), 0);
+    assert!(
+        stdout(&out).contains("already published"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.cf.stats().applied_batches, 0);
+    run_expect(&mut env.flags("leave", "--name www"), 0);
+    assert_eq!(env.values("www", "A").len(), 150);
+}
+
+#[test]
+fn proxied_addresses_are_proxied_and_keep_the_automatic_ttl() {
+    let env = CfEnv::new();
+    let config = env.config(
+        "p.toml",
+        r#"
+[instance]
+metadata = "aws"
+
+[providers.cf]
+type = "cloudflare"
+zone = "example.com"
+endpoint = "{cf_endpoint}"
+proxied = true
+
+[[round_robin]]
+providers = ["cf"]
+name = "www"
+ttl = 60
+
+[agent]
+state_dir = "{state_dir}"
+"#,
+    );
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    let www = env
+        .cf
+        .records(&env.zone_id)
+        .into_iter()
+        .find(|r| r.name == "www.example.com")
+        .unwrap();
+    assert!(www.proxied && www.ttl == 1, "{www:?}");
+    let registry = env
+        .cf
+        .records(&env.zone_id)
+        .into_iter()
+        .find(|r| r.rtype == "TXT")
+        .unwrap();
+    assert!(!registry.proxied);
+    env.cf.reset_stats();
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    assert_eq!(env.cf.stats().applied_batches, 0, "idempotent when proxied");
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("leave"), 0);
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
+#[test]
+fn config_errors_for_cloudflare_name_the_key() {
+    let env = CfEnv::new();
+    let bad = env.config(
+        "bad.toml",
+        r#"
+[providers.cf]
+type = "cloudflare"
+zone = "example.com"
+proxied = true
+routing = "multivalue"
+token_file = "/nonexistent/cf.token"
+
+[providers.r53]
+type = "route53"
+zone = "example.com"
+proxied = false
+
+[[srv]]
+providers = ["cf"]
+name = "_x._tcp"
+port = 80
+target = "www"
+
+[[round_robin]]
+providers = ["cf", "r53"]
+name = "www"
+"#,
+    );
+    let out = run_expect(env.dnsreg().arg("-c").arg(&bad).arg("check"), 2);
+    let err = stderr(&out);
+    for want in [
+        "providers.cf.routing",
+        "providers.cf.token_file: cannot read /nonexistent/cf.token",
+        "providers.r53.proxied",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    // The proxied check needs a valid provider table.
+    let proxied = env.config(
+        "proxied.toml",
+        r#"
+[providers.cf]
+type = "cloudflare"
+zone = "example.com"
+proxied = true
+
+[[round_robin]]
+providers = ["cf"]
+name = "www"
+ttl = 100000
+
+[[srv]]
+providers = ["cf"]
+name = "_x._tcp"
+port = 80
+target = "www"
+"#,
+    );
+    let out = run_expect(env.dnsreg().arg("-c").arg(&proxied).arg("check"), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("srv[0].providers: `srv[0]` makes SRV/TXT/PTR records"),
+        "{err}"
+    );
+    assert!(
+        err.contains("round_robin[0].ttl: 100000 is not a TTL Cloudflare accepts"),
+        "{err}"
+    );
+}
+
+/// What a join and a leave cost in API requests: Cloudflare allows 1,200 per
+/// five minutes, so a fleet of 100 starting at once must stay under 12 each.
+#[test]
+fn a_join_and_a_leave_cost_a_handful_of_requests() {
+    let env = CfEnv::new();
+    let requests = |env: &CfEnv| {
+        let s = env.cf.stats();
+        env.cf.reset_stats();
+        s.requests
+    };
+    let count = |pairs: &[(&str, u64)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    run_expect(&mut flags(&env, "join"), 0);
+    // Zone lookup, one list per name (host A, SRV, registry), one batch.
+    let join = requests(&env);
+    assert_eq!(
+        join,
+        count(&[("GET zones", 1), ("GET dns_records", 3), ("POST batch", 1)])
+    );
+    run_expect(&mut flags(&env, "join"), 0);
+    assert_eq!(
+        requests(&env),
+        count(&[("GET zones", 1), ("GET dns_records", 3)]),
+        "an idempotent join only reads"
+    );
+    // Leave also lists the other instances' registries.
+    run_expect(&mut flags(&env, "leave"), 0);
+    let leave = requests(&env);
+    assert_eq!(
+        leave,
+        count(&[("GET zones", 1), ("GET dns_records", 4), ("POST batch", 1)])
+    );
+    let per_join: u64 = join.values().sum();
+    assert!(per_join * 100 <= 1200, "100 joins fit the 5-minute budget");
+    eprintln!("join: {join:?}, leave: {leave:?}");
+}
+
+/// SPEC §3 rule 4: many instances on the same round-robin name and SRV rrset
+/// at once, under the rate limit, lose nothing and leave nothing.
+#[test]
+fn fifty_agents_join_and_leave_one_name_concurrently() {
+    const N: usize = 50;
+    let env = Arc::new(CfEnv::new());
+    // A tighter window than Cloudflare's so that the fleet is throttled.
+    env.cf.set_rate_limit(Some((150, Duration::from_secs(2))));
+    let run_all = |cmd: &'static str| {
+        let children: Vec<_> = (0..N)
+            .map(|i| {
+                let ip = format!("10.0.{}.{}", i / 200, i % 200 + 1);
+                let mut c = env.instance(
+                    cmd,
+                    &format!("i-{i:03}"),
+                    &ip,
+                    "--name www --service _app._tcp --port 443",
+                );
+                c.stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    run_all("join");
+    assert_eq!(env.values("www", "A").len(), N);
+    assert_eq!(env.values("_app._tcp", "SRV").len(), N);
+    let stats = env.cf.stats();
+    eprintln!("join: {stats:?}");
+    assert!(stats.rate_limited > 0, "the fleet was throttled: {stats:?}");
+    run_all("leave");
+    assert_eq!(
+        env.records(),
+        Vec::<String>::new(),
+        "nothing is left behind"
+    );
+}
+
+#[test]
+fn one_instance_joins_and_leaves_cloudflare_and_route53_together() {
+    let r53 = Env::new();
+    let env = CfEnv::new();
+    let config = env.config(
+        "both.toml",
+        &r#"
+[instance]
+metadata = "aws"
+
+[providers.cf]
+type = "cloudflare"
+zone = "example.com"
+endpoint = "{cf_endpoint}"
+
+[providers.r53]
+type = "route53"
+zone = "example.com"
+endpoint = "{r53_endpoint}"
+
+[[host]]
+providers = ["cf", "r53"]
+name = "{instance_id}"
+
+[[round_robin]]
+providers = ["cf", "r53"]
+name = "www"
+
+[[srv]]
+providers = ["cf", "r53"]
+name = "_v1._theservice._tcp"
+port = 8080
+target = "{instance_id}"
+
+[agent]
+state_dir = "{state_dir}"
+"#
+        .replace("{r53_endpoint}", &r53.r53.url()),
+    );
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    assert_eq!(env.values("www", "A"), vec!["203.0.113.7"]);
+    assert_eq!(r53.values("www", "A"), vec!["203.0.113.7"]);
+    assert_eq!(
+        env.values("_v1._theservice._tcp", "SRV"),
+        vec!["0 0 8080 i-0123456789abcdef0.example.com"]
+    );
+    assert_eq!(
+        r53.values("_v1._theservice._tcp", "SRV"),
+        vec!["0 0 8080 i-0123456789abcdef0.example.com."]
+    );
+    let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("status"), 0);
+    assert!(stdout(&out).contains("cf"), "{}", stdout(&out));
+    run_expect(env.dnsreg().arg("-c").arg(&config).arg("leave"), 0);
+    assert_eq!(env.records(), Vec::<String>::new());
+    assert_eq!(r53.records(), Vec::<String>::new());
+}
