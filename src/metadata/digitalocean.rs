@@ -8,7 +8,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::http::{self, Call, Http, check_id, parse_ip};
+use super::http::{self, Http, check_id, parse_ip};
 use super::{Identity, MetadataError};
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
@@ -20,22 +20,11 @@ fn client(base: Option<&str>) -> Http {
 
 /// Does the Droplet metadata service answer with a numeric id?
 pub async fn probe(base: Option<&str>) -> bool {
-    let path = format!("{ROOT}/id");
-    match client(base).probe(Call::get(&path, &[])).await {
-        Some(r) => {
-            let id = r.body.trim();
-            r.status.is_success() && !id.is_empty() && id.chars().all(|c| c.is_ascii_digit())
-        }
-        None => false,
-    }
+    client(base).probe_numeric_id(&format!("{ROOT}/id")).await
 }
 
 async fn get(http: &Http, item: &str) -> Result<Option<String>, MetadataError> {
-    Ok(http
-        .get(&format!("{ROOT}/{item}"), &[])
-        .await?
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty()))
+    http.value(&format!("{ROOT}/{item}"), &[]).await
 }
 
 pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {

@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::http::{self, Call, Http, check_id, parse_ip};
+use super::http::{self, Http, check_id, parse_ip};
 use super::{Identity, MetadataError};
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
@@ -21,22 +21,13 @@ fn client(base: Option<&str>) -> Http {
 
 /// Does the Hetzner metadata service answer with a numeric id?
 pub async fn probe(base: Option<&str>) -> bool {
-    let path = format!("{ROOT}/instance-id");
-    match client(base).probe(Call::get(&path, &[])).await {
-        Some(r) => {
-            let id = r.body.trim();
-            r.status.is_success() && !id.is_empty() && id.chars().all(|c| c.is_ascii_digit())
-        }
-        None => false,
-    }
+    client(base)
+        .probe_numeric_id(&format!("{ROOT}/instance-id"))
+        .await
 }
 
 async fn get(http: &Http, item: &str) -> Result<Option<String>, MetadataError> {
-    Ok(http
-        .get(&format!("{ROOT}/{item}"), &[])
-        .await?
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty()))
+    http.value(&format!("{ROOT}/{item}"), &[]).await
 }
 
 /// The value of the first `key: value` line, YAML scalars only (quotes dropped).

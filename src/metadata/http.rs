@@ -173,6 +173,31 @@ impl Http {
         }
     }
 
+    /// GETs a plain-text value: trimmed, and an empty answer is as absent as a 404.
+    pub async fn value(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Option<String>, MetadataError> {
+        Ok(self
+            .get(path, headers)
+            .await?
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()))
+    }
+
+    /// A probe that passes when `path` answers 2xx with a numeric id (the
+    /// DigitalOcean and Hetzner services, whose ids are numbers).
+    pub async fn probe_numeric_id(&self, path: &str) -> bool {
+        match self.probe(Call::get(path, &[])).await {
+            Some(r) => {
+                let id = r.body.trim();
+                r.status.is_success() && !id.is_empty() && id.chars().all(|c| c.is_ascii_digit())
+            }
+            None => false,
+        }
+    }
+
     /// GETs `path` that must be there.
     pub async fn required(
         &self,

@@ -9,6 +9,7 @@
 
 pub mod cloudflare;
 pub mod imds;
+mod query;
 pub mod route53;
 mod serve;
 

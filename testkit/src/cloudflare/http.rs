@@ -9,6 +9,7 @@
 //! Every answer is Cloudflare's v4 envelope: `{success, errors, messages,
 //! result}` plus `result_info` on lists.
 
+use crate::query::Query;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -857,59 +858,4 @@ fn push(result: &mut Value, key: &str, item: Value) {
     if let Some(list) = result[key].as_array_mut() {
         list.push(item);
     }
-}
-
-// ---------------------------------------------------------------- query strings
-
-pub(crate) struct Query {
-    pairs: Vec<(String, String)>,
-}
-
-impl Query {
-    pub(crate) fn parse(raw: &str) -> Query {
-        let pairs = raw
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (percent_decode(k), percent_decode(v))
-            })
-            .collect();
-        Query { pairs }
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -647,7 +647,10 @@ async fn serve(
     let request = Request {
         method,
         path,
-        query: uri.query().map(parse_query).unwrap_or_default(),
+        query: uri
+            .query()
+            .map(|q| crate::query::Query::parse(q).pairs)
+            .unwrap_or_default(),
         headers,
         hop_limited: fault == ImdsFault::HopLimit,
     };
@@ -657,42 +660,6 @@ async fn serve(
         // Hold the connection open until the client gives up or the server stops.
         Reply::Dropped => std::future::pending().await,
     }
-}
-
-/// `a=1&b=x%20y` as pairs, percent-decoded (`+` is a space, as forms write it).
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A 200 `text/plain` answer, as IMDS serves every value and listing.

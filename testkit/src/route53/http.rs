@@ -11,6 +11,7 @@
 //! `<InvalidChangeBatch><Messages>` document is gone: aws-sdk-kotlin#1433 and
 //! #1435; the Rust SDK only understands `ErrorResponse`).
 
+use crate::query::{Query, percent_decode};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -323,61 +324,6 @@ fn run(state: &mut ServerState, op: Op, query: &Query, body: &str) -> Reply {
             "The action or operation requested is invalid. Verify that the action is typed correctly.",
         )),
     }
-}
-
-// ---------------------------------------------------------------- query strings
-
-pub(crate) struct Query {
-    pairs: Vec<(String, String)>,
-}
-
-impl Query {
-    fn parse(raw: &str) -> Query {
-        let pairs = raw
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (percent_decode(k), percent_decode(v))
-            })
-            .collect();
-        Query { pairs }
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `maxitems`: absent gives `max`; larger values are cut to `max`.

@@ -5,12 +5,13 @@
 
 use axum::http::StatusCode;
 
-use super::http::{ApiError, Query, Reply, max_items};
+use super::http::{ApiError, Reply, max_items};
 use super::names::Name;
 use super::values::RR_TYPES;
 use super::xml::{self, Element, Writer};
 use super::zone::{Action, Change, Start, Zone};
 use super::{RrSet, State as ServerState};
+use crate::query::Query;
 
 /// Largest page of ListResourceRecordSets, and its default (API reference).
 const MAX_RRSET_ITEMS: usize = 300;
