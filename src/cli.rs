@@ -176,3 +176,64 @@ impl RecordArgs {
         .find_map(|(given, flag)| given.then_some(flag))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_original_scripts_invocation_becomes_flags() {
+        let cli = Cli::try_parse_from([
+            "dnsreg",
+            "join",
+            "--provider",
+            "route53",
+            "--zone",
+            "unilans.net",
+            "--service",
+            "_v1._theservice._tcp",
+            "--port",
+            "8080",
+        ])
+        .unwrap();
+        let Command::Join(args) = cli.command else {
+            panic!("not join")
+        };
+        let flags = args.flags().unwrap();
+        assert_eq!(flags.provider, "route53");
+        assert_eq!(flags.zone.as_deref(), Some("unilans.net"));
+        assert_eq!(flags.service.as_deref(), Some("_v1._theservice._tcp"));
+        assert_eq!(flags.port, Some(8080));
+        assert_eq!(args.stray(), None);
+    }
+
+    #[test]
+    fn record_flags_without_a_provider_are_named() {
+        let cli = Cli::try_parse_from(["dnsreg", "leave", "--name", "www"]).unwrap();
+        let Command::Leave(args) = cli.command else {
+            panic!("not leave")
+        };
+        assert!(args.flags().is_none());
+        assert_eq!(args.stray(), Some("--name"));
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli =
+            Cli::try_parse_from(["dnsreg", "status", "-c", "/tmp/x.toml", "--json", "-q"]).unwrap();
+        assert_eq!(cli.config, PathBuf::from("/tmp/x.toml"));
+        assert!(cli.quiet);
+        assert!(matches!(cli.command, Command::Status { json: true, .. }));
+        assert!(
+            Cli::try_parse_from(["dnsreg", "-v", "-q", "check"]).is_err(),
+            "-v and -q conflict"
+        );
+    }
+}
