@@ -7,6 +7,7 @@
 //! are reachable from the `dnsreg-testkit` binary so that users can try a
 //! configuration offline.
 
+pub mod bind;
 pub mod cloudflare;
 pub mod imds;
 mod query;
