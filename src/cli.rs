@@ -71,7 +71,7 @@ pub enum Command {
 /// The main settings as flags; with `--provider` no configuration file is read.
 #[derive(Debug, Args, Default)]
 pub struct RecordArgs {
-    /// Provider type (route53); its presence means "configure from flags".
+    /// Provider type (route53, cloudflare or rfc2136); its presence means "configure from flags".
     #[arg(long, value_name = "TYPE")]
     pub provider: Option<String>,
     /// The zone's name.
@@ -86,6 +86,12 @@ pub struct RecordArgs {
     /// Provider API endpoint URL.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// rfc2136: the primary server taking updates (IP, IP:PORT or HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    pub server: Option<String>,
+    /// rfc2136: the TSIG key file, in the format tsig-keygen writes and nsupdate -k reads.
+    #[arg(long, value_name = "FILE")]
+    pub tsig_key_file: Option<String>,
     /// SRV name to join (e.g. _v1._theservice._tcp); also publishes the host record {ipv4_dashed}.
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
@@ -141,6 +147,8 @@ impl RecordArgs {
             zone_id: self.zone_id.clone(),
             routing: self.routing.clone(),
             endpoint: self.endpoint.clone(),
+            server: self.server.clone(),
+            tsig_key_file: self.tsig_key_file.clone(),
             service: self.service.clone(),
             port: self.port,
             names: self.names.clone(),
@@ -166,6 +174,8 @@ impl RecordArgs {
             (self.zone_id.is_some(), "--zone-id"),
             (self.routing.is_some(), "--routing"),
             (self.endpoint.is_some(), "--endpoint"),
+            (self.server.is_some(), "--server"),
+            (self.tsig_key_file.is_some(), "--tsig-key-file"),
             (self.service.is_some(), "--service"),
             (self.port.is_some(), "--port"),
             (!self.names.is_empty(), "--name"),

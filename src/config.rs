@@ -122,6 +122,61 @@ pub struct ProviderConfig {
 pub enum ProviderKind {
     Route53(Route53Config),
     Cloudflare(CloudflareConfig),
+    Rfc2136(Rfc2136Config),
+}
+
+/// `type = "rfc2136"`: a primary server that takes dynamic updates (BIND, Knot, …).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rfc2136Config {
+    pub zone: DomainName,
+    /// `host` or `host:port` (port 53 when absent); resolved when connecting.
+    pub server: ServerAddr,
+    /// The TSIG key file (`tsig-keygen` format), checked here and read again at
+    /// connect; `None`: updates go unsigned (servers that allow by address).
+    pub tsig_key_file: Option<PathBuf>,
+}
+
+/// A DNS server's address as written: an IP, `IP:port`, `[IPv6]:port`, or a host name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ServerAddr {
+    pub fn parse(s: &str) -> Option<ServerAddr> {
+        if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+            return Some(ServerAddr {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            });
+        }
+        if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+            return Some(ServerAddr {
+                host: ip.to_string(),
+                port: 53,
+            });
+        }
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok().filter(|p| *p > 0)?),
+            None => (s, 53),
+        };
+        DomainName::new(host).ok()?;
+        Some(ServerAddr {
+            host: host.trim_end_matches('.').to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -379,6 +434,8 @@ pub struct RawProvider {
     pub endpoint: Option<S<String>>,
     pub token_file: Option<S<String>>,
     pub proxied: Option<S<bool>>,
+    pub server: Option<S<String>>,
+    pub tsig_key_file: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -970,15 +1027,12 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
     match raw.kind.get_ref().as_str() {
         "route53" => {}
         "cloudflare" => return validate_cloudflare(c, name, p),
-        other @ "rfc2136" => {
-            c.problem(raw.kind.span(), format!("{key}.type"), format!("`{other}` providers are not available in this version of dnsreg; write \"route53\" or \"cloudflare\""));
-            return None;
-        }
+        "rfc2136" => return validate_rfc2136(c, name, p),
         other => {
             c.problem(
                 raw.kind.span(),
                 format!("{key}.type"),
-                format!("`{other}` is not a provider type; write \"route53\" or \"cloudflare\""),
+                format!("`{other}` is not a provider type; write \"route53\", \"cloudflare\" or \"rfc2136\""),
             );
             return None;
         }
@@ -986,12 +1040,19 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
     for (value, field) in [
         (raw.token_file.as_ref().map(S::span), "token_file"),
         (raw.proxied.as_ref().map(S::span), "proxied"),
+        (raw.server.as_ref().map(S::span), "server"),
+        (raw.tsig_key_file.as_ref().map(S::span), "tsig_key_file"),
     ] {
         if let Some(span) = value {
+            let owner = if field.contains("token") || field == "proxied" {
+                "cloudflare"
+            } else {
+                "rfc2136"
+            };
             c.problem(
                 span,
                 format!("{key}.{field}"),
-                format!("`{field}` is a cloudflare setting; route53 takes its credentials from the AWS chain (environment, profile, instance role): remove it"),
+                format!("`{field}` is a{} {owner} setting; route53 takes its credentials from the AWS chain (environment, profile, instance role): remove it", if owner == "rfc2136" { "n" } else { "" }),
             );
         }
     }
@@ -1092,6 +1153,18 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
             "`routing` is a route53 setting; on cloudflare each value is its own record already: remove it",
         );
     }
+    for (value, field) in [
+        (raw.server.as_ref().map(S::span), "server"),
+        (raw.tsig_key_file.as_ref().map(S::span), "tsig_key_file"),
+    ] {
+        if let Some(span) = value {
+            c.problem(
+                span,
+                format!("{key}.{field}"),
+                format!("`{field}` is an rfc2136 setting; cloudflare is reached over its API with token_file: remove it"),
+            );
+        }
+    }
     let zone = match &raw.zone {
         Some(z) => match DomainName::new(z.get_ref()) {
             Ok(z) => Some(z),
@@ -1120,14 +1193,7 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
         // readable by others (a warning: the agent still works).
         match std::fs::File::open(&path).and_then(|f| f.metadata()) {
             Ok(m) if m.is_file() => {
-                use std::os::unix::fs::PermissionsExt;
-                if m.permissions().mode() & 0o077 != 0 {
-                    tracing::warn!(
-                        "{key}.token_file: {} is readable by other users (mode {:o}); chmod 600 it",
-                        path.display(),
-                        m.permissions().mode() & 0o777
-                    );
-                }
+                warn_if_others_can_read(&format!("{key}.token_file"), &path);
                 Some(path)
             }
             Ok(_) => {
@@ -1176,6 +1242,126 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
     })
 }
 
+/// A secret file others can read still works, but deserves a word.
+fn warn_if_others_can_read(key: &str, path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "{key}: {} is readable by other users (mode {:o}); chmod 600 it",
+            path.display(),
+            m.permissions().mode() & 0o777
+        );
+    }
+}
+
+/// `[providers.NAME]` with `type = "rfc2136"`.
+fn validate_rfc2136(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
+    let key = format!("providers.{name}");
+    let raw = p.get_ref();
+    let mut refused = false;
+    for (value, field, why) in [
+        (
+            raw.zone_id.as_ref().map(S::span),
+            "zone_id",
+            "rfc2136 providers are named by zone; write zone = \"example.com\"",
+        ),
+        (
+            raw.routing.as_ref().map(S::span),
+            "routing",
+            "`routing` is a route53 setting; RFC 2136 updates add and delete single records already: remove it",
+        ),
+        (
+            raw.endpoint.as_ref().map(S::span),
+            "endpoint",
+            "rfc2136 providers are reached at `server`; write server = \"192.0.2.53:53\"",
+        ),
+        (
+            raw.token_file.as_ref().map(S::span),
+            "token_file",
+            "`token_file` is a cloudflare setting; rfc2136 signs updates with tsig_key_file: remove it",
+        ),
+        (
+            raw.proxied.as_ref().map(S::span),
+            "proxied",
+            "`proxied` is a cloudflare setting: remove it",
+        ),
+    ] {
+        if let Some(span) = value {
+            c.problem(span, format!("{key}.{field}"), why);
+            refused = true;
+        }
+    }
+    let zone = match &raw.zone {
+        Some(z) => match DomainName::new(z.get_ref()) {
+            Ok(z) => Some(z),
+            Err(e) => {
+                c.problem(
+                    z.span(),
+                    format!("{key}.zone"),
+                    format!("{e}; write the zone's name, e.g. \"example.com\""),
+                );
+                None
+            }
+        },
+        None => {
+            c.problem(
+                p.span(),
+                format!("{key}.zone"),
+                "missing; write zone = \"example.com\"",
+            );
+            None
+        }
+    };
+    let server = match &raw.server {
+        Some(v) => match ServerAddr::parse(v.get_ref()) {
+            Some(a) => Some(a),
+            None => {
+                c.problem(
+                    v.span(),
+                    format!("{key}.server"),
+                    format!("`{}` is not a server address; write an IP, IP:port or host:port, e.g. \"192.0.2.53:53\"", v.get_ref()),
+                );
+                None
+            }
+        },
+        None => {
+            c.problem(
+                p.span(),
+                format!("{key}.server"),
+                "missing; write the primary server that takes updates, e.g. server = \"192.0.2.53:53\"",
+            );
+            None
+        }
+    };
+    // The key is parsed here (no network) so that a wrong file is a
+    // configuration error with its line, not a failure at the first update.
+    let mut key_ok = true;
+    let tsig_key_file = raw.tsig_key_file.as_ref().map(|t| {
+        let path = PathBuf::from(t.get_ref());
+        match crate::provider::rfc2136::TsigKey::load(&path) {
+            Ok(_) => warn_if_others_can_read(&format!("{key}.tsig_key_file"), &path),
+            Err(e) => {
+                c.problem(t.span(), format!("{key}.tsig_key_file"), e);
+                key_ok = false;
+            }
+        }
+        path
+    });
+    if refused || !key_ok {
+        return None;
+    }
+    Some(ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Rfc2136(Rfc2136Config {
+            zone: zone?,
+            server: server?,
+            tsig_key_file,
+        }),
+    })
+}
+
 fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
     let d = AgentConfig::default();
     let reconcile_interval = c.duration(
@@ -1215,6 +1401,9 @@ pub struct Flags {
     pub zone_id: Option<String>,
     pub routing: Option<String>,
     pub endpoint: Option<String>,
+    /// rfc2136: the primary server and the TSIG key file.
+    pub server: Option<String>,
+    pub tsig_key_file: Option<String>,
     /// SRV owner name: publishes a host record `{ipv4_dashed}` and this
     /// instance's line in the SRV rrset, as the original script did.
     pub service: Option<String>,
@@ -1264,6 +1453,8 @@ pub fn from_flags(f: &Flags) -> Result<Config, ConfigError> {
                 endpoint: f.endpoint.as_deref().map(s),
                 token_file: None,
                 proxied: None,
+                server: f.server.as_deref().map(s),
+                tsig_key_file: f.tsig_key_file.as_deref().map(s),
             },
         ),
     );
@@ -1419,6 +1610,59 @@ pub fn instance_from_flags(f: &Flags) -> Result<InstanceConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_addresses_take_every_usual_form() {
+        let p = |s: &str| ServerAddr::parse(s).map(|a| a.to_string());
+        assert_eq!(p("192.0.2.53").as_deref(), Some("192.0.2.53:53"));
+        assert_eq!(p("192.0.2.53:5353").as_deref(), Some("192.0.2.53:5353"));
+        assert_eq!(p("2001:db8::53").as_deref(), Some("[2001:db8::53]:53"));
+        assert_eq!(
+            p("[2001:db8::53]:5353").as_deref(),
+            Some("[2001:db8::53]:5353")
+        );
+        assert_eq!(p("ns1.example.com").as_deref(), Some("ns1.example.com:53"));
+        assert_eq!(
+            p("ns1.example.com:53").as_deref(),
+            Some("ns1.example.com:53")
+        );
+        for bad in ["", "not a server", "ns1:0", "ns1:http", "192.0.2.53:99999"] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_rfc2136_provider_is_validated_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("tsig.key");
+        std::fs::write(
+            &key,
+            "key \"dnsreg\" {\n\talgorithm hmac-sha512;\n\tsecret \"c2VjcmV0\";\n};\n",
+        )
+        .unwrap();
+        let text = format!(
+            "[instance]\nmetadata = \"none\"\nid = \"i-1\"\nipv4 = \"192.0.2.1\"\n\n[providers.ns]\ntype = \"rfc2136\"\nzone = \"example.test\"\nserver = \"192.0.2.53\"\ntsig_key_file = \"{}\"\n\n[[round_robin]]\nproviders = [\"ns\"]\nname = \"www\"\n",
+            key.display()
+        );
+        let c = parse("t.toml", &text).unwrap();
+        let ProviderKind::Rfc2136(r) = &c.providers[0].kind else {
+            panic!("{:?}", c.providers[0]);
+        };
+        assert_eq!(r.server.to_string(), "192.0.2.53:53");
+        assert_eq!(r.tsig_key_file.as_deref(), Some(key.as_path()));
+        // A routing key of route53 is refused with where it belongs.
+        let e = parse(
+            "t.toml",
+            &text.replace(
+                "type = \"rfc2136\"",
+                "type = \"rfc2136\"\nrouting = \"simple\"",
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("providers.ns.routing"), "{e}");
+        assert!(e.contains("route53 setting"), "{e}");
+    }
 
     const GOOD: &str = r#"
 [instance]

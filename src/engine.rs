@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::config::{Config, ProviderKind, UsageError};
 use crate::metadata::Identity;
 use crate::plan::{Vars, desired};
-use crate::provider::{Cloudflare, Intent, Outcome, Provider, Route53, Values, apply, presence};
+use crate::provider::{
+    Cloudflare, Intent, Outcome, Provider, Rfc2136, Route53, Values, apply, presence,
+};
 use crate::record::{Record, Value};
 use crate::state::{ProviderState, StateFile};
 
@@ -20,6 +22,7 @@ use crate::state::{ProviderState, StateFile};
 pub enum AnyProvider {
     Route53(Route53),
     Cloudflare(Cloudflare),
+    Rfc2136(Rfc2136),
 }
 
 impl AnyProvider {
@@ -31,6 +34,7 @@ impl AnyProvider {
             ProviderKind::Cloudflare(c) => {
                 AnyProvider::Cloudflare(Cloudflare::new(&cfg.name, c.clone(), instance_id))
             }
+            ProviderKind::Rfc2136(r) => AnyProvider::Rfc2136(Rfc2136::new(&cfg.name, r.clone())),
         }
     }
 }
@@ -41,6 +45,7 @@ macro_rules! with_provider {
         match $p {
             AnyProvider::Route53($v) => $body,
             AnyProvider::Cloudflare($v) => $body,
+            AnyProvider::Rfc2136($v) => $body,
         }
     };
 }

@@ -336,6 +336,7 @@ pub fn check_sample(config: &Config) -> Vec<(String, String)> {
                 ),
             },
             ProviderKind::Cloudflare(cf) => (cf.zone.clone(), false),
+            ProviderKind::Rfc2136(r) => (r.zone.clone(), false),
         };
         if let Err(mut ps) = desired(config, &p.name, &zone, &vars) {
             if by_id {

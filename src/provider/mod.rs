@@ -8,6 +8,7 @@
 //! our write) are resolved by reading again, with backoff, until the edit lands.
 
 pub mod cloudflare;
+pub mod rfc2136;
 pub mod route53;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +20,7 @@ use crate::record::{DomainName, RData, Record, RrKey, Value};
 use crate::retry::Backoff;
 
 pub use cloudflare::Cloudflare;
+pub use rfc2136::Rfc2136;
 pub use route53::Route53;
 
 /// The values one provider shows at one name and type, as far as this instance

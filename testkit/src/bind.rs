@@ -97,6 +97,12 @@ impl Bind {
             String::from_utf8_lossy(&key.stderr)
         );
         std::fs::write(dir.join("key.conf"), &key.stdout).unwrap();
+        // As a user would keep it: readable by its owner only.
+        std::fs::set_permissions(
+            dir.join("key.conf"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
 
         // The port can be taken between our probe and named's bind: try a few.
         let mut last_log = String::new();

@@ -6,5 +6,6 @@ mod cloudflare;
 mod config_errors;
 mod metadata;
 mod moto;
+mod rfc2136;
 mod route53;
 mod util;

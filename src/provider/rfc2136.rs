@@ -1,0 +1,1067 @@
+//! RFC 2136 dynamic updates (BIND, Knot, PowerDNS, Windows DNS), signed with TSIG.
+//!
+//! The zone's primary server is read with ordinary queries (one per rrset) and
+//! written with one UPDATE message per edit. The UPDATE adds and deletes single
+//! RRs (RFC 2136 §2.5.1, §2.5.4), so values that are not named are never touched,
+//! and it carries a prerequisite per touched rrset (§2.4.2 "RRset exists (value
+//! dependent)", or §2.4.3 "RRset does not exist") that makes the server apply it
+//! only if the rrset is still exactly what we read: a concurrent writer turns into
+//! NXRRSET/YXRRSET, which is a [`WriteError::Conflict`], and [`super::apply`] reads
+//! again. The server applies an UPDATE atomically (§3.7) and answers only after
+//! it is in the zone, so there is nothing to poll afterwards.
+//!
+//! Wire format, transports and TSIG (RFC 8945) come from hickory. Queries and
+//! updates go over UDP and are repeated over TCP when the answer is truncated;
+//! the registry listing is a zone transfer (AXFR) over TCP, signed with the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use hickory_net::NetError;
+use hickory_net::client::ClientHandle as _;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::{DnsExchange, DnsHandle as _, DnsMultiplexer};
+use hickory_proto::op::{
+    DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message, OpCode, Query, ResponseCode,
+    UpdateMessage as _,
+};
+use hickory_proto::rr::TSigner;
+use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV, TXT, tsig::TsigAlgorithm};
+use hickory_proto::rr::{DNSClass, Name, RData as HData, Record as HRecord, RecordType};
+
+use super::{Edit, Provider, Values, WriteError};
+use crate::config::Rfc2136Config;
+use crate::plan::registry_root;
+use crate::record::{DomainName, RData, RType, RrKey, Value};
+use crate::retry::{Backoff, retry};
+
+/// How long one exchange may take before it counts as lost (hickory resends
+/// over UDP within it).
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// Retries of a lost or SERVFAILed exchange: a DNS server answers in
+/// milliseconds or not at all, so fewer and shorter than for HTTP APIs; an
+/// unreachable server is reported after about 20 s.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(200),
+    cap: Duration::from_secs(4),
+    attempts: 5,
+};
+/// The largest UDP answer we ask for (the DNS flag day 2020 figure).
+const UDP_PAYLOAD: u16 = 1232;
+/// The clock skew TSIG tolerates, as BIND and nsupdate use by default.
+const FUDGE: u16 = 300;
+
+// ---------------------------------------------------------------------------
+// The TSIG key file
+// ---------------------------------------------------------------------------
+
+/// A TSIG key read from a BIND-format file (`tsig-keygen NAME > FILE`):
+///
+/// ```text
+/// key "NAME" {
+///     algorithm hmac-sha256;
+///     secret "BASE64";
+/// };
+/// ```
+#[derive(Clone)]
+pub struct TsigKey {
+    pub name: String,
+    pub algorithm: TsigAlgorithm,
+    secret: Vec<u8>,
+    pub file: PathBuf,
+}
+
+/// Never shows the secret.
+impl fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TsigKey")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TsigKey {
+    /// Reads and checks a key file. The error says what to write instead and
+    /// never quotes the secret.
+    pub fn load(path: &Path) -> Result<TsigKey, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read {}: {e}; write the key there (the output of `tsig-keygen -a hmac-sha256 NAME`, mode 600)",
+                path.display()
+            )
+        })?;
+        let (name, algorithm, secret) =
+            parse_key_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(TsigKey {
+            name,
+            algorithm,
+            secret,
+            file: path.to_path_buf(),
+        })
+    }
+
+    fn signer(&self) -> anyhow::Result<TSigner> {
+        let name = Name::from_ascii(&self.name)
+            .map_err(|e| anyhow::anyhow!("the key name `{}` is not a DNS name: {e}", self.name))?;
+        TSigner::new(self.secret.clone(), self.algorithm.clone(), name, FUDGE)
+            .map_err(|e| anyhow::anyhow!("cannot sign with key `{}`: {e}", self.name))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "key `{}` ({}) from {}",
+            self.name,
+            self.algorithm,
+            self.file.display()
+        )
+    }
+}
+
+/// Parses the `key` statement of a named.conf-style file: name, algorithm, secret.
+fn parse_key_file(text: &str) -> Result<(String, TsigAlgorithm, Vec<u8>), String> {
+    let tokens = tokenize(text)?;
+    let mut keys = Vec::new();
+    let mut it = tokens.iter().map(String::as_str).peekable();
+    while let Some(t) = it.next() {
+        if t != "key" {
+            return Err(format!(
+                "expected a `key \"NAME\" {{ algorithm …; secret \"…\"; }};` statement, found `{t}`"
+            ));
+        }
+        let name = it.next().ok_or("`key` without a name")?.to_string();
+        if it.next() != Some("{") {
+            return Err(format!("`key {name}` must be followed by `{{`"));
+        }
+        let (mut algorithm, mut secret) = (None, None);
+        loop {
+            match it.next() {
+                Some("}") => break,
+                Some("algorithm") => {
+                    algorithm = Some(it.next().ok_or("`algorithm` without a value")?)
+                }
+                Some("secret") => secret = Some(it.next().ok_or("`secret` without a value")?),
+                Some(other) => {
+                    return Err(format!(
+                        "unknown statement `{other}` in key {name}; a key has `algorithm` and `secret`"
+                    ));
+                }
+                None => return Err(format!("key {name} is not closed with `}};`")),
+            }
+            if it.next() != Some(";") {
+                return Err(format!("a statement in key {name} is not ended with `;`"));
+            }
+        }
+        if it.peek() == Some(&";") {
+            it.next();
+        }
+        keys.push((name, algorithm, secret));
+    }
+    let (name, algorithm, secret) = match keys.len() {
+        1 => keys.remove(0),
+        0 => {
+            return Err(
+                "no `key` statement; write the output of `tsig-keygen -a hmac-sha256 NAME`".into(),
+            );
+        }
+        n => {
+            let names: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+            return Err(format!(
+                "holds {n} keys ({}); keep the one the server's allow-update names",
+                names.join(", ")
+            ));
+        }
+    };
+    let algorithm = algorithm.ok_or(format!("key {name} has no `algorithm`"))?;
+    let algorithm = match algorithm
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "hmac-sha256" => TsigAlgorithm::HmacSha256,
+        "hmac-sha384" => TsigAlgorithm::HmacSha384,
+        "hmac-sha512" => TsigAlgorithm::HmacSha512,
+        other => {
+            return Err(format!(
+                "key {name} uses {other}, which dnsreg does not sign with; make a key with `tsig-keygen -a hmac-sha256 {name}` (hmac-sha256, hmac-sha384 and hmac-sha512 are supported)"
+            ));
+        }
+    };
+    let secret = secret.ok_or(format!("key {name} has no `secret`"))?;
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(secret)
+        .map_err(|_| format!("the secret of key {name} is not base64"))?;
+    if secret.is_empty() {
+        return Err(format!("the secret of key {name} is empty"));
+    }
+    if Name::from_ascii(&name).is_err() {
+        return Err(format!("the key name `{name}` is not a DNS name"));
+    }
+    Ok((name, algorithm, secret))
+}
+
+/// named.conf tokens: words, quoted strings (unquoted), `{`, `}`, `;`; comments dropped.
+fn tokenize(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                loop {
+                    match chars.next() {
+                        Some('/') if prev == '*' => break,
+                        Some(c) => prev = c,
+                        None => return Err("a /* comment is not closed".into()),
+                    }
+                }
+            }
+            '{' | '}' | ';' => out.push(c.to_string()),
+            '"' => {
+                let mut s = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some(c) => s.push(c),
+                        None => return Err("a quoted string is not closed".into()),
+                    }
+                }
+                out.push(s);
+            }
+            c => {
+                let mut s = c.to_string();
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() || matches!(c, '{' | '}' | ';' | '"') {
+                        break;
+                    }
+                    s.push(c);
+                    chars.next();
+                }
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Conversions between our values and hickory's records
+// ---------------------------------------------------------------------------
+
+fn hname(name: &DomainName) -> Name {
+    Name::from_ascii(name.as_str()).expect("a validated domain name is a DNS name")
+}
+
+fn htype(t: RType) -> RecordType {
+    match t {
+        RType::A => RecordType::A,
+        RType::AAAA => RecordType::AAAA,
+        RType::SRV => RecordType::SRV,
+        RType::TXT => RecordType::TXT,
+        RType::PTR => RecordType::PTR,
+    }
+}
+
+fn hdata(data: &RData) -> HData {
+    match data {
+        RData::A(ip) => HData::A(A(*ip)),
+        RData::Aaaa(ip) => HData::AAAA(AAAA(*ip)),
+        RData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => HData::SRV(SRV::new(*priority, *weight, *port, hname(target))),
+        RData::Txt(strings) => HData::TXT(TXT::new(strings.clone())),
+        RData::Ptr(target) => HData::PTR(PTR(hname(target))),
+    }
+}
+
+fn hrecord(value: &Value, ttl: u32) -> HRecord {
+    HRecord::from_rdata(hname(&value.name), ttl, hdata(&value.data))
+}
+
+/// Our value for a record read from the server; `None` for data we never
+/// publish (non-UTF-8 TXT, say), which is then never ours to touch.
+fn value_of(key: &RrKey, data: &HData) -> Option<Value> {
+    let data = match data {
+        HData::A(a) => RData::A(a.0),
+        HData::AAAA(a) => RData::Aaaa(a.0),
+        HData::SRV(s) => RData::Srv {
+            priority: s.priority,
+            weight: s.weight,
+            port: s.port,
+            target: DomainName::new(&s.target.to_ascii()).ok()?,
+        },
+        HData::TXT(t) => RData::Txt(
+            t.txt_data
+                .iter()
+                .map(|s| String::from_utf8(s.to_vec()).ok())
+                .collect::<Option<Vec<_>>>()?,
+        ),
+        HData::PTR(p) => RData::Ptr(DomainName::new(&p.0.to_ascii()).ok()?),
+        _ => return None,
+    };
+    Some(Value {
+        name: key.name.clone(),
+        data,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Transport
+// ---------------------------------------------------------------------------
+
+/// Why an exchange failed, and whether trying again can help.
+#[derive(Debug)]
+struct Failure {
+    transient: bool,
+    message: String,
+}
+
+impl Failure {
+    fn transient(message: impl Into<String>) -> Failure {
+        Failure {
+            transient: true,
+            message: message.into(),
+        }
+    }
+    fn permanent(message: impl Into<String>) -> Failure {
+        Failure {
+            transient: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// One server, one optional key: sends a message over UDP, or TCP when the
+/// answer does not fit.
+#[derive(Clone)]
+struct Transport {
+    addr: SocketAddr,
+    signer: Option<TSigner>,
+    /// What the key is, for error messages: "key `k` (hmac-sha256) from FILE".
+    key: Option<String>,
+}
+
+impl Transport {
+    async fn udp(&self) -> DnsExchange<TokioRuntimeProvider> {
+        UdpClientStream::builder(self.addr, TokioRuntimeProvider::default())
+            .with_timeout(Some(TIMEOUT))
+            .with_signer(self.signer.clone())
+            .exchange()
+    }
+
+    async fn tcp(&self) -> Result<DnsExchange<TokioRuntimeProvider>, Failure> {
+        let (connect, handle) = TcpClientStream::new(
+            self.addr,
+            None,
+            Some(TIMEOUT),
+            TokioRuntimeProvider::default(),
+        );
+        let stream = connect
+            .await
+            .map_err(|e| Failure::transient(format!("cannot connect over TCP: {e}")))?;
+        let mut mux = DnsMultiplexer::new(stream, handle).with_timeout(TIMEOUT);
+        if let Some(s) = &self.signer {
+            mux = mux.with_signer(s.clone());
+        }
+        let (exchange, background) = DnsExchange::from_stream(mux);
+        tokio::spawn(background);
+        Ok(exchange)
+    }
+
+    /// Sends `message` and returns the server's answer, whatever its response
+    /// code: callers decide what a code means for them.
+    async fn send(&self, message: Message) -> Result<DnsResponse, Failure> {
+        let request = || DnsRequest::new(message.clone(), options());
+        match first(self.udp().await.send(request()), self).await {
+            Ok(answer) if !answer.metadata.truncation => Ok(answer),
+            Ok(_) => {
+                tracing::debug!(server = %self.addr, "answer truncated over UDP, asking again over TCP");
+                first(self.tcp().await?.send(request()), self).await
+            }
+            // No answer over UDP (a firewall, or nothing listening: ICMP
+            // errors do not reach an unconnected socket): TCP says which.
+            Err(udp) if udp.transient => {
+                let tcp = match self.tcp().await {
+                    Ok(exchange) => first(exchange.send(request()), self).await,
+                    Err(e) => Err(e),
+                };
+                tcp.map_err(|tcp| {
+                    Failure::transient(format!(
+                        "no answer over UDP ({}) nor TCP ({})",
+                        udp.message, tcp.message
+                    ))
+                })
+            }
+            Err(permanent) => Err(permanent),
+        }
+    }
+
+    /// The whole zone, by AXFR over TCP (signed when there is a key).
+    async fn transfer(&self, origin: &Name) -> Result<Vec<HRecord>, Failure> {
+        let mut exchange = self.tcp().await?;
+        let mut stream = exchange.zone_transfer(origin.clone(), None);
+        let mut records = Vec::new();
+        while let Some(part) = stream.next().await {
+            let part = part.map_err(|e| self.net_failure(&e))?;
+            match part.metadata.response_code {
+                ResponseCode::NoError => records.extend(part.answers.iter().cloned()),
+                // BIND answers SERVFAIL beyond `transfers-out` (10) concurrent
+                // transfers: a fleet leaving at once meets it. Try again.
+                ResponseCode::ServFail => {
+                    return Err(Failure::transient("SERVFAIL (too many transfers at once?)"));
+                }
+                code => {
+                    return Err(Failure::permanent(format!(
+                        "the server refused to transfer the zone ({code}): dnsreg lists every instance's ownership registry with AXFR before it removes a value; allow it for the key, e.g. in BIND `allow-transfer {{ key \"{}\"; }};`",
+                        self.key
+                            .as_deref()
+                            .and_then(|k| k.split('`').nth(1))
+                            .unwrap_or("NAME")
+                    )));
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    fn net_failure(&self, e: &NetError) -> Failure {
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        // hickory reports a response whose TSIG does not verify (BIND answers a
+        // bad signature with an unsigned BADSIG/BADKEY) as a protocol error
+        // about the MAC: say what it means.
+        if lower.contains("tsig") || lower.contains("hmac") || lower.contains(" mac") {
+            return Failure::permanent(format!(
+                "the server did not accept the TSIG signature (BADSIG/BADKEY): {} is not the key the server has for this zone (check its name, algorithm and secret)",
+                self.key.as_deref().unwrap_or("the key")
+            ));
+        }
+        Failure::transient(text)
+    }
+}
+
+fn options() -> DnsRequestOptions {
+    let mut o = DnsRequestOptions::default();
+    o.recursion_desired = false;
+    o.use_edns = true;
+    o.edns_payload_len = UDP_PAYLOAD;
+    o
+}
+
+async fn first<S>(mut responses: S, t: &Transport) -> Result<DnsResponse, Failure>
+where
+    S: futures_util::Stream<Item = Result<DnsResponse, NetError>> + Unpin,
+{
+    match responses.next().await {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => Err(t.net_failure(&e)),
+        None => Err(Failure::transient(format!("no answer within {TIMEOUT:?}"))),
+    }
+}
+
+fn with_edns(message: &mut Message) {
+    let mut edns = Edns::new();
+    edns.set_max_payload(UDP_PAYLOAD).set_version(0);
+    message.set_edns(edns);
+}
+
+// ---------------------------------------------------------------------------
+// The provider
+// ---------------------------------------------------------------------------
+
+/// An rrset as read: its records exactly as the server holds them (for the
+/// prerequisite), our reading of them, and its TTL.
+#[derive(Clone, Debug, Default)]
+pub struct RrSet {
+    raw: Vec<HRecord>,
+    values: Values,
+    ttl: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    sets: BTreeMap<RrKey, RrSet>,
+}
+
+pub struct Rfc2136 {
+    name: String,
+    cfg: Rfc2136Config,
+    zone: DomainName,
+    transport: Option<Transport>,
+}
+
+impl Rfc2136 {
+    pub fn new(name: &str, cfg: Rfc2136Config) -> Rfc2136 {
+        Rfc2136 {
+            name: name.to_string(),
+            zone: cfg.zone.clone(),
+            cfg,
+            transport: None,
+        }
+    }
+
+    fn transport(&self) -> &Transport {
+        self.transport
+            .as_ref()
+            .expect("connect() comes before any other call")
+    }
+
+    fn what(&self) -> String {
+        format!(
+            "rfc2136 `{}` (zone {} at {})",
+            self.name,
+            self.zone.without_dot(),
+            self.cfg.server
+        )
+    }
+
+    fn error(&self, doing: &str, f: Failure) -> anyhow::Error {
+        anyhow::anyhow!("{}: {doing}: {}", self.what(), f.message)
+    }
+
+    /// One query, retried while the failure is transient.
+    async fn query(&self, name: &DomainName, rtype: RecordType) -> Result<DnsResponse, Failure> {
+        let t = self.transport();
+        retry(
+            BACKOFF,
+            |_| async {
+                let mut message = Message::query();
+                message.metadata.recursion_desired = false;
+                message.add_query(Query::query(hname(name), rtype));
+                with_edns(&mut message);
+                let answer = t.send(message).await?;
+                match answer.metadata.response_code {
+                    ResponseCode::NoError | ResponseCode::NXDomain => {}
+                    ResponseCode::ServFail => return Err(Failure::transient("SERVFAIL")),
+                    code => {
+                        return Err(Failure::permanent(format!(
+                            "the server answered {code}: does it serve zone {} (is it the zone's primary)?",
+                            self.zone.without_dot()
+                        )));
+                    }
+                }
+                if !answer.metadata.authoritative {
+                    return Err(Failure::permanent(format!(
+                        "the server is not authoritative for {}: point `server` at the zone's primary",
+                        self.zone.without_dot()
+                    )));
+                }
+                Ok(answer)
+            },
+            |f: &Failure| f.transient,
+        )
+        .await
+    }
+
+    async fn read_one(&self, key: &RrKey) -> Result<RrSet, Failure> {
+        let answer = self.query(&key.name, htype(key.rtype)).await?;
+        let qname = hname(&key.name);
+        let raw: Vec<HRecord> = answer
+            .answers
+            .iter()
+            .filter(|r| r.name == qname && r.record_type() == htype(key.rtype))
+            .cloned()
+            .collect();
+        Ok(RrSet {
+            values: raw.iter().filter_map(|r| value_of(key, &r.data)).collect(),
+            ttl: raw.iter().map(|r| r.ttl).min(),
+            raw,
+        })
+    }
+
+    /// The UPDATE message for `edit` against `snapshot`.
+    fn update_message(&self, snapshot: &Snapshot, edit: &Edit) -> Message {
+        let origin = hname(&self.zone);
+        let mut message = Message::query();
+        message.metadata.op_code = OpCode::Update;
+        message.metadata.recursion_desired = false;
+        let mut zone = Query::new();
+        zone.set_name(origin)
+            .set_query_class(DNSClass::IN)
+            .set_query_type(RecordType::SOA);
+        message.add_zone(zone);
+
+        let empty = RrSet::default();
+        for key in edit.keys() {
+            let current = snapshot.sets.get(&key).unwrap_or(&empty);
+            // Prerequisite: the rrset is exactly what we read (RFC 2136 §2.4.2),
+            // or absent (§2.4.3). TTL 0 and class IN / NONE as the RFC says.
+            if current.raw.is_empty() {
+                let mut absent = HRecord::update0(hname(&key.name), 0, htype(key.rtype));
+                absent.dns_class = DNSClass::NONE;
+                message.add_pre_requisite(absent);
+            } else {
+                for r in &current.raw {
+                    let mut r = r.clone();
+                    r.ttl = 0;
+                    r.dns_class = DNSClass::IN;
+                    message.add_pre_requisite(r);
+                }
+            }
+            // Deletes of single RRs (§2.5.4): class NONE, TTL 0, the exact data
+            // as the server holds it.
+            let removed: BTreeSet<&Value> = edit.remove.get(&key).into_iter().flatten().collect();
+            for r in &current.raw {
+                if value_of(&key, &r.data).is_some_and(|v| removed.contains(&v)) {
+                    let mut r = r.clone();
+                    r.ttl = 0;
+                    r.dns_class = DNSClass::NONE;
+                    message.add_update(r);
+                }
+            }
+            // Adds (§2.5.1). The rrset's TTL after the edit is `edit.ttl`; when
+            // it changes, the values that stay are added again with it (a
+            // duplicate RR replaces the zone's, §3.4.2.2), so the rrset keeps
+            // one TTL.
+            let ttl = edit.ttl.get(&key).copied();
+            for rec in edit.add.get(&key).into_iter().flatten() {
+                message.add_update(hrecord(&rec.value, ttl.unwrap_or(rec.ttl)));
+            }
+            if let Some(ttl) = ttl
+                && current.ttl.is_some_and(|now| now != ttl)
+            {
+                for r in &current.raw {
+                    if value_of(&key, &r.data).is_some_and(|v| removed.contains(&v)) {
+                        continue;
+                    }
+                    let mut r = r.clone();
+                    r.ttl = ttl;
+                    r.dns_class = DNSClass::IN;
+                    message.add_update(r);
+                }
+            }
+        }
+        with_edns(&mut message);
+        message
+    }
+}
+
+impl Provider for Rfc2136 {
+    type Snapshot = Snapshot;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn zone(&self) -> &DomainName {
+        &self.zone
+    }
+
+    async fn connect(&mut self) -> anyhow::Result<()> {
+        if self.transport.is_some() {
+            return Ok(());
+        }
+        let server = &self.cfg.server;
+        let addr = tokio::net::lookup_host((server.host.as_str(), server.port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: cannot resolve the server name {}",
+                    self.what(),
+                    server.host
+                )
+            })?;
+        let key = match &self.cfg.tsig_key_file {
+            Some(path) => {
+                Some(TsigKey::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", self.what()))?)
+            }
+            None => None,
+        };
+        self.transport = Some(Transport {
+            addr,
+            signer: key.as_ref().map(TsigKey::signer).transpose()?,
+            key: key.as_ref().map(TsigKey::describe),
+        });
+        // The zone must be served, authoritatively, by this server.
+        let answer = self.query(&self.zone, RecordType::SOA).await.map_err(|f| {
+            self.transport = None;
+            self.error("looking up the zone's SOA", f)
+        });
+        let answer = answer?;
+        let origin = hname(&self.zone);
+        if !answer
+            .answers
+            .iter()
+            .any(|r| r.name == origin && r.record_type() == RecordType::SOA)
+        {
+            self.transport = None;
+            anyhow::bail!(
+                "{}: the server has no SOA at {}: it does not serve that zone (check `zone`; a name inside a zone is not a zone)",
+                self.what(),
+                self.zone.without_dot()
+            );
+        }
+        Ok(())
+    }
+
+    async fn read(&self, keys: &BTreeSet<RrKey>) -> anyhow::Result<Snapshot> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for key in keys {
+            let me = self.reader();
+            let key = key.clone();
+            tasks.spawn(async move {
+                let set = me.read_one(&key).await;
+                (key, set)
+            });
+        }
+        let mut snapshot = Snapshot::default();
+        while let Some(done) = tasks.join_next().await {
+            let (key, set) = done.map_err(|e| anyhow::anyhow!("a read task failed: {e}"))?;
+            let set = set.map_err(|f| self.error(&format!("reading {key}"), f))?;
+            snapshot.sets.insert(key, set);
+        }
+        Ok(snapshot)
+    }
+
+    fn values(&self, snapshot: &Snapshot, key: &RrKey) -> Values {
+        snapshot
+            .sets
+            .get(key)
+            .map(|s| s.values.clone())
+            .unwrap_or_default()
+    }
+
+    fn ttl(&self, snapshot: &Snapshot, key: &RrKey) -> Option<u32> {
+        snapshot.sets.get(key).and_then(|s| s.ttl)
+    }
+
+    async fn write(&self, snapshot: &Snapshot, edit: &Edit) -> Result<(), WriteError> {
+        let message = self.update_message(snapshot, edit);
+        let t = self.transport();
+        let answer = retry(
+            BACKOFF,
+            |_| async {
+                let answer = t.send(message.clone()).await?;
+                match answer.metadata.response_code {
+                    ResponseCode::ServFail => Err(Failure::transient("SERVFAIL")),
+                    _ => Ok(answer),
+                }
+            },
+            |f: &Failure| f.transient,
+        )
+        .await
+        .map_err(|f| WriteError::Failed(self.error("sending the update", f)))?;
+        let key = t
+            .key
+            .as_deref()
+            .unwrap_or("no key (tsig_key_file is not set)");
+        match answer.metadata.response_code {
+            ResponseCode::NoError => Ok(()),
+            // A prerequisite failed: someone changed an rrset since we read it.
+            code @ (ResponseCode::NXRRSet
+            | ResponseCode::YXRRSet
+            | ResponseCode::NXDomain
+            | ResponseCode::YXDomain) => Err(WriteError::Conflict(format!(
+                "the server answered {code}: an rrset changed since it was read"
+            ))),
+            ResponseCode::NotAuth => Err(WriteError::Failed(anyhow::anyhow!(
+                "{}: the server refused the update with NOTAUTH: it does not accept {key} for this zone, or is not the zone's primary",
+                self.what()
+            ))),
+            ResponseCode::Refused => Err(WriteError::Failed(anyhow::anyhow!(
+                "{}: the server refused the update (REFUSED): the zone does not allow updates with {key}; in BIND: `allow-update {{ key \"NAME\"; }};` or an update-policy granting it",
+                self.what()
+            ))),
+            ResponseCode::NotZone => Err(WriteError::Failed(anyhow::anyhow!(
+                "{}: the server answered NOTZONE: a name is outside zone {}",
+                self.what(),
+                self.zone.without_dot()
+            ))),
+            code => Err(WriteError::Failed(anyhow::anyhow!(
+                "{}: the server refused the update: {code}",
+                self.what()
+            ))),
+        }
+    }
+
+    async fn registries(&self) -> anyhow::Result<BTreeMap<String, Values>> {
+        let origin = hname(&self.zone);
+        let t = self.transport();
+        let records = retry(
+            Backoff::API,
+            |_| t.transfer(&origin),
+            |f: &Failure| f.transient,
+        )
+        .await
+        .map_err(|f| self.error("listing the ownership registries (AXFR)", f))?;
+        let root = registry_root(&self.zone);
+        let mut out: BTreeMap<String, Values> = BTreeMap::new();
+        for r in records
+            .iter()
+            .filter(|r| r.record_type() == RecordType::TXT)
+        {
+            let Ok(name) = DomainName::new(&r.name.to_ascii()) else {
+                continue;
+            };
+            let Some(label) = name
+                .as_str()
+                .strip_suffix(root.as_str())
+                .and_then(|l| l.strip_suffix('.'))
+                .filter(|l| !l.contains('.'))
+            else {
+                continue;
+            };
+            let key = RrKey {
+                name: name.clone(),
+                rtype: RType::TXT,
+            };
+            if let Some(v) = value_of(&key, &r.data) {
+                out.entry(label.to_string()).or_default().insert(v);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(label, values)| (label, super::parse_registry(&values)))
+            .collect())
+    }
+}
+
+impl Rfc2136 {
+    /// A copy that can read on its own task.
+    fn reader(&self) -> Rfc2136 {
+        Rfc2136 {
+            name: self.name.clone(),
+            cfg: self.cfg.clone(),
+            zone: self.zone.clone(),
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+impl FromStr for TsigKey {
+    type Err = String;
+
+    /// Parses key-file text (no file name in messages).
+    fn from_str(text: &str) -> Result<TsigKey, String> {
+        let (name, algorithm, secret) = parse_key_file(text)?;
+        Ok(TsigKey {
+            name,
+            algorithm,
+            secret,
+            file: PathBuf::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYGEN: &str = "key \"dnsreg\" {\n\talgorithm hmac-sha256;\n\tsecret \"uAzmenGLrtLBZEQk1tr+sFUpzfDfezIFgWYe1HkfgBU=\";\n};\n";
+
+    #[test]
+    fn reads_what_tsig_keygen_writes() {
+        let k: TsigKey = KEYGEN.parse().unwrap();
+        assert_eq!(k.name, "dnsreg");
+        assert_eq!(k.algorithm, TsigAlgorithm::HmacSha256);
+        assert_eq!(k.secret.len(), 32);
+    }
+
+    #[test]
+    fn reads_comments_other_layouts_and_stronger_algorithms() {
+        let text = "# made by hand\n/* a\n comment */ key dnsreg-2 { // trailing\n secret \"c2VjcmV0\"; algorithm HMAC-SHA512.; };";
+        let k: TsigKey = text.parse().unwrap();
+        assert_eq!(k.name, "dnsreg-2");
+        assert_eq!(k.algorithm, TsigAlgorithm::HmacSha512);
+        assert_eq!(k.secret, b"secret");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_sign_with_and_says_what_to_do() {
+        let md5 = KEYGEN.replace("hmac-sha256", "hmac-md5");
+        let e = md5.parse::<TsigKey>().unwrap_err();
+        assert!(e.contains("tsig-keygen -a hmac-sha256"), "{e}");
+        let two = format!("{KEYGEN}{}", KEYGEN.replace("\"dnsreg\"", "\"other\""));
+        let e = two.parse::<TsigKey>().unwrap_err();
+        assert!(e.contains("2 keys (dnsreg, other)"), "{e}");
+        for (text, says) in [
+            ("", "no `key` statement"),
+            ("key \"k\" { algorithm hmac-sha256; };", "has no `secret`"),
+            ("key \"k\" { secret \"c2VjcmV0\"; };", "has no `algorithm`"),
+            (
+                "key \"k\" { algorithm hmac-sha256; secret \"%%%\"; };",
+                "not base64",
+            ),
+            (
+                "key \"k\" { algorithm hmac-sha256 secret \"c2VjcmV0\"; };",
+                "not ended with `;`",
+            ),
+            (
+                "key \"k\" { algorithm hmac-sha256; secret \"c2VjcmV0",
+                "not closed",
+            ),
+            ("zone \"x\" { };", "expected a `key"),
+            (
+                "key \"k\" { algorithm hmac-sha256; owner x; };",
+                "unknown statement `owner`",
+            ),
+        ] {
+            let e = text.parse::<TsigKey>().unwrap_err();
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let k: TsigKey = KEYGEN.parse().unwrap();
+        let shown = format!("{k:?}");
+        assert!(!shown.contains("uAzmen"), "{shown}");
+        assert!(!shown.contains("184"), "{shown}");
+    }
+
+    fn value(name: &str, data: RData) -> Value {
+        Value {
+            name: DomainName::new(name).unwrap(),
+            data,
+        }
+    }
+
+    #[test]
+    fn values_survive_the_trip_through_hickory_records() {
+        for v in [
+            value("a.example.com", RData::A("192.0.2.1".parse().unwrap())),
+            value("a.example.com", RData::Aaaa("2001:db8::1".parse().unwrap())),
+            value(
+                "_x._tcp.example.com",
+                RData::Srv {
+                    priority: 1,
+                    weight: 2,
+                    port: 8080,
+                    target: DomainName::new("h.example.com").unwrap(),
+                },
+            ),
+            value(
+                "i._dnsreg.example.com",
+                RData::Txt(vec![
+                    "dnsreg1 a.example.com. A 192.0.2.1".into(),
+                    "b=2".into(),
+                ]),
+            ),
+            value(
+                "_http._tcp.example.com",
+                RData::Ptr(DomainName::new("web._http._tcp.example.com").unwrap()),
+            ),
+        ] {
+            let r = hrecord(&v, 60);
+            assert_eq!(r.ttl, 60);
+            assert_eq!(value_of(&v.key(), &r.data), Some(v.clone()));
+        }
+    }
+
+    fn snapshot(key: &RrKey, values: &[&Value], ttl: u32) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.sets.insert(
+            key.clone(),
+            RrSet {
+                raw: values.iter().map(|v| hrecord(v, ttl)).collect(),
+                values: values.iter().map(|v| (*v).clone()).collect(),
+                ttl: Some(ttl),
+            },
+        );
+        s
+    }
+
+    fn provider() -> Rfc2136 {
+        Rfc2136::new(
+            "ns",
+            Rfc2136Config {
+                zone: DomainName::new("example.com").unwrap(),
+                server: crate::config::ServerAddr::parse("127.0.0.1:53").unwrap(),
+                tsig_key_file: None,
+            },
+        )
+    }
+
+    #[test]
+    fn an_update_requires_the_exact_rrset_and_names_single_records() {
+        let a1 = value("www.example.com", RData::A("192.0.2.1".parse().unwrap()));
+        let a2 = value("www.example.com", RData::A("192.0.2.2".parse().unwrap()));
+        let a3 = value("www.example.com", RData::A("192.0.2.3".parse().unwrap()));
+        let key = a1.key();
+        let snap = snapshot(&key, &[&a1, &a2], 60);
+        let mut edit = Edit::default();
+        edit.add.insert(
+            key.clone(),
+            vec![crate::record::Record {
+                value: a3.clone(),
+                ttl: 30,
+            }],
+        );
+        edit.remove.insert(key.clone(), vec![a2.clone()]);
+        edit.ttl.insert(key.clone(), 60);
+        let m = provider().update_message(&snap, &edit);
+        assert_eq!(m.metadata.op_code, OpCode::Update);
+        // Prerequisite: both records as read, TTL 0, class IN.
+        let pre = m.prerequisites();
+        assert_eq!(pre.len(), 2);
+        assert!(
+            pre.iter()
+                .all(|r| r.ttl == 0 && r.dns_class == DNSClass::IN)
+        );
+        // Updates: delete a2 (class NONE), add a3 at the rrset's TTL; a1 untouched.
+        let up = m.updates();
+        assert_eq!(up.len(), 2, "{up:?}");
+        assert_eq!(up[0].dns_class, DNSClass::NONE);
+        assert_eq!(value_of(&key, &up[0].data), Some(a2));
+        assert_eq!(up[1].dns_class, DNSClass::IN);
+        assert_eq!(up[1].ttl, 60);
+        assert_eq!(value_of(&key, &up[1].data), Some(a3));
+    }
+
+    #[test]
+    fn a_new_rrset_requires_that_it_does_not_exist_and_a_ttl_change_re_adds_the_rest() {
+        let a1 = value("www.example.com", RData::A("192.0.2.1".parse().unwrap()));
+        let key = a1.key();
+        let mut edit = Edit::default();
+        edit.add.insert(
+            key.clone(),
+            vec![crate::record::Record {
+                value: a1.clone(),
+                ttl: 60,
+            }],
+        );
+        let m = provider().update_message(&Snapshot::default(), &edit);
+        let pre = m.prerequisites();
+        assert_eq!(pre.len(), 1);
+        assert_eq!(pre[0].dns_class, DNSClass::NONE);
+        assert_eq!(pre[0].record_type(), RecordType::A);
+
+        let snap = snapshot(&key, &[&a1], 300);
+        let mut edit = Edit::default();
+        edit.ttl.insert(key.clone(), 60);
+        let m = provider().update_message(&snap, &edit);
+        let up = m.updates();
+        assert_eq!(up.len(), 1);
+        assert_eq!((up[0].ttl, up[0].dns_class), (60, DNSClass::IN));
+    }
+}

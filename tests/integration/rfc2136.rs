@@ -1,0 +1,450 @@
+//! RFC 2136 against a real BIND: what only this provider has (TSIG keys, server
+//! refusals, zone transfers, UDP→TCP), and a fleet joining one SRV rrset and one
+//! DNS-SD service at once. The behaviour every provider shares is in the battery.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use testkit::bind::{Bind, BindOptions};
+
+use crate::util::{isolate, run_expect, stderr, stdout};
+
+/// A BIND serving example.com, and a scratch directory.
+struct Ns {
+    bind: Bind,
+    dir: TempDir,
+}
+
+impl Ns {
+    fn new() -> Ns {
+        Ns::with(BindOptions::default())
+    }
+
+    fn with(options: BindOptions) -> Ns {
+        Ns {
+            bind: Bind::start_with(options),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn dnsreg(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dnsreg"));
+        isolate(&mut c, self.dir.path());
+        c
+    }
+
+    /// `dnsreg CMD` as instance `id` at `ip`, configured from flags, signed with `key`.
+    fn cmd_with_key(
+        &self,
+        cmd: &str,
+        id: &str,
+        ip: &str,
+        key: Option<&PathBuf>,
+        args: &str,
+    ) -> Command {
+        let mut c = self.dnsreg();
+        c.args([
+            cmd,
+            "--provider",
+            "rfc2136",
+            "--zone",
+            "example.com",
+            "--server",
+        ])
+        .arg(self.bind.addr().to_string());
+        if let Some(key) = key {
+            c.arg("--tsig-key-file").arg(key);
+        }
+        c.args(args.split_whitespace())
+            .args(["--metadata", "none", "--instance-id", id, "--ipv4", ip])
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state").join(id));
+        c
+    }
+
+    fn cmd(&self, cmd: &str, id: &str, ip: &str, args: &str) -> Command {
+        self.cmd_with_key(cmd, id, ip, Some(&self.bind.key_file()), args)
+    }
+
+    /// A configuration file for instance `id`; `{server}`, `{key}` and `{state}` are filled in.
+    fn config(&self, id: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{id}.toml"));
+        let text = text
+            .replace("{server}", &self.bind.addr().to_string())
+            .replace("{key}", &self.bind.key_file().display().to_string())
+            .replace(
+                "{state}",
+                &self.dir.path().join("state").join(id).display().to_string(),
+            );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A key file with the same name as the server's but another secret.
+    fn wrong_key(&self) -> PathBuf {
+        let out = Command::new("tsig-keygen")
+            .args(["-a", "hmac-sha256", "dnsreg-key"])
+            .output()
+            .unwrap();
+        let path = self.dir.path().join("wrong.key");
+        std::fs::write(&path, out.stdout).unwrap();
+        path
+    }
+}
+
+const SERVICE: &str = "--service _v1._theservice._tcp --port 8080";
+
+#[test]
+fn keys_of_every_supported_algorithm_sign_updates_bind_accepts() {
+    for algorithm in ["hmac-sha256", "hmac-sha384", "hmac-sha512"] {
+        let ns = Ns::with(BindOptions {
+            algorithm: algorithm.into(),
+            ..BindOptions::default()
+        });
+        run_expect(&mut ns.cmd("join", "i-1", "192.0.2.1", SERVICE), 0);
+        assert_eq!(
+            ns.bind.values("_v1._theservice._tcp.example.com.", "SRV"),
+            ["0 0 8080 192-0-2-1.example.com."],
+            "{algorithm}"
+        );
+        assert_eq!(ns.bind.values("192-0-2-1.example.com.", "A"), ["192.0.2.1"]);
+        run_expect(&mut ns.cmd("leave", "i-1", "192.0.2.1", SERVICE), 0);
+        assert_eq!(ns.bind.records(), Vec::<String>::new(), "{algorithm}");
+    }
+}
+
+#[test]
+fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
+    let ns = Ns::new();
+    let wrong = ns.wrong_key();
+    let out = run_expect(
+        &mut ns.cmd_with_key("join", "i-1", "192.0.2.1", Some(&wrong), SERVICE),
+        1,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("TSIG"), "{err}");
+    assert!(err.contains("dnsreg-key"), "{err}");
+    assert!(err.contains(&wrong.display().to_string()), "{err}");
+    assert!(
+        !err.contains("file an issue"),
+        "hickory's wording leaks: {err}"
+    );
+    // The secret is never shown.
+    let secret = std::fs::read_to_string(&wrong).unwrap();
+    let secret = secret.split('"').nth(3).unwrap();
+    assert!(!err.contains(secret), "{err}");
+    assert_eq!(ns.bind.records(), Vec::<String>::new());
+}
+
+#[test]
+fn an_update_without_a_key_is_refused_with_what_to_allow() {
+    let ns = Ns::new();
+    let out = run_expect(
+        &mut ns.cmd_with_key("join", "i-1", "192.0.2.1", None, SERVICE),
+        1,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("REFUSED"), "{err}");
+    assert!(err.contains("allow-update"), "{err}");
+    assert_eq!(ns.bind.records(), Vec::<String>::new());
+}
+
+#[test]
+fn a_zone_the_server_does_not_serve_is_a_clear_error() {
+    let ns = Ns::new();
+    let mut c = ns.dnsreg();
+    c.args([
+        "join",
+        "--provider",
+        "rfc2136",
+        "--zone",
+        "example.org",
+        "--server",
+    ])
+    .arg(ns.bind.addr().to_string())
+    .arg("--tsig-key-file")
+    .arg(ns.bind.key_file())
+    .args([
+        "--metadata",
+        "none",
+        "--instance-id",
+        "i-1",
+        "--ipv4",
+        "192.0.2.1",
+        "--name",
+        "www",
+    ])
+    .arg("--state-dir")
+    .arg(ns.dir.path().join("state"));
+    let out = run_expect(&mut c, 1);
+    let err = stderr(&out);
+    assert!(err.contains("example.org"), "{err}");
+    assert!(err.contains("does it serve zone"), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error_after_a_few_retries() {
+    let ns = Ns::new();
+    // A port nothing listens on: take one and let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = ns.dnsreg();
+    c.args([
+        "join",
+        "--provider",
+        "rfc2136",
+        "--zone",
+        "example.com",
+        "--server",
+    ])
+    .arg(format!("127.0.0.1:{port}"))
+    .arg("--tsig-key-file")
+    .arg(ns.bind.key_file())
+    .args([
+        "--metadata",
+        "none",
+        "--instance-id",
+        "i-1",
+        "--ipv4",
+        "192.0.2.1",
+        "--name",
+        "www",
+    ])
+    .arg("--state-dir")
+    .arg(ns.dir.path().join("state"));
+    let started = std::time::Instant::now();
+    let out = run_expect(&mut c, 1);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn leave_without_transfer_rights_says_what_to_allow_and_leaves_the_records() {
+    let ns = Ns::with(BindOptions {
+        allow_transfer: false,
+        ..BindOptions::default()
+    });
+    run_expect(&mut ns.cmd("join", "i-1", "192.0.2.1", SERVICE), 0);
+    let before = ns.bind.records();
+    let out = run_expect(&mut ns.cmd("leave", "i-1", "192.0.2.1", SERVICE), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("allow-transfer { key \"dnsreg-key\"; }"),
+        "{err}"
+    );
+    // Nothing half-done: every record (and the registry) is still there.
+    assert_eq!(ns.bind.records(), before);
+}
+
+#[test]
+fn a_large_shared_rrset_is_read_over_tcp_and_only_our_value_changes() {
+    let ns = Ns::new();
+    // 80 SRV lines by hand: the answer is larger than a UDP answer may be (1232 octets).
+    let lines: Vec<String> = (0..80)
+        .map(|i| format!("update add _v1._theservice._tcp.example.com. 60 SRV 0 0 8080 by-hand-{i:02}.example.com."))
+        .collect();
+    ns.bind.nsupdate(&lines.join("\n"));
+    let mut by_hand = ns.bind.values("_v1._theservice._tcp.example.com.", "SRV");
+    assert_eq!(by_hand.len(), 80);
+
+    run_expect(&mut ns.cmd("join", "i-1", "192.0.2.1", SERVICE), 0);
+    let mut now = ns.bind.values("_v1._theservice._tcp.example.com.", "SRV");
+    assert_eq!(now.len(), 81);
+    now.retain(|v| !v.contains("by-hand"));
+    assert_eq!(now, ["0 0 8080 192-0-2-1.example.com."]);
+    // status reads it back (over TCP too) and sees ours.
+    run_expect(&mut ns.cmd("status", "i-1", "192.0.2.1", SERVICE), 0);
+
+    run_expect(&mut ns.cmd("leave", "i-1", "192.0.2.1", SERVICE), 0);
+    let mut after = ns.bind.values("_v1._theservice._tcp.example.com.", "SRV");
+    after.sort();
+    by_hand.sort();
+    assert_eq!(after, by_hand);
+}
+
+#[test]
+fn the_ttl_of_our_own_rrset_follows_the_configuration() {
+    let ns = Ns::new();
+    run_expect(
+        &mut ns.cmd("join", "i-1", "192.0.2.1", "--host web --ttl 300"),
+        0,
+    );
+    assert_eq!(ns.bind.ttl("web.example.com.", "A"), Some(300));
+    run_expect(
+        &mut ns.cmd("join", "i-1", "192.0.2.1", "--host web --ttl 60"),
+        0,
+    );
+    assert_eq!(ns.bind.ttl("web.example.com.", "A"), Some(60));
+    assert_eq!(ns.bind.values("web.example.com.", "A"), ["192.0.2.1"]);
+}
+
+const FLEET: &str = r#"
+[instance]
+metadata = "none"
+id = "{id}"
+ipv4 = "{ip}"
+hostname = "{id}"
+
+[providers.ns]
+type = "rfc2136"
+zone = "example.com"
+server = "{server}"
+tsig_key_file = "{key}"
+
+[[host]]
+providers = ["ns"]
+name = "{instance_id}"
+ttl = 60
+
+[[round_robin]]
+providers = ["ns"]
+name = "www"
+ttl = 60
+
+[[srv]]
+providers = ["ns"]
+name = "_v1._theservice._tcp"
+port = 8080
+target = "{instance_id}"
+ttl = 60
+
+[[service]]
+providers = ["ns"]
+type = "_http._tcp"
+instance = "{hostname}"
+port = 8080
+txt = { path = "/", version = "1" }
+ttl = 60
+
+[agent]
+state_dir = "{state}"
+"#;
+
+#[test]
+fn fifty_agents_join_one_srv_rrset_and_dns_sd_service_through_bind_at_once() {
+    let ns = Arc::new(Ns::new());
+    let n = 50;
+    let ids: Vec<(String, String)> = (1..=n)
+        .map(|i| (format!("node-{i:02}"), format!("198.51.100.{i}")))
+        .collect();
+    let configs: Vec<PathBuf> = ids
+        .iter()
+        .map(|(id, ip)| ns.config(id, &FLEET.replace("{id}", id).replace("{ip}", ip)))
+        .collect();
+    let run_all = |cmd: &'static str| {
+        let handles: Vec<_> = configs
+            .iter()
+            .map(|config| {
+                let mut c = ns.dnsreg();
+                c.arg("-c").arg(config).arg(cmd);
+                std::thread::spawn(move || c.output().unwrap())
+            })
+            .collect();
+        for h in handles {
+            let out = h.join().unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd} failed:\n{}\n{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    };
+
+    run_all("join");
+    let www = ns.bind.values("www.example.com.", "A");
+    assert_eq!(www.len(), n, "{www:?}");
+    let srv = ns.bind.values("_v1._theservice._tcp.example.com.", "SRV");
+    assert_eq!(srv.len(), n, "{srv:?}");
+    let ptr = ns.bind.values("_http._tcp.example.com.", "PTR");
+    assert_eq!(ptr.len(), n, "{ptr:?}");
+    for (id, ip) in &ids {
+        assert_eq!(
+            ns.bind.values(&format!("{id}.example.com."), "A"),
+            [ip.as_str()]
+        );
+        assert!(srv.contains(&format!("0 0 8080 {id}.example.com.")), "{id}");
+        assert!(
+            ptr.contains(&format!("{id}._http._tcp.example.com.")),
+            "{id}"
+        );
+        assert_eq!(
+            ns.bind
+                .values(&format!("{id}._http._tcp.example.com."), "SRV"),
+            [format!("0 0 8080 {id}.example.com.")]
+        );
+        assert_eq!(
+            ns.bind
+                .values(&format!("{id}._http._tcp.example.com."), "TXT"),
+            ["\"path=/\" \"version=1\""]
+        );
+    }
+
+    run_all("leave");
+    assert_eq!(ns.bind.records(), Vec::<String>::new());
+}
+
+#[test]
+fn config_errors_for_rfc2136_name_the_key() {
+    let ns = Ns::new();
+    let bad_key = ns.dir.path().join("md5.key");
+    std::fs::write(
+        &bad_key,
+        "key \"old\" {\n\talgorithm hmac-md5;\n\tsecret \"c2VjcmV0\";\n};\n",
+    )
+    .unwrap();
+    let config = ns.config(
+        "bad",
+        &format!(
+            r#"[instance]
+metadata = "none"
+id = "i-1"
+ipv4 = "192.0.2.1"
+
+[providers.ns]
+type = "rfc2136"
+zone = "example.com"
+server = "not a server"
+tsig_key_file = "{}"
+token_file = "/nonexistent"
+
+[providers.other]
+type = "rfc2136"
+zone = "example.com"
+
+[[round_robin]]
+providers = ["ns", "other"]
+name = "www"
+"#,
+            bad_key.display()
+        ),
+    );
+    let mut c = ns.dnsreg();
+    c.arg("-c").arg(&config).arg("check");
+    let out = run_expect(&mut c, 2);
+    let err = stderr(&out);
+    for says in [
+        "providers.ns.server",
+        "not a server address",
+        "providers.ns.tsig_key_file",
+        "hmac-md5",
+        "tsig-keygen -a hmac-sha256 old",
+        "providers.ns.token_file",
+        "providers.other.server",
+        "missing",
+    ] {
+        assert!(err.contains(says), "{says}: {err}");
+    }
+    assert!(!err.contains("c2VjcmV0"), "the secret is shown: {err}");
+}
