@@ -25,6 +25,9 @@ pub struct BindOptions {
     pub key_name: String,
     /// Whether the key may transfer the zones (AXFR), as dnsreg's registry listing needs.
     pub allow_transfer: bool,
+    /// Grant the key only what dnsreg needs (`update-policy { grant KEY zonesub
+    /// A AAAA SRV TXT PTR; }`, the README's advice) instead of `allow-update`.
+    pub least_privilege: bool,
 }
 
 impl Default for BindOptions {
@@ -34,6 +37,7 @@ impl Default for BindOptions {
             algorithm: "hmac-sha256".to_string(),
             key_name: "dnsreg-key".to_string(),
             allow_transfer: true,
+            least_privilege: false,
         }
     }
 }
@@ -365,10 +369,17 @@ controls {{ }};
             ),
         )
         .unwrap();
+        let update = if o.least_privilege {
+            format!(
+                "update-policy {{ grant \"{}\" zonesub A AAAA SRV TXT PTR; }};",
+                o.key_name
+            )
+        } else {
+            format!("allow-update {{ key \"{}\"; }};", o.key_name)
+        };
         conf.push_str(&format!(
-            "zone \"{z}\" {{ type primary; file \"{}\"; allow-update {{ key \"{}\"; }}; }};\n",
-            file.display(),
-            o.key_name
+            "zone \"{z}\" {{ type primary; file \"{}\"; {update} }};\n",
+            file.display()
         ));
     }
     std::fs::write(dir.join("named.conf"), conf).unwrap();

@@ -116,6 +116,39 @@ fn keys_of_every_supported_algorithm_sign_updates_bind_accepts() {
 }
 
 #[test]
+fn the_least_privilege_policy_of_the_readme_is_enough() {
+    let ns = Ns::with(BindOptions {
+        least_privilege: true,
+        ..BindOptions::default()
+    });
+    let config = ns.config(
+        "i-1",
+        &FLEET.replace("{id}", "i-1").replace("{ip}", "192.0.2.1"),
+    );
+    let mut join = ns.dnsreg();
+    join.arg("-c").arg(&config).arg("join");
+    run_expect(&mut join, 0);
+    assert_eq!(
+        ns.bind.values("_http._tcp.example.com.", "PTR"),
+        ["i-1._http._tcp.example.com."]
+    );
+    assert_eq!(ns.bind.values("www.example.com.", "A"), ["192.0.2.1"]);
+    // And the policy does deny what dnsreg never needs: a CNAME.
+    assert!(
+        ns.bind
+            .try_nsupdate(
+                "example.com",
+                "update add alias.example.com. 60 CNAME www.example.com."
+            )
+            .is_err()
+    );
+    let mut leave = ns.dnsreg();
+    leave.arg("-c").arg(&config).arg("leave");
+    run_expect(&mut leave, 0);
+    assert_eq!(ns.bind.records(), Vec::<String>::new());
+}
+
+#[test]
 fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
     let ns = Ns::new();
     let wrong = ns.wrong_key();
