@@ -1,29 +1,47 @@
 //! `dnsreg run`: the agent's life (SPEC §4).
 //!
-//! identify → join → READY=1 → every `reconcile_interval`: identify again
-//! (addresses change) and join again (idempotent: re-creates what someone
-//! deleted, removes an old address) → on shutdown: STOPPING=1, leave within
-//! `stop_timeout`, wait `drain`, return.
+//! identify → wait until the health checks pass → join → READY=1 → then, until
+//! told to stop, keep the records true:
+//! - every `reconcile_interval`: identify again (addresses change) and join
+//!   again (idempotent: re-creates what someone deleted, removes an old
+//!   address), or leave again while withdrawn;
+//! - a health verdict that changes: leave (the agent keeps running) or join;
+//! - a termination or preemption notice from the cloud: leave at once and stay
+//!   down until the SIGTERM that follows;
+//! - SIGHUP: read the configuration again; a bad one is refused and the old one
+//!   kept; a good one is applied (providers no longer configured are left,
+//!   records no longer configured removed by the next join);
+//! - shutdown: STOPPING=1, leave, wait `drain`, all within `stop_timeout`.
 //!
-//! Shutdown is an argument, not a signal handler, so tests drive the loop with
-//! any future. Nothing polls between reconciles: the task sleeps.
+//! Shutdown and reload are arguments, not signal handlers, so tests drive the
+//! loop with any future and channel. Nothing polls between events: the task
+//! sleeps until the next reconcile, check result, notice poll or signal.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-use crate::config::Config;
+use crate::checks::{self, Verdict};
+use crate::config::{Config, ConfigError};
 use crate::engine::{Action, Engine, print_reports};
-use crate::metadata::identify;
+use crate::metadata::{Identity, Notice, identify, notice};
 use crate::retry::Backoff;
 
-/// How long to keep retrying a first join, or identification, before each new try.
+/// How long to keep retrying a failed sync, or identification, before each new try.
 const RETRY: Backoff = Backoff {
     base: Duration::from_secs(1),
     cap: Duration::from_secs(30),
     attempts: u32::MAX,
 };
+
+/// The file in the state directory where the running agent says what it is
+/// doing, for `dnsreg status`.
+const STATUS_FILE: &str = "agent.json";
 
 fn notify(state: &[sd_notify::NotifyState]) {
     // Outside systemd (no NOTIFY_SOCKET) this does nothing.
@@ -32,17 +50,98 @@ fn notify(state: &[sd_notify::NotifyState]) {
     }
 }
 
-/// Runs the agent until `shutdown` completes, then leaves. Returns an error when
-/// leaving failed or timed out, so that the exit code tells.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// What the agent is doing, as `dnsreg status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub pid: u32,
+    /// starting | published | withdrawn | terminating | stopping
+    pub state: String,
+    /// Why, in one line (failing checks, the notice, the last error).
+    pub reason: String,
+    /// Each health check's last result.
+    #[serde(default)]
+    pub checks: Vec<checks::CheckStatus>,
+    /// Unix seconds of this status.
+    pub since: u64,
+}
+
+impl AgentStatus {
+    /// The running agent's status in `state_dir`, if an agent is running there.
+    pub fn read(state_dir: &Path) -> Option<AgentStatus> {
+        let bytes = std::fs::read(state_dir.join(STATUS_FILE)).ok()?;
+        let status: AgentStatus = serde_json::from_slice(&bytes).ok()?;
+        // A file left by an agent that is gone says nothing about now.
+        Path::new(&format!("/proc/{}", status.pid))
+            .exists()
+            .then_some(status)
+    }
+
+    fn write(&self, state_dir: &Path) {
+        let path = state_dir.join(STATUS_FILE);
+        let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
+        let done = std::fs::create_dir_all(state_dir)
+            .and_then(|()| {
+                std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = done {
+            tracing::debug!("cannot write {}: {e}", path.display());
+        }
+    }
+}
+
+impl std::fmt::Display for AgentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "agent (pid {}): {}", self.pid, self.state)?;
+        if !self.reason.is_empty() {
+            write!(f, ": {}", self.reason)?;
+        }
+        Ok(())
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Where the agent stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Records should be published (healthy, no notice).
+    Up,
+    /// Records should be absent while the agent runs: failing checks.
+    Withdrawn(String),
+    /// A notice came: records removed for good; waiting for the stop.
+    Terminating(String),
+}
+
+/// Runs the agent until `shutdown` completes, then leaves. `reload` delivers
+/// SIGHUPs; `load` reads the configuration again for them. Returns an error
+/// when leaving failed or timed out, so that the exit code tells.
+pub async fn run(
+    config: Config,
+    load: impl Fn() -> Result<Config, anyhow::Error>,
+    shutdown: impl Future<Output = ()>,
+    mut reload: mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
-    let interval = config.agent.reconcile_interval;
-    let stop_timeout = config.agent.stop_timeout;
-    let drain = config.agent.drain;
+    let mut config = config;
+    let started = Instant::now();
+    let mut status = AgentStatus {
+        pid: std::process::id(),
+        state: "starting".into(),
+        reason: "identifying the instance".into(),
+        checks: Vec::new(),
+        since: now_unix(),
+    };
+    status.write(&config.agent.state_dir);
 
     // Identify, retrying until metadata answers or we are told to stop.
     let mut attempt = 0;
-    let identity = loop {
+    let mut identity = loop {
         tokio::select! {
             got = identify(&config.instance) => match got {
                 Ok(identity) => break identity,
@@ -60,58 +159,178 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     tracing::info!(instance = %identity.instance_id, cloud = %identity.cloud, "identified");
     let mut engine = Engine::new(config.clone(), &identity).context("planning records")?;
+    let mut health = checks::spawn(&config.checks);
+    if !config.checks.is_empty() {
+        tracing::info!(
+            checks = config.checks.len(),
+            "waiting for the health checks to pass before publishing"
+        );
+    }
 
-    // First join: retried until every provider has it, or shutdown.
-    let mut attempt = 0;
+    let mut mode = mode_for(&health.borrow(), None);
     let mut ready = false;
-    let mut next = Instant::now();
+    let mut attempt = 0;
+    let mut next_sync = Instant::now();
+    let mut next_notice = Instant::now();
+    let mut synced_once = false;
+
     loop {
+        let interval = config.agent.reconcile_interval;
+        let watch_notices = !matches!(mode, Mode::Terminating(_)) && has_notices(&identity);
         tokio::select! {
-            () = sleep_until(next) => {}
+            biased;
             () = &mut shutdown => break,
-        }
-        if ready {
-            match identify(&config.instance).await {
-                Ok(identity) => match engine.set_identity(&identity) {
-                    Ok(true) => {
-                        tracing::info!(ipv4 = %engine.vars().ipv4, "address changed; replacing the old records")
+            Some(()) = reload.recv() => {
+                match reload_config(&load, &config, &mut engine, &identity).await {
+                    Ok(Some(new)) => {
+                        if new.checks != config.checks {
+                            health = checks::spawn(&new.checks);
+                        }
+                        config = new;
+                        next_sync = Instant::now();
                     }
-                    Ok(false) => {}
-                    Err(e) => tracing::error!("{e}"),
-                },
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("reload refused, keeping the running configuration: {e:#}"),
+                }
+                continue;
+            }
+            Some(verdict) = changed_verdict(&mut health, !config.checks.is_empty()) => {
+                status.checks = verdict.checks.clone();
+                if matches!(mode, Mode::Terminating(_)) {
+                    continue;
+                }
+                let new = mode_for(&verdict, None);
+                if new != mode {
+                    match &new {
+                        Mode::Up => tracing::info!("health checks pass: publishing"),
+                        Mode::Withdrawn(why) => tracing::warn!("health checks fail, withdrawing the records: {why}"),
+                        Mode::Terminating(_) => {}
+                    }
+                    mode = new;
+                    attempt = 0;
+                    next_sync = Instant::now();
+                }
+                continue;
+            }
+            () = sleep_until(next_notice), if watch_notices => {
+                next_notice = Instant::now() + config.agent.notice_interval;
+                let asked = timeout(config.agent.notice_interval.max(Duration::from_secs(2)), notice(&config.instance, &identity)).await;
+                match asked {
+                    Ok(Ok(Some(n))) => {
+                        tracing::warn!(cloud = n.cloud(), at = n.at(), "{n}: removing this instance's records now and staying down");
+                        mode = Mode::Terminating(n.to_string());
+                        attempt = 0;
+                        next_sync = Instant::now();
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::debug!("asking for termination notices: {e}"),
+                    Err(_) => tracing::debug!("asking for termination notices: no answer in time"),
+                }
+                continue;
+            }
+            () = sleep_until(next_sync) => {}
+        }
+
+        // Re-identify on reconciles after the first: addresses change.
+        if synced_once && mode == Mode::Up {
+            match identify(&config.instance).await {
+                Ok(new) => {
+                    match engine.set_identity(&new) {
+                        Ok(true) => {
+                            tracing::info!(ipv4 = %engine.vars().ipv4, "address changed; replacing the old records")
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::error!("{e}"),
+                    }
+                    identity = new;
+                }
                 Err(e) => tracing::warn!("{e}; keeping the last known addresses"),
             }
         }
+        let action = if mode == Mode::Up {
+            Action::Join
+        } else {
+            Action::Leave
+        };
         let reports = tokio::select! {
-            r = engine.sync(Action::Join, interval.max(Duration::from_secs(60))) => r?,
+            r = engine.sync(action, interval.max(Duration::from_secs(60))) => r?,
             () = &mut shutdown => break,
         };
-        let ok = print_reports(Action::Join, &reports);
+        synced_once = true;
+        let ok = print_reports(action, &reports);
+        status.state = match &mode {
+            Mode::Up => "published",
+            Mode::Withdrawn(_) => "withdrawn",
+            Mode::Terminating(_) => "terminating",
+        }
+        .to_string();
+        status.reason = match &mode {
+            Mode::Up => String::new(),
+            Mode::Withdrawn(why) => format!("health checks fail: {why}"),
+            Mode::Terminating(n) => n.clone(),
+        };
+        if !ok {
+            let failed: Vec<String> = reports
+                .iter()
+                .filter_map(|r| {
+                    r.result
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("{}: {e}", r.provider))
+                })
+                .collect();
+            status.reason = [status.reason.clone(), failed.join("; ")]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        status.since = now_unix();
+        status.write(&config.agent.state_dir);
+
         if ok {
             attempt = 0;
-            next = Instant::now() + interval;
-            if !ready {
-                ready = true;
-                tracing::info!(
-                    "joined; reconciling every {}",
-                    humantime::format_duration(interval)
-                );
-                notify(&[
-                    sd_notify::NotifyState::Ready,
-                    sd_notify::NotifyState::Status("registered"),
-                ]);
-            }
+            next_sync = match mode {
+                // Removed for good: nothing more to do until the stop.
+                Mode::Terminating(_) => far_future(),
+                _ => Instant::now() + interval,
+            };
         } else {
             // Retry sooner than a full interval, with backoff.
-            next = Instant::now() + RETRY.delay(attempt).min(interval);
+            next_sync = Instant::now() + RETRY.delay(attempt).min(interval);
             attempt += 1;
+        }
+        if !ready && (ok || mode != Mode::Up) {
+            ready = true;
+            let what = match &mode {
+                Mode::Up => {
+                    tracing::info!(
+                        "joined; reconciling every {}",
+                        humantime::format_duration(interval)
+                    );
+                    "registered"
+                }
+                Mode::Withdrawn(_) => "running; records withdrawn until the health checks pass",
+                Mode::Terminating(_) => "running; records removed after a termination notice",
+            };
+            notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(what),
+            ]);
         }
     }
 
+    // The stop: leave, then drain, all within stop_timeout.
+    let stop_timeout = config.agent.stop_timeout;
+    let stop_started = Instant::now();
     notify(&[
         sd_notify::NotifyState::Stopping,
         sd_notify::NotifyState::Status("leaving"),
     ]);
+    status.state = "stopping".into();
+    status.reason = String::new();
+    status.since = now_unix();
+    status.write(&config.agent.state_dir);
     tracing::info!(
         "stopping: removing this instance's records (at most {})",
         humantime::format_duration(stop_timeout)
@@ -133,9 +352,103 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             humantime::format_duration(stop_timeout)
         )),
     };
+    let drain = config
+        .agent
+        .drain
+        .min(stop_timeout.saturating_sub(stop_started.elapsed()));
     if !drain.is_zero() {
-        tracing::info!("draining for {}", humantime::format_duration(drain));
+        tracing::info!(
+            "draining for {}: clients' caches expire while the service still answers",
+            humantime::format_duration(drain)
+        );
         sleep(drain).await;
     }
+    let _ = std::fs::remove_file(config.agent.state_dir.join(STATUS_FILE));
+    tracing::debug!(ran = ?started.elapsed(), "agent done");
     result
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+fn mode_for(verdict: &Verdict, notice: Option<&Notice>) -> Mode {
+    match notice {
+        Some(n) => Mode::Terminating(n.to_string()),
+        None if verdict.healthy => Mode::Up,
+        None => Mode::Withdrawn(verdict.why()),
+    }
+}
+
+/// Whether this cloud publishes termination notices the agent can watch.
+fn has_notices(identity: &Identity) -> bool {
+    matches!(identity.cloud.as_str(), "aws" | "gcp" | "azure" | "alibaba")
+}
+
+/// The next changed verdict, or never when there are no checks (or they stopped).
+async fn changed_verdict(rx: &mut watch::Receiver<Verdict>, any: bool) -> Option<Verdict> {
+    if !any {
+        return std::future::pending().await;
+    }
+    match checks::changed(rx).await {
+        Some(v) => Some(v),
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the configuration again and switches to it. Providers that are gone
+/// (or whose settings changed) are left first, with the old settings; the
+/// records no longer configured at the others go with the next join. Returns
+/// `None` when nothing changed.
+async fn reload_config(
+    load: &impl Fn() -> Result<Config, anyhow::Error>,
+    old: &Config,
+    engine: &mut Engine,
+    identity: &Identity,
+) -> anyhow::Result<Option<Config>> {
+    tracing::info!("SIGHUP: reading the configuration again");
+    let new = load()?;
+    if new == *old {
+        tracing::info!("the configuration did not change");
+        return Ok(None);
+    }
+    if new.instance != old.instance {
+        anyhow::bail!(
+            "[instance] changed; that needs a restart (the records would belong to another identity)"
+        );
+    }
+    if new.agent.state_dir != old.agent.state_dir {
+        anyhow::bail!("agent.state_dir changed; that needs a restart");
+    }
+    let next = Engine::new(new.clone(), identity).context("planning records")?;
+    // Providers gone or changed: leave them with what the old engine knows.
+    let gone: BTreeSet<String> = old
+        .providers
+        .iter()
+        .filter(|p| !new.providers.contains(p))
+        .map(|p| p.name.clone())
+        .collect();
+    if !gone.is_empty() {
+        tracing::info!(providers = ?gone, "leaving providers no longer configured (or reconfigured)");
+        let reports = engine
+            .sync_only(
+                Action::Leave,
+                old.agent.stop_timeout.max(Duration::from_secs(30)),
+                Some(&gone),
+            )
+            .await?;
+        if !print_reports(Action::Leave, &reports) {
+            anyhow::bail!(
+                "could not leave {gone:?}; keeping the old configuration to try again at the next SIGHUP"
+            );
+        }
+    }
+    *engine = next;
+    tracing::info!("configuration reloaded");
+    Ok(Some(new))
+}
+
+/// Turns load errors into what the reload logs.
+pub fn loader(path: std::path::PathBuf) -> impl Fn() -> Result<Config, anyhow::Error> {
+    move || crate::config::load(&path).map_err(|e: ConfigError| anyhow::anyhow!("{e}"))
 }

@@ -34,6 +34,52 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub records: Vec<RecordSpec>,
     pub agent: AgentConfig,
+    /// Health checks: records are published only while all pass.
+    pub checks: Vec<CheckConfig>,
+    /// Crash cleanup; `None`: off.
+    pub lease: Option<LeaseConfig>,
+}
+
+/// One `[[check]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckConfig {
+    /// `check[N]`, for messages.
+    pub origin: String,
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passes that make a failing check pass.
+    pub rise: u32,
+    /// Consecutive failures that make a passing check fail.
+    pub fall: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// GET; a 2xx answer passes.
+    Http(String),
+    /// A TCP connection that opens passes.
+    Tcp(ServerAddr),
+    /// Exit status 0 passes. No shell: the program and its arguments.
+    Exec(Vec<String>),
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Http(url) => write!(f, "http {url}"),
+            Probe::Tcp(addr) => write!(f, "tcp {addr}"),
+            Probe::Exec(argv) => write!(f, "exec {}", argv.join(" ")),
+        }
+    }
+}
+
+/// `[lease]`: the registry carries an expiry, refreshed every ttl/3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseConfig {
+    pub ttl: Duration,
+    /// Remove the records of instances whose lease expired, at each reconcile.
+    pub reap: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -317,6 +363,8 @@ pub enum SpecKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentConfig {
     pub reconcile_interval: Duration,
+    /// How often to ask the cloud for termination/preemption notices.
+    pub notice_interval: Duration,
     pub drain: Duration,
     pub stop_timeout: Duration,
     pub state_dir: PathBuf,
@@ -326,6 +374,8 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             reconcile_interval: Duration::from_secs(60),
+            // AWS asks for every 5 s; the spot notice comes two minutes ahead.
+            notice_interval: Duration::from_secs(5),
             drain: Duration::ZERO,
             stop_timeout: Duration::from_secs(20),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
@@ -407,6 +457,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub service: Vec<S<RawService>>,
     #[serde(default)]
+    pub check: Vec<S<RawCheck>>,
+    #[serde(default)]
+    pub lease: Option<S<RawLease>>,
+    #[serde(default)]
     pub agent: Option<RawAgent>,
 }
 
@@ -476,8 +530,28 @@ pub struct RawService {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub http: Option<S<String>>,
+    pub tcp: Option<S<String>>,
+    pub exec: Option<S<Vec<String>>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLease {
+    pub ttl: Option<S<String>>,
+    pub reap: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub reconcile_interval: Option<S<String>>,
+    pub notice_interval: Option<S<String>>,
     pub drain: Option<S<String>>,
     pub stop_timeout: Option<S<String>>,
     pub state_dir: Option<S<String>>,
@@ -866,11 +940,56 @@ pub fn validate(
         });
     }
 
+    let checks = raw
+        .check
+        .iter()
+        .enumerate()
+        .filter_map(|(i, ch)| validate_check(&mut c, i, ch))
+        .collect();
+    let lease = raw.lease.as_ref().map(|l| {
+        let ttl = c.duration(&l.get_ref().ttl, "lease.ttl", Duration::from_secs(3600));
+        if l.get_ref().ttl.is_none() {
+            c.problem(l.span(), "lease.ttl", "missing; write e.g. ttl = \"1h\" (refreshed every ttl/3)");
+        } else if ttl < Duration::from_secs(60) {
+            c.problem(
+                l.get_ref().ttl.as_ref().unwrap().span(),
+                "lease.ttl",
+                "must be at least 60s (each refresh is a write to every provider); write e.g. \"1h\"",
+            );
+        }
+        LeaseConfig {
+            ttl,
+            reap: l.get_ref().reap.unwrap_or(false),
+        }
+    });
+    if agent.drain >= agent.stop_timeout && !agent.drain.is_zero() {
+        let span = raw
+            .agent
+            .as_ref()
+            .and_then(|a| a.drain.as_ref())
+            .map(S::span);
+        let message = format!(
+            "drain ({}) must be shorter than stop_timeout ({}), which bounds the whole stop (removal, then drain)",
+            humantime::format_duration(agent.drain),
+            humantime::format_duration(agent.stop_timeout)
+        );
+        match span {
+            Some(span) => c.problem(span, "agent.drain", message),
+            None => c.problems.push(Problem {
+                line: None,
+                key: "agent.drain".into(),
+                message,
+            }),
+        }
+    }
+
     let config = Config {
         instance,
         providers,
         records,
         agent,
+        checks,
+        lease,
     };
     if c.problems.is_empty() {
         // Expanding with a sample identity catches bad names, names outside the
@@ -1242,6 +1361,112 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
     })
 }
 
+/// One `[[check]]`: exactly one probe, sane timings.
+fn validate_check(c: &mut Checker, i: usize, ch: &S<RawCheck>) -> Option<CheckConfig> {
+    let origin = format!("check[{i}]");
+    let raw = ch.get_ref();
+    let probes = [raw.http.is_some(), raw.tcp.is_some(), raw.exec.is_some()];
+    if probes.iter().filter(|p| **p).count() != 1 {
+        c.problem(
+            ch.span(),
+            origin.clone(),
+            "a check needs exactly one of http = \"http://127.0.0.1:8080/healthz\", tcp = \"127.0.0.1:8080\" or exec = [\"/usr/local/bin/healthy\"]",
+        );
+        return None;
+    }
+    let probe = if let Some(url) = &raw.http {
+        let u = url.get_ref();
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            c.problem(
+                url.span(),
+                format!("{origin}.http"),
+                format!(
+                    "`{u}` is not an http(s) URL; write e.g. \"http://127.0.0.1:8080/healthz\""
+                ),
+            );
+            None
+        } else {
+            Some(Probe::Http(u.clone()))
+        }
+    } else if let Some(addr) = &raw.tcp {
+        match ServerAddr::parse(addr.get_ref()) {
+            Some(a) if addr.get_ref().contains(':') => Some(Probe::Tcp(a)),
+            _ => {
+                c.problem(
+                    addr.span(),
+                    format!("{origin}.tcp"),
+                    format!(
+                        "`{}` is not host:port; write e.g. \"127.0.0.1:8080\"",
+                        addr.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    } else if let Some(argv) = &raw.exec {
+        let v = argv.get_ref();
+        if v.is_empty() || v[0].is_empty() {
+            c.problem(
+                argv.span(),
+                format!("{origin}.exec"),
+                "the list is empty; write the program and its arguments, e.g. [\"/usr/bin/systemctl\", \"is-active\", \"nginx\"] (no shell)",
+            );
+            None
+        } else {
+            Some(Probe::Exec(v.clone()))
+        }
+    } else {
+        None
+    };
+    let interval = c.duration(
+        &raw.interval,
+        &format!("{origin}.interval"),
+        Duration::from_secs(5),
+    );
+    let timeout = c.duration(
+        &raw.timeout,
+        &format!("{origin}.timeout"),
+        Duration::from_secs(2),
+    );
+    if interval < Duration::from_millis(100) {
+        let span = raw.interval.as_ref().map_or(ch.span(), S::span);
+        c.problem(
+            span,
+            format!("{origin}.interval"),
+            "must be at least 100ms; write e.g. \"5s\"",
+        );
+    }
+    if timeout.is_zero() || timeout > interval {
+        let span = raw.timeout.as_ref().map_or(ch.span(), S::span);
+        c.problem(
+            span,
+            format!("{origin}.timeout"),
+            format!(
+                "must be above zero and at most the interval ({}); write e.g. \"2s\"",
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    let count = |c: &mut Checker, v: &Option<S<i64>>, key: &str, default: u32| -> u32 {
+        match v {
+            None => default,
+            Some(n) => c
+                .u32_in::<u32>(n, &format!("{origin}.{key}"), 1, 100)
+                .unwrap_or(default),
+        }
+    };
+    let rise = count(c, &raw.rise, "rise", 2);
+    let fall = count(c, &raw.fall, "fall", 3);
+    Some(CheckConfig {
+        origin,
+        probe: probe?,
+        interval,
+        timeout,
+        rise,
+        fall,
+    })
+}
+
 /// A secret file others can read still works, but deserves a word.
 fn warn_if_others_can_read(key: &str, path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -1378,8 +1603,23 @@ fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
             "must be at least 1s; write e.g. \"60s\"",
         );
     }
+    let notice_interval = c.duration(
+        &raw.notice_interval,
+        "agent.notice_interval",
+        d.notice_interval,
+    );
+    if let Some(v) = &raw.notice_interval
+        && !(Duration::from_millis(500)..=Duration::from_secs(60)).contains(&notice_interval)
+    {
+        c.problem(
+            v.span(),
+            "agent.notice_interval",
+            "must be between 500ms and 60s (a spot notice gives two minutes); write e.g. \"5s\"",
+        );
+    }
     AgentConfig {
         reconcile_interval,
+        notice_interval,
         drain: c.duration(&raw.drain, "agent.drain", d.drain),
         stop_timeout: c.duration(&raw.stop_timeout, "agent.stop_timeout", d.stop_timeout),
         state_dir: raw

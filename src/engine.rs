@@ -5,6 +5,7 @@
 //! what. Planning happens for every provider before anything is written, so a
 //! planning error (a name outside a zone known only by id) changes nothing.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,6 +13,8 @@ use serde::Serialize;
 use crate::config::{Config, ProviderKind, UsageError};
 use crate::metadata::Identity;
 use crate::plan::{Vars, desired};
+use futures_util::future::join_all;
+
 use crate::provider::{
     Cloudflare, Intent, Outcome, Provider, Rfc2136, Route53, Values, apply, presence,
 };
@@ -108,6 +111,10 @@ impl Engine {
         })
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn vars(&self) -> &Vars {
         &self.vars
     }
@@ -155,18 +162,41 @@ impl Engine {
         action: Action,
         deadline: Duration,
     ) -> Result<Vec<Report>, UsageError> {
+        self.sync_only(action, deadline, None).await
+    }
+
+    /// The same at the providers named in `only` (all when `None`). Providers
+    /// work concurrently: one that is down (retrying for minutes) does not hold
+    /// up the others.
+    pub async fn sync_only(
+        &mut self,
+        action: Action,
+        deadline: Duration,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<Vec<Report>, UsageError> {
+        let selected = |name: &str| only.is_none_or(|o| o.contains(name));
+        let connected: Vec<Result<(), String>> =
+            join_all(self.slots.iter_mut().map(|slot| async move {
+                if !selected(&slot.name) {
+                    return Err(String::new());
+                }
+                Self::connect(slot).await.map_err(|e| format!("{e:#}"))
+            }))
+            .await;
         let mut reports = Vec::new();
         let mut plans: Vec<Option<Vec<Record>>> = Vec::new();
-        for i in 0..self.slots.len() {
-            match Self::connect(&mut self.slots[i]).await {
-                Ok(()) => plans.push(Some(self.plan(&self.slots[i])?)),
+        for (slot, connected) in self.slots.iter().zip(connected) {
+            match connected {
+                Ok(()) => plans.push(Some(self.plan(slot)?)),
                 Err(e) => {
                     plans.push(None);
-                    reports.push(Report {
-                        provider: self.slots[i].name.clone(),
-                        zone: String::new(),
-                        result: Err(format!("{e:#}")),
-                    });
+                    if !e.is_empty() {
+                        reports.push(Report {
+                            provider: slot.name.clone(),
+                            zone: String::new(),
+                            result: Err(e),
+                        });
+                    }
                 }
             }
         }
@@ -190,15 +220,19 @@ impl Engine {
         state.version = 1;
         state.instance_id.clone_from(&self.vars.instance_id);
 
+        // Before writing, remember everything that may be published after it.
+        let mut intents = Vec::new();
         for (slot, plan) in self.slots.iter().zip(plans) {
-            let Some(records) = plan else { continue };
+            let Some(records) = plan else {
+                intents.push(None);
+                continue;
+            };
             let zone = with_provider!(&slot.provider, p => p.zone().clone());
             let known: Values = state
                 .providers
                 .get(&slot.name)
                 .map(|s| s.published.clone())
                 .unwrap_or_default();
-            // Before writing, remember everything that may be published after it.
             if action == Action::Join {
                 let mut intent_state = known.clone();
                 intent_state.extend(records.iter().map(|r| r.value.clone()));
@@ -209,32 +243,51 @@ impl Engine {
                         published: intent_state,
                     },
                 );
-                self.save(&state);
             }
-            let intent = Intent {
-                instance_id: self.vars.instance_id.clone(),
-                desired: records,
-                leaving: action == Action::Leave,
-                known,
-                deadline,
+            intents.push(Some((
+                zone,
+                Intent {
+                    instance_id: self.vars.instance_id.clone(),
+                    desired: records,
+                    leaving: action == Action::Leave,
+                    known,
+                    deadline,
+                },
+            )));
+        }
+        if action == Action::Join {
+            self.save(&state);
+        }
+
+        let results = join_all(
+            self.slots
+                .iter()
+                .zip(&intents)
+                .map(|(slot, intent)| async move {
+                    let (_, intent) = intent.as_ref()?;
+                    Some(with_provider!(&slot.provider, p => apply(p, intent).await))
+                }),
+        )
+        .await;
+
+        for ((slot, intent), result) in self.slots.iter().zip(&intents).zip(results) {
+            let (Some((zone, _)), Some(result)) = (intent, result) else {
+                continue;
             };
-            let result = with_provider!(&slot.provider, p => apply(p, &intent).await);
             match &result {
                 Ok(outcome) => {
                     // A protected old value is another instance's now: forget it.
                     if outcome.owned.is_empty() {
                         state.providers.remove(&slot.name);
                     } else {
-                        let published = outcome.owned.clone();
                         state.providers.insert(
                             slot.name.clone(),
                             ProviderState {
                                 zone: zone.to_string(),
-                                published,
+                                published: outcome.owned.clone(),
                             },
                         );
                     }
-                    self.save(&state);
                 }
                 Err(e) => tracing::debug!(provider = %slot.name, "{e:#}"),
             }
@@ -244,6 +297,7 @@ impl Engine {
                 result: result.map_err(|e| format!("{e:#}")),
             });
         }
+        self.save(&state);
         Ok(reports)
     }
 

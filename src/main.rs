@@ -6,6 +6,7 @@
 //! `dnsreg: <what failed>: <why>` on stderr.
 
 mod agent;
+mod checks;
 mod cli;
 mod config;
 mod engine;
@@ -117,6 +118,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// SIGHUPs, as a channel the agent reads.
+fn reload_signal() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Check => {
@@ -210,14 +226,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             all_present &= rows.iter().all(|r| r.present);
+            // A running agent says why records are (or are not) there.
+            let agent = agent::AgentStatus::read(&engine.config().agent.state_dir);
             if *json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({ "instance_id": engine.vars().instance_id, "all_present": all_present, "records": rows })
+                        &serde_json::json!({ "instance_id": engine.vars().instance_id, "all_present": all_present, "agent": agent, "records": rows })
                     )?
                 );
             } else {
+                if let Some(agent) = &agent {
+                    println!("{agent}");
+                    for c in agent.checks.iter() {
+                        println!(
+                            "  {} {}: {}",
+                            if c.passing { "passing" } else { "FAILING" },
+                            c.check,
+                            c.last
+                        );
+                    }
+                }
                 for r in &rows {
                     println!(
                         "{:<8} {}: {}",
@@ -235,7 +264,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run => {
             let config = load_config(&cli, None)?;
-            agent::run(config, shutdown_signal()).await?;
+            agent::run(
+                config,
+                agent::loader(cli.config.clone()),
+                shutdown_signal(),
+                reload_signal(),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
     }

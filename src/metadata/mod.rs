@@ -339,7 +339,6 @@ async fn detect_from(
 /// A cloud's warning that this instance is about to go away.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-#[allow(dead_code, reason = "the agent loop acts on notices in a later change")]
 pub enum Notice {
     /// Reclaimed capacity: a spot/preemptible instance interrupted (AWS spot
     /// `instance-action`, GCP `preempted`, Azure `Preempt`, Alibaba spot).
@@ -358,7 +357,6 @@ pub enum Notice {
     },
 }
 
-#[allow(dead_code, reason = "the agent loop acts on notices in a later change")]
 impl Notice {
     pub fn cloud(&self) -> &'static str {
         match self {
@@ -390,7 +388,6 @@ impl std::fmt::Display for Notice {
 /// Asks the cloud `identity` came from whether this instance is about to be
 /// terminated or preempted. `None`: no notice, or a cloud without notices
 /// (DigitalOcean, Hetzner, OpenStack, Oracle, Triton, none).
-#[allow(dead_code, reason = "the agent loop acts on notices in a later change")]
 pub async fn notice(
     cfg: &InstanceConfig,
     identity: &Identity,
