@@ -58,6 +58,8 @@ pub enum Command {
     },
     /// Validate the configuration without touching the network.
     Check,
+    /// Remove the records of instances whose lease expired (crashed or vanished machines).
+    Reap,
     /// Show what instance metadata says about this machine.
     Whoami {
         #[command(flatten)]
@@ -66,6 +68,35 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find a service by DNS (SRV, DNS-SD or A/AAAA) and print host:port lines.
+    Discover(DiscoverArgs),
+}
+
+/// `dnsreg discover`: the client side, reading what instances publish.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// An SRV name (_v1._theservice._tcp.example.com), a DNS-SD service type
+    /// (_http._tcp.example.com) or a host name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Print a JSON array of objects instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Print one endpoint: the RFC 2782 weighted pick (the first of the order).
+    #[arg(long)]
+    pub one: bool,
+    /// Ask again until the service appears, for at most this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
+    /// Ask this DNS server only (IP or IP:PORT, port 53 by default) instead of /etc/resolv.conf's.
+    #[arg(long, value_name = "ADDR")]
+    pub server: Option<String>,
+    /// The port to print after plain A/AAAA addresses (SRV and DNS-SD carry their own).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Resolve SRV targets: print address:port lines (JSON: an `addresses` field).
+    #[arg(long)]
+    pub resolve: bool,
 }
 
 /// The main settings as flags; with `--provider` no configuration file is read.

@@ -9,6 +9,7 @@ mod agent;
 mod checks;
 mod cli;
 mod config;
+mod discover;
 mod engine;
 mod metadata;
 mod plan;
@@ -257,6 +258,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if all_present {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Discover(args) => discover::run(args).await,
+        Command::Reap => {
+            let config = load_config(&cli, None)?;
+            let reports = engine::reap_once(&config, ONE_SHOT_DEADLINE).await;
+            Ok(if engine::print_reaped(&reports) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

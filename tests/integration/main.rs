@@ -4,6 +4,9 @@
 mod agent;
 mod cloudflare;
 mod config_errors;
+mod crash;
+mod discover;
+mod lease;
 mod metadata;
 mod moto;
 mod rfc2136;
