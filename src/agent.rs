@@ -28,7 +28,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use crate::checks::{self, Verdict};
 use crate::config::{Config, ConfigError};
-use crate::engine::{Action, Engine, print_reports};
+use crate::engine::{self, Action, Engine, print_reports};
 use crate::metadata::{Identity, Notice, identify, notice};
 use crate::retry::Backoff;
 
@@ -175,7 +175,11 @@ pub async fn run(
     let mut synced_once = false;
 
     loop {
-        let interval = config.agent.reconcile_interval;
+        // A lease is renewed when a third of it has passed: reconcile at least that often.
+        let interval = match config.lease {
+            Some(l) => config.agent.reconcile_interval.min(l.ttl / 3),
+            None => config.agent.reconcile_interval,
+        };
         let watch_notices = !matches!(mode, Mode::Terminating(_)) && has_notices(&identity);
         tokio::select! {
             biased;
@@ -258,6 +262,13 @@ pub async fn run(
         };
         synced_once = true;
         let ok = print_reports(action, &reports);
+        if config.lease.is_some_and(|l| l.reap) && mode == Mode::Up {
+            let reaped = tokio::select! {
+                r = engine.reap(interval.max(Duration::from_secs(60))) => r,
+                () = &mut shutdown => break,
+            };
+            engine::print_reaped_quietly(&reaped);
+        }
         status.state = match &mode {
             Mode::Up => "published",
             Mode::Withdrawn(_) => "withdrawn",

@@ -18,6 +18,7 @@ use futures_util::future::join_all;
 use crate::provider::{
     Cloudflare, Intent, Outcome, Provider, Rfc2136, Route53, Values, apply, presence,
 };
+use crate::provider::{Reaped, reap, unix_now};
 use crate::record::{Record, Value};
 use crate::state::{ProviderState, StateFile};
 
@@ -252,6 +253,7 @@ impl Engine {
                     leaving: action == Action::Leave,
                     known,
                     deadline,
+                    lease: self.config.lease.map(|l| l.ttl),
                 },
             )));
         }
@@ -301,6 +303,11 @@ impl Engine {
         Ok(reports)
     }
 
+    /// Reaps expired leases at every provider, concurrently (see [`crate::provider::reap`]).
+    pub async fn reap(&mut self, deadline: Duration) -> Vec<ReapReport> {
+        reap_slots(&mut self.slots, deadline).await
+    }
+
     fn save(&self, state: &crate::state::State) {
         if let Err(e) = self.state.save(state) {
             tracing::warn!("{e:#}; `leave` will rely on the ownership registry in DNS");
@@ -332,6 +339,92 @@ impl Engine {
             );
         }
         Ok(out)
+    }
+}
+
+/// What reaping did at one provider.
+#[derive(Debug)]
+pub struct ReapReport {
+    pub provider: String,
+    pub result: Result<Vec<Reaped>, String>,
+}
+
+async fn reap_slots(slots: &mut [Slot], deadline: Duration) -> Vec<ReapReport> {
+    let now = unix_now();
+    join_all(slots.iter_mut().map(|slot| async move {
+        let result = match Engine::connect(slot).await {
+            Ok(()) => with_provider!(&slot.provider, p => reap(p, now, deadline).await),
+            Err(e) => Err(e),
+        };
+        ReapReport {
+            provider: slot.name.clone(),
+            result: result.map_err(|e| format!("{e:#}")),
+        }
+    }))
+    .await
+}
+
+/// `dnsreg reap`: needs no identity of its own (it only removes), so it works
+/// from any machine with the configuration's credentials.
+pub async fn reap_once(config: &Config, deadline: Duration) -> Vec<ReapReport> {
+    let mut slots: Vec<Slot> = config
+        .providers
+        .iter()
+        .map(|p| Slot {
+            name: p.name.clone(),
+            provider: AnyProvider::new(p, "dnsreg-reaper"),
+            connected: false,
+        })
+        .collect();
+    reap_slots(&mut slots, deadline).await
+}
+
+/// Prints what reaping did; returns whether every provider could be reaped.
+pub fn print_reaped(reports: &[ReapReport]) -> bool {
+    let mut ok = true;
+    for r in reports {
+        match &r.result {
+            Ok(list) if list.is_empty() => println!("{}: no expired leases", r.provider),
+            Ok(list) => {
+                for x in list {
+                    println!(
+                        "{}: reaped {} (lease expired at {})",
+                        r.provider,
+                        x.instance,
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + Duration::from_secs(x.expired)
+                        )
+                    );
+                    for v in &x.removed {
+                        println!("{}: - {v}", r.provider);
+                    }
+                    for v in &x.protected {
+                        println!(
+                            "{}: = {v} (also claimed by a live instance: left for it)",
+                            r.provider
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("dnsreg: reap at {}: {e}", r.provider);
+            }
+        }
+    }
+    ok
+}
+
+/// In the agent: only what was reaped, and failures as warnings.
+pub fn print_reaped_quietly(reports: &[ReapReport]) {
+    for r in reports {
+        match &r.result {
+            Ok(list) if list.is_empty() => {}
+            Ok(_) => {
+                print_reaped(std::slice::from_ref(r));
+            }
+            Err(e) => tracing::warn!(provider = %r.provider, "reaping expired leases: {e}"),
+        }
     }
 }
 

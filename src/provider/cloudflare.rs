@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value as Json, json};
 
-use super::{Edit, Provider, Values, WriteError, is_loopback_url, parse_registry};
+use super::{Edit, Provider, Values, WriteError, is_loopback_url};
 use crate::config::CloudflareConfig;
 use crate::metadata::error_chain;
 use crate::plan::{instance_label, registry_root};
@@ -876,10 +876,7 @@ impl Provider for Cloudflare {
                 .to_string();
             raw.entry(label).or_default().insert(v);
         }
-        Ok(raw
-            .into_iter()
-            .map(|(label, values)| (label, parse_registry(&values)))
-            .collect())
+        Ok(raw)
     }
 }
 

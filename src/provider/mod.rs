@@ -114,7 +114,8 @@ pub trait Provider: Send + Sync {
         edit: &Edit,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
 
-    /// Every instance's ownership registry in the zone: instance label → values.
+    /// Every instance's ownership registry in the zone: instance label → the
+    /// TXT values of its registry rrset, as they are (see [`Registry::parse`]).
     fn registries(&self) -> impl Future<Output = anyhow::Result<BTreeMap<String, Values>>> + Send;
 }
 
@@ -148,17 +149,67 @@ pub fn registry_values(
         .collect()
 }
 
+/// The lease line's prefix: `"dnsreg1-lease EXPIRY"`, unix seconds.
+const LEASE_PREFIX: &str = "dnsreg1-lease ";
+
 /// The values a registry rrset lists; records that are not registry lines are ignored.
 pub fn parse_registry(values: &Values) -> Values {
-    values
-        .iter()
-        .filter_map(|v| match &v.data {
-            RData::Txt(strings) => {
-                Value::from_line(strings.concat().strip_prefix(REGISTRY_PREFIX)?)
+    Registry::parse(values).owned
+}
+
+/// What one instance's registry rrset says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    /// The values the instance owns.
+    pub owned: Values,
+    /// When its lease expires (unix seconds), if it holds one (`[lease]`).
+    pub lease: Option<u64>,
+}
+
+impl Registry {
+    pub fn parse(values: &Values) -> Registry {
+        let mut r = Registry::default();
+        for v in values {
+            let RData::Txt(strings) = &v.data else {
+                continue;
+            };
+            let line = strings.concat();
+            if let Some(rest) = line.strip_prefix(LEASE_PREFIX) {
+                // Two lease lines (a torn manual edit): the later expiry counts.
+                if let Ok(t) = rest.trim().parse::<u64>() {
+                    r.lease = Some(r.lease.map_or(t, |l| l.max(t)));
+                }
+            } else if let Some(v) = line
+                .strip_prefix(REGISTRY_PREFIX)
+                .and_then(Value::from_line)
+            {
+                r.owned.insert(v);
             }
-            _ => None,
-        })
-        .collect()
+        }
+        r
+    }
+
+    /// Whether the lease ran out before `now` (unix seconds). Registries without
+    /// a lease never expire: `reap` touches only instances that opted in.
+    pub fn expired(&self, now: u64) -> bool {
+        self.lease.is_some_and(|t| t < now)
+    }
+}
+
+/// The registry's lease line for an expiry.
+fn lease_value(zone: &DomainName, instance_id: &str, expiry: u64) -> anyhow::Result<Value> {
+    Ok(Value {
+        name: registry_name(zone, instance_id).map_err(anyhow::Error::msg)?,
+        data: RData::Txt(vec![format!("{LEASE_PREFIX}{expiry}")]),
+    })
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -177,6 +228,9 @@ pub struct Intent {
     pub known: Values,
     /// Give up resolving conflicts after this long.
     pub deadline: Duration,
+    /// `[lease]`: keep a lease of this length in the registry, refreshed when a
+    /// third of it has passed. `None`: no lease (an old one is dropped).
+    pub lease: Option<Duration>,
 }
 
 /// What [`apply`] did.
@@ -243,6 +297,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
     loop {
         let snap = p.read(&keys).await?;
         let registry = p.values(&snap, &reg_key);
+        let current_lease = Registry::parse(&registry).lease;
         let mut owned: Values = parse_registry(&registry);
         owned.extend(intent.known.iter().cloned());
         owned.retain(|v| v.name.is_in(&zone));
@@ -279,7 +334,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             if let Ok(me) = crate::plan::instance_label(&intent.instance_id) {
                 all.remove(&me);
             }
-            others = Some(all.into_values().flatten().collect());
+            others = Some(all.values().flat_map(parse_registry).collect());
         }
         let claimed_by_others = others.clone().unwrap_or_default();
         let protected: Vec<Value> = withdraw
@@ -323,13 +378,23 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
         }
 
         // The registry: rewritten in the same edit, so it is never out of step.
-        let new_registry: Values = if intent.leaving {
+        let mut new_registry: Values = if intent.leaving {
             Values::new()
         } else {
             registry_values(&zone, &intent.instance_id, &new_owned)?
                 .into_iter()
                 .collect()
         };
+        // The lease: kept while more than two thirds of it remain, renewed
+        // otherwise; an instance that owns nothing holds none.
+        if let (Some(ttl), false) = (intent.lease, new_registry.is_empty()) {
+            let now = unix_now();
+            let expiry = match current_lease {
+                Some(t) if t > now + ttl.as_secs() * 2 / 3 && t <= now + ttl.as_secs() => t,
+                _ => now + ttl.as_secs(),
+            };
+            new_registry.insert(lease_value(&zone, &intent.instance_id, expiry)?);
+        }
         let reg_add: Vec<Record> = new_registry
             .difference(&registry)
             .map(|v| Record {
@@ -411,6 +476,101 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             }
         }
     }
+}
+
+/// What [`reap`] removed for one expired instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// The instance's registry label.
+    pub instance: String,
+    /// When its lease ran out (unix seconds).
+    pub expired: u64,
+    pub removed: Vec<Value>,
+    /// Values its registry listed that another live registry claims too: left.
+    pub protected: Vec<Value>,
+}
+
+/// Removes the records of every instance whose lease expired before `now`:
+/// exactly the values its registry lists (and still present), then the
+/// registry itself, in one atomic edit per instance. Values another registry
+/// also claims stay. Registries without a lease are never touched.
+///
+/// Safe when several reapers run at once, and against the instance coming back:
+/// each edit is conditional on what was read (a conflict reads again), and a
+/// registry whose lease was renewed meanwhile is left alone.
+pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::Result<Vec<Reaped>> {
+    let started = Instant::now();
+    let all = p.registries().await?;
+    let parsed: BTreeMap<String, Registry> = all
+        .iter()
+        .map(|(label, values)| (label.clone(), Registry::parse(values)))
+        .collect();
+    let mut out = Vec::new();
+    let backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(5),
+        attempts: u32::MAX,
+    };
+    for (label, registry) in parsed.iter().filter(|(_, r)| r.expired(now)) {
+        let claimed_by_others: Values = parsed
+            .iter()
+            .filter(|(l, r)| *l != label && !r.expired(now))
+            .flat_map(|(_, r)| r.owned.iter().cloned())
+            .collect();
+        let reg_key = RrKey {
+            name: registry_name(p.zone(), label).map_err(anyhow::Error::msg)?,
+            rtype: crate::record::RType::TXT,
+        };
+        let mut conflicts = 0u32;
+        loop {
+            let mut keys: BTreeSet<RrKey> = registry.owned.iter().map(Value::key).collect();
+            keys.insert(reg_key.clone());
+            let snap = p.read(&keys).await?;
+            let current = p.values(&snap, &reg_key);
+            let now_reg = Registry::parse(&current);
+            // Gone (another reaper was first) or renewed (the instance is back).
+            if !now_reg.expired(now) {
+                break;
+            }
+            let mut edit = Edit::default();
+            let mut reaped = Reaped {
+                instance: label.clone(),
+                expired: now_reg.lease.unwrap_or_default(),
+                ..Reaped::default()
+            };
+            for v in &now_reg.owned {
+                if !v.name.is_in(p.zone()) {
+                    continue;
+                }
+                if claimed_by_others.contains(v) {
+                    reaped.protected.push(v.clone());
+                } else if p.values(&snap, &v.key()).contains(v) {
+                    edit.remove.entry(v.key()).or_default().push(v.clone());
+                    reaped.removed.push(v.clone());
+                }
+            }
+            edit.remove
+                .insert(reg_key.clone(), current.iter().cloned().collect());
+            match p.write(&snap, &edit).await {
+                Ok(()) => {
+                    out.push(reaped);
+                    break;
+                }
+                Err(WriteError::Failed(e)) => return Err(e),
+                Err(WriteError::Conflict(why)) => {
+                    conflicts += 1;
+                    if started.elapsed() >= deadline {
+                        anyhow::bail!(
+                            "{}: gave up reaping {label} after {conflicts} conflicting writes; last: {why}",
+                            p.name()
+                        );
+                    }
+                    tokio::time::sleep(backoff.delay(conflicts.min(10))).await;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether each desired value is present, for `status`.
@@ -565,7 +725,7 @@ mod tests {
                 .map(|(k, e)| {
                     (
                         k.name.as_str().split('.').next().unwrap().to_string(),
-                        parse_registry(&e.1),
+                        e.1.clone(),
                     )
                 })
                 .collect())
@@ -585,7 +745,143 @@ mod tests {
             leaving,
             known: Values::new(),
             deadline: Duration::from_secs(30),
+            lease: None,
         }
+    }
+
+    fn lease_of(m: &Memory, id: &str) -> Option<u64> {
+        let key = RrKey {
+            name: DomainName::new(&format!("{id}._dnsreg.example.com")).unwrap(),
+            rtype: RType::TXT,
+        };
+        let z = m.rrsets.lock().unwrap();
+        Registry::parse(&z.get(&key).map(|e| e.1.clone()).unwrap_or_default()).lease
+    }
+
+    /// A registry as a crashed instance left it: its values, and a lease line.
+    fn dead(m: &Memory, id: &str, lines: &[&str], expiry: u64) {
+        for l in lines {
+            m.put(l);
+            m.put(&format!(
+                "{id}._dnsreg.example.com. TXT \"dnsreg1 {}\"",
+                l.replace('"', "\\\"")
+            ));
+        }
+        m.put(&format!(
+            "{id}._dnsreg.example.com. TXT \"dnsreg1-lease {expiry}\""
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_written_kept_while_fresh_and_renewed_after_a_third() {
+        let m = Memory::new();
+        let mut i = intent("i-1", &MINE, false);
+        i.lease = Some(Duration::from_secs(3600));
+        apply(&m, &i).await.unwrap();
+        let first = lease_of(&m, "i-1").expect("a lease line");
+        assert!(first.abs_diff(unix_now() + 3600) <= 2, "{first}");
+        // Fresh: a second join writes nothing.
+        let again = apply(&m, &i).await.unwrap();
+        assert!(!again.changed());
+        assert_eq!(lease_of(&m, "i-1"), Some(first));
+        // Two thirds left at most: renewed, in the same atomic edit style.
+        {
+            let key = RrKey {
+                name: DomainName::new("i-1._dnsreg.example.com").unwrap(),
+                rtype: RType::TXT,
+            };
+            let mut z = m.rrsets.lock().unwrap();
+            let e = z.get_mut(&key).unwrap();
+            e.1.retain(|v| !matches!(&v.data, RData::Txt(t) if t[0].starts_with("dnsreg1-lease")));
+            e.1.insert(Value {
+                name: key.name.clone(),
+                data: RData::Txt(vec![format!("dnsreg1-lease {}", unix_now() + 2000)]),
+            });
+            e.0 += 1;
+        }
+        apply(&m, &i).await.unwrap();
+        assert!(lease_of(&m, "i-1").unwrap() >= unix_now() + 3590);
+        // The values are still the same two.
+        assert_eq!(m.lines("www.example.com", RType::A), vec!["192.0.2.1"]);
+        // Lease turned off: the line goes; leave drops the whole registry.
+        i.lease = None;
+        apply(&m, &i).await.unwrap();
+        assert_eq!(lease_of(&m, "i-1"), None);
+        assert_eq!(m.lines("i-1._dnsreg.example.com", RType::TXT).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn reap_removes_exactly_what_an_expired_registry_lists() {
+        let m = Memory::new();
+        let now = unix_now();
+        m.put("www.example.com. A 192.0.2.99"); // a person's
+        dead(
+            &m,
+            "i-dead",
+            &[
+                "www.example.com. A 192.0.2.7",
+                "www.example.com. A 192.0.2.8",
+            ],
+            now - 10,
+        );
+        // A live instance claims .8 too (the address was reused): it stays.
+        dead(&m, "i-live", &["www.example.com. A 192.0.2.8"], now + 3600);
+        // No lease at all: never reaped.
+        let mut j = intent("i-nolease", &["www.example.com. A 192.0.2.5"], false);
+        j.lease = None;
+        apply(&m, &j).await.unwrap();
+
+        let reaped = reap(&m, now, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(reaped.len(), 1);
+        assert_eq!(reaped[0].instance, "i-dead");
+        assert_eq!(
+            reaped[0].removed,
+            vec![Value::from_line("www.example.com. A 192.0.2.7").unwrap()]
+        );
+        assert_eq!(
+            reaped[0].protected,
+            vec![Value::from_line("www.example.com. A 192.0.2.8").unwrap()]
+        );
+        assert_eq!(
+            m.lines("www.example.com", RType::A),
+            vec!["192.0.2.5", "192.0.2.8", "192.0.2.99"]
+        );
+        assert!(m.lines("i-dead._dnsreg.example.com", RType::TXT).is_empty());
+        // Again: nothing left to reap.
+        assert!(
+            reap(&m, now, Duration::from_secs(10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn reapers_racing_each_other_and_writers_reap_once_and_lose_nothing() {
+        let m = std::sync::Arc::new(Memory::new());
+        let now = unix_now();
+        for n in 0..5 {
+            dead(
+                &m,
+                &format!("i-dead{n}"),
+                &[&format!("www.example.com. A 192.0.2.{}", 10 + n)],
+                now - 1,
+            );
+        }
+        m.interfere.store(4, Ordering::SeqCst);
+        let runs = (0..4).map(|_| {
+            let m = m.clone();
+            tokio::spawn(async move { reap(&*m, now, Duration::from_secs(30)).await.unwrap() })
+        });
+        let mut total = 0;
+        for r in runs {
+            total += r.await.unwrap().len();
+        }
+        // Every dead instance reaped by exactly one reaper; the other writers' values stay.
+        assert_eq!(total, 5);
+        let left = m.lines("www.example.com", RType::A);
+        assert!(left.iter().all(|v| v.starts_with("192.0.2.2")), "{left:?}");
+        assert_eq!(left.len(), 4, "{left:?}");
     }
 
     const MINE: [&str; 2] = [

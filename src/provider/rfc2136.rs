@@ -839,10 +839,7 @@ impl Provider for Rfc2136 {
                 out.entry(label.to_string()).or_default().insert(v);
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|(label, values)| (label, super::parse_registry(&values)))
-            .collect())
+        Ok(out)
     }
 }
 

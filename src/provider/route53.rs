@@ -582,7 +582,7 @@ impl Provider for Route53 {
                 };
                 out.entry(label)
                     .or_default()
-                    .extend(super::parse_registry(&Self::values_of(rs, &key)));
+                    .extend(Self::values_of(rs, &key));
             }
             if got.is_truncated() && !left_subtree {
                 start = got.next_record_name().map(|n| {

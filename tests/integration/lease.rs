@@ -1,0 +1,256 @@
+//! Leases and `dnsreg reap`: the records of machines that died without leaving
+//! are removed by their peers — exactly the values each dead machine's registry
+//! lists, never anything else, once however many reapers run.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use testkit::route53::RrSet;
+
+use crate::util::{Env, run_expect, stderr, stdout};
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// What a crashed instance leaves: its values in the shared rrsets, and its
+/// registry with a lease that ran out at `expiry` (or none).
+fn plant_registry(env: &Env, id: &str, lines: &[&str], expiry: Option<u64>) {
+    let mut reg: Vec<String> = lines.iter().map(|l| format!("\"dnsreg1 {l}\"")).collect();
+    if let Some(t) = expiry {
+        reg.push(format!("\"dnsreg1-lease {t}\""));
+    }
+    let reg: Vec<&str> = reg.iter().map(String::as_str).collect();
+    env.r53.put_rrset(
+        &env.zone_id,
+        RrSet::simple(&format!("{id}._dnsreg.example.com."), "TXT", 60, &reg),
+    );
+}
+
+fn add_value(env: &Env, name: &str, value: &str) {
+    let mut v = env.values(name, "A");
+    v.push(value.to_string());
+    let v: Vec<&str> = v.iter().map(String::as_str).collect();
+    env.r53.put_rrset(
+        &env.zone_id,
+        RrSet::simple(&format!("{name}.example.com."), "A", 60, &v),
+    );
+}
+
+const REAPER: &str = r#"
+[instance]
+metadata = "none"
+id = "i-reaper"
+ipv4 = "192.0.2.50"
+
+[providers.r53]
+type = "route53"
+zone = "example.com"
+
+[[round_robin]]
+providers = ["r53"]
+name = "www"
+
+[lease]
+ttl = "1h"
+reap = true
+
+[agent]
+reconcile_interval = "1s"
+stop_timeout = "10s"
+state_dir = "{state_dir}"
+"#;
+
+#[test]
+fn reap_removes_only_what_expired_registries_list_and_once_with_many_reapers() {
+    let env = Env::new();
+    let t = now();
+    // A person's value, two dead machines, one live one sharing .8, one without a lease.
+    add_value(&env, "www", "192.0.2.99");
+    for (id, ip, expiry) in [
+        ("i-dead1", "192.0.2.7", Some(t - 60)),
+        ("i-dead2", "192.0.2.8", Some(t - 5)),
+        ("i-live", "192.0.2.8", Some(t + 3600)),
+        ("i-nolease", "192.0.2.9", None),
+    ] {
+        if !env.values("www", "A").contains(&ip.to_string()) {
+            add_value(&env, "www", ip);
+        }
+        plant_registry(&env, id, &[&format!("www.example.com. A {ip}")], expiry);
+    }
+    let config = env.config("reap.toml", REAPER);
+
+    // Five reapers at once.
+    let handles: Vec<_> = (0..5)
+        .map(|_| {
+            let mut c = env.dnsreg();
+            c.arg("-c").arg(&config).arg("reap");
+            std::thread::spawn(move || c.output().unwrap())
+        })
+        .collect();
+    let mut reaped = Vec::new();
+    for h in handles {
+        let out = h.join().unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        reaped.extend(
+            stdout(&out)
+                .lines()
+                .filter(|l| l.contains("reaped"))
+                .map(str::to_string),
+        );
+    }
+    reaped.sort();
+    assert_eq!(
+        reaped.len(),
+        2,
+        "each dead instance reaped once: {reaped:?}"
+    );
+    assert!(
+        reaped[0].contains("i-dead1") && reaped[1].contains("i-dead2"),
+        "{reaped:?}"
+    );
+
+    // .7 gone; .8 stays for the live instance; the person's and the lease-less stay.
+    assert_eq!(
+        env.values("www", "A"),
+        ["192.0.2.8", "192.0.2.9", "192.0.2.99"]
+    );
+    assert!(env.values("i-dead1._dnsreg", "TXT").is_empty());
+    assert!(env.values("i-dead2._dnsreg", "TXT").is_empty());
+    assert_eq!(env.values("i-live._dnsreg", "TXT").len(), 2);
+    assert_eq!(env.values("i-nolease._dnsreg", "TXT").len(), 1);
+
+    // Nothing left to reap.
+    let mut c = env.dnsreg();
+    c.arg("-c").arg(&config).arg("reap");
+    let out = run_expect(&mut c, 0);
+    assert!(
+        stdout(&out).contains("no expired leases"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn the_agent_holds_a_lease_and_reaps_its_dead_peers() {
+    let env = Env::new();
+    plant_registry(
+        &env,
+        "i-crashed",
+        &["www.example.com. A 192.0.2.66"],
+        Some(now() - 1),
+    );
+    add_value(&env, "www", "192.0.2.66");
+    let config = env.config("agent.toml", REAPER);
+    let mut child = env
+        .dnsreg()
+        .arg("-c")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.values("www", "A") != ["192.0.2.50"] {
+        assert!(
+            Instant::now() < deadline,
+            "the crashed peer was not reaped: {:?}",
+            env.values("www", "A")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The zone changes when the change is submitted; the reaper reports once
+    // Route53 says INSYNC: give it that moment before stopping it.
+    std::thread::sleep(Duration::from_secs(2));
+    // Our own registry carries a lease about an hour out.
+    let reg = env.values("i-reaper._dnsreg", "TXT");
+    let lease: u64 = reg
+        .iter()
+        .find_map(|v| {
+            v.trim_matches('"')
+                .strip_prefix("dnsreg1-lease ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no lease line in {reg:?}"));
+    assert!(lease.abs_diff(now() + 3600) < 30, "{lease}");
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("reaped i-crashed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
+#[test]
+fn lease_and_check_mistakes_are_configuration_errors() {
+    let env = Env::new();
+    let config = env.config(
+        "bad.toml",
+        r#"
+[instance]
+metadata = "none"
+id = "i-1"
+ipv4 = "192.0.2.1"
+
+[providers.r53]
+type = "route53"
+zone = "example.com"
+
+[[round_robin]]
+providers = ["r53"]
+name = "www"
+
+[[check]]
+http = "127.0.0.1:8080/healthz"
+interval = "1s"
+timeout = "5s"
+
+[[check]]
+tcp = "127.0.0.1:8080"
+exec = ["/bin/true"]
+
+[[check]]
+exec = []
+rise = 0
+
+[lease]
+ttl = "10s"
+
+[agent]
+drain = "30s"
+stop_timeout = "20s"
+"#,
+    );
+    let mut c = env.dnsreg();
+    c.arg("-c").arg(&config).arg("check");
+    let out = run_expect(&mut c, 2);
+    let err = stderr(&out);
+    for says in [
+        "bad.toml:16: check[0].http",
+        "check[0].timeout",
+        "bad.toml:20: check[1]: a check needs exactly one of",
+        "check[2].exec",
+        "check[2].rise",
+        "lease.ttl: must be at least 60s",
+        "agent.drain",
+    ] {
+        assert!(err.contains(says), "{says}:\n{err}");
+    }
+}
