@@ -2,6 +2,7 @@
 //! One binary for all of them (STYLE: ripgrep's layout); one file per concept.
 
 mod agent;
+mod battery;
 mod cloudflare;
 mod config_errors;
 mod crash;

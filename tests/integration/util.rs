@@ -1,94 +1,29 @@
-//! Starting the binary and the stand-ins, and reading what they hold.
+//! Starting the binary, isolated from the user's setup, and reading what it said.
+//! The stand-ins and what they hold are the battery's [`World`].
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tempfile::TempDir;
-use testkit::imds::{AwsInstance, ImdsServer};
-use testkit::route53::Route53Server;
+use crate::battery::{Route53Backend, World};
 
 pub const ZONE: &str = "example.com";
 
-/// A Route53 stand-in with one zone, an AWS metadata stand-in, and a scratch directory.
-pub struct Env {
-    pub r53: Route53Server,
-    pub imds: ImdsServer,
-    pub zone_id: String,
-    pub dir: TempDir,
-}
+/// The battery's Route53 world (the stand-in with `example.com`, the AWS
+/// metadata stand-in, a scratch directory): what the tests of the agent, the
+/// configuration, the metadata sources, leases and crashes stand on. It derefs
+/// to the [`World`], and so to the stand-in (`env.r53`, `env.zone_id`).
+pub struct Env(World<Route53Backend>);
 
 impl Env {
     pub fn new() -> Env {
-        let r53 = Route53Server::start();
-        r53.set_insync_after(std::time::Duration::from_millis(50));
-        let zone_id = r53.create_zone(ZONE);
-        let imds = ImdsServer::start(AwsInstance::default());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("dmi")).unwrap();
-        Env {
-            r53,
-            imds,
-            zone_id,
-            dir,
-        }
+        Env(World::new())
     }
 
-    /// `dnsreg` with every endpoint pointed at the stand-ins, nothing else reachable:
-    /// no real metadata address, no real AWS, no user's AWS config.
-    pub fn dnsreg(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dnsreg"));
-        isolate(&mut c, self.dir.path());
-        c.env("AWS_ENDPOINT_URL_ROUTE_53", self.r53.url())
-            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", self.imds.url())
-            .env("DNSREG_DMI_DIR", self.dir.path().join("dmi"));
-        c
-    }
-
-    /// `dnsreg CMD --provider route53 --zone example.com ARGS --state-dir …`: a
-    /// one-shot command configured from flags alone, as the instance the
-    /// metadata stand-in describes. `args` is split at spaces.
-    pub fn flags(&self, cmd: &str, args: &str) -> Command {
-        let mut c = self.dnsreg();
-        c.args([cmd, "--provider", "route53", "--zone", ZONE])
-            .args(args.split_whitespace())
-            .arg("--state-dir")
-            .arg(self.state_dir());
-        c
-    }
-
-    /// The same as instance `id` with address `ip` (`--metadata none`), with a
-    /// state directory of its own: many instances in one test.
-    pub fn instance(&self, cmd: &str, id: &str, ip: &str, args: &str) -> Command {
-        let mut c = self.dnsreg();
-        c.args([cmd, "--provider", "route53", "--zone", ZONE])
-            .args(args.split_whitespace())
-            .args(["--metadata", "none", "--instance-id", id, "--ipv4", ip])
-            .arg("--state-dir")
-            .arg(self.state_dir().join(id));
-        c
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// Writes a configuration file; `{state_dir}` in the text is filled in.
-    pub fn config(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(
-            &path,
-            text.replace("{state_dir}", &self.state_dir().display().to_string()),
-        )
-        .unwrap();
-        path
-    }
-
-    /// The values at `name` (relative to the zone) and `rtype`, sorted.
-    pub fn values(&self, name: &str, rtype: &str) -> Vec<String> {
-        self.r53.values(&self.zone_id, &absolute(name), rtype)
-    }
-
-    /// Every rrset but the zone's own SOA and NS, as `name type [values]` lines.
+    /// Every rrset but the zone's own SOA and NS, as `name type [values]` lines
+    /// (`name type [set-id] values` under multivalue routing), values sorted and
+    /// joined by ` | `: Route53's own view, one line per rrset, where
+    /// [`World::records`] has one canonical line per value.
     pub fn records(&self) -> Vec<String> {
         self.r53
             .rrsets(&self.zone_id)
@@ -106,6 +41,15 @@ impl Env {
     }
 }
 
+impl Deref for Env {
+    type Target = World<Route53Backend>;
+
+    fn deref(&self) -> &World<Route53Backend> {
+        &self.0
+    }
+}
+
+/// `name` made absolute: relative names are in [`ZONE`].
 pub fn absolute(name: &str) -> String {
     if name.ends_with('.') {
         name.to_string()
@@ -174,121 +118,3 @@ pub fn venv_bin(tool: &str) -> PathBuf {
 
 /// The API token the Cloudflare stand-in knows, with DNS edit permission.
 pub const CF_TOKEN: &str = "cf-test-token-7f3a9c2e5b1d";
-
-/// A Cloudflare stand-in with one zone and one token, an AWS metadata stand-in,
-/// and a scratch directory.
-pub struct CfEnv {
-    pub cf: testkit::cloudflare::CloudflareServer,
-    pub imds: ImdsServer,
-    pub zone_id: String,
-    pub dir: TempDir,
-}
-
-impl CfEnv {
-    pub fn new() -> CfEnv {
-        let cf = testkit::cloudflare::CloudflareServer::start();
-        let zone_id = cf.create_zone(ZONE);
-        cf.add_token(CF_TOKEN, true);
-        let imds = ImdsServer::start(AwsInstance::default());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("dmi")).unwrap();
-        CfEnv {
-            cf,
-            imds,
-            zone_id,
-            dir,
-        }
-    }
-
-    /// `dnsreg` pointed at the metadata stand-in, with the token in
-    /// `CLOUDFLARE_API_TOKEN`; the Cloudflare endpoint goes in flags or config.
-    pub fn dnsreg(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dnsreg"));
-        isolate(&mut c, self.dir.path());
-        c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", self.imds.url())
-            .env("DNSREG_DMI_DIR", self.dir.path().join("dmi"))
-            .env("CLOUDFLARE_API_TOKEN", CF_TOKEN);
-        c
-    }
-
-    /// `dnsreg CMD --provider cloudflare --zone example.com --endpoint … ARGS --state-dir …`.
-    pub fn flags(&self, cmd: &str, args: &str) -> Command {
-        let mut c = self.dnsreg();
-        c.args([
-            cmd,
-            "--provider",
-            "cloudflare",
-            "--zone",
-            ZONE,
-            "--endpoint",
-        ])
-        .arg(self.cf.url())
-        .args(args.split_whitespace())
-        .arg("--state-dir")
-        .arg(self.state_dir());
-        c
-    }
-
-    /// The same as instance `id` with address `ip`, with a state directory of its own.
-    pub fn instance(&self, cmd: &str, id: &str, ip: &str, args: &str) -> Command {
-        let mut c = self.dnsreg();
-        c.args([
-            cmd,
-            "--provider",
-            "cloudflare",
-            "--zone",
-            ZONE,
-            "--endpoint",
-        ])
-        .arg(self.cf.url())
-        .args(args.split_whitespace())
-        .args(["--metadata", "none", "--instance-id", id, "--ipv4", ip])
-        .arg("--state-dir")
-        .arg(self.state_dir().join(id));
-        c
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// Writes a configuration file; `{state_dir}` and `{cf_endpoint}` are filled in.
-    pub fn config(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(
-            &path,
-            text.replace("{state_dir}", &self.state_dir().display().to_string())
-                .replace("{cf_endpoint}", &self.cf.url()),
-        )
-        .unwrap();
-        path
-    }
-
-    /// The values at `name` (relative to the zone) and `rtype`, sorted, as the
-    /// stand-in shows them (SRV "prio weight port target", names without dot).
-    pub fn values(&self, name: &str, rtype: &str) -> Vec<String> {
-        let abs = absolute(name);
-        self.cf
-            .values(&self.zone_id, abs.trim_end_matches('.'), rtype)
-    }
-
-    /// Every record, as `name type content [comment]` lines, sorted.
-    pub fn records(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .cf
-            .records(&self.zone_id)
-            .into_iter()
-            .map(|r| {
-                format!(
-                    "{} {} {} [{}]",
-                    r.name,
-                    r.rtype,
-                    r.content,
-                    r.comment.unwrap_or_default()
-                )
-            })
-            .collect();
-        out.sort();
-        out
-    }
-}
