@@ -301,10 +301,6 @@ impl Backend for CloudflareBackend {
 /// A real BIND (`named` on loopback) serving `example.com`, taking updates and
 /// transfers signed with an hmac-sha256 key; read with dig, written by hand
 /// with nsupdate.
-#[expect(
-    dead_code,
-    reason = "enabled by the lead once the rfc2136 provider lands"
-)]
 pub struct Rfc2136Backend {
     pub bind: Bind,
 }

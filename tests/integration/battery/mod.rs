@@ -196,6 +196,4 @@ battery!(route53, Route53Backend);
 battery!(cloudflare, CloudflareBackend);
 // BIND cannot be made to fail transiently on request, so the retry test is left
 // out rather than passing without testing anything.
-// enabled by the lead once the rfc2136 provider lands (then drop the
-// `#[expect(dead_code)]` on `Rfc2136Backend`):
-// battery!(rfc2136, backends::Rfc2136Backend, without [transient_failures_are_retried]);
+battery!(rfc2136, backends::Rfc2136Backend, without [transient_failures_are_retried]);
