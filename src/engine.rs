@@ -19,8 +19,8 @@ use crate::provider::{
     Cloudflare, Intent, Outcome, Provider, Rfc2136, Route53, Values, apply, presence,
 };
 use crate::provider::{Reaped, reap, unix_now};
-use crate::record::{Record, Value};
-use crate::state::{ProviderState, StateFile};
+use crate::record::{DomainName, Record, Value};
+use crate::state::{ProviderState, State, StateFile};
 
 /// Every provider type, for dispatch.
 pub enum AnyProvider {
@@ -69,6 +69,20 @@ pub struct Report {
     pub result: Result<Outcome, String>,
 }
 
+impl Report {
+    fn timed_out(provider: String, deadline: Duration) -> Report {
+        Report {
+            provider,
+            zone: String::new(),
+            result: Err(format!(
+                "gave up after {}: its records may be partly changed; \
+                 the next run or reconcile finishes the work",
+                humantime::format_duration(deadline)
+            )),
+        }
+    }
+}
+
 /// One desired record's presence, for `status`.
 #[derive(Debug, Serialize)]
 pub struct Presence {
@@ -112,6 +126,22 @@ impl Engine {
         })
     }
 
+    /// The zone a provider writes to, when known without asking it.
+    fn zone_before_connect(&self, slot: &Slot) -> Option<DomainName> {
+        if slot.connected {
+            return Some(with_provider!(&slot.provider, p => p.zone().clone()));
+        }
+        let cfg = self.config.providers.iter().find(|p| p.name == slot.name)?;
+        match &cfg.kind {
+            ProviderKind::Route53(r) => match &r.zone {
+                crate::config::ZoneRef::Name(zone) => Some(zone.clone()),
+                crate::config::ZoneRef::Id(_) => None,
+            },
+            ProviderKind::Cloudflare(c) => Some(c.zone.clone()),
+            ProviderKind::Rfc2136(r) => Some(r.zone.clone()),
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -142,20 +172,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The records wanted through each connected provider, or the planning problems.
-    fn plan(&self, slot: &Slot) -> Result<Vec<Record>, UsageError> {
-        let zone = with_provider!(&slot.provider, p => p.zone().clone());
-        desired(&self.config, &slot.name, &zone, &self.vars).map_err(|problems| {
-            UsageError(
-                problems
-                    .into_iter()
-                    .map(|(key, message)| format!("{key}: {message}"))
-                    .collect::<Vec<_>>()
-                    .join("\n  "),
-            )
-        })
-    }
-
     /// Joins or leaves at every provider. Planning errors are returned before any
     /// write; provider failures are in the reports.
     pub async fn sync(
@@ -167,8 +183,9 @@ impl Engine {
     }
 
     /// The same at the providers named in `only` (all when `None`). Providers
-    /// work concurrently: one that is down (retrying for minutes) does not hold
-    /// up the others.
+    /// work concurrently, each from connect to confirmed change on its own: one
+    /// that is down (retrying for minutes) does not hold up the others, and each
+    /// gets `deadline` for all of it.
     pub async fn sync_only(
         &mut self,
         action: Action,
@@ -176,29 +193,12 @@ impl Engine {
         only: Option<&BTreeSet<String>>,
     ) -> Result<Vec<Report>, UsageError> {
         let selected = |name: &str| only.is_none_or(|o| o.contains(name));
-        let connected: Vec<Result<(), String>> =
-            join_all(self.slots.iter_mut().map(|slot| async move {
-                if !selected(&slot.name) {
-                    return Err(String::new());
-                }
-                Self::connect(slot).await.map_err(|e| format!("{e:#}"))
-            }))
-            .await;
-        let mut reports = Vec::new();
-        let mut plans: Vec<Option<Vec<Record>>> = Vec::new();
-        for (slot, connected) in self.slots.iter().zip(connected) {
-            match connected {
-                Ok(()) => plans.push(Some(self.plan(slot)?)),
-                Err(e) => {
-                    plans.push(None);
-                    if !e.is_empty() {
-                        reports.push(Report {
-                            provider: slot.name.clone(),
-                            zone: String::new(),
-                            result: Err(e),
-                        });
-                    }
-                }
+        // Plan every provider whose zone is already known before anything is
+        // written: a planning error then changes nothing anywhere. Only a Route53
+        // zone given by id is learnt at connect, and planned after it.
+        for slot in self.slots.iter().filter(|s| selected(&s.name)) {
+            if let Some(zone) = self.zone_before_connect(slot) {
+                plan(&self.config, &self.vars, &slot.name, &zone)?;
             }
         }
         let mut state = match self.state.load() {
@@ -220,98 +220,110 @@ impl Engine {
         }
         state.version = 1;
         state.instance_id.clone_from(&self.vars.instance_id);
+        let state = std::sync::Mutex::new(state);
 
-        // Before writing, remember everything that may be published after it.
-        let mut intents = Vec::new();
-        for (slot, plan) in self.slots.iter().zip(plans) {
-            let Some(records) = plan else {
-                intents.push(None);
-                continue;
-            };
-            let zone = with_provider!(&slot.provider, p => p.zone().clone());
-            let known: Values = state
-                .providers
-                .get(&slot.name)
-                .map(|s| s.published.clone())
-                .unwrap_or_default();
-            if action == Action::Join {
-                let mut intent_state = known.clone();
-                intent_state.extend(records.iter().map(|r| r.value.clone()));
-                state.providers.insert(
-                    slot.name.clone(),
-                    ProviderState {
-                        zone: zone.to_string(),
-                        published: intent_state,
-                    },
-                );
-            }
-            intents.push(Some((
-                zone,
-                Intent {
-                    instance_id: self.vars.instance_id.clone(),
-                    desired: records,
-                    leaving: action == Action::Leave,
-                    known,
-                    deadline,
-                    lease: self.config.lease.map(|l| l.ttl),
-                },
-            )));
-        }
-        if action == Action::Join {
-            self.save(&state);
-        }
-
-        let results = join_all(
-            self.slots
-                .iter()
-                .zip(&intents)
-                .map(|(slot, intent)| async move {
-                    let (_, intent) = intent.as_ref()?;
-                    Some(with_provider!(&slot.provider, p => apply(p, intent).await))
-                }),
-        )
+        let Engine {
+            config,
+            vars,
+            slots,
+            state: file,
+        } = self;
+        let (config, vars, file, state) = (&*config, &*vars, &*file, &state);
+        let lease = config.lease.map(|l| l.ttl);
+        let results = join_all(slots.iter_mut().filter(|slot| selected(&slot.name)).map(
+            |slot| async move {
+                let name = slot.name.clone();
+                // Each provider gets `deadline` from connect to confirmation;
+                // one that runs out is reported, the others are not held up.
+                let work =
+                    Self::sync_slot(slot, action, deadline, config, vars, file, state, lease);
+                tokio::time::timeout(deadline, work)
+                    .await
+                    .unwrap_or_else(|_| Ok(Report::timed_out(name, deadline)))
+            },
+        ))
         .await;
+        results.into_iter().collect()
+    }
 
-        for ((slot, intent), result) in self.slots.iter().zip(&intents).zip(results) {
-            let (Some((zone, _)), Some(result)) = (intent, result) else {
-                continue;
-            };
-            match &result {
-                Ok(outcome) => {
-                    // A protected old value is another instance's now: forget it.
-                    if outcome.owned.is_empty() {
-                        state.providers.remove(&slot.name);
-                    } else {
-                        state.providers.insert(
-                            slot.name.clone(),
-                            ProviderState {
-                                zone: zone.to_string(),
-                                published: outcome.owned.clone(),
-                            },
-                        );
-                    }
-                }
-                Err(e) => tracing::debug!(provider = %slot.name, "{e:#}"),
-            }
-            reports.push(Report {
+    /// One provider's part of [`Engine::sync_only`].
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_slot(
+        slot: &mut Slot,
+        action: Action,
+        deadline: Duration,
+        config: &Config,
+        vars: &Vars,
+        file: &StateFile,
+        state: &std::sync::Mutex<State>,
+        lease: Option<Duration>,
+    ) -> Result<Report, UsageError> {
+        if let Err(e) = Self::connect(slot).await {
+            return Ok(Report {
                 provider: slot.name.clone(),
-                zone: zone.to_string(),
-                result: result.map_err(|e| format!("{e:#}")),
+                zone: String::new(),
+                result: Err(format!("{e:#}")),
             });
         }
-        self.save(&state);
-        Ok(reports)
+        let zone = with_provider!(&slot.provider, p => p.zone().clone());
+        let records = plan(config, vars, &slot.name, &zone)?;
+        let known: Values = lock(state)
+            .providers
+            .get(&slot.name)
+            .map(|s| s.published.clone())
+            .unwrap_or_default();
+        // Before writing, remember everything that may be published after it.
+        if action == Action::Join {
+            let mut s = lock(state);
+            let mut intent_state = known.clone();
+            intent_state.extend(records.iter().map(|r| r.value.clone()));
+            s.providers.insert(
+                slot.name.clone(),
+                ProviderState {
+                    zone: zone.to_string(),
+                    published: intent_state,
+                },
+            );
+            save(file, &s);
+        }
+        let intent = Intent {
+            instance_id: vars.instance_id.clone(),
+            desired: records,
+            leaving: action == Action::Leave,
+            known,
+            deadline,
+            lease,
+        };
+        let result = with_provider!(&slot.provider, p => apply(p, &intent).await);
+        match &result {
+            Ok(outcome) => {
+                let mut s = lock(state);
+                // A protected old value is another instance's now: forget it.
+                if outcome.owned.is_empty() {
+                    s.providers.remove(&slot.name);
+                } else {
+                    s.providers.insert(
+                        slot.name.clone(),
+                        ProviderState {
+                            zone: zone.to_string(),
+                            published: outcome.owned.clone(),
+                        },
+                    );
+                }
+                save(file, &s);
+            }
+            Err(e) => tracing::debug!(provider = %slot.name, "{e:#}"),
+        }
+        Ok(Report {
+            provider: slot.name.clone(),
+            zone: zone.to_string(),
+            result: result.map_err(|e| format!("{e:#}")),
+        })
     }
 
     /// Reaps expired leases at every provider, concurrently (see [`crate::provider::reap`]).
     pub async fn reap(&mut self, deadline: Duration) -> Vec<ReapReport> {
         reap_slots(&mut self.slots, deadline).await
-    }
-
-    fn save(&self, state: &crate::state::State) {
-        if let Err(e) = self.state.save(state) {
-            tracing::warn!("{e:#}; `leave` will rely on the ownership registry in DNS");
-        }
     }
 
     /// Whether each desired record is present at its provider.
@@ -322,8 +334,9 @@ impl Engine {
                 out.push(Err(format!("{}: {e:#}", self.slots[i].name)));
                 continue;
             }
-            let records = self.plan(&self.slots[i])?;
             let slot = &self.slots[i];
+            let zone = with_provider!(&slot.provider, p => p.zone().clone());
+            let records = plan(&self.config, &self.vars, &slot.name, &zone)?;
             let got = with_provider!(&slot.provider, p => presence(p, &records).await);
             out.push(
                 got.map(|list| {
@@ -339,6 +352,36 @@ impl Engine {
             );
         }
         Ok(out)
+    }
+}
+
+/// The records wanted through a provider of `zone`, or the planning problems.
+fn plan(
+    config: &Config,
+    vars: &Vars,
+    provider: &str,
+    zone: &DomainName,
+) -> Result<Vec<Record>, UsageError> {
+    desired(config, provider, zone, vars).map_err(|problems| {
+        UsageError(
+            problems
+                .into_iter()
+                .map(|(key, message)| format!("{key}: {message}"))
+                .collect::<Vec<_>>()
+                .join("\n  "),
+        )
+    })
+}
+
+fn lock(state: &std::sync::Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn save(file: &StateFile, state: &State) {
+    if let Err(e) = file.save(state) {
+        tracing::warn!("{e:#}; `leave` will rely on the ownership registry in DNS");
     }
 }
 

@@ -488,3 +488,51 @@ fn drain_waits_after_removal_within_stop_timeout() {
     );
     assert!(stderr(&out).contains("draining for 2s"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_provider_that_is_down_does_not_hold_up_the_others() {
+    let env = Env::new();
+    // A second provider whose API is unreachable (nothing listens there).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/client/v4", dead.local_addr().unwrap());
+    drop(dead);
+    let config = env.config(
+        "dnsreg.toml",
+        &CONFIG
+            .replace(
+                "[[host]]",
+                &format!(
+                    "[providers.cf]\ntype = \"cloudflare\"\nzone = \"example.com\"\nendpoint = \"{dead_url}\"\n\n[[host]]"
+                ),
+            )
+            .replace("providers = [\"r53\"]\nname = \"www\"", "providers = [\"r53\", \"cf\"]\nname = \"www\""),
+    );
+    let started = Instant::now();
+    let (child, _sock) = {
+        let sock_path = env.dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        let child = env
+            .dnsreg()
+            .arg("-c")
+            .arg(&config)
+            .arg("run")
+            .env("CLOUDFLARE_API_TOKEN", "t")
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, sock)
+    };
+    // Route53's records come at once, while Cloudflare is still being retried.
+    wait_for(10, "the Route53 records", || {
+        env.values("www", "A") == ["203.0.113.7"]
+    });
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let (code, err) = stop(child, 30);
+    // The stop reports the provider it could not reach (exit 1), after removing the rest.
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cf"), "{err}");
+    assert_eq!(env.records(), Vec::<String>::new());
+}

@@ -196,4 +196,8 @@ battery!(route53, Route53Backend);
 battery!(cloudflare, CloudflareBackend);
 // BIND cannot be made to fail transiently on request, so the retry test is left
 // out rather than passing without testing anything.
-battery!(rfc2136, backends::Rfc2136Backend, without [transient_failures_are_retried]);
+battery!(
+    rfc2136,
+    backends::Rfc2136Backend,
+    without[transient_failures_are_retried]
+);
