@@ -463,3 +463,161 @@ async fn reload_config(
 pub fn loader(path: std::path::PathBuf) -> impl Fn() -> Result<Config, anyhow::Error> {
     move || crate::config::load(&path).map_err(|e: ConfigError| anyhow::anyhow!("{e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The loop driven in-process: shutdown is a oneshot, SIGHUP a channel send,
+    //! the configuration file a string the test swaps. Real time, short intervals:
+    //! the stand-ins answer over loopback, and tokio's paused clock would jump
+    //! past the HTTP timeouts while a request is in flight.
+
+    use std::sync::{Arc, Mutex};
+
+    use testkit::cloudflare::CloudflareServer;
+    use testkit::imds::{AwsInstance, ImdsServer};
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    const TOKEN: &str = "agent-test-token";
+
+    fn config_text(cf: &CloudflareServer, imds: &ImdsServer, dir: &Path, with_api: bool) -> String {
+        let api = if with_api {
+            "[[round_robin]]\nproviders = [\"cf\"]\nname = \"api\"\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"
+[instance]
+metadata = "aws"
+metadata_endpoint = "{imds}"
+
+[providers.cf]
+type = "cloudflare"
+zone = "example.com"
+endpoint = "{cf}"
+token_file = "{token}"
+
+[[round_robin]]
+providers = ["cf"]
+name = "www"
+{api}
+[agent]
+reconcile_interval = "1s"
+notice_interval = "1s"
+stop_timeout = "10s"
+state_dir = "{state}"
+"#,
+            imds = imds.url(),
+            cf = cf.url(),
+            token = dir.join("token").display(),
+            state = dir.join("state").display(),
+        )
+    }
+
+    async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn reloads_and_shutdown_drive_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+        let cf = CloudflareServer::start();
+        let zone = cf.create_zone("example.com");
+        cf.add_token(TOKEN, true);
+        let imds = ImdsServer::start(AwsInstance::default());
+        let text = Arc::new(Mutex::new(config_text(&cf, &imds, dir.path(), true)));
+        let first = crate::config::parse("dnsreg.toml", &text.lock().unwrap()).unwrap();
+        let load = {
+            let text = Arc::clone(&text);
+            move || Ok(crate::config::parse("dnsreg.toml", &text.lock().unwrap())?)
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (hup, reload) = mpsc::unbounded_channel();
+        let agent = tokio::spawn(run(
+            first,
+            load,
+            async {
+                let _ = stopped.await;
+            },
+            reload,
+        ));
+        let values = |name: &str| cf.values(&zone, name, "A");
+        let state = dir.path().join("state");
+        wait_until("both names published", || {
+            values("www.example.com") == ["203.0.113.7"]
+                && values("api.example.com") == ["203.0.113.7"]
+        })
+        .await;
+        wait_until("the status file says published", || {
+            AgentStatus::read(&state).is_some_and(|s| s.state == "published")
+        })
+        .await;
+
+        // A broken file is refused: the running configuration and records stay.
+        *text.lock().unwrap() = "[[round_robin]\n".into();
+        hup.send(()).unwrap();
+        sleep(Duration::from_millis(2500)).await;
+        assert_eq!(values("api.example.com"), ["203.0.113.7"]);
+        assert_eq!(values("www.example.com"), ["203.0.113.7"]);
+        assert!(!agent.is_finished());
+
+        // A good one that drops `api`: only that name goes.
+        *text.lock().unwrap() = config_text(&cf, &imds, dir.path(), false);
+        hup.send(()).unwrap();
+        wait_until("api removed", || values("api.example.com").is_empty()).await;
+        assert_eq!(values("www.example.com"), ["203.0.113.7"]);
+
+        // The injected shutdown: leave, remove the status file, return Ok.
+        stop.send(()).unwrap();
+        let result = timeout(Duration::from_secs(15), agent)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+        assert!(cf.records(&zone).is_empty(), "{:?}", cf.records(&zone));
+        assert!(AgentStatus::read(&state).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_while_metadata_is_unreachable_returns_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+        let cf = CloudflareServer::start();
+        cf.create_zone("example.com");
+        let imds = ImdsServer::start(AwsInstance::default());
+        let mut text = config_text(&cf, &imds, dir.path(), false);
+        // Nothing listens here: identification keeps retrying.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_url = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        text = text.replace(&imds.url(), &dead_url);
+        let config = crate::config::parse("dnsreg.toml", &text).unwrap();
+        let (_hup, reload) = mpsc::unbounded_channel();
+        let started = Instant::now();
+        let result = run(
+            config,
+            || anyhow::bail!("not reloaded"),
+            sleep(Duration::from_millis(1500)),
+            reload,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            cf.stats().total(),
+            0,
+            "nothing was written without an identity"
+        );
+    }
+}
