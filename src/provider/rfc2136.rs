@@ -458,6 +458,16 @@ impl Transport {
         // hickory reports a response whose TSIG does not verify (BIND answers a
         // bad signature with an unsigned BADSIG/BADKEY) as a protocol error
         // about the MAC: say what it means.
+        // An answer without any TSIG record is not that: a refusal of the key
+        // still carries a TSIG record, with an empty MAC and the error code
+        // (RFC 8945 §5.3.2), so an answer with none comes from something that
+        // never saw the key, typically a front end's SERVFAIL. Its content
+        // cannot be trusted, but it is no verdict on the key: try again.
+        if lower.contains("missing tsig") {
+            return Failure::transient(format!(
+                "an answer without TSIG signature to a signed message (a SERVFAIL from a front end or load balancer?): {text}"
+            ));
+        }
         if lower.contains("tsig") || lower.contains("hmac") || lower.contains(" mac") {
             return Failure::permanent(format!(
                 "the server did not accept the TSIG signature (BADSIG/BADKEY): {} is not the key the server has for this zone (check its name, algorithm and secret)",

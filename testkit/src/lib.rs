@@ -9,6 +9,7 @@
 
 pub mod bind;
 pub mod cloudflare;
+pub mod dnsproxy;
 pub mod imds;
 mod query;
 pub mod route53;

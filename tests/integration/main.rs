@@ -7,6 +7,7 @@ mod cloudflare;
 mod config_errors;
 mod crash;
 mod discover;
+mod faults;
 mod lease;
 mod metadata;
 mod moto;

@@ -319,7 +319,11 @@ pub(crate) fn front(state: &mut ServerState, request: &Request) -> Front {
         state.stats.failed += 1;
         return Front::Reply(Answer::error(ApiError::method_not_allowed(), None));
     }
-    match state.faults.pop_front() {
+    let fault = match state.faults.pop_front() {
+        None if op.is_write() => state.write_faults.pop_front(),
+        fault => fault,
+    };
+    match fault {
         None => Front::Continue(None),
         Some(CfFault::Delay(delay)) => Front::Continue(Some(delay)),
         Some(CfFault::Drop) => Front::Drop,

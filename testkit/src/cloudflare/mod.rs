@@ -173,6 +173,8 @@ pub(crate) struct State {
     zones: Vec<Zone>,
     tokens: HashMap<String, Token>,
     faults: VecDeque<CfFault>,
+    /// Faults for writes only (after `faults`).
+    write_faults: VecDeque<CfFault>,
     batch_unsupported: u32,
     window: Window,
     comment_limit: usize,
@@ -186,6 +188,7 @@ impl State {
             zones: Vec::new(),
             tokens: HashMap::new(),
             faults: VecDeque::new(),
+            write_faults: VecDeque::new(),
             batch_unsupported: 0,
             window: Window {
                 limit: Some(CLOUDFLARE_RATE_LIMIT),
@@ -390,6 +393,27 @@ impl CloudflareServer {
         for _ in 0..n {
             state.faults.push_back(fault.clone());
         }
+    }
+
+    /// The next `n` authenticated writes (batch, create, patch, put, delete)
+    /// get `fault`, whatever reads happen meanwhile: a fault aimed at the
+    /// write between a read and its confirmation. Faults queued with
+    /// [`CloudflareServer::fail_next`] come first. Calls queue up in order;
+    /// [`CfFault::BatchUnsupported`] goes to [`CloudflareServer::fail_next`].
+    pub fn fail_next_writes(&self, n: u32, fault: CfFault) {
+        if fault == CfFault::BatchUnsupported {
+            return self.fail_next(n, fault);
+        }
+        let mut state = self.shared.lock();
+        for _ in 0..n {
+            state.write_faults.push_back(fault.clone());
+        }
+    }
+
+    /// Faults queued (by `fail_next` and `fail_next_writes`) and not yet applied.
+    pub fn pending_faults(&self) -> usize {
+        let state = self.shared.lock();
+        state.faults.len() + state.write_faults.len()
     }
 
     /// The counters.

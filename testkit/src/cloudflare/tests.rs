@@ -850,6 +850,19 @@ fn faults_come_in_order_after_authentication() {
 }
 
 #[test]
+fn write_faults_let_reads_pass_and_wait_for_a_write() {
+    let mut f = Fixture::new();
+    let path = f.records_path();
+    f.state.write_faults.push_back(CfFault::ServerError(502));
+    assert_eq!(f.call("GET", &path, None).status, StatusCode::OK);
+    let failed = f.call("POST", &path, Some(a("w", "192.0.2.1")));
+    assert_eq!(error(&failed).0, 502);
+    assert!(f.state.zones[0].records.is_empty());
+    assert!(f.state.write_faults.is_empty());
+    assert_eq!(f.create(a("w", "192.0.2.1")).status, StatusCode::OK);
+}
+
+#[test]
 fn batch_unsupported_spares_single_calls() {
     let mut f = Fixture::new();
     f.state.batch_unsupported = 2;

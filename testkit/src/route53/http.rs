@@ -239,7 +239,11 @@ async fn handle(
         if let Err(e) = auth::check(&request, state.keys.as_ref()) {
             return e.into_response(&request_id);
         }
-        state.faults.pop_front()
+        let is_write = matches!(op, Op::ChangeResourceRecordSets(_));
+        match state.faults.pop_front() {
+            None if is_write => state.write_faults.pop_front(),
+            fault => fault,
+        }
     };
     let injected = match fault {
         None => None,

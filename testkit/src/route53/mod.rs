@@ -172,6 +172,8 @@ struct State {
     zones: Vec<Zone>,
     changes: HashMap<String, ChangeRecord>,
     faults: VecDeque<Fault>,
+    /// Faults for ChangeResourceRecordSets only (after `faults`).
+    write_faults: VecDeque<Fault>,
     bucket: Option<Bucket>,
     /// When set, the only key pair requests may be signed with.
     keys: Option<auth::Keys>,
@@ -273,6 +275,7 @@ impl Route53Server {
                 zones: Vec::new(),
                 changes: HashMap::new(),
                 faults: VecDeque::new(),
+                write_faults: VecDeque::new(),
                 bucket: None,
                 keys: None,
                 insync_after: DEFAULT_INSYNC_AFTER,
@@ -406,6 +409,23 @@ impl Route53Server {
         for _ in 0..n {
             state.faults.push_back(fault.clone());
         }
+    }
+
+    /// The next `n` ChangeResourceRecordSets requests get `fault`, whatever
+    /// reads happen meanwhile: a fault aimed at the write between a read and
+    /// its confirmation. Faults queued with [`Route53Server::fail_next`] come
+    /// first. Calls queue up in order.
+    pub fn fail_next_writes(&self, n: u32, fault: Fault) {
+        let mut state = self.shared.lock();
+        for _ in 0..n {
+            state.write_faults.push_back(fault.clone());
+        }
+    }
+
+    /// Faults queued (by `fail_next` and `fail_next_writes`) and not yet applied.
+    pub fn pending_faults(&self) -> usize {
+        let state = self.shared.lock();
+        state.faults.len() + state.write_faults.len()
     }
 
     /// GetChange reports a change PENDING until `delay` has passed since it was

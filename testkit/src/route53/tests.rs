@@ -1410,6 +1410,24 @@ fn the_account_rate_limit_throttles_with_rate_exceeded() {
 }
 
 #[test]
+fn write_faults_let_reads_pass_and_wait_for_a_change() {
+    let (server, zone) = setup();
+    let path = format!("hostedzone/{zone}");
+    server.fail_next_writes(1, Fault::ServiceUnavailable);
+    assert_eq!(get(&server, &path).status, 200);
+    assert_eq!(server.pending_faults(), 1);
+    let create = [("CREATE", &a("w.example.com", &["192.0.2.1"]))];
+    assert_error(
+        &change(&server, &zone, &create),
+        503,
+        "ServiceUnavailable",
+        "",
+    );
+    assert_eq!(server.pending_faults(), 0);
+    assert_eq!(change(&server, &zone, &create).status, 200);
+}
+
+#[test]
 fn injected_faults_answer_like_route53_then_stop() {
     let (server, zone) = setup();
     let path = format!("hostedzone/{zone}");

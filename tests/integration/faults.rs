@@ -1,0 +1,865 @@
+//! The agent under faults (issue #5): for each provider, each of join, leave
+//! and reconcile, each of throttling, server errors (5xx / SERVFAIL),
+//! timeouts, broken connections and a conflicting concurrent writer, the fault
+//! is injected, dnsreg runs, and once the fault has cleared the zone holds
+//! exactly what it should: every rrset, other instances' values and values put
+//! there by hand included, with the ownership registries. A fault that does not
+//! clear makes dnsreg fail clearly (exit 1) without changing anything wrongly.
+//!
+//! One `#[test]` per cell, e.g. `faults::route53::leave::timeout`. The
+//! Route53 and Cloudflare stand-ins fail on request (aimed at writes where it
+//! matters); BIND cannot, so it is reached through [`DnsProxy`], which fails
+//! single DNS messages. Each cell also checks that every fault it queued was
+//! met, so that a pass means dnsreg went through it.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::bind::Bind;
+use testkit::cloudflare::CfFault;
+use testkit::dnsproxy::{DnsFault, DnsProxy, Kind};
+use testkit::route53::Fault;
+
+use crate::battery::{Backend, CloudflareBackend, Route53Backend, World};
+use crate::util::{ZONE, absolute, stderr, stdout};
+
+/// The instance the metadata stand-in describes, and its address.
+const ME: &str = "i-0123456789abcdef0";
+const MY_IP: &str = "203.0.113.7";
+/// The address the metadata stand-in moves to in the reconcile cells.
+const MY_NEW_IP: &str = "198.51.100.9";
+/// An instance that joined before the test, and one that joins during it.
+const PEER: (&str, &str) = ("i-peer", "198.51.100.2");
+const PEER2: (&str, &str) = ("i-peer2", "198.51.100.3");
+/// A value a person put into the shared round-robin name.
+const HAND: &str = "192.0.2.99";
+/// Another, added by a person while dnsreg works.
+const HAND2: &str = "192.0.2.100";
+
+/// A host record, an SRV entry and a round-robin value per instance, as flags.
+const ARGS: &str = "--service _v1._theservice._tcp --port 8080 --name www";
+
+/// The same records from a file, for `dnsreg run`: reconcile every second.
+const AGENT: &str = r#"
+[instance]
+metadata = "aws"
+
+[providers.p]
+{provider}
+
+[[host]]
+providers = ["p"]
+name = "{ipv4_dashed}"
+
+[[round_robin]]
+providers = ["p"]
+name = "www"
+
+[[srv]]
+providers = ["p"]
+name = "_v1._theservice._tcp"
+port = 8080
+priority = 0
+weight = 0
+target = "{ipv4_dashed}"
+
+[agent]
+reconcile_interval = "1s"
+stop_timeout = "STOP"
+state_dir = "{state_dir}"
+"#;
+
+// ---------------------------------------------------------------------------
+// Faults, per provider
+// ---------------------------------------------------------------------------
+
+/// What goes wrong for a while.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// Route53 Throttling and PriorRequestNotComplete, Cloudflare 429, a DNS
+    /// server's rate limiting (a truncated answer: "come back over TCP").
+    Throttling,
+    /// HTTP 500/502/503, DNS SERVFAIL (unsigned, as a front end sends it).
+    ServerError,
+    /// An answer that comes later than dnsreg waits for.
+    Timeout,
+    /// A connection closed or reset without an answer.
+    Reset,
+}
+
+/// A backend whose servers fail on request.
+pub trait Faulty: Backend {
+    /// Queues a few failures of kind `t`, aimed at the writes where the
+    /// provider lets us aim; they clear once met.
+    fn inject(&self, t: Trouble);
+    /// Every request from now on fails (a server error), for good.
+    fn break_for_good(&self);
+    /// The next write reaches the server only after `d`: the window in which
+    /// a concurrent writer changes the rrsets it was computed from.
+    fn hold_next_write(&self, d: Duration);
+    /// Writes the server has received so far.
+    fn writes_seen(&self) -> u64;
+    /// Faults queued and not met yet.
+    fn pending(&self) -> usize;
+    /// How long after injecting a [`Trouble::Timeout`] every late request has
+    /// been served (and a stale write would have landed).
+    fn timeout_settles(&self) -> Duration;
+    /// Writes the server refused because an rrset had changed since it was
+    /// read, when the provider has such a thing (Cloudflare has not: each value
+    /// is a record of its own).
+    fn conflicts(&self) -> Option<u64>;
+}
+
+impl Faulty for Route53Backend {
+    fn inject(&self, t: Trouble) {
+        match t {
+            Trouble::Throttling => {
+                self.r53.fail_next(1, Fault::Throttling);
+                self.r53.fail_next_writes(1, Fault::Throttling);
+                self.r53.fail_next_writes(1, Fault::PriorRequestNotComplete);
+            }
+            Trouble::ServerError => {
+                self.r53.fail_next(1, Fault::InternalError);
+                self.r53.fail_next_writes(1, Fault::ServiceUnavailable);
+                self.r53.fail_next_writes(1, Fault::InternalError);
+            }
+            // dnsreg gives each attempt 15 s (src/provider/route53.rs).
+            Trouble::Timeout => self
+                .r53
+                .fail_next_writes(1, Fault::Delay(Duration::from_secs(16))),
+            Trouble::Reset => {
+                self.r53.fail_next(1, Fault::Drop);
+                self.r53.fail_next_writes(2, Fault::Drop);
+            }
+        }
+    }
+
+    fn break_for_good(&self) {
+        self.r53.fail_next(100_000, Fault::ServiceUnavailable);
+    }
+
+    fn hold_next_write(&self, d: Duration) {
+        self.r53.fail_next_writes(1, Fault::Delay(d));
+    }
+
+    fn writes_seen(&self) -> u64 {
+        let stats = self.r53.stats();
+        stats
+            .requests
+            .get("ChangeResourceRecordSets")
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn pending(&self) -> usize {
+        self.r53.pending_faults()
+    }
+
+    fn timeout_settles(&self) -> Duration {
+        Duration::from_secs(17)
+    }
+
+    fn conflicts(&self) -> Option<u64> {
+        Some(self.r53.stats().invalid_change_batch)
+    }
+}
+
+impl Faulty for CloudflareBackend {
+    fn inject(&self, t: Trouble) {
+        match t {
+            Trouble::Throttling => {
+                let slow_down = CfFault::TooManyRequests {
+                    retry_after_secs: 1,
+                };
+                self.cf.fail_next(1, slow_down.clone());
+                self.cf.fail_next_writes(1, slow_down);
+            }
+            Trouble::ServerError => {
+                self.cf.fail_next(1, CfFault::ServerError(500));
+                self.cf.fail_next_writes(1, CfFault::ServerError(502));
+                self.cf.fail_next_writes(1, CfFault::ServerError(503));
+            }
+            // dnsreg gives each request 20 s (src/provider/cloudflare.rs).
+            Trouble::Timeout => self
+                .cf
+                .fail_next_writes(1, CfFault::Delay(Duration::from_secs(21))),
+            Trouble::Reset => {
+                self.cf.fail_next(1, CfFault::Drop);
+                self.cf.fail_next_writes(2, CfFault::Drop);
+            }
+        }
+    }
+
+    fn break_for_good(&self) {
+        self.cf.fail_next(100_000, CfFault::ServerError(503));
+    }
+
+    fn hold_next_write(&self, d: Duration) {
+        self.cf.fail_next_writes(1, CfFault::Delay(d));
+    }
+
+    fn writes_seen(&self) -> u64 {
+        self.cf
+            .stats()
+            .requests
+            .iter()
+            .filter(|(op, _)| !op.starts_with("GET") && op.as_str() != "unknown")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn pending(&self) -> usize {
+        self.cf.pending_faults()
+    }
+
+    fn timeout_settles(&self) -> Duration {
+        Duration::from_secs(22)
+    }
+
+    fn conflicts(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A real BIND behind a [`DnsProxy`]: dnsreg and the tests' own writers talk
+/// to the proxy; the zone is read from BIND directly.
+pub struct ProxiedBind {
+    pub bind: Bind,
+    pub proxy: DnsProxy,
+}
+
+impl Backend for ProxiedBind {
+    fn name(&self) -> &'static str {
+        "rfc2136"
+    }
+
+    fn start(_dir: &Path) -> ProxiedBind {
+        let bind = Bind::start();
+        let proxy = DnsProxy::start(bind.addr());
+        ProxiedBind { bind, proxy }
+    }
+
+    fn env(&self, _cmd: &mut Command) {}
+
+    fn provider_flags(&self) -> Vec<String> {
+        [
+            "--provider",
+            "rfc2136",
+            "--zone",
+            ZONE,
+            "--server",
+            &self.proxy.addr().to_string(),
+            "--tsig-key-file",
+            &self.bind.key_file().display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn provider_table(&self) -> String {
+        format!(
+            "type = \"rfc2136\"\nzone = \"{ZONE}\"\nserver = \"{}\"\ntsig_key_file = \"{}\"",
+            self.proxy.addr(),
+            self.bind.key_file().display()
+        )
+    }
+
+    fn values(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.bind.values(&absolute(name), rtype)
+    }
+
+    fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
+        self.bind.ttl(&absolute(name), rtype)
+    }
+
+    fn put_by_hand(&self, name: &str, rtype: &str, value: &str, ttl: u32) {
+        self.bind.nsupdate(&format!(
+            "update add {} {ttl} {rtype} {value}",
+            absolute(name)
+        ));
+    }
+
+    /// From a zone transfer, without the TTL column.
+    fn records(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .bind
+            .records()
+            .iter()
+            .map(|line| {
+                let f: Vec<&str> = line.splitn(3, ' ').collect();
+                format!("{} {}", f[0], f[2])
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn inject_transient_faults(&self) -> bool {
+        true
+    }
+}
+
+impl Faulty for ProxiedBind {
+    fn inject(&self, t: Trouble) {
+        let p = &self.proxy;
+        match t {
+            // BIND's rate limiting "slips" a truncated answer to make the
+            // client come back over TCP; it spares signed messages (updates).
+            Trouble::Throttling => p.fail_next_of(Kind::Query, 1, DnsFault::Truncate),
+            // A front end's SERVFAIL carries no TSIG.
+            Trouble::ServerError => {
+                p.fail_next_of(Kind::Query, 1, DnsFault::ServFail);
+                p.fail_next_of(Kind::Update, 2, DnsFault::ServFail);
+            }
+            // Applied by BIND, the answer lost: dnsreg waits 3 s.
+            Trouble::Timeout => {
+                p.fail_next_of(Kind::Query, 1, DnsFault::Drop);
+                p.fail_next_of(Kind::Update, 1, DnsFault::Delay(Duration::from_secs(4)));
+            }
+            // Over UDP a reset is a lost message; dnsreg then tries TCP,
+            // whose connection is reset (RST) on it.
+            Trouble::Reset => {
+                p.fail_next_of(Kind::Update, 2, DnsFault::Reset);
+            }
+        }
+    }
+
+    fn break_for_good(&self) {
+        self.proxy.fail_next(100_000, DnsFault::ServFail);
+    }
+
+    fn hold_next_write(&self, d: Duration) {
+        self.proxy.fail_next_of(Kind::Update, 1, DnsFault::Hold(d));
+    }
+
+    fn writes_seen(&self) -> u64 {
+        self.proxy.stats().updates
+    }
+
+    fn pending(&self) -> usize {
+        self.proxy.pending()
+    }
+
+    fn timeout_settles(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    fn conflicts(&self) -> Option<u64> {
+        let log = self.bind.log();
+        u64::try_from(log.matches("prerequisite not satisfied").count()).ok()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the zone should hold
+// ---------------------------------------------------------------------------
+
+fn dashed(ip: &str) -> String {
+    ip.replace('.', "-")
+}
+
+/// Every record but the registries, for these instances (id, address) and
+/// these values put into `www` by hand: canonical lines, sorted.
+fn published(instances: &[(&str, &str)], by_hand: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = by_hand
+        .iter()
+        .map(|v| format!("www.{ZONE}. A {v}"))
+        .collect();
+    for (_, ip) in instances {
+        let host = format!("{}.{ZONE}.", dashed(ip));
+        out.push(format!("{host} A {ip}"));
+        out.push(format!("_v1._theservice._tcp.{ZONE}. SRV 0 0 8080 {host}"));
+        out.push(format!("www.{ZONE}. A {ip}"));
+    }
+    out.sort();
+    out
+}
+
+/// Panics unless the zone holds exactly `instances`' records, the values by
+/// hand, and one registry per instance listing exactly its three values.
+fn assert_zone<B: Faulty>(w: &World<B>, instances: &[(&str, &str)], by_hand: &[&str], when: &str) {
+    let (registries, rest): (Vec<String>, Vec<String>) = w
+        .records()
+        .into_iter()
+        .partition(|r| r.contains("._dnsreg."));
+    assert_eq!(
+        rest,
+        published(instances, by_hand),
+        "{}, {when}: the zone's records",
+        w.name()
+    );
+    let mut owners: Vec<&str> = registries
+        .iter()
+        .map(|r| r.split("._dnsreg.").next().unwrap())
+        .collect();
+    owners.dedup();
+    let mut ids: Vec<&str> = instances.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    assert_eq!(owners, ids, "{}, {when}: {registries:#?}", w.name());
+    for (id, ip) in instances {
+        let mine: Vec<&String> = registries
+            .iter()
+            .filter(|r| r.starts_with(&format!("{id}._dnsreg.")))
+            .collect();
+        let host = format!("{}.{ZONE}.", dashed(ip));
+        for wanted in [
+            format!("{host} A {ip}"),
+            format!("www.{ZONE}. A {ip}"),
+            format!("8080 {host}"),
+        ] {
+            assert!(
+                mine.iter().any(|r| r.contains(&wanted)),
+                "{}, {when}: {id}'s registry lacks {wanted}: {mine:#?}",
+                w.name()
+            );
+        }
+        assert_eq!(mine.len(), 3, "{}, {when}: {mine:#?}", w.name());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running dnsreg
+// ---------------------------------------------------------------------------
+
+/// A zone with a value by hand in `www` and [`PEER`] joined.
+fn world<B: Faulty>() -> World<B> {
+    let w = World::<B>::new();
+    w.put_by_hand("www", "A", HAND, 300);
+    expect(
+        &mut w.instance("join", PEER.0, PEER.1, ARGS),
+        0,
+        "the peer joins",
+    );
+    w
+}
+
+fn expect(c: &mut Command, code: i32, what: &str) -> Output {
+    let out = c.output().expect("dnsreg runs");
+    check_exit(&out, code, what);
+    out
+}
+
+fn check_exit(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Polls `cond` for up to `limit`.
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Until the zone is as described (or `limit`), then asserts it.
+fn wait_for_zone<B: Faulty>(
+    w: &World<B>,
+    limit: Duration,
+    instances: &[(&str, &str)],
+    by_hand: &[&str],
+    when: &str,
+) {
+    let want = published(instances, by_hand);
+    let deadline = Instant::now() + limit;
+    loop {
+        let got: Vec<String> = w
+            .records()
+            .into_iter()
+            .filter(|r| !r.contains("._dnsreg."))
+            .collect();
+        if got == want || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_zone(w, instances, by_hand, when);
+}
+
+/// A second writer acts while the next write is held on its way: the write
+/// is computed from rrsets that are no longer there when it arrives.
+fn while_the_next_write_is_held<B: Faulty>(
+    w: &World<B>,
+    spawn: impl FnOnce() -> Child,
+    writer: impl FnOnce(),
+) -> Output {
+    let before = w.writes_seen();
+    w.hold_next_write(Duration::from_secs(2));
+    let child = spawn();
+    wait_for(Duration::from_secs(20), "dnsreg's first write", || {
+        w.writes_seen() > before
+    });
+    writer();
+    child.wait_with_output().unwrap()
+}
+
+/// The concurrent writer's change must have been in the way.
+fn assert_conflicted<B: Faulty>(w: &World<B>, before: Option<u64>) {
+    if let (Some(before), Some(after)) = (before, w.conflicts()) {
+        assert!(
+            after > before,
+            "{}: the held write met the concurrent change ({before} → {after} conflicts)",
+            w.name()
+        );
+    }
+}
+
+fn assert_faults_met<B: Faulty>(w: &World<B>, t: Trouble) {
+    assert_eq!(
+        w.pending(),
+        0,
+        "{}: every {t:?} fault injected was met",
+        w.name()
+    );
+}
+
+fn quiet(mut c: Command) -> Command {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+// ---------------------------------------------------------------------------
+// join
+// ---------------------------------------------------------------------------
+
+/// Join goes through the fault: exit 0, says what it added, the zone complete.
+pub fn join_under<B: Faulty>(t: Trouble) {
+    let w = world::<B>();
+    let injected = Instant::now();
+    w.inject(t);
+    let out = expect(&mut w.flags("join", ARGS), 0, "join under faults");
+    let said = stdout(&out);
+    // After a lost answer dnsreg finds its change already made and says
+    // "already published" (see `reports_what_it_did`).
+    if t != Trouble::Timeout {
+        for added in [
+            format!("+ {}.{ZONE}. A {MY_IP}", dashed(MY_IP)),
+            format!("+ www.{ZONE}. A {MY_IP}"),
+        ] {
+            assert!(said.contains(&added), "{}: {said}", w.name());
+        }
+    }
+    if t == Trouble::Timeout {
+        // A request held past dnsreg's timeout may still land: let it.
+        std::thread::sleep(w.timeout_settles().saturating_sub(injected.elapsed()));
+    }
+    assert_faults_met(&w, t);
+    assert_zone(&w, &[PEER, (ME, MY_IP)], &[HAND], "after join");
+    // And the zone is what a second join finds complete.
+    let out = expect(&mut w.flags("join", ARGS), 0, "join again");
+    assert!(
+        stdout(&out).contains("already published"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Another instance joins the same shared names between our read and write.
+pub fn join_with_a_concurrent_writer<B: Faulty>() {
+    let w = world::<B>();
+    let conflicts = w.conflicts();
+    let out = while_the_next_write_is_held(
+        &w,
+        || quiet(w.flags("join", ARGS)).spawn().unwrap(),
+        || {
+            expect(
+                &mut w.instance("join", PEER2.0, PEER2.1, ARGS),
+                0,
+                "the second peer joins meanwhile",
+            );
+        },
+    );
+    check_exit(&out, 0, "join with a concurrent writer");
+    assert_conflicted(&w, conflicts);
+    assert_zone(&w, &[PEER, PEER2, (ME, MY_IP)], &[HAND], "after join");
+}
+
+// ---------------------------------------------------------------------------
+// leave
+// ---------------------------------------------------------------------------
+
+fn joined<B: Faulty>() -> World<B> {
+    let w = world::<B>();
+    expect(&mut w.flags("join", ARGS), 0, "join");
+    assert_zone(&w, &[PEER, (ME, MY_IP)], &[HAND], "after join");
+    w
+}
+
+/// Leave goes through the fault: exit 0, says what it removed, only ours gone.
+pub fn leave_under<B: Faulty>(t: Trouble) {
+    let w = joined::<B>();
+    let injected = Instant::now();
+    w.inject(t);
+    let out = expect(&mut w.flags("leave", ARGS), 0, "leave under faults");
+    let said = stdout(&out);
+    assert!(
+        t == Trouble::Timeout || said.contains(&format!("- www.{ZONE}. A {MY_IP}")),
+        "{}: {said}",
+        w.name()
+    );
+    if t == Trouble::Timeout {
+        std::thread::sleep(w.timeout_settles().saturating_sub(injected.elapsed()));
+    }
+    assert_faults_met(&w, t);
+    assert_zone(&w, &[PEER], &[HAND], "after leave");
+}
+
+/// A person adds a value to the shared name between our read and write.
+pub fn leave_with_a_concurrent_writer<B: Faulty>() {
+    let w = joined::<B>();
+    let conflicts = w.conflicts();
+    let out = while_the_next_write_is_held(
+        &w,
+        || quiet(w.flags("leave", ARGS)).spawn().unwrap(),
+        || w.put_by_hand("www", "A", HAND2, 300),
+    );
+    check_exit(&out, 0, "leave with a concurrent writer");
+    assert_conflicted(&w, conflicts);
+    assert_zone(&w, &[PEER], &[HAND, HAND2], "after leave");
+}
+
+// ---------------------------------------------------------------------------
+// reconcile: `dnsreg run` following an address change
+// ---------------------------------------------------------------------------
+
+/// `dnsreg run` with [`AGENT`], joined (its records all there).
+fn agent<B: Faulty>(w: &World<B>, stop_timeout: &str) -> Child {
+    let config = w.config("agent.toml", &AGENT.replace("STOP", stop_timeout));
+    let child = quiet({
+        let mut c = w.dnsreg();
+        c.arg("-c").arg(&config).arg("run");
+        c
+    })
+    .spawn()
+    .unwrap();
+    wait_for_zone(
+        w,
+        Duration::from_secs(20),
+        &[PEER, (ME, MY_IP)],
+        &[HAND],
+        "after the agent joined",
+    );
+    child
+}
+
+/// SIGTERM, and the agent's exit within `limit`.
+fn stop(child: Child, limit: Duration) -> Output {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the agent did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The address changes while the provider fails: the agent's reconcile
+/// replaces the old values with the new ones all the same, and a stop then
+/// removes exactly ours.
+pub fn reconcile_under<B: Faulty>(t: Trouble) {
+    let w = world::<B>();
+    let child = agent(&w, "10s");
+    let injected = Instant::now();
+    w.inject(t);
+    w.imds
+        .update(|i| i.public_ipv4 = Some(MY_NEW_IP.to_string()));
+    let limit = w.timeout_settles() + Duration::from_secs(30);
+    wait_for_zone(
+        &w,
+        limit,
+        &[PEER, (ME, MY_NEW_IP)],
+        &[HAND],
+        "after the address changed",
+    );
+    if t == Trouble::Timeout {
+        std::thread::sleep(w.timeout_settles().saturating_sub(injected.elapsed()));
+        assert_zone(
+            &w,
+            &[PEER, (ME, MY_NEW_IP)],
+            &[HAND],
+            "once late requests landed",
+        );
+    }
+    assert_faults_met(&w, t);
+    let out = stop(child, Duration::from_secs(15));
+    check_exit(&out, 0, "the agent stops");
+    assert_zone(&w, &[PEER], &[HAND], "after the agent stopped");
+}
+
+/// Another instance joins while the agent's reconcile write is on its way.
+pub fn reconcile_with_a_concurrent_writer<B: Faulty>() {
+    let w = world::<B>();
+    let mut child = Some(agent(&w, "10s"));
+    let conflicts = w.conflicts();
+    let before = w.writes_seen();
+    w.hold_next_write(Duration::from_secs(2));
+    w.imds
+        .update(|i| i.public_ipv4 = Some(MY_NEW_IP.to_string()));
+    wait_for(Duration::from_secs(20), "the agent's write", || {
+        w.writes_seen() > before
+    });
+    expect(
+        &mut w.instance("join", PEER2.0, PEER2.1, ARGS),
+        0,
+        "the second peer joins meanwhile",
+    );
+    wait_for_zone(
+        &w,
+        Duration::from_secs(30),
+        &[PEER, PEER2, (ME, MY_NEW_IP)],
+        &[HAND],
+        "after the address changed",
+    );
+    assert_conflicted(&w, conflicts);
+    let out = stop(child.take().unwrap(), Duration::from_secs(15));
+    check_exit(&out, 0, "the agent stops");
+    assert_zone(&w, &[PEER, PEER2], &[HAND], "after the agent stopped");
+}
+
+// ---------------------------------------------------------------------------
+// Faults that do not clear
+// ---------------------------------------------------------------------------
+
+/// The provider fails for good when the agent is stopped: it gives up within
+/// `stop_timeout`, exits 1 saying so, and the zone is as it was.
+pub fn a_provider_down_at_stop_fails_clearly_within_stop_timeout<B: Faulty>() {
+    let w = world::<B>();
+    let child = agent(&w, "4s");
+    w.break_for_good();
+    let started = Instant::now();
+    let out = stop(child, Duration::from_secs(10));
+    check_exit(&out, 1, "the agent stops with the provider down");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let said = stderr(&out);
+    assert!(
+        said.contains("dnsreg: ")
+            && (said.contains("did not finish within stop_timeout")
+                || said.contains("could not be removed")),
+        "{}: {said}",
+        w.name()
+    );
+    assert_zone(&w, &[PEER, (ME, MY_IP)], &[HAND], "after a failed stop");
+}
+
+/// A one-shot join against a server that keeps failing: exit 1 with the
+/// provider and the reason, nothing published. (Only where retries run out
+/// fast: dnsreg's HTTP providers retry for up to about two minutes.)
+pub fn a_join_against_a_failing_server_exits_1_and_publishes_nothing<B: Faulty>() {
+    let w = world::<B>();
+    w.break_for_good();
+    let out = expect(
+        &mut w.flags("join", ARGS),
+        1,
+        "join against a failing server",
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("dnsreg: {}", w.name())) || said.contains("dnsreg: "),
+        "{said}"
+    );
+    assert!(said.contains("SERVFAIL"), "{}: {said}", w.name());
+    assert_zone(&w, &[PEER], &[HAND], "after a failed join");
+}
+
+// ---------------------------------------------------------------------------
+// The matrix
+// ---------------------------------------------------------------------------
+
+/// One module per operation, one `#[test]` per trouble.
+macro_rules! operation {
+    ($op:ident, $under:ident, $concurrent:ident, $backend:ty) => {
+        mod $op {
+            use super::*;
+
+            #[test]
+            fn throttling() {
+                $under::<$backend>(Trouble::Throttling)
+            }
+
+            #[test]
+            fn server_error() {
+                $under::<$backend>(Trouble::ServerError)
+            }
+
+            #[test]
+            fn timeout() {
+                $under::<$backend>(Trouble::Timeout)
+            }
+
+            #[test]
+            fn connection_reset() {
+                $under::<$backend>(Trouble::Reset)
+            }
+
+            #[test]
+            fn concurrent_writer() {
+                $concurrent::<$backend>()
+            }
+        }
+    };
+}
+
+/// The matrix for one provider: `faults::PROVIDER::{join,leave,reconcile}::TROUBLE`.
+macro_rules! matrix {
+    ($provider:ident, $backend:ty) => {
+        mod $provider {
+            use super::*;
+
+            operation!(join, join_under, join_with_a_concurrent_writer, $backend);
+            operation!(leave, leave_under, leave_with_a_concurrent_writer, $backend);
+            operation!(
+                reconcile,
+                reconcile_under,
+                reconcile_with_a_concurrent_writer,
+                $backend
+            );
+
+            #[test]
+            fn a_provider_down_at_stop_fails_clearly_within_stop_timeout() {
+                super::a_provider_down_at_stop_fails_clearly_within_stop_timeout::<$backend>()
+            }
+        }
+    };
+}
+
+matrix!(route53, Route53Backend);
+matrix!(cloudflare, CloudflareBackend);
+matrix!(rfc2136, ProxiedBind);
+
+/// RFC 2136 retries run out in seconds, so the one-shot case is affordable here.
+#[test]
+fn rfc2136_a_join_against_a_failing_server_exits_1_and_publishes_nothing() {
+    a_join_against_a_failing_server_exits_1_and_publishes_nothing::<ProxiedBind>()
+}
+
+/// Regression: a SERVFAIL without TSIG (from a front end that never saw the
+/// key) in answer to a signed UPDATE was reported as a wrong key, and the
+/// join given up at once; it is transient, and retried.
+#[test]
+fn rfc2136_an_unsigned_servfail_to_an_update_is_retried_not_blamed_on_the_key() {
+    let w = world::<ProxiedBind>();
+    w.proxy.fail_next_of(Kind::Update, 1, DnsFault::ServFail);
+    let out = expect(
+        &mut w.flags("join", ARGS),
+        0,
+        "join after one unsigned SERVFAIL",
+    );
+    assert!(!stderr(&out).contains("TSIG"), "{}", stderr(&out));
+    assert_eq!(w.proxy.pending(), 0);
+    assert_zone(&w, &[PEER, (ME, MY_IP)], &[HAND], "after join");
+}
