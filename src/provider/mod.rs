@@ -288,6 +288,12 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
     // Values other instances' registries claim; listed at most once per apply.
     let mut others: Option<Values> = None;
     let mut conflicts = 0u32;
+    // The last write that was refused as a conflict, and the registry it would
+    // have left: its answer may have been lost after it was applied (a timeout,
+    // then a retry that the provider refused because the change was already
+    // made). Only this instance writes its registry, so finding exactly that
+    // registry on the next read means the write did land.
+    let mut refused: Option<(Outcome, Values)> = None;
     let backoff = Backoff {
         base: Duration::from_millis(100),
         cap: Duration::from_secs(5),
@@ -457,6 +463,14 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
         outcome.owned = new_owned;
 
         if edit.is_empty() {
+            if let Some((landed, _)) = refused.filter(|(_, left)| *left == registry) {
+                // Report what that write did, not "already published".
+                return Ok(Outcome {
+                    owned: outcome.owned,
+                    conflicts,
+                    ..landed
+                });
+            }
             return Ok(outcome);
         }
         match p.write(&snap, &edit).await {
@@ -464,6 +478,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             Err(WriteError::Failed(e)) => return Err(e),
             Err(WriteError::Conflict(why)) => {
                 conflicts += 1;
+                refused = (new_registry != registry).then(|| (outcome.clone(), new_registry));
                 if started.elapsed() >= intent.deadline {
                     anyhow::bail!(
                         "{}: gave up after {conflicts} conflicting writes in {:?} (other writers kept changing the same rrsets); last: {why}",
