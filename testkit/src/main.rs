@@ -13,9 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use std::sync::Arc;
 use testkit::cloudflare::CloudflareServer;
 use testkit::imds::{AwsInstance, CloudKind, ImdsServer, Instance};
 use testkit::route53::Route53Server;
+
+mod control;
 
 const USAGE: &str = "\
 dnsreg-testkit: strict local stand-ins for the services dnsreg talks to
@@ -49,6 +52,9 @@ OPTIONS:
     --cloudflare-zone NAME    create this Cloudflare zone (repeatable)
     --cloudflare-token TOKEN  the API token it accepts, with DNS:Edit on every
                               zone [default: dnsreg-testkit-token]
+    --control ADDR            serve a plain-text control API on ADDR (post a
+                              termination notice, read the zones back; GET / on
+                              it lists the requests) [default: off]
     --ready-file PATH         once listening, write the environment lines to PATH
                               (scripts wait for it); removed on exit
     -h, --help                print this help
@@ -75,6 +81,8 @@ struct Serve {
     cloudflare: Option<SocketAddr>,
     cloudflare_zones: Vec<String>,
     cloudflare_token: String,
+    /// Where the control API listens, if anywhere.
+    control: Option<SocketAddr>,
 }
 
 /// The token `--cloudflare` accepts unless `--cloudflare-token` says otherwise.
@@ -145,6 +153,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut cloudflare = None;
     let mut cloudflare_zones = Vec::new();
     let mut cloudflare_token = None;
+    let mut control = None;
     // Whether an instance option was given, to refuse them when IMDS is off.
     let mut instance_option = None;
 
@@ -164,6 +173,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             | "--cloudflare-token"
             | "--zone"
             | "--ready-file"
+            | "--control"
             | "--cloud"
             | "--instance-id"
             | "--region"
@@ -205,6 +215,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
                 cloudflare_token = Some(value);
             }
             "--ready-file" => ready_file = Some(PathBuf::from(value)),
+            "--control" => control = address_or_off(&flag, &value)?,
             "--imdsv1" => {
                 imdsv1 = true;
                 instance_option = Some(flag);
@@ -317,6 +328,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         cloudflare,
         cloudflare_zones,
         cloudflare_token: cloudflare_token.unwrap_or_else(|| DEFAULT_CLOUDFLARE_TOKEN.to_owned()),
+        control,
     })))
 }
 
@@ -368,27 +380,29 @@ fn run(serve: Serve) -> anyhow::Result<()> {
     }
     // Started here, stopped when they go out of scope at the end of `run`.
     let route53 = match serve.route53 {
-        Some(addr) => Some(Route53Server::start_on(addr).with_context(|| {
+        Some(addr) => Some(Arc::new(Route53Server::start_on(addr).with_context(|| {
             format!("starting the Route53 stand-in on {addr} (choose another address with --route53, port 0 for any)")
-        })?),
+        })?)),
         None => None,
     };
     let imds = match serve.imds {
-        Some(addr) => Some(match serve.cloud {
+        Some(addr) => Some(Arc::new(match serve.cloud {
             CloudKind::Aws => ImdsServer::start_on(addr, serve.instance.clone()),
             cloud => ImdsServer::start_cloud_on(addr, cloud, serve.cloud_instance.clone()),
         }.with_context(|| {
             format!("starting the metadata stand-in on {addr} (choose another address with --imds, port 0 for any)")
-        })?),
+        })?)),
         None => None,
     };
     let cloudflare = match serve.cloudflare {
-        Some(addr) => Some(CloudflareServer::start_on(addr).with_context(|| {
+        Some(addr) => Some(Arc::new(CloudflareServer::start_on(addr).with_context(|| {
             format!("starting the Cloudflare stand-in on {addr} (choose another address with --cloudflare, port 0 for any)")
-        })?),
+        })?)),
         None => None,
     };
 
+    // `(name, id)` of each Cloudflare zone, for the control API.
+    let mut cloudflare_zones = Vec::new();
     if let Some(route53) = &route53 {
         let zones: Vec<String> = serve
             .zones
@@ -409,10 +423,12 @@ fn run(serve: Serve) -> anyhow::Result<()> {
     }
     if let Some(cloudflare) = &cloudflare {
         cloudflare.add_token(&serve.cloudflare_token, true);
-        let zones: Vec<String> = serve
-            .cloudflare_zones
+        for zone in &serve.cloudflare_zones {
+            cloudflare_zones.push((zone.to_ascii_lowercase(), cloudflare.create_zone(zone)));
+        }
+        let zones: Vec<String> = cloudflare_zones
             .iter()
-            .map(|zone| format!("{zone}={}", cloudflare.create_zone(zone)))
+            .map(|(zone, id)| format!("{zone}={id}"))
             .collect();
         let zones = if zones.is_empty() {
             "none".to_owned()
@@ -486,6 +502,36 @@ fn run(serve: Serve) -> anyhow::Result<()> {
             imds.url()
         )?;
     }
+    // Started last, so that it reaches every stand-in that runs; stopped when
+    // it goes out of scope at the end of `run`.
+    let _control = match serve.control {
+        Some(addr) => {
+            let running = control::start(
+                addr,
+                control::Handles {
+                    route53: route53.clone(),
+                    imds: imds.clone(),
+                    cloudflare: cloudflare.clone(),
+                    cloudflare_zones,
+                },
+            )
+            .with_context(|| {
+                format!("starting the control API on {addr} (choose another address with --control, port 0 for any)")
+            })?;
+            writeln!(
+                stdout,
+                "control {} (GET / lists what it does)",
+                running.url()
+            )?;
+            writeln!(
+                environment,
+                "export DNSREG_TESTKIT_CONTROL={}",
+                running.url()
+            )?;
+            Some(running)
+        }
+        None => None,
+    };
     environment.push_str("export AWS_ACCESS_KEY_ID=test\nexport AWS_SECRET_ACCESS_KEY=test\n");
     // AWS_DEFAULT_REGION too: the AWS CLI v1 reads only that one.
     let region = &serve.instance.region;
@@ -648,6 +694,20 @@ mod tests {
         assert_eq!(serve.instance.ipv6.as_deref(), Some("2001:db8::1"));
         assert!(serve.imdsv1);
         assert_eq!(serve.ready_file, Some(PathBuf::from("/tmp/ready")));
+    }
+
+    #[test]
+    fn control_is_off_unless_asked_for() {
+        assert_eq!(serve(&["serve"]).control, None);
+        assert_eq!(
+            serve(&["serve", "--control", "127.0.0.1:0"]).control,
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        let problem = parse_args(&["serve", "--control", "here"]).expect_err("not an address");
+        assert!(
+            problem.contains("--control 'here' is not an address"),
+            "{problem}"
+        );
     }
 
     #[test]
