@@ -16,7 +16,8 @@ DNSREG_URL=https://releases.example.com/dnsreg/0.1.0/dnsreg-0.1.0-x86_64-unknown
 DNSREG_SHA256=REPLACE-WITH-THE-SHA256-OF-THE-TARBALL
 # --- edit: the zone and the service ---
 ZONE=example.com
-SERVICE=_v1._theservice._tcp
+SERVICE=_v1._theservice._tcp   # the SRV rrset every instance has a line in
+DNSSD_TYPE=_theservice._tcp    # the DNS-SD service type browsed with PTR
 PORT=8080
 # --- optional, blank = the cloud's own: the instance metadata service and the
 # Route53 API to use instead (a proxy; scripts/boot-test fills these in with its
@@ -51,6 +52,15 @@ providers = ["r53"]
 name = "$SERVICE"
 port = $PORT
 target = "{instance_id}.hosts"
+ttl = 60
+
+[[service]]                   # DNS-SD (RFC 6763): $DNSSD_TYPE.$ZONE PTR i-0abc….$DNSSD_TYPE.$ZONE.,
+providers = ["r53"]           # and that instance's own SRV and TXT
+type = "$DNSSD_TYPE"
+instance = "{instance_id}"
+port = $PORT
+target = "{instance_id}.hosts"
+txt = { version = "1" }
 ttl = 60
 
 # [[check]]                   # publish only while the service answers
