@@ -26,6 +26,16 @@ impl Backoff {
         cap: Duration::from_secs(20),
         attempts: 12,
     };
+    /// For throttling: the service is up and answering, only busy, and a fleet
+    /// that starts at once is throttled by design. Retried far longer than
+    /// other failures (about six minutes of waiting); callers bound the whole
+    /// by their own deadline (a join's, or `stop_timeout`), so a leave at
+    /// shutdown keeps trying as long as it is allowed to.
+    pub const THROTTLED: Backoff = Backoff {
+        base: Duration::from_millis(500),
+        cap: Duration::from_secs(20),
+        attempts: 40,
+    };
     /// For instance metadata, which is local and either answers fast or is absent.
     pub const METADATA: Backoff = Backoff {
         base: Duration::from_millis(100),
@@ -46,8 +56,22 @@ impl Backoff {
 /// attempts run out; the last error is returned.
 pub async fn retry<T, E, F, Fut>(
     policy: Backoff,
-    mut op: F,
+    op: F,
     transient: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_by(op, |e| transient(e).then_some(policy)).await
+}
+
+/// The same with the policy chosen per error (`None`: permanent), so that
+/// throttling can be waited out longer than a failing server. The attempt
+/// count runs across policies.
+pub async fn retry_by<T, E, F, Fut>(
+    mut op: F,
+    policy: impl Fn(&E) -> Option<Backoff>,
 ) -> Result<T, E>
 where
     F: FnMut(u32) -> Fut,
@@ -57,11 +81,13 @@ where
     loop {
         match op(n).await {
             Ok(v) => return Ok(v),
-            Err(e) if n + 1 < policy.attempts && transient(&e) => {
-                tokio::time::sleep(policy.delay(n)).await;
-                n += 1;
-            }
-            Err(e) => return Err(e),
+            Err(e) => match policy(&e) {
+                Some(p) if n + 1 < p.attempts => {
+                    tokio::time::sleep(p.delay(n)).await;
+                    n += 1;
+                }
+                _ => return Err(e),
+            },
         }
     }
 }
@@ -123,5 +149,42 @@ mod tests {
         )
         .await;
         assert_eq!(r, Ok(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_error_gets_its_own_policy() {
+        let short = Backoff {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(10),
+            attempts: 3,
+        };
+        let long = Backoff {
+            attempts: 30,
+            ..short
+        };
+        // Busy 20 times: more than `short` allows, within `long`.
+        let mut calls = 0;
+        let r: Result<u32, &str> = retry_by(
+            |n| {
+                calls += 1;
+                async move { if n < 20 { Err("throttled") } else { Ok(n) } }
+            },
+            |e| Some(if *e == "throttled" { long } else { short }),
+        )
+        .await;
+        assert_eq!(r, Ok(20));
+        assert_eq!(calls, 21);
+        // A failing server gives up after `short`'s attempts.
+        let mut calls = 0;
+        let r: Result<u32, &str> = retry_by(
+            |_| {
+                calls += 1;
+                async { Err("down") }
+            },
+            |e| Some(if *e == "throttled" { long } else { short }),
+        )
+        .await;
+        assert_eq!(r, Err("down"));
+        assert_eq!(calls, 3);
     }
 }

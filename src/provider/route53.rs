@@ -32,7 +32,7 @@ use crate::config::{Route53Config, Routing, ZoneRef};
 use crate::metadata::error_chain;
 use crate::plan::registry_root;
 use crate::record::{DomainName, RData, RType, RrKey, Value};
-use crate::retry::{Backoff, retry};
+use crate::retry::{Backoff, retry_by};
 
 /// How long to wait for a change to reach INSYNC.
 const INSYNC_TIMEOUT: Duration = Duration::from_secs(180);
@@ -53,6 +53,8 @@ pub struct Snapshot {
 
 /// A failed call, classified.
 enum CallError {
+    /// Throttled: retried with [`Backoff::THROTTLED`], bounded by the caller's deadline.
+    Throttled(String),
     Transient(String),
     Conflict(String),
     Permanent(String),
@@ -67,13 +69,12 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             let code = err.code().unwrap_or("");
             let message = err.message().unwrap_or("").to_string();
             match code {
-                "Throttling"
-                | "ThrottlingException"
-                | "PriorRequestNotComplete"
-                | "ServiceUnavailable"
-                | "InternalFailure"
-                | "InternalError"
-                | "RequestTimeout" => CallError::Transient(format!("{code}: {message}")),
+                "Throttling" | "ThrottlingException" | "PriorRequestNotComplete" => {
+                    CallError::Throttled(format!("{code}: {message}"))
+                }
+                "ServiceUnavailable" | "InternalFailure" | "InternalError" | "RequestTimeout" => {
+                    CallError::Transient(format!("{code}: {message}"))
+                }
                 "AccessDenied" | "AccessDeniedException" => CallError::Permanent(format!(
                     "{code}: {message}; the IAM policy must allow this call on the zone and names (see iam/dnsreg-route53-policy.json)"
                 )),
@@ -147,6 +148,109 @@ fn unescape_name(name: &str) -> String {
 }
 
 impl Route53 {
+    /// The SDK client for this provider's endpoint and credentials.
+    async fn make_client(&self) -> anyhow::Result<Client> {
+        let endpoint = self
+            .cfg
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_ROUTE_53").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        if let Some(ep) = &endpoint
+            && !ep.starts_with("https://")
+            && !is_loopback_url(ep)
+        {
+            anyhow::bail!(
+                "route53 `{}`: endpoint {ep} is not https; dnsreg sends credentials only over TLS (plain http is allowed to loopback stand-ins only)",
+                self.name
+            );
+        }
+        // Route53 is global and signs in us-east-1; never ask instance metadata for a region.
+        let region = std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|_| "us-east-1".into());
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(15))
+                    .build(),
+            )
+            .load()
+            .await;
+        let mut conf = aws_sdk_route53::config::Builder::from(&shared);
+        if let Some(ep) = &endpoint {
+            conf = conf.endpoint_url(ep);
+        }
+        Ok(Client::from_conf(conf.build()))
+    }
+
+    /// Learns the hosted zone's id (or, given the id, its name).
+    async fn find_zone(&mut self) -> anyhow::Result<()> {
+        match self.cfg.zone.clone() {
+            ZoneRef::Id(id) => {
+                let got = self
+                    .call("GetHostedZone", || async {
+                        self.client()
+                            .get_hosted_zone()
+                            .id(&id)
+                            .send()
+                            .await
+                            .map_err(|e| classify(&e))
+                    })
+                    .await
+                    .map_err(|e| self.fail(&format!("looking up hosted zone {id}"), e))?;
+                let zone = got.hosted_zone().ok_or_else(|| {
+                    anyhow!(
+                        "route53 `{}`: GetHostedZone {id} returned no zone",
+                        self.name
+                    )
+                })?;
+                self.zone = DomainName::new(&unescape_name(zone.name()))
+                    .with_context(|| format!("hosted zone {id} has an unusable name"))?;
+                self.zone_id = id;
+            }
+            ZoneRef::Name(name) => {
+                let got = self
+                    .call("ListHostedZonesByName", || async {
+                        self.client()
+                            .list_hosted_zones_by_name()
+                            .dns_name(name.as_str())
+                            .max_items(10)
+                            .send()
+                            .await
+                            .map_err(|e| classify(&e))
+                    })
+                    .await
+                    .map_err(|e| {
+                        self.fail(&format!("looking up the hosted zone named {name}"), e)
+                    })?;
+                let found: Vec<&str> = got
+                    .hosted_zones()
+                    .iter()
+                    .filter(|z| unescape_name(z.name()) == name.as_str())
+                    .map(|z| z.id().trim_start_matches("/hostedzone/"))
+                    .collect();
+                match found.as_slice() {
+                    [id] => self.zone_id = (*id).to_string(),
+                    [] => anyhow::bail!(
+                        "route53 `{}`: no hosted zone named {name} is visible to these credentials; check the name, or set zone_id",
+                        self.name
+                    ),
+                    many => anyhow::bail!(
+                        "route53 `{}`: {} hosted zones are named {name} ({}); set zone_id to the one to use",
+                        self.name,
+                        many.len(),
+                        many.join(", ")
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(name: &str, cfg: Route53Config, instance_id: &str) -> Route53 {
         let zone = match &cfg.zone {
             ZoneRef::Name(z) => z.clone(),
@@ -186,15 +290,18 @@ impl Route53 {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CallError>>,
     {
-        retry(
-            Backoff::API,
+        retry_by(
             |n| {
                 if n > 0 {
                     tracing::debug!(provider = %self.name, attempt = n + 1, doing, "retrying");
                 }
                 op()
             },
-            |e| matches!(e, CallError::Transient(_)),
+            |e| match e {
+                CallError::Throttled(_) => Some(Backoff::THROTTLED),
+                CallError::Transient(_) => Some(Backoff::API),
+                CallError::Conflict(_) | CallError::Permanent(_) => None,
+            },
         )
         .await
     }
@@ -245,6 +352,11 @@ impl Route53 {
                 "{}: {doing}: still failing after {} attempts: {m}",
                 self.what(),
                 Backoff::API.attempts
+            ),
+            CallError::Throttled(m) => anyhow!(
+                "{}: {doing}: still throttled after {} attempts: {m} (Route53 allows five requests per second per account)",
+                self.what(),
+                Backoff::THROTTLED.attempts
             ),
             CallError::Conflict(m) | CallError::Permanent(m) => {
                 anyhow!("{}: {doing}: {m}", self.what())
@@ -309,104 +421,15 @@ impl Provider for Route53 {
     }
 
     async fn connect(&mut self) -> anyhow::Result<()> {
-        if self.client.is_some() {
+        // Connected once the zone is known: a lookup that failed (throttled
+        // for long, say) is tried again by the next call, with the same client.
+        if !self.zone_id.is_empty() {
             return Ok(());
         }
-        let endpoint = self
-            .cfg
-            .endpoint
-            .clone()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL_ROUTE_53").ok())
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
-        if let Some(ep) = &endpoint
-            && !ep.starts_with("https://")
-            && !is_loopback_url(ep)
-        {
-            anyhow::bail!(
-                "route53 `{}`: endpoint {ep} is not https; dnsreg sends credentials only over TLS (plain http is allowed to loopback stand-ins only)",
-                self.name
-            );
+        if self.client.is_none() {
+            self.client = Some(self.make_client().await?);
         }
-        // Route53 is global and signs in us-east-1; never ask instance metadata for a region.
-        let region = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|_| "us-east-1".into());
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(region))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(15))
-                    .build(),
-            )
-            .load()
-            .await;
-        let mut conf = aws_sdk_route53::config::Builder::from(&shared);
-        if let Some(ep) = &endpoint {
-            conf = conf.endpoint_url(ep);
-        }
-        self.client = Some(Client::from_conf(conf.build()));
-
-        match self.cfg.zone.clone() {
-            ZoneRef::Id(id) => {
-                let got = self
-                    .call("GetHostedZone", || async {
-                        self.client()
-                            .get_hosted_zone()
-                            .id(&id)
-                            .send()
-                            .await
-                            .map_err(|e| classify(&e))
-                    })
-                    .await
-                    .map_err(|e| self.fail(&format!("looking up hosted zone {id}"), e))?;
-                let zone = got.hosted_zone().ok_or_else(|| {
-                    anyhow!(
-                        "route53 `{}`: GetHostedZone {id} returned no zone",
-                        self.name
-                    )
-                })?;
-                self.zone = DomainName::new(&unescape_name(zone.name()))
-                    .with_context(|| format!("hosted zone {id} has an unusable name"))?;
-                self.zone_id = id;
-            }
-            ZoneRef::Name(name) => {
-                let got = self
-                    .call("ListHostedZonesByName", || async {
-                        self.client()
-                            .list_hosted_zones_by_name()
-                            .dns_name(name.as_str())
-                            .max_items(10)
-                            .send()
-                            .await
-                            .map_err(|e| classify(&e))
-                    })
-                    .await
-                    .map_err(|e| {
-                        self.fail(&format!("looking up the hosted zone named {name}"), e)
-                    })?;
-                let found: Vec<&str> = got
-                    .hosted_zones()
-                    .iter()
-                    .filter(|z| unescape_name(z.name()) == name.as_str())
-                    .map(|z| z.id().trim_start_matches("/hostedzone/"))
-                    .collect();
-                match found.as_slice() {
-                    [id] => self.zone_id = (*id).to_string(),
-                    [] => anyhow::bail!(
-                        "route53 `{}`: no hosted zone named {name} is visible to these credentials; check the name, or set zone_id",
-                        self.name
-                    ),
-                    many => anyhow::bail!(
-                        "route53 `{}`: {} hosted zones are named {name} ({}); set zone_id to the one to use",
-                        self.name,
-                        many.len(),
-                        many.join(", ")
-                    ),
-                }
-            }
-        }
+        self.find_zone().await?;
         tracing::debug!(provider = %self.name, zone = %self.zone, zone_id = %self.zone_id, "connected");
         Ok(())
     }

@@ -536,3 +536,36 @@ fn a_provider_that_is_down_does_not_hold_up_the_others() {
     assert!(err.contains("cf"), "{err}");
     assert_eq!(env.records(), Vec::<String>::new());
 }
+
+#[test]
+fn a_zone_lookup_that_failed_is_tried_again_by_the_next_reconcile() {
+    let env = Env::new();
+    // The hosted zone does not exist yet when the agent starts.
+    let config = env.config(
+        "dnsreg.toml",
+        &CONFIG.replace("zone = \"example.com\"", "zone = \"example.org\""),
+    );
+    let child = env
+        .dnsreg()
+        .arg("-c")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let org = env.r53.create_zone("example.org");
+    // Once it exists, a later reconcile finds it and publishes (the first,
+    // failed lookup must not leave the provider half-connected).
+    wait_for(20, "the records in the new zone", || {
+        env.r53.values(&org, "www.example.org.", "A") == ["203.0.113.7"]
+    });
+    let (code, err) = stop(child, 15);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("no hosted zone named example.org"), "{err}");
+    assert_eq!(
+        env.r53.values(&org, "www.example.org.", "A"),
+        Vec::<String>::new()
+    );
+}
