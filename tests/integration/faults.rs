@@ -128,9 +128,10 @@ impl Faulty for Route53Backend {
             Trouble::Timeout => self
                 .r53
                 .fail_next_writes(1, Fault::Delay(Duration::from_secs(16))),
+            // A TCP reset (RST), not a clean close.
             Trouble::Reset => {
-                self.r53.fail_next(1, Fault::Drop);
-                self.r53.fail_next_writes(2, Fault::Drop);
+                self.r53.fail_next(1, Fault::Reset);
+                self.r53.fail_next_writes(2, Fault::Reset);
             }
         }
     }
@@ -184,9 +185,10 @@ impl Faulty for CloudflareBackend {
             Trouble::Timeout => self
                 .cf
                 .fail_next_writes(1, CfFault::Delay(Duration::from_secs(21))),
+            // A TCP reset (RST), not a clean close.
             Trouble::Reset => {
-                self.cf.fail_next(1, CfFault::Drop);
-                self.cf.fail_next_writes(2, CfFault::Drop);
+                self.cf.fail_next(1, CfFault::Reset);
+                self.cf.fail_next_writes(2, CfFault::Reset);
             }
         }
     }

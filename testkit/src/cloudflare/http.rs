@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 use super::zone::{self, Fields, Record, Rules};
 use super::{CfFault, Shared, State as ServerState, Token, Zone};
+use crate::serve::Connection;
 
 /// The path prefix of every operation.
 pub(crate) const PREFIX: &str = "/client/v4";
@@ -187,6 +188,8 @@ pub(crate) enum Front {
     Reply(Answer),
     /// Close the connection without a byte.
     Drop,
+    /// Close the connection without a byte, with a TCP reset.
+    Reset,
     /// Go on to the operation, after waiting this long if set.
     Continue(Option<Duration>),
 }
@@ -275,6 +278,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
+    connection: Option<Connection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -293,6 +297,12 @@ async fn handle(
     match front {
         Front::Reply(answer) => answer.into_response(),
         Front::Drop => Response::new(Body::new(Abort)),
+        Front::Reset => {
+            if let Some(connection) = connection {
+                connection.reset_on_close();
+            }
+            Response::new(Body::new(Abort))
+        }
         Front::Continue(delay) => {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
@@ -327,6 +337,7 @@ pub(crate) fn front(state: &mut ServerState, request: &Request) -> Front {
         None => Front::Continue(None),
         Some(CfFault::Delay(delay)) => Front::Continue(Some(delay)),
         Some(CfFault::Drop) => Front::Drop,
+        Some(CfFault::Reset) => Front::Reset,
         Some(CfFault::TooManyRequests { retry_after_secs }) => {
             state.stats.failed += 1;
             state.stats.rate_limited += 1;
@@ -419,7 +430,8 @@ fn authenticate(state: &ServerState, authorization: Option<&str>) -> Result<(), 
 }
 
 /// A body that fails at once: hyper then closes the connection without having
-/// written anything.
+/// written anything, with a FIN, or with a RST after
+/// [`Connection::reset_on_close`].
 struct Abort;
 
 impl http_body::Body for Abort {
@@ -431,7 +443,7 @@ impl http_body::Body for Abort {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         Poll::Ready(Some(Err(std::io::Error::other(
-            "testkit: CfFault::Drop closes the connection",
+            "testkit: CfFault::Drop or CfFault::Reset ends the connection",
         ))))
     }
 }

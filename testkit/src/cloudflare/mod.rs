@@ -92,6 +92,10 @@ pub enum CfFault {
     Delay(Duration),
     /// Close the connection without sending a response.
     Drop,
+    /// Abort the connection without sending a response: the kernel answers
+    /// with a TCP reset (RST), and the client's read or write fails with
+    /// "connection reset by peer" rather than seeing the end of the stream.
+    Reset,
     /// The batch endpoint answers 405 as on an API without it; only batch
     /// requests use these up, single-record calls work meanwhile.
     BatchUnsupported,

@@ -2,7 +2,8 @@
 //! request pipeline the HTTP server uses but without sockets, so that time can
 //! be moved by hand for the rate limit. The wire itself (status lines,
 //! `Retry-After`, dropped connections, delays) is exercised in
-//! `tests/cloudflare_http.rs`.
+//! `tests/cloudflare_http.rs`; how a dropped or reset connection ends (FIN or
+//! RST, sockets released) is checked here, over a socket.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,8 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::http::{self, Answer, Front, Request};
-use super::{CLOUDFLARE_RATE_LIMIT, CfFault, State, Token, Zone, zone};
+use super::{CLOUDFLARE_RATE_LIMIT, CfFault, CloudflareServer, State, Token, Zone, zone};
+use crate::serve::probe;
 
 const TOKEN: &str = "edit-token";
 const READER: &str = "read-token";
@@ -65,6 +67,7 @@ impl Fixture {
         match http::front(&mut self.state, &request) {
             Front::Reply(answer) => answer,
             Front::Drop => panic!("dropped"),
+            Front::Reset => panic!("reset"),
             Front::Continue(_) => http::back(&mut self.state, &request, Instant::now()),
         }
     }
@@ -815,6 +818,7 @@ fn faults_come_in_order_after_authentication() {
         CfFault::ServerError(503),
         CfFault::Delay(Duration::from_millis(5)),
         CfFault::Drop,
+        CfFault::Reset,
     ]);
     // An unauthenticated request does not use a fault up.
     assert_eq!(
@@ -842,6 +846,7 @@ fn faults_come_in_order_after_authentication() {
         Front::Continue(Some(d)) if d == Duration::from_millis(5)
     ));
     assert!(matches!(http::front(&mut f.state, &request), Front::Drop));
+    assert!(matches!(http::front(&mut f.state, &request), Front::Reset));
     assert!(matches!(
         http::front(&mut f.state, &request),
         Front::Continue(None)
@@ -908,4 +913,76 @@ fn stats_name_each_kind_of_request() {
     }
     assert_eq!(f.state.stats.total(), 9);
     assert_eq!(f.state.stats.failed, 1);
+}
+
+/// A whole HTTP/1.1 request with a bearer token, for [`probe::first_read`].
+fn raw_request(server: &CloudflareServer, method: &str, path: &str, body: &str) -> String {
+    let base = server.url();
+    let host = base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    format!(
+        "{method} /client/v4{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn addr(server: &CloudflareServer) -> std::net::SocketAddr {
+    let base = server.url();
+    base.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn reset_ends_the_connection_with_a_tcp_reset_and_drop_with_a_clean_close() {
+    let server = CloudflareServer::start();
+    let zone = server.create_zone("example.com");
+    server.add_token(TOKEN, true);
+    let records = format!("/zones/{zone}/dns_records");
+    let list = raw_request(&server, "GET", &records, "");
+
+    server.fail_next(1, CfFault::Drop);
+    let dropped = probe::connect(addr(&server));
+    let dropped_socket = dropped.server_socket;
+    assert_eq!(
+        { dropped }.first_read(&list).unwrap(),
+        0,
+        "Drop: end of stream, no byte"
+    );
+
+    server.fail_next(1, CfFault::Reset);
+    let mut reset = probe::connect(addr(&server));
+    assert_eq!(
+        reset.first_read(&list).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "Reset: connection reset by peer"
+    );
+    assert!(probe::first_read(addr(&server), &list).unwrap() > 0);
+
+    // A reset write is not applied, and the next one goes through.
+    server.fail_next_writes(1, CfFault::Reset);
+    let body = json!({"type": "A", "name": "reset", "content": "192.0.2.1", "ttl": 300});
+    let write = raw_request(&server, "POST", &records, &body.to_string());
+    assert_eq!(
+        probe::first_read(addr(&server), &write).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+    assert!(server.values(&zone, "reset.example.com", "A").is_empty());
+    assert!(probe::first_read(addr(&server), &write).unwrap() > 0);
+    assert_eq!(
+        server.values(&zone, "reset.example.com", "A"),
+        ["192.0.2.1"]
+    );
+    assert_eq!(server.pending_faults(), 0);
+
+    // Neither keeps the server's sockets (hyper's and the duplicate) open.
+    assert_eq!(probe::settle_fds_of(dropped_socket, 0), 0);
+    assert_eq!(probe::settle_fds_of(reset.server_socket, 0), 0);
 }

@@ -25,6 +25,7 @@ use http_body::Frame;
 
 use super::xml::Writer;
 use super::{Fault, Shared, State as ServerState, auth, ops};
+use crate::serve::Connection;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -145,7 +146,8 @@ fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response 
 }
 
 /// A body that fails at once: hyper then closes the connection without having
-/// written anything (the status line is only flushed together with the body).
+/// written anything (the status line is only flushed together with the body),
+/// with a FIN, or with a RST after [`Connection::reset_on_close`].
 struct Abort;
 
 impl http_body::Body for Abort {
@@ -157,7 +159,7 @@ impl http_body::Body for Abort {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         Poll::Ready(Some(Err(std::io::Error::other(
-            "testkit: Fault::Drop closes the connection",
+            "testkit: Fault::Drop or Fault::Reset ends the connection",
         ))))
     }
 }
@@ -215,6 +217,7 @@ impl Op {
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
+    connection: Option<Connection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -252,6 +255,12 @@ async fn handle(
             None
         }
         Some(Fault::Drop) => return Response::new(Body::new(Abort)),
+        Some(Fault::Reset) => {
+            if let Some(connection) = connection {
+                connection.reset_on_close();
+            }
+            return Response::new(Body::new(Abort));
+        }
         Some(Fault::Throttling) => Some(ApiError::throttling()),
         Some(Fault::PriorRequestNotComplete) => Some(ApiError::new(
             StatusCode::BAD_REQUEST,

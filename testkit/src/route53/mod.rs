@@ -69,6 +69,10 @@ pub enum Fault {
     Delay(Duration),
     /// Close the connection without sending a response (not even a status line).
     Drop,
+    /// Abort the connection without sending a response: the kernel answers
+    /// with a TCP reset (RST), and the client's read or write fails with
+    /// "connection reset by peer" rather than seeing the end of the stream.
+    Reset,
 }
 
 /// Counters since start or the last [`Route53Server::reset_stats`].

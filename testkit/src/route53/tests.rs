@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::xml::{self, Element};
 use super::{Fault, ROUTE53_ACCOUNT_RATE, Route53Server, RrSet};
+use crate::serve::probe;
 
 const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/route53/aws4_request, \
     SignedHeaders=host;x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -1491,6 +1492,113 @@ fn injected_faults_answer_like_route53_then_stop() {
     assert!(dropped.is_none());
     assert!(server.values(&zone, "dropped.example.com", "A").is_empty());
     assert_eq!(server.stats().throttled, 2);
+}
+
+/// A whole signed-looking HTTP/1.1 request, for [`probe::first_read`].
+fn raw_request(server: &Route53Server, method: &str, path: &str, body: &str) -> String {
+    let addr = server.url().trim_start_matches("http://").to_owned();
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {AUTH}\r\n\
+         X-Amz-Date: 20240101T000000Z\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn addr(server: &Route53Server) -> std::net::SocketAddr {
+    server.url().trim_start_matches("http://").parse().unwrap()
+}
+
+#[test]
+fn reset_ends_the_connection_with_a_tcp_reset_and_drop_with_a_clean_close() {
+    let (server, zone) = setup();
+    let list = raw_request(
+        &server,
+        "GET",
+        &format!("/2013-04-01/hostedzone/{zone}/rrset"),
+        "",
+    );
+
+    server.fail_next(1, Fault::Drop);
+    let dropped = probe::first_read(addr(&server), &list);
+    assert_eq!(dropped.unwrap(), 0, "Drop: end of stream, no byte");
+
+    server.fail_next(1, Fault::Reset);
+    let reset = probe::first_read(addr(&server), &list);
+    assert_eq!(
+        reset.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "Reset: connection reset by peer"
+    );
+    assert_eq!(server.pending_faults(), 0);
+    assert!(probe::first_read(addr(&server), &list).unwrap() > 0);
+
+    // A reset change is not applied, and the next one goes through.
+    server.fail_next_writes(1, Fault::Reset);
+    let body = batch_xml(&[("CREATE", &a("reset.example.com", &["192.0.2.1"]))]);
+    let write = raw_request(
+        &server,
+        "POST",
+        &format!("/2013-04-01/hostedzone/{zone}/rrset"),
+        &body,
+    );
+    assert_eq!(
+        probe::first_read(addr(&server), &write).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+    assert!(server.values(&zone, "reset.example.com", "A").is_empty());
+    assert!(probe::first_read(addr(&server), &write).unwrap() > 0);
+    assert_eq!(
+        server.values(&zone, "reset.example.com", "A"),
+        ["192.0.2.1"]
+    );
+}
+
+#[test]
+fn connections_release_their_sockets_when_they_end() {
+    let (server, zone) = setup();
+    let list = raw_request(
+        &server,
+        "GET",
+        &format!("/2013-04-01/hostedzone/{zone}/rrset"),
+        "",
+    );
+
+    // An open keep-alive connection: hyper's socket and the duplicate the
+    // server keeps to reset it; both closed once the client has gone.
+    let mut open = probe::connect(addr(&server));
+    assert!(open.first_read(&list).unwrap() > 0);
+    assert_eq!(probe::fds_of(open.server_socket), 2);
+    let socket = open.server_socket;
+    drop(open);
+    assert_eq!(probe::settle_fds_of(socket, 0), 0);
+
+    // Answered, dropped and reset connections all give their sockets back.
+    let mut sockets = Vec::new();
+    for fault in [None, Some(Fault::Drop), Some(Fault::Reset)] {
+        for _ in 0..5 {
+            if let Some(fault) = &fault {
+                server.fail_next(1, fault.clone());
+            }
+            let mut probe = probe::connect(addr(&server));
+            let read = probe.first_read(&list);
+            match fault {
+                None => assert!(read.unwrap() > 0),
+                Some(Fault::Drop) => assert_eq!(read.unwrap(), 0),
+                _ => assert_eq!(
+                    read.map_err(|e| e.kind()),
+                    Err(std::io::ErrorKind::ConnectionReset)
+                ),
+            }
+            sockets.push(probe.server_socket);
+        }
+    }
+    for socket in sockets {
+        assert_eq!(
+            probe::settle_fds_of(socket, 0),
+            0,
+            "socket {socket} still open"
+        );
+    }
 }
 
 #[test]
