@@ -346,7 +346,10 @@ pub async fn run(
         "stopping: removing this instance's records (at most {})",
         humantime::format_duration(stop_timeout)
     );
-    let left = timeout(stop_timeout, engine.sync(Action::Leave, stop_timeout)).await;
+    // Each provider gets a little less than the whole, so that one that cannot
+    // finish is reported by name before the hard limit cuts everything off.
+    let per_provider = stop_timeout.saturating_sub((stop_timeout / 10).min(Duration::from_secs(1)));
+    let left = timeout(stop_timeout, engine.sync(Action::Leave, per_provider)).await;
     let result = match left {
         Ok(Ok(reports)) => {
             if print_reports(Action::Leave, &reports) {

@@ -44,7 +44,15 @@ pub struct Route53 {
     client: Option<Client>,
     zone_id: String,
     zone: DomainName,
+    /// Set once the zone was found to hold more than one page of rrsets:
+    /// reads then ask for each rrset on its own.
+    zone_is_large: std::sync::atomic::AtomicBool,
 }
+
+/// Route53's largest page of ListResourceRecordSets. A zone that fits in one
+/// is read whole with a single request, instead of one request per rrset: at
+/// five requests per second per account, that is what lets a fleet in.
+const PAGE: i32 = 300;
 
 /// The exact rrsets read, by key; `None` when absent.
 pub struct Snapshot {
@@ -263,6 +271,7 @@ impl Route53 {
             client: None,
             zone_id: String::new(),
             zone,
+            zone_is_large: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -324,25 +333,69 @@ impl Route53 {
             })
             .await
             .map_err(|e| self.fail(&format!("reading {key}"), e))?;
-        let Some(rrset) = got.resource_record_sets.into_iter().next() else {
-            return Ok(None);
-        };
-        if unescape_name(&rrset.name) != key.name.as_str() || rrset.r#type != rr_type(key.rtype) {
+        // The first rrset at or after the key: the key's own, or absent.
+        let first: Vec<ResourceRecordSet> = got.resource_record_sets.into_iter().take(1).collect();
+        self.pick(key, &first)
+    }
+
+    /// Every rrset of the zone when it fits in one page, else `None` (and the
+    /// zone is remembered as large, so the next reads go rrset by rrset).
+    async fn list_whole_zone(&self) -> anyhow::Result<Option<Vec<ResourceRecordSet>>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.zone_is_large.load(Relaxed) {
             return Ok(None);
         }
-        match (&set_id, &rrset.set_identifier) {
-            (None, None) => Ok(Some(rrset)),
-            (Some(mine), Some(theirs)) if mine == theirs => Ok(Some(rrset)),
-            (Some(_), Some(_)) => Ok(None),
-            (None, Some(_)) => Err(anyhow!(
-                "{}: {key} is kept with a routing policy (SetIdentifier `{}`); dnsreg with routing = \"simple\" shares only plain rrsets: set routing = \"multivalue\" or use another name",
+        let got = self
+            .call("ListResourceRecordSets", || async {
+                self.client()
+                    .list_resource_record_sets()
+                    .hosted_zone_id(&self.zone_id)
+                    .max_items(PAGE)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))
+            })
+            .await
+            .map_err(|e| self.fail("reading the zone", e))?;
+        if got.is_truncated {
+            self.zone_is_large.store(true, Relaxed);
+            return Ok(None);
+        }
+        Ok(Some(got.resource_record_sets))
+    }
+
+    /// The rrset of `key` among `rrsets` (this instance's own under multivalue
+    /// routing), or `None`; an error when the name is kept with the other
+    /// routing.
+    fn pick(
+        &self,
+        key: &RrKey,
+        rrsets: &[ResourceRecordSet],
+    ) -> anyhow::Result<Option<ResourceRecordSet>> {
+        let set_id = self.set_identifier(key);
+        let at_key = rrsets.iter().filter(|r| {
+            unescape_name(&r.name) == key.name.as_str() && r.r#type == rr_type(key.rtype)
+        });
+        let mut plain = None;
+        let mut routed = None;
+        for rrset in at_key {
+            match (&set_id, &rrset.set_identifier) {
+                (None, None) => return Ok(Some(rrset.clone())),
+                (Some(mine), Some(theirs)) if mine == theirs => return Ok(Some(rrset.clone())),
+                (_, None) => plain = Some(rrset),
+                (_, Some(theirs)) => routed = Some(theirs.clone()),
+            }
+        }
+        match (&set_id, plain, routed) {
+            (None, _, Some(theirs)) => Err(anyhow!(
+                "{}: {key} is kept with a routing policy (SetIdentifier `{theirs}`); dnsreg with routing = \"simple\" shares only plain rrsets: set routing = \"multivalue\" or use another name",
                 self.what(),
-                rrset.set_identifier.unwrap_or_default()
             )),
-            (Some(_), None) => Err(anyhow!(
+            (Some(_), Some(_), _) => Err(anyhow!(
                 "{}: {key} is a plain rrset; dnsreg with routing = \"multivalue\" cannot add its own rrset beside it: set routing = \"simple\" or use another name",
                 self.what()
             )),
+            _ => Ok(None),
         }
     }
 
@@ -436,6 +489,15 @@ impl Provider for Route53 {
 
     async fn read(&self, keys: &BTreeSet<RrKey>) -> anyhow::Result<Snapshot> {
         let mut rrsets = BTreeMap::new();
+        if keys.len() > 1
+            && let Some(all) = self.list_whole_zone().await?
+        {
+            // The whole zone: an rrset not in it is absent.
+            for key in keys {
+                rrsets.insert(key.clone(), self.pick(key, &all)?);
+            }
+            return Ok(Snapshot { rrsets });
+        }
         for key in keys {
             rrsets.insert(key.clone(), self.list_one(key).await?);
         }

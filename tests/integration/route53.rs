@@ -117,13 +117,13 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
             .collect::<std::collections::BTreeMap<_, _>>()
     };
     run_expect(&mut env.flags("join", SERVICE), 0);
-    // Zone lookup, one read per rrset (host A, SRV, registry), one batch, GetChange.
+    // Zone lookup, one read of the whole (small) zone, one batch, GetChange.
     let join = requests(&env);
     assert_eq!(
         join,
         count(&[
             ("ListHostedZonesByName", 1),
-            ("ListResourceRecordSets", 3),
+            ("ListResourceRecordSets", 1),
             ("ChangeResourceRecordSets", 1),
             ("GetChange", 1)
         ])
@@ -131,7 +131,7 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
     run_expect(&mut env.flags("join", SERVICE), 0);
     assert_eq!(
         requests(&env),
-        count(&[("ListHostedZonesByName", 1), ("ListResourceRecordSets", 3)]),
+        count(&[("ListHostedZonesByName", 1), ("ListResourceRecordSets", 1)]),
         "an idempotent join only reads"
     );
     // Leave also lists the other instances' registries (one page per 300), so
@@ -141,10 +141,42 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
         requests(&env),
         count(&[
             ("ListHostedZonesByName", 1),
-            ("ListResourceRecordSets", 4),
+            ("ListResourceRecordSets", 2),
             ("ChangeResourceRecordSets", 1),
             ("GetChange", 1)
         ])
     );
     eprintln!("join: {join:?}");
+}
+
+/// A zone of more than one page is read rrset by rrset, and still right.
+#[test]
+fn a_zone_larger_than_a_page_is_read_rrset_by_rrset() {
+    let env = Env::new();
+    for i in 0..320 {
+        env.r53.put_rrset(
+            &env.zone_id,
+            testkit::route53::RrSet::simple(
+                &format!("filler-{i:03}.example.com."),
+                "A",
+                60,
+                &["192.0.2.1"],
+            ),
+        );
+    }
+    env.r53.put_rrset(
+        &env.zone_id,
+        testkit::route53::RrSet::simple("www.example.com.", "A", 60, &["192.0.2.99"]),
+    );
+    env.r53.reset_stats();
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    let reads = env.r53.stats().requests["ListResourceRecordSets"];
+    // One page that was not the whole zone, then one read per rrset (www and
+    // the registry).
+    assert_eq!(reads, 1 + 2, "{:?}", env.r53.stats().requests);
+    let mut www = env.values("www", "A");
+    www.sort();
+    assert_eq!(www, ["192.0.2.99", "203.0.113.7"]);
+    run_expect(&mut env.flags("leave", "--name www"), 0);
+    assert_eq!(env.values("www", "A"), ["192.0.2.99"]);
 }
