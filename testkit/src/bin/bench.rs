@@ -1088,7 +1088,13 @@ fn markdown(r: &Json) -> String {
             ratio("leave_ratio"),
             f["leave_requests"],
             f["leave_throttled"],
-            f["failed_exits"],
+            match f["killed_at_deadline"].as_u64().unwrap_or(0) {
+                0 => f["failed_exits"].to_string(),
+                killed => format!(
+                    "{} ({killed} still leaving at the deadline, killed)",
+                    f["failed_exits"]
+                ),
+            },
             f["left_behind"],
             f["n"],
             if f["persons_value_kept"] == true {
