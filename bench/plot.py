@@ -47,38 +47,16 @@ def main() -> None:
     phase("join_secs", "o", "dnsreg join: all N published")
     phase("leave_secs", "s", "dnsreg leave: all N removed")
     ax1.plot(n, [f["join_floor_secs"] for f in fleet], "k--_", markersize=14, label="floor: N changes at the rate")
-    if base:
-        ax1.plot(
-            [b["n"] for b in base],
-            [b["secs"] for b in base],
-            "x:",
-            color="grey",
-            label="AWS CLI join (loses values)",
-        )
-    ax1.set_xlabel("agents joining at once (N)")
-    ax1.set_ylabel("seconds")
-    ax1.set_title("time to converge")
-    ax1.grid(True, alpha=0.3)
-    ax1.legend(fontsize=8)
+    baseline(ax1, base, "secs", "AWS CLI join (loses values)")
+    finish(ax1, "seconds", "time to converge")
 
     ax2.plot(n, [f["join_requests"] for f in fleet], "o-", label="dnsreg join: requests")
     ax2.plot(n, [f["leave_requests"] for f in fleet], "s-", label="dnsreg leave: requests")
     ax2.plot(n, [f["join_throttled"] for f in fleet], "o:", label="of which throttled (join)")
     ax2.plot(n, [f["leave_throttled"] for f in fleet], "s:", label="of which throttled (leave)")
     ax2.plot(n, n, "k--_", markersize=14, label="floor: one change per agent")
-    if base:
-        ax2.plot(
-            [b["n"] for b in base],
-            [b["requests"] for b in base],
-            "x:",
-            color="grey",
-            label="AWS CLI join: requests",
-        )
-    ax2.set_xlabel("agents joining at once (N)")
-    ax2.set_ylabel("requests")
-    ax2.set_title("requests sent")
-    ax2.grid(True, alpha=0.3)
-    ax2.legend(fontsize=8)
+    baseline(ax2, base, "requests", "AWS CLI join: requests")
+    finish(ax2, "requests", "requests sent")
 
     lost = ", ".join(
         f"N={f['n']}: {f['lost']} lost, {f['left_behind']} left behind" for f in fleet
@@ -86,6 +64,20 @@ def main() -> None:
     fig.text(0.5, 0.01, f"dnsreg values: {lost}", ha="center", fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     fig.savefig(sys.argv[2], dpi=110)
+
+
+def baseline(ax, base, key, label):
+    """The AWS CLI fleet's `key` against N, where it was run."""
+    if base:
+        ax.plot([b["n"] for b in base], [b[key] for b in base], "x:", color="grey", label=label)
+
+
+def finish(ax, ylabel, title):
+    ax.set_xlabel("agents joining at once (N)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

@@ -60,19 +60,7 @@ fn signal(child: &Child, sig: &str) {
 fn the_agent_joins_reconciles_follows_the_address_and_leaves_on_sigterm() {
     let env = Env::new();
     let config = env.config("dnsreg.toml", CONFIG);
-    let sock_path = env.dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_nonblocking(true).unwrap();
-    let mut child = env
-        .dnsreg()
-        .arg("-c")
-        .arg(&config)
-        .arg("run")
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, sock) = start(&env, &config);
 
     let mut seen = Vec::new();
     wait_for(20, "READY=1", || {
@@ -496,34 +484,22 @@ fn a_provider_that_is_down_does_not_hold_up_the_others() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}/client/v4", dead.local_addr().unwrap());
     drop(dead);
+    let token = env.dir.path().join("cf.token");
+    std::fs::write(&token, "t").unwrap();
     let config = env.config(
         "dnsreg.toml",
         &CONFIG
             .replace(
                 "[[host]]",
                 &format!(
-                    "[providers.cf]\ntype = \"cloudflare\"\nzone = \"example.com\"\nendpoint = \"{dead_url}\"\n\n[[host]]"
+                    "[providers.cf]\ntype = \"cloudflare\"\nzone = \"example.com\"\nendpoint = \"{dead_url}\"\ntoken_file = \"{}\"\n\n[[host]]",
+                    token.display()
                 ),
             )
             .replace("providers = [\"r53\"]\nname = \"www\"", "providers = [\"r53\", \"cf\"]\nname = \"www\""),
     );
     let started = Instant::now();
-    let (child, _sock) = {
-        let sock_path = env.dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&sock_path).unwrap();
-        let child = env
-            .dnsreg()
-            .arg("-c")
-            .arg(&config)
-            .arg("run")
-            .env("CLOUDFLARE_API_TOKEN", "t")
-            .env("NOTIFY_SOCKET", &sock_path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        (child, sock)
-    };
+    let (child, _sock) = start(&env, &config);
     // Route53's records come at once, while Cloudflare is still being retried.
     wait_for(10, "the Route53 records", || {
         env.values("www", "A") == ["203.0.113.7"]
@@ -545,15 +521,7 @@ fn a_zone_lookup_that_failed_is_tried_again_by_the_next_reconcile() {
         "dnsreg.toml",
         &CONFIG.replace("zone = \"example.com\"", "zone = \"example.org\""),
     );
-    let child = env
-        .dnsreg()
-        .arg("-c")
-        .arg(&config)
-        .arg("run")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, _sock) = start(&env, &config);
     std::thread::sleep(Duration::from_secs(2));
     let org = env.r53.create_zone("example.org");
     // Once it exists, a later reconcile finds it and publishes (the first,

@@ -21,8 +21,8 @@ use testkit::cloudflare::CfFault;
 use testkit::dnsproxy::{DnsFault, DnsProxy, Kind};
 use testkit::route53::Fault;
 
-use crate::battery::{Backend, CloudflareBackend, Route53Backend, World};
-use crate::util::{ZONE, absolute, stderr, stdout};
+use crate::battery::{Backend, CloudflareBackend, Rfc2136Backend, Route53Backend, World};
+use crate::util::{ZONE, stderr, stdout};
 
 /// The instance the metadata stand-in describes, and its address.
 const ME: &str = "i-0123456789abcdef0";
@@ -225,9 +225,10 @@ impl Faulty for CloudflareBackend {
 }
 
 /// A real BIND behind a [`DnsProxy`]: dnsreg and the tests' own writers talk
-/// to the proxy; the zone is read from BIND directly.
+/// to the proxy; the zone is read from BIND directly. Everything but the
+/// faults is the battery's [`Rfc2136Backend`].
 pub struct ProxiedBind {
-    pub bind: Bind,
+    pub inner: Rfc2136Backend,
     pub proxy: DnsProxy,
 }
 
@@ -239,62 +240,34 @@ impl Backend for ProxiedBind {
     fn start(_dir: &Path) -> ProxiedBind {
         let bind = Bind::start();
         let proxy = DnsProxy::start(bind.addr());
-        ProxiedBind { bind, proxy }
+        let inner = Rfc2136Backend::behind(bind, proxy.addr());
+        ProxiedBind { inner, proxy }
     }
 
     fn env(&self, _cmd: &mut Command) {}
 
     fn provider_flags(&self) -> Vec<String> {
-        [
-            "--provider",
-            "rfc2136",
-            "--zone",
-            ZONE,
-            "--server",
-            &self.proxy.addr().to_string(),
-            "--tsig-key-file",
-            &self.bind.key_file().display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec()
+        self.inner.provider_flags()
     }
 
     fn provider_table(&self) -> String {
-        format!(
-            "type = \"rfc2136\"\nzone = \"{ZONE}\"\nserver = \"{}\"\ntsig_key_file = \"{}\"",
-            self.proxy.addr(),
-            self.bind.key_file().display()
-        )
+        self.inner.provider_table()
     }
 
     fn values(&self, name: &str, rtype: &str) -> Vec<String> {
-        self.bind.values(&absolute(name), rtype)
+        self.inner.values(name, rtype)
     }
 
     fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
-        self.bind.ttl(&absolute(name), rtype)
+        self.inner.ttl(name, rtype)
     }
 
     fn put_by_hand(&self, name: &str, rtype: &str, value: &str, ttl: u32) {
-        self.bind.nsupdate(&format!(
-            "update add {} {ttl} {rtype} {value}",
-            absolute(name)
-        ));
+        self.inner.put_by_hand(name, rtype, value, ttl);
     }
 
-    /// From a zone transfer, without the TTL column.
     fn records(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .bind
-            .records()
-            .iter()
-            .map(|line| {
-                let f: Vec<&str> = line.splitn(3, ' ').collect();
-                format!("{} {}", f[0], f[2])
-            })
-            .collect();
-        out.sort();
-        out
+        self.inner.records()
     }
 
     fn inject_transient_faults(&self) -> bool {
@@ -348,7 +321,7 @@ impl Faulty for ProxiedBind {
     }
 
     fn conflicts(&self) -> Option<u64> {
-        let log = self.bind.log();
+        let log = self.inner.bind.log();
         u64::try_from(log.matches("prerequisite not satisfied").count()).ok()
     }
 }

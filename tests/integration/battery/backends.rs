@@ -303,6 +303,15 @@ impl Backend for CloudflareBackend {
 /// with nsupdate.
 pub struct Rfc2136Backend {
     pub bind: Bind,
+    /// Where dnsreg sends its messages: BIND itself, or something in front.
+    pub server: std::net::SocketAddr,
+}
+
+impl Rfc2136Backend {
+    /// The zone served by `bind`, with dnsreg pointed at `server`.
+    pub fn behind(bind: Bind, server: std::net::SocketAddr) -> Rfc2136Backend {
+        Rfc2136Backend { bind, server }
+    }
 }
 
 impl Backend for Rfc2136Backend {
@@ -311,9 +320,9 @@ impl Backend for Rfc2136Backend {
     }
 
     fn start(_dir: &Path) -> Rfc2136Backend {
-        Rfc2136Backend {
-            bind: Bind::start(),
-        }
+        let bind = Bind::start();
+        let server = bind.addr();
+        Rfc2136Backend::behind(bind, server)
     }
 
     /// Server and key travel in flags and files.
@@ -321,7 +330,7 @@ impl Backend for Rfc2136Backend {
 
     fn provider_flags(&self) -> Vec<String> {
         let mut f = strings(["--provider", "rfc2136", "--zone", ZONE, "--server"]);
-        f.push(self.bind.addr().to_string());
+        f.push(self.server.to_string());
         f.push("--tsig-key-file".into());
         f.push(self.bind.key_file().display().to_string());
         f
@@ -330,7 +339,7 @@ impl Backend for Rfc2136Backend {
     fn provider_table(&self) -> String {
         format!(
             "type = \"rfc2136\"\nzone = \"{ZONE}\"\nserver = \"{}\"\ntsig_key_file = \"{}\"",
-            self.bind.addr(),
+            self.server,
             self.bind.key_file().display()
         )
     }

@@ -20,7 +20,7 @@ use crate::util::isolate;
 mod backends;
 mod tests;
 
-pub use backends::{CloudflareBackend, Route53Backend};
+pub use backends::{CloudflareBackend, Rfc2136Backend, Route53Backend};
 pub use tests::FULL;
 
 /// One provider under test: a stand-in (or real server) holding one zone `example.com`.
