@@ -3,9 +3,10 @@
 //!
 //! Every request goes through the same steps, in the order AWS applies them:
 //! count it, check the SigV4 `Authorization` header (403 without a well-formed
-//! one), take an injected fault if one is queued, take a token from the account's
-//! bucket (400 `Throttling` when empty), then run the operation under the state
-//! lock. Errors use the REST-XML `ErrorResponse` shape with an
+//! one), take an injected fault if one is queued, take tokens from the rate
+//! limits' buckets (400 `Throttling` when one is short; see [`super::Quota`]),
+//! for a change batch draw PriorRequestNotComplete when it is switched on, then
+//! run the operation under the state lock. Errors use the REST-XML `ErrorResponse` shape with an
 //! `x-amzn-RequestId` header; InvalidChangeBatch too, with every problem of the
 //! batch in one bracketed Message, which is what Route53 sends today (the older
 //! `<InvalidChangeBatch><Messages>` document is gone: aws-sdk-kotlin#1433 and
@@ -15,6 +16,7 @@ use crate::query::{Query, percent_decode};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -115,6 +117,16 @@ impl ApiError {
 
     fn throttling() -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded")
+    }
+
+    /// What Route53 answers a change that arrives while a prior one is still
+    /// being processed ("Quotas", "Maximums on API requests").
+    fn prior_request_not_complete() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "PriorRequestNotComplete",
+            "The request was rejected because Route 53 was still processing a prior request.",
+        )
     }
 
     fn into_response(self, request_id: &str) -> Response {
@@ -225,13 +237,11 @@ async fn handle(
 ) -> Response {
     let request_id = request_id();
     let op = Op::recognise(&method, uri.path());
+    let action = op.name();
+    let is_write = matches!(op, Op::ChangeResourceRecordSets(_));
     let fault = {
         let mut state = shared.lock();
-        *state
-            .stats
-            .requests
-            .entry(op.name().to_owned())
-            .or_default() += 1;
+        *state.stats.requests.entry(action.to_owned()).or_default() += 1;
         let request = auth::Request {
             method: method.as_str(),
             path: uri.path(),
@@ -242,7 +252,6 @@ async fn handle(
         if let Err(e) = auth::check(&request, state.keys.as_ref()) {
             return e.into_response(&request_id);
         }
-        let is_write = matches!(op, Op::ChangeResourceRecordSets(_));
         match state.faults.pop_front() {
             None if is_write => state.write_faults.pop_front(),
             fault => fault,
@@ -262,11 +271,7 @@ async fn handle(
             return Response::new(Body::new(Abort));
         }
         Some(Fault::Throttling) => Some(ApiError::throttling()),
-        Some(Fault::PriorRequestNotComplete) => Some(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "PriorRequestNotComplete",
-            "The request was rejected because Route 53 was still processing a prior request.",
-        )),
+        Some(Fault::PriorRequestNotComplete) => Some(ApiError::prior_request_not_complete()),
         Some(Fault::InternalError) => Some(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalFailure",
@@ -279,10 +284,25 @@ async fn handle(
         )),
     };
     let mut state = shared.lock();
-    let admitted = state.bucket.as_mut().is_none_or(super::Bucket::admit);
+    let changes = if is_write {
+        state.limits.change_cost(&String::from_utf8_lossy(&body))
+    } else {
+        0.0
+    };
+    let admitted = state.limits.admit(action, changes, Instant::now());
     let outcome = match injected {
         Some(error) => Err(error),
         None if !admitted => Err(ApiError::throttling()),
+        // Drawn only for writes that got this far, so that the sequence of
+        // draws depends on the seed and the writes alone.
+        None if is_write
+            && state
+                .prior_request
+                .as_mut()
+                .is_some_and(super::PriorRequest::refuse) =>
+        {
+            Err(ApiError::prior_request_not_complete())
+        }
         None => {
             let query = Query::parse(uri.query().unwrap_or(""));
             let body = String::from_utf8_lossy(&body);
@@ -301,7 +321,15 @@ async fn handle(
         }
         Err(error) => {
             match error.code {
-                "Throttling" => state.stats.throttled += 1,
+                "Throttling" => {
+                    state.stats.throttled += 1;
+                    *state
+                        .stats
+                        .throttled_by_action
+                        .entry(action.to_owned())
+                        .or_default() += 1;
+                }
+                "PriorRequestNotComplete" => state.stats.prior_request_not_complete += 1,
                 "InvalidChangeBatch" => state.stats.invalid_change_batch += 1,
                 _ => {}
             }

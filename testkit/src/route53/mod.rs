@@ -8,7 +8,9 @@
 //! (and the validation, routing, limits, errors and throttling around them) the
 //! way Route53 does, closely enough that the AWS SDK for Rust, botocore and the
 //! AWS CLI work against it unchanged. Tests drive it through [`Route53Server`]:
-//! seed and inspect zones, inject faults, set the account's rate limit, read
+//! seed and inspect zones, inject faults, set the account's rate limits
+//! ([`Quota`]: today's documented token buckets or the legacy five a second),
+//! refuse a share of change batches with PriorRequestNotComplete, read
 //! counters.
 //!
 //! Layout: `names` (DNS names as Route53 prints and sorts them), `values`
@@ -40,16 +42,180 @@ use crate::Running;
 use names::Name;
 use zone::Zone;
 
-/// Route53's request rate limit for a whole AWS account, in requests per second.
+/// Route53's legacy request rate limit for a whole AWS account, in requests
+/// per second: [`Quota::LEGACY`]'s rate.
 ///
 /// "Quotas" in the Route53 Developer Guide (section "Maximums on API
 /// requests") and the knowledge-center article "How can I avoid Route 53 API
 /// throttling errors?": "five requests per second per AWS account"; above it
 /// Route53 answers HTTP 400 with Code `Throttling` and Message `Rate exceeded`.
-/// (A newer "Throttling for Amazon Route 53 API requests" page describes token
-/// buckets refilling at 10 per second with a burst of 50; the stricter,
-/// long-documented figure is kept so that code passing here passes there.)
+/// Today's figures ("Throttling for Amazon Route 53 API requests") are
+/// [`Quota::CURRENT`] and [`ActionQuotas::current`].
 pub const ROUTE53_ACCOUNT_RATE: f64 = 5.0;
+
+/// One token bucket: holds at most `burst` tokens, refills at `rate` tokens a
+/// second, and starts full. A request takes one token (a change batch also
+/// takes its changes from the change bucket, see [`ChangeQuota`]); a request
+/// that finds too few is answered HTTP 400 `Throttling` "Rate exceeded" and
+/// takes nothing, from this bucket or any other, so a client that keeps
+/// retrying does not dig the bucket deeper. (A request answered with an
+/// injected fault, see [`Route53Server::fail_next`], was still admitted or
+/// throttled first, and takes its tokens when admitted, as a request that
+/// reached Route53 would.)
+///
+/// "Throttling for Amazon Route 53 API requests" (Route53 Developer Guide)
+/// calls `burst` the "bucket maximum capacity" (the burst Route53 absorbs
+/// when the bucket is full) and `rate` the bucket refill rate (the rate that
+/// can be sustained indefinitely); the page lets refill tokens be used as
+/// they arrive, so tokens refill continuously here, not once a second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quota {
+    /// Tokens added per second.
+    pub rate: f64,
+    /// The most tokens the bucket holds, and what it starts with.
+    pub burst: f64,
+}
+
+impl Quota {
+    /// Today's account-wide request bucket: burst 50, refill 10 a second
+    /// ("Throttling for Amazon Route 53 API requests", the table of request
+    /// rate limits per API action, its row for all actions combined at the
+    /// account level). The page also gives every action a bucket of its own
+    /// ([`ActionQuotas::current`]).
+    pub const CURRENT: Quota = Quota {
+        rate: 10.0,
+        burst: 50.0,
+    };
+
+    /// The long-documented account limit, "five requests per second per AWS
+    /// account" ("Quotas", section "Maximums on API requests"; the
+    /// knowledge-center article "How can I avoid Route 53 API throttling
+    /// errors?" calls it a hard limit). Those pages name no burst; this
+    /// bucket holds one second's worth, five, exactly what
+    /// [`Route53Server::set_rate_limit`]`(Some(`[`ROUTE53_ACCOUNT_RATE`]`))`
+    /// has always installed.
+    pub const LEGACY: Quota = Quota {
+        rate: ROUTE53_ACCOUNT_RATE,
+        burst: ROUTE53_ACCOUNT_RATE,
+    };
+
+    /// `rate` a second with one second's worth of burst (at least one token):
+    /// the bucket [`Route53Server::set_rate_limit`] installs.
+    pub fn per_second(rate: f64) -> Quota {
+        Quota {
+            rate,
+            burst: rate.max(1.0),
+        }
+    }
+
+    fn check(&self, what: &str) {
+        assert!(
+            self.rate.is_finite()
+                && self.rate >= 0.0
+                && self.burst.is_finite()
+                && self.burst >= 1.0,
+            "{what}: a bucket needs a finite rate >= 0 and a burst >= 1, not {self:?}"
+        );
+    }
+}
+
+/// A bucket per action on top of the account's ("Throttling for Amazon Route
+/// 53 API requests": request rate limits apply at the account level and at
+/// the account-and-action level; a request takes a token from both buckets
+/// and is throttled if either is empty). Action names are the keys of
+/// [`Stats::requests`]; a request to no operation (`Unknown`) meets only the
+/// account bucket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionQuotas {
+    /// The bucket of every action not in `actions`.
+    pub default: Quota,
+    /// Actions with a bucket of their own size.
+    pub actions: BTreeMap<String, Quota>,
+}
+
+impl ActionQuotas {
+    /// Today's per-action buckets ("Throttling for Amazon Route 53 API
+    /// requests", the table of request rate limits per API action): burst 50
+    /// and 10 a second for any action the table does not list, and, of the
+    /// actions this stand-in serves, CreateHostedZone 40 / 2 a second and
+    /// DeleteHostedZone 40 / 5 a second. ChangeResourceRecordSets, GetChange,
+    /// GetHostedZone, ListHostedZones, ListHostedZonesByName and
+    /// ListResourceRecordSets are not in the (alphabetical) table and get the
+    /// default.
+    pub fn current() -> ActionQuotas {
+        ActionQuotas {
+            default: Quota::CURRENT,
+            actions: BTreeMap::from([
+                (
+                    "CreateHostedZone".to_owned(),
+                    Quota {
+                        rate: 2.0,
+                        burst: 40.0,
+                    },
+                ),
+                (
+                    "DeleteHostedZone".to_owned(),
+                    Quota {
+                        rate: 5.0,
+                        burst: 40.0,
+                    },
+                ),
+            ]),
+        }
+    }
+
+    fn quota(&self, action: &str) -> Quota {
+        self.actions.get(action).copied().unwrap_or(self.default)
+    }
+}
+
+/// The account's change-throughput bucket, opt-in and with no default.
+///
+/// "Throttling for Amazon Route 53 API requests" describes a second limit
+/// beside the request rate: "Change throughput: the number of individual DNS
+/// record changes per second, aggregated across the API actions that modify
+/// DNS data", a token bucket where "each change" removes tokens, and "A
+/// request can be throttled by either limit" (answered like the request
+/// limit: 400 `Throttling` "Rate exceeded"). Its bucket sizes and refill
+/// rates were not in the copies of that page that could be read when this
+/// was written, so the stand-in offers no constant for them: a caller that
+/// knows the figures supplies them. Here a ChangeResourceRecordSets request
+/// costs one token per `Change` element, `upsert_cost` per UPSERT (the
+/// knowledge-center article "How can I avoid Route 53 API throttling
+/// errors?" says "UPSERT requests count twice", and "Quotas" counts an
+/// UPSERT's ResourceRecord elements and characters twice; whether the change
+/// bucket does the same is not stated in what could be read, hence the
+/// field). A batch whose cost exceeds `bucket.burst` is always throttled. A
+/// body that is not a change batch costs nothing here (it fails validation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChangeQuota {
+    /// The bucket, in changes.
+    pub bucket: Quota,
+    /// Tokens an UPSERT takes (CREATE and DELETE take one).
+    pub upsert_cost: f64,
+}
+
+/// The probability of PriorRequestNotComplete and the generator drawing it.
+struct PriorRequest {
+    probability: f64,
+    /// SplitMix64 state: one draw per admitted ChangeResourceRecordSets.
+    rng: u64,
+}
+
+impl PriorRequest {
+    /// Draws once; true with the configured probability.
+    fn refuse(&mut self) -> bool {
+        // SplitMix64 (Steele, Lea and Flood), the top 53 bits as a fraction in [0, 1).
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        #[allow(clippy::cast_precision_loss)]
+        let fraction = (z >> 11) as f64 / (1u64 << 53) as f64;
+        fraction < self.probability
+    }
+}
 
 /// How long a change stays PENDING before GetChange reports INSYNC, by default.
 pub const DEFAULT_INSYNC_AFTER: Duration = Duration::from_millis(200);
@@ -76,13 +242,22 @@ pub enum Fault {
 }
 
 /// Counters since start or the last [`Route53Server::reset_stats`].
+///
+/// Requests admitted per action are `requests[action]` less
+/// `throttled_by_action[action]` (less any refused at the signature check).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Requests received per action name (`ChangeResourceRecordSets`, `GetChange`,
     /// …; `Unknown` for paths that are no operation), whatever their outcome.
     pub requests: BTreeMap<String, u64>,
-    /// Responses with Code `Throttling` (rate limit or injected fault).
+    /// Responses with Code `Throttling` (a bucket was empty, or an injected fault).
     pub throttled: u64,
+    /// The same responses per action name (keys as in `requests`; actions
+    /// never throttled are absent).
+    pub throttled_by_action: BTreeMap<String, u64>,
+    /// Responses with Code `PriorRequestNotComplete` (drawn after
+    /// [`Route53Server::set_prior_request_not_complete`], or an injected fault).
+    pub prior_request_not_complete: u64,
     /// Responses with Code `InvalidChangeBatch`.
     pub invalid_change_batch: u64,
     /// ChangeResourceRecordSets requests that were applied.
@@ -136,36 +311,77 @@ struct ChangeRecord {
     comment: Option<String>,
 }
 
-/// The account-wide token bucket: holds at most `capacity` tokens (one second's
-/// worth, at least one) and refills at `rate` per second.
+/// A token bucket as [`Quota`] describes it.
 struct Bucket {
-    rate: f64,
-    capacity: f64,
+    quota: Quota,
     tokens: f64,
     last: Instant,
 }
 
 impl Bucket {
-    fn new(rate: f64) -> Bucket {
-        let capacity = rate.max(1.0);
+    /// Full.
+    fn new(quota: Quota, now: Instant) -> Bucket {
         Bucket {
-            rate,
-            capacity,
-            tokens: capacity,
-            last: Instant::now(),
+            quota,
+            tokens: quota.burst,
+            last: now,
         }
     }
 
-    fn admit(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.capacity);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+    fn refill(&mut self, now: Instant) {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.quota.rate;
+        self.tokens = (self.tokens + refill).min(self.quota.burst);
+        self.last = self.last.max(now);
+    }
+}
+
+/// Every bucket a request may have to take tokens from.
+#[derive(Default)]
+struct Limits {
+    account: Option<Bucket>,
+    /// The sizes, and the buckets of the actions met so far.
+    actions: Option<(ActionQuotas, HashMap<String, Bucket>)>,
+    changes: Option<(ChangeQuota, Bucket)>,
+}
+
+impl Limits {
+    /// Takes one token from the account's and the action's bucket and
+    /// `changes` from the change bucket, or nothing at all when any of them
+    /// has too few (then the request is throttled).
+    fn admit(&mut self, action: &str, changes: f64, now: Instant) -> bool {
+        let account = self.account.as_mut();
+        let action_bucket = match (&mut self.actions, action) {
+            (_, "Unknown") | (None, _) => None,
+            (Some((quotas, buckets)), action) => Some(
+                buckets
+                    .entry(action.to_owned())
+                    .or_insert_with(|| Bucket::new(quotas.quota(action), now)),
+            ),
+        };
+        let change_bucket = self.changes.as_mut().map(|(_, b)| b);
+        let mut takes: Vec<(&mut Bucket, f64)> = Vec::with_capacity(3);
+        takes.extend(account.map(|b| (b, 1.0)));
+        takes.extend(action_bucket.map(|b| (b, 1.0)));
+        if changes > 0.0 {
+            takes.extend(change_bucket.map(|b| (b, changes)));
+        }
+        for (bucket, _) in &mut takes {
+            bucket.refill(now);
+        }
+        if takes.iter().any(|(bucket, cost)| bucket.tokens < *cost) {
+            return false;
+        }
+        for (bucket, cost) in takes {
+            bucket.tokens -= cost;
+        }
+        true
+    }
+
+    /// Tokens a change batch takes from the change bucket (0 without one).
+    fn change_cost(&self, body: &str) -> f64 {
+        match &self.changes {
+            None => 0.0,
+            Some((quota, _)) => ops::change_cost(body, quota.upsert_cost),
         }
     }
 }
@@ -178,7 +394,9 @@ struct State {
     faults: VecDeque<Fault>,
     /// Faults for ChangeResourceRecordSets only (after `faults`).
     write_faults: VecDeque<Fault>,
-    bucket: Option<Bucket>,
+    limits: Limits,
+    /// Set by [`Route53Server::set_prior_request_not_complete`].
+    prior_request: Option<PriorRequest>,
     /// When set, the only key pair requests may be signed with.
     keys: Option<auth::Keys>,
     insync_after: Duration,
@@ -280,7 +498,8 @@ impl Route53Server {
                 changes: HashMap::new(),
                 faults: VecDeque::new(),
                 write_faults: VecDeque::new(),
-                bucket: None,
+                limits: Limits::default(),
+                prior_request: None,
                 keys: None,
                 insync_after: DEFAULT_INSYNC_AFTER,
                 stats: Stats::default(),
@@ -401,9 +620,87 @@ impl Route53Server {
     /// Limits the whole account to `per_second` requests per second (a token
     /// bucket holding one second's worth, starting full); requests over it get
     /// HTTP 400 `Throttling` "Rate exceeded". `None` (the default) is unlimited.
-    /// Use [`ROUTE53_ACCOUNT_RATE`] for Route53's documented limit.
+    /// Use [`ROUTE53_ACCOUNT_RATE`] for Route53's legacy documented limit.
+    /// The same as [`set_quota`](Route53Server::set_quota)`(per_second.map(`[`Quota::per_second`]`))`.
     pub fn set_rate_limit(&self, per_second: Option<f64>) {
-        self.shared.lock().bucket = per_second.map(Bucket::new);
+        self.set_quota(per_second.map(Quota::per_second));
+    }
+
+    /// The account-wide request bucket: `Some(`[`Quota::CURRENT`]`)` for
+    /// today's documented 10 a second with a burst of 50,
+    /// `Some(`[`Quota::LEGACY`]`)` for five a second, `None` (the default)
+    /// for none. A request that finds it empty gets HTTP 400 `Throttling`
+    /// "Rate exceeded" and takes no token (see [`Quota`]). The bucket starts
+    /// full, also when replacing another. Panics on a rate below 0 or a
+    /// burst below 1.
+    pub fn set_quota(&self, quota: Option<Quota>) {
+        if let Some(quota) = &quota {
+            quota.check("set_quota");
+        }
+        self.shared.lock().limits.account = quota.map(|q| Bucket::new(q, Instant::now()));
+    }
+
+    /// A bucket per action as well (`None`, the default: none). Each
+    /// action's bucket starts full when the action is first met after this
+    /// call. Panics on a rate below 0 or a burst below 1.
+    pub fn set_action_quotas(&self, quotas: Option<ActionQuotas>) {
+        if let Some(quotas) = &quotas {
+            quotas.default.check("set_action_quotas");
+            for quota in quotas.actions.values() {
+                quota.check("set_action_quotas");
+            }
+        }
+        self.shared.lock().limits.actions = quotas.map(|q| (q, HashMap::new()));
+    }
+
+    /// Today's documented request limits, as "Throttling for Amazon Route 53
+    /// API requests" gives them: [`Quota::CURRENT`] for the account and
+    /// [`ActionQuotas::current`] per action. The change-throughput bucket,
+    /// whose figures are not known here, is left as it is (see
+    /// [`set_change_quota`](Route53Server::set_change_quota)).
+    pub fn set_current_quotas(&self) {
+        self.set_quota(Some(Quota::CURRENT));
+        self.set_action_quotas(Some(ActionQuotas::current()));
+    }
+
+    /// The account's change-throughput bucket (`None`, the default: none);
+    /// see [`ChangeQuota`] for what a batch costs and why there is no
+    /// documented default. Starts full. Panics on a rate below 0, a burst
+    /// below 1 or a negative UPSERT cost.
+    pub fn set_change_quota(&self, quota: Option<ChangeQuota>) {
+        if let Some(quota) = &quota {
+            quota.bucket.check("set_change_quota");
+            assert!(
+                quota.upsert_cost.is_finite() && quota.upsert_cost >= 0.0,
+                "set_change_quota: upsert_cost must be finite and >= 0, not {}",
+                quota.upsert_cost
+            );
+        }
+        self.shared.lock().limits.changes =
+            quota.map(|q| (q, Bucket::new(q.bucket, Instant::now())));
+    }
+
+    /// From now on each ChangeResourceRecordSets request that gets past the
+    /// rate limits (and meets no injected fault) is, with `probability`,
+    /// refused with HTTP 400 `PriorRequestNotComplete` "The request was
+    /// rejected because Route 53 was still processing a prior request." and
+    /// not applied, as Route53 does to a change that arrives while another
+    /// for the zone is still being processed ("Quotas", and "How can I avoid
+    /// Route 53 API throttling errors?"). The draws come from a generator
+    /// seeded with `seed`: one draw per such request, so the same seed and
+    /// the same sequence of requests give the same refusals. Probability 0
+    /// (the default) refuses none, 1 every one. Counted in
+    /// [`Stats::prior_request_not_complete`]. Panics unless `probability` is
+    /// within 0..=1.
+    pub fn set_prior_request_not_complete(&self, probability: f64, seed: u64) {
+        assert!(
+            (0.0..=1.0).contains(&probability),
+            "set_prior_request_not_complete: a probability is within 0..=1, not {probability}"
+        );
+        self.shared.lock().prior_request = Some(PriorRequest {
+            probability,
+            rng: seed,
+        });
     }
 
     /// The next `n` requests (any operation, once past the signature check) get

@@ -391,6 +391,26 @@ fn describe(action: &str, name: &str, rtype: &str, set_id: Option<&str>) -> Stri
 
 /// Reads and shape-checks the batch (InvalidInput stops at the first problem;
 /// bad names are InvalidChangeBatch, all reported). Returns the changes and Comment.
+/// What a change batch takes from the change-throughput bucket: one per
+/// `Change`, `upsert_cost` per UPSERT; 0 for a body that is no change batch
+/// (it fails validation later). Actions are matched as Route53 spells them.
+pub(crate) fn change_cost(body: &str, upsert_cost: f64) -> f64 {
+    let Ok(root) = xml::parse(body) else {
+        return 0.0;
+    };
+    root.child("ChangeBatch")
+        .and_then(|batch| batch.child("Changes"))
+        .map_or(0.0, |changes| {
+            changes
+                .all("Change")
+                .map(|change| match change.text_of("Action").as_deref() {
+                    Some("UPSERT") => upsert_cost,
+                    _ => 1.0,
+                })
+                .sum()
+        })
+}
+
 fn parse_batch(body: &str) -> Result<(Vec<Change>, Option<String>), ApiError> {
     let root = parse_document(body, "ChangeResourceRecordSetsRequest")?;
     let batch = root

@@ -9,7 +9,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::xml::{self, Element};
-use super::{Fault, ROUTE53_ACCOUNT_RATE, Route53Server, RrSet};
+use super::{
+    ActionQuotas, ChangeQuota, Fault, Limits, Quota, ROUTE53_ACCOUNT_RATE, Route53Server, RrSet,
+};
 use crate::serve::probe;
 
 const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/route53/aws4_request, \
@@ -1404,10 +1406,301 @@ fn the_account_rate_limit_throttles_with_rate_exceeded() {
     assert_eq!(&statuses[..5], &[200; 5]);
     assert_error(replies.last().unwrap(), 400, "Throttling", "Rate exceeded");
     assert_eq!(server.stats().throttled, 1);
+    assert_eq!(
+        server.stats().throttled_by_action,
+        [("GetHostedZone".to_owned(), 1)].into()
+    );
     std::thread::sleep(Duration::from_millis(450));
     assert_eq!(get(&server, &path).status, 200, "two tokens came back");
     server.set_rate_limit(None);
     assert!((0..20).all(|_| get(&server, &path).status == 200));
+}
+
+#[test]
+fn the_documented_quotas() {
+    assert_eq!(
+        Quota::CURRENT,
+        Quota {
+            rate: 10.0,
+            burst: 50.0
+        }
+    );
+    // The legacy quota is what set_rate_limit(Some(5.0)) always installed.
+    assert_eq!(Quota::LEGACY, Quota::per_second(ROUTE53_ACCOUNT_RATE));
+    assert_eq!(Quota::per_second(0.5).burst, 1.0);
+    let current = ActionQuotas::current();
+    assert_eq!(current.quota("ListResourceRecordSets"), Quota::CURRENT);
+    assert_eq!(current.quota("ChangeResourceRecordSets"), Quota::CURRENT);
+    assert_eq!(
+        current.quota("CreateHostedZone"),
+        Quota {
+            rate: 2.0,
+            burst: 40.0
+        }
+    );
+    assert_eq!(
+        current.quota("DeleteHostedZone"),
+        Quota {
+            rate: 5.0,
+            burst: 40.0
+        }
+    );
+}
+
+/// The buckets on a clock of the test's own, exactly.
+#[test]
+fn buckets_start_full_refill_at_their_rate_and_a_refusal_takes_nothing() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut limits = Limits {
+        account: Some(super::Bucket::new(Quota::CURRENT, t0)),
+        ..Limits::default()
+    };
+    assert!(
+        (0..50).all(|_| limits.admit("GetChange", 0.0, t0)),
+        "the burst"
+    );
+    assert!(!limits.admit("GetChange", 0.0, t0));
+    // 10 a second: a token every 100 ms.
+    assert!(!limits.admit("GetChange", 0.0, at(99)));
+    assert!(limits.admit("GetChange", 0.0, at(100)));
+    assert!(!limits.admit("GetChange", 0.0, at(150)));
+    // Refused at 150 ms and took nothing: the token that was half there at
+    // 150 ms is whole at 200 ms.
+    assert!(limits.admit("GetChange", 0.0, at(200)));
+    // A second later, ten more; never more than the burst however long it waits.
+    assert_eq!(
+        (0..20)
+            .filter(|_| limits.admit("GetChange", 0.0, at(1200)))
+            .count(),
+        10
+    );
+    assert_eq!(
+        (0..80)
+            .filter(|_| limits.admit("GetChange", 0.0, at(60_000)))
+            .count(),
+        50
+    );
+
+    // Per action as well: CreateHostedZone's own bucket holds 40 and runs
+    // dry first; the account's bucket still serves other actions.
+    let mut limits = Limits {
+        account: Some(super::Bucket::new(Quota::CURRENT, t0)),
+        actions: Some((ActionQuotas::current(), Default::default())),
+        changes: None,
+    };
+    assert!((0..40).all(|_| limits.admit("CreateHostedZone", 0.0, t0)));
+    assert!(!limits.admit("CreateHostedZone", 0.0, t0));
+    assert!((0..10).all(|_| limits.admit("GetChange", 0.0, t0)));
+    assert!(!limits.admit("GetChange", 0.0, t0), "the account is empty");
+    // 500 ms: the account has 5 tokens back, CreateHostedZone's bucket 1.
+    assert!(limits.admit("CreateHostedZone", 0.0, at(500)));
+    assert!(!limits.admit("CreateHostedZone", 0.0, at(500)));
+    assert!((0..4).all(|_| limits.admit("ListResourceRecordSets", 0.0, at(500))));
+    assert!(!limits.admit("ListResourceRecordSets", 0.0, at(500)));
+    // A path that is no operation meets the account's bucket only.
+    assert!(limits.admit("Unknown", 0.0, at(600)));
+}
+
+#[test]
+fn change_throughput_counts_changes_and_upserts_at_their_cost() {
+    let create = change_xml("CREATE", &a("c.example.com", &["192.0.2.1"]));
+    let upsert = change_xml("UPSERT", &a("u.example.com", &["192.0.2.2"]));
+    let batch = batch_of(&format!("{create}{upsert}{upsert}"));
+    assert_eq!(super::ops::change_cost(&batch, 2.0), 5.0);
+    assert_eq!(super::ops::change_cost(&batch, 1.0), 3.0);
+    assert_eq!(super::ops::change_cost("not xml", 2.0), 0.0);
+
+    let (server, zone) = setup();
+    server.set_change_quota(Some(ChangeQuota {
+        bucket: Quota {
+            rate: 0.0,
+            burst: 4.0,
+        },
+        upsert_cost: 2.0,
+    }));
+    let upserts = [
+        ("UPSERT", &a("u1.example.com", &["192.0.2.1"])),
+        ("UPSERT", &a("u2.example.com", &["192.0.2.2"])),
+    ];
+    assert_eq!(change(&server, &zone, &upserts[..1]).status, 200);
+    // Two tokens left; two UPSERTs need four.
+    assert_error(
+        &change(&server, &zone, &upserts),
+        400,
+        "Throttling",
+        "Rate exceeded",
+    );
+    assert!(server.values(&zone, "u2.example.com", "A").is_empty());
+    // Reads take no change tokens.
+    assert_eq!(get(&server, &format!("hostedzone/{zone}")).status, 200);
+    assert_eq!(
+        change(
+            &server,
+            &zone,
+            &[("CREATE", &a("c1.example.com", &["192.0.2.3"]))]
+        )
+        .status,
+        200
+    );
+    let stats = server.stats();
+    assert_eq!(
+        stats.throttled_by_action,
+        [("ChangeResourceRecordSets".to_owned(), 1)].into()
+    );
+    server.set_change_quota(None);
+    assert_eq!(change(&server, &zone, &upserts).status, 200);
+}
+
+/// The current quota over HTTP, timed on the wall clock: the burst at once,
+/// then about `rate` a second.
+#[test]
+fn the_current_quota_admits_its_burst_then_its_rate() {
+    let (server, zone) = setup();
+    server.set_quota(Some(Quota::CURRENT));
+    let path = format!("hostedzone/{zone}");
+    let started = Instant::now();
+    let statuses: Vec<u16> = (0..60).map(|_| get(&server, &path).status).collect();
+    let burst_took = started.elapsed().as_secs_f64();
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(&statuses[..50], &[200; 50], "the bucket starts full");
+    let refilled = (burst_took * Quota::CURRENT.rate).floor() as usize;
+    assert!(
+        (50..=50 + refilled).contains(&passed),
+        "{passed} passed in {burst_took:.3} s: {statuses:?}"
+    );
+    // Now empty: asked every 10 ms for 600 ms, it lets about six through.
+    let started = Instant::now();
+    let mut admitted: u32 = 0;
+    while started.elapsed() < Duration::from_millis(600) {
+        if get(&server, &path).status == 200 {
+            admitted += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let expected = started.elapsed().as_secs_f64() * Quota::CURRENT.rate;
+    assert!(
+        (expected - 2.0..=expected + 2.0).contains(&f64::from(admitted)),
+        "{admitted} admitted, about {expected:.1} expected"
+    );
+    let stats = server.stats();
+    assert_eq!(
+        stats.throttled,
+        stats.requests["GetHostedZone"] - passed as u64 - u64::from(admitted)
+    );
+    assert_eq!(stats.throttled_by_action["GetHostedZone"], stats.throttled);
+}
+
+#[test]
+fn a_throttled_change_leaves_the_zone_untouched() {
+    let (server, zone) = setup();
+    // One token, never refilled.
+    server.set_quota(Some(Quota {
+        rate: 0.0,
+        burst: 1.0,
+    }));
+    assert_eq!(get(&server, &format!("hostedzone/{zone}")).status, 200);
+    let before = server.rrsets(&zone);
+    let throttled = change(
+        &server,
+        &zone,
+        &[("CREATE", &a("t.example.com", &["192.0.2.1"]))],
+    );
+    assert_error(&throttled, 400, "Throttling", "Rate exceeded");
+    assert_eq!(server.rrsets(&zone), before);
+    let stats = server.stats();
+    assert_eq!((stats.throttled, stats.applied_batches), (1, 0));
+    assert_eq!(
+        stats.throttled_by_action,
+        [("ChangeResourceRecordSets".to_owned(), 1)].into()
+    );
+    server.set_quota(None);
+    let created = change(
+        &server,
+        &zone,
+        &[("CREATE", &a("t.example.com", &["192.0.2.1"]))],
+    );
+    assert_eq!(created.status, 200);
+}
+
+/// Twenty CREATEs of names not yet there, each of which Route53 would apply:
+/// which of them were refused with PriorRequestNotComplete.
+fn refusals(server: &Route53Server, zone: &str) -> Vec<bool> {
+    (0..20)
+        .map(|i| {
+            let name = format!("p{i}.example.com");
+            let reply = change(server, zone, &[("CREATE", &a(&name, &["192.0.2.1"]))]);
+            let refused = reply.status != 200;
+            if refused {
+                assert_error(
+                    &reply,
+                    400,
+                    "PriorRequestNotComplete",
+                    "The request was rejected because Route 53 was still processing a prior request.",
+                );
+            }
+            assert_eq!(
+                server.values(zone, &name, "A").is_empty(),
+                refused,
+                "{name}: a refused change is not applied, another is"
+            );
+            refused
+        })
+        .collect()
+}
+
+#[test]
+fn prior_request_not_complete_is_drawn_with_its_probability_and_seed() {
+    let (server, zone) = setup();
+    server.set_prior_request_not_complete(1.0, 7);
+    assert_eq!(refusals(&server, &zone), [true; 20]);
+    // Reads are never refused.
+    assert_eq!(get(&server, &format!("hostedzone/{zone}")).status, 200);
+    let stats = server.stats();
+    assert_eq!(
+        (
+            stats.prior_request_not_complete,
+            stats.applied_batches,
+            stats.throttled
+        ),
+        (20, 0, 0)
+    );
+
+    let (server, zone) = setup();
+    server.set_prior_request_not_complete(0.0, 7);
+    assert_eq!(refusals(&server, &zone), [false; 20]);
+    assert_eq!(server.stats().prior_request_not_complete, 0);
+
+    // The same seed, the same refusals; some and not all at one half.
+    let (first, zone) = setup();
+    first.set_prior_request_not_complete(0.5, 42);
+    let pattern = refusals(&first, &zone);
+    let (second, zone) = setup();
+    second.set_prior_request_not_complete(0.5, 42);
+    assert_eq!(refusals(&second, &zone), pattern);
+    let refused = pattern.iter().filter(|r| **r).count();
+    assert!((1..20).contains(&refused), "{pattern:?}");
+    let stats = second.stats();
+    assert_eq!(stats.prior_request_not_complete, refused as u64);
+    assert_eq!(stats.applied_batches, 20 - refused as u64);
+
+    // A throttled write draws nothing: setting the seed again and throttling
+    // one write in between gives the same sequence.
+    let (third, zone) = setup();
+    third.set_prior_request_not_complete(0.5, 42);
+    third.fail_next_writes(1, Fault::Throttling);
+    let throttled = change(
+        &third,
+        &zone,
+        &[("CREATE", &a("x.example.com", &["192.0.2.1"]))],
+    );
+    assert_error(&throttled, 400, "Throttling", "Rate exceeded");
+    assert_eq!(refusals(&third, &zone), pattern);
+    let stats = third.stats();
+    assert_eq!(
+        (stats.throttled, stats.prior_request_not_complete),
+        (1, refused as u64)
+    );
 }
 
 #[test]
