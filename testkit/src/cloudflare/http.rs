@@ -5,7 +5,8 @@
 //! `Authorization: Bearer` header (400 `6003`/`6111` when malformed, 403 `9109`
 //! for a token the server does not know), take an injected fault if one is
 //! queued, take a slot in the sliding rate-limit window (429 `971` with
-//! `Retry-After` when full), then run the operation under the state lock.
+//! `Retry-After` when full, and for every request until that time), then run
+//! the operation under the state lock.
 //! Every answer is Cloudflare's v4 envelope: `{success, errors, messages,
 //! result}` plus `result_info` on lists.
 
@@ -358,12 +359,13 @@ pub(crate) fn front(state: &mut ServerState, request: &Request) -> Front {
 
 /// The rate limit, then the operation.
 pub(crate) fn back(state: &mut ServerState, request: &Request, now: Instant) -> Answer {
-    if let Some(wait) = state.window.admit(now) {
+    if let Err(refusal) = state.window.admit(now) {
         state.stats.failed += 1;
         state.stats.rate_limited += 1;
-        // "retry-after: the number of seconds, rounded up, until more capacity is available".
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Answer::error(ApiError::throttled(), Some(secs.max(1)));
+        if refusal.early {
+            state.stats.early_retries += 1;
+        }
+        return Answer::error(ApiError::throttled(), Some(refusal.retry_after_secs));
     }
     let op = Op::recognise(&request.method, &request.path);
     let token = request
@@ -604,6 +606,15 @@ fn find<'a>(records: &'a [Record], id: &str, path: &str) -> Result<&'a Record, A
     position(records, id, path).map(|i| &records[i])
 }
 
+/// A zone as `GET /zones` and `GET /zones/{id}` show it: a full zone on the
+/// Free plan, owned by a user, active since its creation. Every field the
+/// Zone schema requires is there, so that SDKs that validate responses
+/// strictly (the official Python SDK, generated from the OpenAPI schema)
+/// accept it: `id`, `name`, `account`, `created_on`, `modified_on`,
+/// `development_mode`, `meta`, `name_servers`, `owner` and `plan` in the
+/// current schema, `activated_on`, `original_dnshost`,
+/// `original_name_servers` and `original_registrar` (nullable) in earlier
+/// ones; the rest as Cloudflare fills them for such a zone.
 fn zone_json(zone: &Zone) -> Value {
     let at = zone::timestamp(zone.created_on);
     json!({
@@ -615,14 +626,44 @@ fn zone_json(zone: &Zone) -> Value {
         "development_mode": 0,
         "name_servers": ["ada.ns.cloudflare.com", "bob.ns.cloudflare.com"],
         "original_name_servers": null,
+        "original_registrar": null,
+        "original_dnshost": null,
         "created_on": at,
         "modified_on": at,
         "activated_on": at,
-        "account": {"id": "0123456789abcdef0123456789abcdef", "name": "testkit"},
+        "meta": {
+            "step": 2,
+            "custom_certificate_quota": 0,
+            "page_rule_quota": 3,
+            "phishing_detected": false,
+            "cdn_only": false,
+            "dns_only": false,
+            "foundation_dns": false,
+        },
+        "owner": {"id": OWNER_ID, "type": "user", "email": "testkit@example.com"},
+        "account": {"id": ACCOUNT_ID, "name": "testkit"},
+        "tenant": {"id": null, "name": null},
+        "tenant_unit": {"id": null},
         "permissions": ["#zone:read", "#dns_records:read", "#dns_records:edit"],
-        "plan": {"id": "0feeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "name": "Free Website", "legacy_id": "free", "is_subscribed": false, "can_subscribe": false},
+        "plan": {
+            "id": "0feeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+            "name": "Free Website",
+            "price": 0,
+            "currency": "USD",
+            "frequency": "",
+            "is_subscribed": false,
+            "can_subscribe": false,
+            "legacy_id": "free",
+            "legacy_discount": false,
+            "externally_managed": false,
+        },
     })
 }
+
+/// The account every zone belongs to.
+const ACCOUNT_ID: &str = "0123456789abcdef0123456789abcdef";
+/// The user who owns every zone.
+const OWNER_ID: &str = "fedcba9876543210fedcba9876543210";
 
 /// Pagination: `(page, per_page)` from the query, within the bounds.
 fn paging(

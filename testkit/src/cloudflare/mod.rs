@@ -8,7 +8,8 @@
 //! CNAME clashes refused with Cloudflare's codes; values, TTLs, proxying and
 //! comment lengths checked per the plan; API tokens with scopes and
 //! permissions; pagination with `result_info`; and the 1,200 requests per five
-//! minutes rate limit, answered with 429 and `Retry-After`. Tests drive it
+//! minutes rate limit, answered with 429 and `Retry-After`, and the block of
+//! five minutes that follows it. Tests drive it
 //! through [`CloudflareServer`]: create zones and tokens, seed and read
 //! records, inject faults, read counters.
 //!
@@ -39,6 +40,12 @@ use zone::Record;
 /// Cloudflare's global API rate limit: 1,200 requests per five minutes per
 /// user ("Rate limits", Cloudflare Fundamentals: "Client API per user/account
 /// token 1200/5 minutes"; above it the API answers HTTP 429).
+///
+/// The same page says what happens past it: "If you exceed this limit, all
+/// API calls for the next five minutes will be blocked, receiving a `HTTP
+/// 429 - Too Many Requests` response", and of the `retry-after` header: "The
+/// number of seconds, rounded up, until more capacity is available". The
+/// stand-in does exactly that; see [`CloudflareServer::set_rate_limit`].
 pub const CLOUDFLARE_RATE_LIMIT: (u32, Duration) = (1200, Duration::from_secs(300));
 
 /// The comment length limit on the Free plan ("Record attributes": 100
@@ -109,8 +116,15 @@ pub struct CfStats {
     /// dns_records"`, `"PUT dns_records"`, `"DELETE dns_records"`, `"POST
     /// batch"`, `"unknown"`.
     pub requests: BTreeMap<String, u64>,
-    /// 429 answers (rate limit or injected).
+    /// 429 answers (rate limit, block, or injected).
     pub rate_limited: u64,
+    /// Requests that arrived while the rate limit's block was on, before the
+    /// time the first 429's `Retry-After` named: retries of a client that did
+    /// not wait as long as it was told (all answered 429, and counted in
+    /// `rate_limited` too). The limit is the user's, so with one token shared
+    /// by a fleet this also counts the requests of members that had not been
+    /// refused themselves yet.
+    pub early_retries: u64,
     /// Answers with `success: false`, 429s and injected faults included.
     pub failed: u64,
     /// Batches applied.
@@ -146,29 +160,73 @@ pub(crate) struct Zone {
     records: Vec<Record>,
 }
 
-/// Requests admitted in the last `window`, at most `limit` of them.
+/// Requests admitted in the last `window`, at most `limit` of them; past it,
+/// every request is refused until a window's length after the first refusal.
 struct Window {
     limit: Option<(u32, Duration)>,
     admitted: VecDeque<Instant>,
+    /// Set by a refusal: nothing is admitted before this.
+    blocked_until: Option<Instant>,
+}
+
+/// Why [`Window::admit`] refused a request.
+#[derive(Debug, PartialEq, Eq)]
+struct Refusal {
+    /// What `Retry-After` says: whole seconds until the block ends, rounded up.
+    retry_after_secs: u64,
+    /// The block was already on: the client came back too early.
+    early: bool,
+}
+
+/// Whole seconds, rounded up.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl Window {
-    /// Admits a request at `now`, or says how long until a slot frees up.
-    fn admit(&mut self, now: Instant) -> Option<Duration> {
-        let (limit, window) = self.limit?;
+    fn new(limit: Option<(u32, Duration)>) -> Window {
+        Window {
+            limit,
+            admitted: VecDeque::new(),
+            blocked_until: None,
+        }
+    }
+
+    /// Admits a request at `now`, or refuses it. The request that finds the
+    /// window full starts a block of one window's length (rounded up to
+    /// whole seconds, so that a client waiting exactly its `Retry-After`
+    /// gets through); every request before the block ends is refused too,
+    /// with the seconds left, and does not prolong it.
+    fn admit(&mut self, now: Instant) -> Result<(), Refusal> {
+        let Some((limit, window)) = self.limit else {
+            return Ok(());
+        };
+        if let Some(until) = self.blocked_until {
+            if now < until {
+                return Err(Refusal {
+                    retry_after_secs: ceil_secs(until - now).max(1),
+                    early: true,
+                });
+            }
+            self.blocked_until = None;
+        }
         while self
             .admitted
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
+            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
         {
             self.admitted.pop_front();
         }
         if self.admitted.len() < limit as usize {
             self.admitted.push_back(now);
-            return None;
+            return Ok(());
         }
-        let oldest = *self.admitted.front()?;
-        Some((oldest + window).saturating_duration_since(now))
+        let secs = ceil_secs(window).max(1);
+        self.blocked_until = Some(now + Duration::from_secs(secs));
+        Err(Refusal {
+            retry_after_secs: secs,
+            early: false,
+        })
     }
 }
 
@@ -194,10 +252,7 @@ impl State {
             faults: VecDeque::new(),
             write_faults: VecDeque::new(),
             batch_unsupported: 0,
-            window: Window {
-                limit: Some(CLOUDFLARE_RATE_LIMIT),
-                admitted: VecDeque::new(),
-            },
+            window: Window::new(Some(CLOUDFLARE_RATE_LIMIT)),
             comment_limit: FREE_COMMENT_LIMIT,
             batch_max: http::BATCH_MAX_FREE,
             stats: CfStats::default(),
@@ -361,14 +416,18 @@ impl CloudflareServer {
     }
 
     /// `Some((requests, window))`: at most that many admitted requests in any
-    /// sliding window of that length; more get 429 code 971 with `Retry-After`
-    /// (seconds until the oldest admitted request leaves the window). `None`:
-    /// unlimited. Default [`CLOUDFLARE_RATE_LIMIT`]. Resets the window.
+    /// sliding window of that length. The request past them gets 429 code
+    /// 971 with `Retry-After` the window's length (whole seconds, rounded
+    /// up), and the user is blocked that long, as "Rate limits" (Cloudflare
+    /// Fundamentals) says: "all API calls for the next five minutes will be
+    /// blocked". Every request before the block ends gets 429 too, with the
+    /// seconds left, and counts in [`CfStats::early_retries`]; the block
+    /// does not grow with them. All tokens share the limit (it is the
+    /// user's). `None`: unlimited. Default [`CLOUDFLARE_RATE_LIMIT`]. Resets
+    /// the window and lifts a block. (Injected 429s,
+    /// [`CfFault::TooManyRequests`], start no block.)
     pub fn set_rate_limit(&self, limit: Option<(u32, Duration)>) {
-        self.shared.lock().window = Window {
-            limit,
-            admitted: VecDeque::new(),
-        };
+        self.shared.lock().window = Window::new(limit);
     }
 
     /// The longest comment accepted, in characters: 100 on the Free plan (the

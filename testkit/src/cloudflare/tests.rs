@@ -686,6 +686,66 @@ fn zones_are_found_by_name_and_paged() {
     assert_eq!(zone.body["result"]["status"], json!("active"));
 }
 
+/// Every field the Zone schema requires (the official SDKs, generated from
+/// it, refuse a zone without them), with the types it gives them.
+#[test]
+fn zones_have_every_field_the_schema_requires() {
+    let mut f = Fixture::new();
+    let listed = f.call("GET", "/zones?name=example.com", None);
+    let single = f.call("GET", &format!("/zones/{}", f.zone), None);
+    for zone in [&listed.body["result"][0], &single.body["result"]] {
+        let has = |key: &str| {
+            zone.get(key)
+                .unwrap_or_else(|| panic!("{key} missing: {zone}"))
+        };
+        assert!(has("id").is_string());
+        assert!(has("name").is_string());
+        assert!(has("development_mode").is_number());
+        for key in ["created_on", "modified_on", "activated_on"] {
+            assert!(has(key).as_str().is_some_and(|t| t.ends_with('Z')), "{key}");
+        }
+        assert!(
+            has("name_servers")
+                .as_array()
+                .is_some_and(|ns| ns.len() == 2)
+        );
+        // Nullable, but present.
+        for key in [
+            "original_name_servers",
+            "original_registrar",
+            "original_dnshost",
+        ] {
+            assert!(has(key).is_null(), "{key}");
+        }
+        let account = has("account");
+        assert!(account["id"].is_string() && account["name"].is_string());
+        let owner = has("owner");
+        assert_eq!(owner["type"], json!("user"));
+        assert!(owner["id"].as_str().is_some_and(|id| id.len() == 32));
+        assert!(owner["email"].is_string());
+        let meta = has("meta");
+        assert_eq!(meta["step"], json!(2));
+        for key in ["custom_certificate_quota", "page_rule_quota"] {
+            assert!(meta[key].is_u64(), "meta.{key}");
+        }
+        for key in [
+            "phishing_detected",
+            "cdn_only",
+            "dns_only",
+            "foundation_dns",
+        ] {
+            assert_eq!(meta[key], json!(false), "meta.{key}");
+        }
+        let plan = has("plan");
+        assert_eq!(plan["legacy_id"], json!("free"));
+        assert!(plan["price"].is_number() && plan["currency"].is_string());
+        assert!(plan["is_subscribed"].is_boolean() && plan["can_subscribe"].is_boolean());
+        assert_eq!(has("type"), &json!("full"));
+        assert_eq!(has("paused"), &json!(false));
+    }
+    assert_eq!(listed.body["result"][0], single.body["result"]);
+}
+
 #[test]
 fn authentication_and_permissions() {
     let mut f = Fixture::new();
@@ -759,7 +819,7 @@ fn authentication_and_permissions() {
 }
 
 #[test]
-fn rate_limit_is_a_sliding_window_with_retry_after() {
+fn rate_limit_is_a_sliding_window_then_a_block_of_a_window() {
     let mut f = Fixture::new();
     assert_eq!(f.state.window.limit, Some(CLOUDFLARE_RATE_LIMIT));
     f.state.window.limit = Some((3, Duration::from_secs(300)));
@@ -771,14 +831,13 @@ fn rate_limit_is_a_sliding_window_with_retry_after() {
         body: Vec::new(),
     };
     let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut back = |ms: u64| http::back(&mut f.state, &request, at(ms));
+    // The window slides: at 0, 100 s and 200 s three requests are admitted.
     for i in 0..3 {
-        let at = t0 + Duration::from_secs(i * 100);
-        assert_eq!(
-            http::back(&mut f.state, &request, at).status,
-            StatusCode::OK
-        );
+        assert_eq!(back(i * 100_000).status, StatusCode::OK);
     }
-    let refused = http::back(&mut f.state, &request, t0 + Duration::from_millis(200_500));
+    let refused = back(200_500);
     assert_eq!(
         error(&refused),
         (
@@ -787,24 +846,55 @@ fn rate_limit_is_a_sliding_window_with_retry_after() {
             "Please wait and consider throttling your request speed".to_owned()
         )
     );
-    // The oldest request leaves the window at t0 + 300 s: 99.5 s, rounded up.
-    assert_eq!(refused.retry_after, Some(100));
-    assert_eq!(
-        http::back(&mut f.state, &request, t0 + Duration::from_secs(300)).status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        http::back(&mut f.state, &request, t0 + Duration::from_secs(301)).status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    assert_eq!(f.state.stats.rate_limited, 2);
+    // "All API calls for the next five minutes will be blocked."
+    assert_eq!(refused.retry_after, Some(300));
+    // At 300 s the first request has left the window, but the block is on
+    // until 500.5 s: refused, with the seconds left, rounded up.
+    let early = back(300_000);
+    assert_eq!(error(&early).1, 971);
+    assert_eq!(early.retry_after, Some(201));
+    assert_eq!(back(500_499).retry_after, Some(1), "the block did not grow");
+    // A client that waited its Retry-After gets through, and the window is
+    // empty by then.
+    for ms in [500_500, 500_600, 500_700] {
+        assert_eq!(back(ms).status, StatusCode::OK);
+    }
+    assert_eq!(back(500_800).retry_after, Some(300));
+    let stats = &f.state.stats;
+    assert_eq!((stats.rate_limited, stats.early_retries), (4, 2));
     f.state.window.limit = None;
+    f.state.window.blocked_until = None;
     for _ in 0..2000 {
         assert_eq!(
             http::back(&mut f.state, &request, t0).status,
             StatusCode::OK
         );
     }
+}
+
+#[test]
+fn a_window_of_whole_seconds_or_not() {
+    let mut window = super::Window::new(Some((1, Duration::from_millis(1500))));
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    assert_eq!(window.admit(t0), Ok(()));
+    // A window of 1.5 s blocks for 2 s: the Retry-After, a whole number of
+    // seconds, is the time the block really ends.
+    assert_eq!(
+        window.admit(at(10)),
+        Err(super::Refusal {
+            retry_after_secs: 2,
+            early: false
+        })
+    );
+    assert_eq!(
+        window.admit(at(2009)),
+        Err(super::Refusal {
+            retry_after_secs: 1,
+            early: true
+        })
+    );
+    assert_eq!(window.admit(at(2010)), Ok(()));
 }
 
 #[test]
