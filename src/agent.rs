@@ -1,4 +1,4 @@
-//! `dnsreg run`: the agent's life (SPEC §4).
+//! `dnsreg run`: the agent's life.
 //!
 //! identify → wait until the health checks pass → join → READY=1 → then, until
 //! told to stop, keep the records true:
@@ -29,7 +29,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use crate::checks::{self, Verdict};
 use crate::config::{Config, ConfigError};
 use crate::engine::{self, Action, Engine, print_reports};
-use crate::metadata::{Identity, Notice, identify, notice};
+use crate::metadata::{Identity, identify, notice};
 use crate::retry::Backoff;
 
 /// How long to keep retrying a failed sync, or identification, before each new try.
@@ -100,12 +100,7 @@ impl std::fmt::Display for AgentStatus {
     }
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::registry::unix_now as now_unix;
 
 /// Where the agent stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,11 +162,16 @@ pub async fn run(
         );
     }
 
-    let mut mode = mode_for(&health.borrow(), None);
+    let mut mode = mode_for(&health.borrow());
     let mut ready = false;
     let mut attempt = 0;
     let mut next_sync = Instant::now();
     let mut next_notice = Instant::now();
+    let mut next_confirm: Option<Instant> = None;
+    // Until READY=1, systemd's start timeout is pushed back while the loop
+    // runs: a boot storm may take minutes to get through a provider's rate
+    // limit, and a start that never ends is a loop that stopped running.
+    let mut next_extend = Instant::now();
     let mut synced_once = false;
 
     loop {
@@ -203,7 +203,7 @@ pub async fn run(
                 if matches!(mode, Mode::Terminating(_)) {
                     continue;
                 }
-                let new = mode_for(&verdict, None);
+                let new = mode_for(&verdict);
                 if new != mode {
                     match &new {
                         Mode::Up => tracing::info!("health checks pass: publishing"),
@@ -230,6 +230,15 @@ pub async fn run(
                     Ok(Err(e)) => tracing::debug!("asking for termination notices: {e}"),
                     Err(_) => tracing::debug!("asking for termination notices: no answer in time"),
                 }
+                continue;
+            }
+            () = sleep_until(next_extend), if !ready => {
+                notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(u32::try_from(START_EXTENSION.as_micros()).unwrap_or(u32::MAX))]);
+                next_extend = Instant::now() + START_EXTENSION / 3;
+                continue;
+            }
+            () = sleep_until(next_confirm.unwrap_or_else(far_future)), if next_confirm.is_some() => {
+                next_confirm = confirm(&mut engine).await;
                 continue;
             }
             () = sleep_until(next_sync) => {}
@@ -262,6 +271,15 @@ pub async fn run(
         };
         synced_once = true;
         let ok = print_reports(action, &reports);
+        if reports
+            .iter()
+            .any(|r| r.result.as_ref().is_ok_and(|o| o.change.is_some()))
+        {
+            // Route53 takes up to a minute to make a change live: ask once, then.
+            next_confirm = engine
+                .confirm_due(CONFIRM_FIRST)
+                .map(|d| Instant::now() + d.max(Duration::from_secs(1)));
+        }
         if config.lease.is_some_and(|l| l.reap) && mode == Mode::Up {
             let reaped = tokio::select! {
                 r = engine.reap(interval.max(Duration::from_secs(60))) => r,
@@ -306,6 +324,10 @@ pub async fn run(
                 Mode::Terminating(_) => far_future(),
                 _ => Instant::now() + interval,
             };
+        } else if engine.busy(Duration::from_secs(60)) {
+            // The provider is throttling: its pacer spaces the requests, and
+            // what was announced stays announced. Go on at once.
+            next_sync = Instant::now();
         } else {
             // Retry sooner than a full interval, with backoff.
             next_sync = Instant::now() + RETRY.delay(attempt).min(interval);
@@ -382,15 +404,52 @@ pub async fn run(
     result
 }
 
+/// How long each EXTEND_TIMEOUT_USEC pushes systemd's start timeout back.
+const START_EXTENSION: Duration = Duration::from_secs(90);
+
+/// When to ask first whether an accepted change is live, when no earlier
+/// change says how long it takes: Route53 propagates "generally within 60
+/// seconds" (ChangeResourceRecordSets, API reference).
+const CONFIRM_FIRST: Duration = Duration::from_secs(60);
+
+/// Asks whether accepted changes are live (one request per provider with one),
+/// unless the provider is busy with a fleet now: confirmation is worth less
+/// than a fleet's joins, so it waits. Returns when to ask again, if needed.
+async fn confirm(engine: &mut Engine) -> Option<Instant> {
+    if engine.busy(Duration::from_secs(30)) {
+        return Some(Instant::now() + Duration::from_secs(30) + RETRY.delay(3));
+    }
+    let mut again = false;
+    for c in engine.confirm().await {
+        match c.result {
+            Ok(true) => tracing::info!(
+                provider = %c.provider,
+                change = %c.change,
+                "the change is live on every server {}s after it was accepted",
+                c.after.as_secs()
+            ),
+            Ok(false) => {
+                again = true;
+                tracing::debug!(provider = %c.provider, change = %c.change, "not live yet");
+            }
+            Err(e) => {
+                again = true;
+                tracing::debug!("{e}");
+            }
+        }
+    }
+    again.then(|| Instant::now() + Duration::from_secs(30) + RETRY.delay(3))
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
-fn mode_for(verdict: &Verdict, notice: Option<&Notice>) -> Mode {
-    match notice {
-        Some(n) => Mode::Terminating(n.to_string()),
-        None if verdict.healthy => Mode::Up,
-        None => Mode::Withdrawn(verdict.why()),
+fn mode_for(verdict: &Verdict) -> Mode {
+    if verdict.healthy {
+        Mode::Up
+    } else {
+        Mode::Withdrawn(verdict.why())
     }
 }
 

@@ -44,10 +44,10 @@ pub enum LogFormat {
 pub enum Command {
     /// The agent: join, keep records true, leave on SIGTERM/SIGINT.
     Run,
-    /// Publish this instance's records; exit 0 when every provider confirms.
-    Join(RecordArgs),
+    /// Publish this instance's records; exit 0 when every provider has them live.
+    Join(ChangeArgs),
     /// Remove this instance's records (also those of an earlier address).
-    Leave(RecordArgs),
+    Leave(ChangeArgs),
     /// Show whether each record this instance should have is there (exit 1 if not).
     Status {
         #[command(flatten)]
@@ -97,6 +97,17 @@ pub struct DiscoverArgs {
     /// Resolve SRV targets: print address:port lines (JSON: an `addresses` field).
     #[arg(long)]
     pub resolve: bool,
+}
+
+/// `join` and `leave`.
+#[derive(Debug, Args, Default)]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    pub records: RecordArgs,
+    /// Return once every provider has accepted the change, without waiting
+    /// until it is live on all its servers (Route53: PENDING, not yet INSYNC).
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// The main settings as flags; with `--provider` no configuration file is read.
@@ -244,7 +255,7 @@ mod tests {
             "8080",
         ])
         .unwrap();
-        let Command::Join(args) = cli.command else {
+        let Command::Join(ChangeArgs { records: args, .. }) = cli.command else {
             panic!("not join")
         };
         let flags = args.flags().unwrap();
@@ -258,7 +269,7 @@ mod tests {
     #[test]
     fn record_flags_without_a_provider_are_named() {
         let cli = Cli::try_parse_from(["dnsreg", "leave", "--name", "www"]).unwrap();
-        let Command::Leave(args) = cli.command else {
+        let Command::Leave(ChangeArgs { records: args, .. }) = cli.command else {
             panic!("not leave")
         };
         assert!(args.flags().is_none());

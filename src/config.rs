@@ -228,6 +228,8 @@ impl std::fmt::Display for ServerAddr {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CloudflareConfig {
     pub zone: DomainName,
+    /// The zone's id, when given: then it is never looked up.
+    pub zone_id: Option<String>,
     /// The API token's file; `None`: `CLOUDFLARE_API_TOKEN`.
     pub token_file: Option<PathBuf>,
     /// Proxy A/AAAA records through Cloudflare (orange cloud).
@@ -242,11 +244,13 @@ pub struct Route53Config {
     pub endpoint: Option<String>,
 }
 
-/// A hosted zone, named or by id; a named zone's id is looked up once.
+/// A hosted zone: named (its id is looked up once in an instance's life), by
+/// id (its name likewise), or both (never looked up).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ZoneRef {
     Name(DomainName),
     Id(String),
+    Both(DomainName, String),
 }
 
 /// How Route53 keeps shared names (SPEC §3 rule 4).
@@ -1098,7 +1102,7 @@ fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceConfig {
             }
         });
     let id = raw.id.as_ref().map(|v| {
-        if let Err(e) = crate::plan::instance_label(v.get_ref()) {
+        if let Err(e) = crate::registry::instance_label(v.get_ref()) {
             c.problem(v.span(), "instance.id", e);
         }
         v.get_ref().clone()
@@ -1136,7 +1140,7 @@ fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceConfig {
 fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
     let key = format!("providers.{name}");
     let raw = p.get_ref();
-    if let Err(e) = crate::plan::instance_label(name) {
+    if let Err(e) = crate::registry::instance_label(name) {
         c.problem(
             p.span(),
             key.clone(),
@@ -1175,6 +1179,19 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
             );
         }
     }
+    let hosted_zone_id = |c: &mut Checker, id: &S<String>| {
+        let bare = id.get_ref().trim_start_matches("/hostedzone/");
+        if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric()) {
+            c.problem(
+                id.span(),
+                format!("{key}.zone_id"),
+                format!("`{bare}` is not a hosted zone id; write e.g. \"Z0123456789ABCDEFGHIJ\""),
+            );
+            None
+        } else {
+            Some(bare.to_string())
+        }
+    };
     let zone = match (&raw.zone, &raw.zone_id) {
         (Some(z), None) => match DomainName::new(z.get_ref()) {
             Ok(z) => Some(ZoneRef::Name(z)),
@@ -1187,6 +1204,22 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
                 None
             }
         },
+        // Both: the zone is never looked up (for fleets: not even once per instance).
+        (Some(z), Some(id)) => {
+            let name = match DomainName::new(z.get_ref()) {
+                Ok(z) => Some(z),
+                Err(e) => {
+                    c.problem(
+                        z.span(),
+                        format!("{key}.zone"),
+                        format!("{e}; write the zone's name, e.g. \"example.com\""),
+                    );
+                    None
+                }
+            };
+            let id = hosted_zone_id(c, id);
+            Some(ZoneRef::Both(name?, id?))
+        }
         (None, Some(id)) => {
             let id = id.get_ref().trim_start_matches("/hostedzone/");
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -1199,14 +1232,6 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
             } else {
                 Some(ZoneRef::Id(id.to_string()))
             }
-        }
-        (Some(z), Some(_)) => {
-            c.problem(
-                z.span(),
-                format!("{key}.zone"),
-                "both zone and zone_id are set; keep one",
-            );
-            None
         }
         (None, None) => {
             c.problem(
@@ -1258,13 +1283,26 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
 fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
     let key = format!("providers.{name}");
     let raw = p.get_ref();
-    if let Some(v) = &raw.zone_id {
-        c.problem(
-            v.span(),
-            format!("{key}.zone_id"),
-            "cloudflare providers are named by zone; write zone = \"example.com\" (dnsreg looks the id up once)",
-        );
-    }
+    let zone_id = raw.zone_id.as_ref().and_then(|v| {
+        let id = v.get_ref();
+        if raw.zone.is_none() {
+            c.problem(
+                v.span(),
+                format!("{key}.zone_id"),
+                "cloudflare providers are named by zone; write zone = \"example.com\" too (zone_id alone is not enough to plan the names)",
+            );
+            None
+        } else if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            c.problem(
+                v.span(),
+                format!("{key}.zone_id"),
+                format!("`{id}` is not a Cloudflare zone id (32 hexadecimal characters, on the zone's Overview page)"),
+            );
+            None
+        } else {
+            Some(id.to_ascii_lowercase())
+        }
+    });
     if let Some(v) = &raw.routing {
         c.problem(
             v.span(),
@@ -1344,7 +1382,7 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
         }
         s.clone()
     });
-    if raw.zone_id.is_some() || raw.routing.is_some() {
+    if (raw.zone_id.is_some() && zone_id.is_none()) || raw.routing.is_some() {
         return None;
     }
     if raw.token_file.is_some() && token_file.is_none() {
@@ -1354,6 +1392,7 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
         name: name.to_string(),
         kind: ProviderKind::Cloudflare(CloudflareConfig {
             zone: zone?,
+            zone_id,
             token_file,
             proxied: raw.proxied.as_ref().is_some_and(|v| *v.get_ref()),
             endpoint,

@@ -8,19 +8,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde::Serialize;
+use futures_util::future::join_all;
 
 use crate::config::{Config, ProviderKind, UsageError};
 use crate::metadata::Identity;
-use crate::plan::{Vars, desired};
-use futures_util::future::join_all;
-
-use crate::provider::{
-    Cloudflare, Intent, Outcome, Provider, Rfc2136, Route53, Values, apply, presence,
-};
-use crate::provider::{Reaped, reap, unix_now};
-use crate::record::{DomainName, Record, Value};
-use crate::state::{ProviderState, State, StateFile};
+use crate::plan::{Desired, Vars, desired};
+use crate::provider::{Cloudflare, Fail, KnownZone, Provider, Rfc2136, Route53, Values};
+use crate::reconcile::{Intent, Outcome, Reaped, apply, presence, reap};
+use crate::record::{DomainName, Value};
+use crate::registry::unix_now;
+use crate::state::{Pending, ProviderState, State, StateFile};
 
 /// Every provider type, for dispatch.
 pub enum AnyProvider {
@@ -61,11 +58,9 @@ struct Slot {
 }
 
 /// What happened at one provider.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Report {
     pub provider: String,
-    pub zone: String,
-    #[serde(skip)]
     pub result: Result<Outcome, String>,
 }
 
@@ -73,7 +68,6 @@ impl Report {
     fn timed_out(provider: String, deadline: Duration) -> Report {
         Report {
             provider,
-            zone: String::new(),
             result: Err(format!(
                 "gave up after {}: its records may be partly changed; \
                  the next run or reconcile finishes the work",
@@ -84,11 +78,22 @@ impl Report {
 }
 
 /// One desired record's presence, for `status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct Presence {
     pub provider: String,
     pub record: String,
     pub present: bool,
+}
+
+/// Whether a provider's accepted change is live, for `join` and the agent.
+#[derive(Debug)]
+pub struct Confirmation {
+    pub provider: String,
+    pub change: String,
+    /// `Ok(true)`: live everywhere; `Ok(false)`: still pending.
+    pub result: Result<bool, String>,
+    /// How long since it was accepted.
+    pub after: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +139,9 @@ impl Engine {
         let cfg = self.config.providers.iter().find(|p| p.name == slot.name)?;
         match &cfg.kind {
             ProviderKind::Route53(r) => match &r.zone {
-                crate::config::ZoneRef::Name(zone) => Some(zone.clone()),
+                crate::config::ZoneRef::Name(zone) | crate::config::ZoneRef::Both(zone, _) => {
+                    Some(zone.clone())
+                }
                 crate::config::ZoneRef::Id(_) => None,
             },
             ProviderKind::Cloudflare(c) => Some(c.zone.clone()),
@@ -164,9 +171,33 @@ impl Engine {
         Ok(changed)
     }
 
-    async fn connect(slot: &mut Slot) -> anyhow::Result<()> {
+    /// The state file's content, or empty (with a warning) when it cannot be
+    /// read: the ownership registry in DNS still knows what was published.
+    fn load_state(&self) -> State {
+        let mut state = match self.state.load() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                State::default()
+            }
+        };
+        if !state.instance_id.is_empty() && state.instance_id != self.vars.instance_id {
+            tracing::warn!(
+                file = %self.state.path().display(),
+                "the state file belongs to instance {}, not {}; ignoring it",
+                state.instance_id,
+                self.vars.instance_id
+            );
+            state.providers.clear();
+        }
+        state.version = 1;
+        state.instance_id.clone_from(&self.vars.instance_id);
+        state
+    }
+
+    async fn connect(slot: &mut Slot, known: Option<&KnownZone>) -> anyhow::Result<()> {
         if !slot.connected {
-            with_provider!(&mut slot.provider, p => p.connect().await)?;
+            with_provider!(&mut slot.provider, p => p.connect(known).await)?;
             slot.connected = true;
         }
         Ok(())
@@ -183,7 +214,7 @@ impl Engine {
     }
 
     /// The same at the providers named in `only` (all when `None`). Providers
-    /// work concurrently, each from connect to confirmed change on its own: one
+    /// work concurrently, each from connect to accepted change on its own: one
     /// that is down (retrying for minutes) does not hold up the others, and each
     /// gets `deadline` for all of it.
     pub async fn sync_only(
@@ -201,27 +232,7 @@ impl Engine {
                 plan(&self.config, &self.vars, &slot.name, &zone)?;
             }
         }
-        let mut state = match self.state.load() {
-            Ok(s) => s,
-            Err(e) => {
-                // Without the file we still have the registry in DNS; say so and go on.
-                tracing::warn!("{e:#}");
-                Default::default()
-            }
-        };
-        if !state.instance_id.is_empty() && state.instance_id != self.vars.instance_id {
-            tracing::warn!(
-                file = %self.state.path().display(),
-                "the state file belongs to instance {}, not {}; ignoring it",
-                state.instance_id,
-                self.vars.instance_id
-            );
-            state.providers.clear();
-        }
-        state.version = 1;
-        state.instance_id.clone_from(&self.vars.instance_id);
-        let state = std::sync::Mutex::new(state);
-
+        let state = std::sync::Mutex::new(self.load_state());
         let Engine {
             config,
             vars,
@@ -233,7 +244,7 @@ impl Engine {
         let results = join_all(slots.iter_mut().filter(|slot| selected(&slot.name)).map(
             |slot| async move {
                 let name = slot.name.clone();
-                // Each provider gets `deadline` from connect to confirmation;
+                // Each provider gets `deadline` from connect to acceptance;
                 // one that runs out is reported, the others are not held up.
                 let work =
                     Self::sync_slot(slot, action, deadline, config, vars, file, state, lease);
@@ -258,86 +269,180 @@ impl Engine {
         state: &std::sync::Mutex<State>,
         lease: Option<Duration>,
     ) -> Result<Report, UsageError> {
-        if let Err(e) = Self::connect(slot).await {
+        let before = lock(state)
+            .providers
+            .get(&slot.name)
+            .cloned()
+            .unwrap_or_default();
+        let known_zone = known_zone(&before);
+        if let Err(e) = Self::connect(slot, known_zone.as_ref()).await {
             return Ok(Report {
                 provider: slot.name.clone(),
-                zone: String::new(),
                 result: Err(format!("{e:#}")),
             });
         }
         let zone = with_provider!(&slot.provider, p => p.zone().clone());
-        let records = plan(config, vars, &slot.name, &zone)?;
-        let known: Values = lock(state)
-            .providers
-            .get(&slot.name)
-            .map(|s| s.published.clone())
-            .unwrap_or_default();
-        // Before writing, remember everything that may be published after it.
-        if action == Action::Join {
+        let zone_id = with_provider!(&slot.provider, p => p.known_zone()).map(|k| k.id);
+        let Desired { records, exclusive } = plan(config, vars, &slot.name, &zone)?;
+        // The zone moved (a reconfigured provider): what was remembered is of another.
+        let same_zone = before.zone.is_empty() || before.zone == zone.to_string();
+        let known: Values = before.published.clone();
+        // Before writing: the zone's id, and whether a leave is under way (if
+        // the process dies after the leave removed the registry, the next
+        // start must not take the old list for the truth).
+        {
             let mut s = lock(state);
-            let mut intent_state = known.clone();
-            intent_state.extend(records.iter().map(|r| r.value.clone()));
-            s.providers.insert(
-                slot.name.clone(),
-                ProviderState {
-                    zone: zone.to_string(),
-                    published: intent_state,
-                },
-            );
+            let entry = s.providers.entry(slot.name.clone()).or_default();
+            entry.zone = zone.to_string();
+            entry.zone_id.clone_from(&zone_id);
+            entry.leaving = action == Action::Leave;
             save(file, &s);
         }
         let intent = Intent {
             instance_id: vars.instance_id.clone(),
-            desired: records,
+            desired: if action == Action::Join {
+                records
+            } else {
+                Vec::new()
+            },
+            exclusive,
             leaving: action == Action::Leave,
             known,
+            leave_under_way: before.leaving,
+            memory: before.memory.clone().filter(|_| same_zone),
             deadline,
             lease,
         };
         let result = with_provider!(&slot.provider, p => apply(p, &intent).await);
-        match &result {
-            Ok(outcome) => {
-                let mut s = lock(state);
-                // A protected old value is another instance's now: forget it.
-                if outcome.owned.is_empty() {
-                    s.providers.remove(&slot.name);
-                } else {
-                    s.providers.insert(
-                        slot.name.clone(),
-                        ProviderState {
-                            zone: zone.to_string(),
-                            published: outcome.owned.clone(),
-                        },
-                    );
+        {
+            let mut s = lock(state);
+            let entry = s.providers.entry(slot.name.clone()).or_default();
+            match &result {
+                Ok(outcome) => {
+                    // A protected old value is another instance's now: forget it.
+                    entry.published = outcome.owned.clone();
+                    entry.leaving = false;
+                    entry.memory = outcome.memory.clone();
+                    if let Some(change) = &outcome.change {
+                        entry.pending = Some(Pending {
+                            change: change.clone(),
+                            accepted_ms: unix_now_ms(),
+                        });
+                    }
                 }
-                save(file, &s);
+                Err(e) => {
+                    tracing::debug!(provider = %slot.name, "{e:#}");
+                    // A remembered zone id that the provider no longer knows
+                    // (the zone was deleted and made again): look it up anew.
+                    let text = format!("{e:#}");
+                    if known_zone.is_some() && ZONE_GONE.iter().any(|m| text.contains(m)) {
+                        entry.zone_id = None;
+                        slot.connected = false;
+                        with_provider!(&mut slot.provider, p => p.forget_zone());
+                    }
+                }
             }
-            Err(e) => tracing::debug!(provider = %slot.name, "{e:#}"),
+            save(file, &s);
         }
         Ok(Report {
             provider: slot.name.clone(),
-            zone: zone.to_string(),
             result: result.map_err(|e| format!("{e:#}")),
         })
     }
 
-    /// Reaps expired leases at every provider, concurrently (see [`crate::provider::reap`]).
+    /// Asks each provider with a change not yet confirmed whether it is live
+    /// now: one request each. Confirmed changes are forgotten, and how long
+    /// they took is kept, to know when to ask about the next one.
+    pub async fn confirm(&mut self) -> Vec<Confirmation> {
+        let mut state = self.load_state();
+        let mut out = Vec::new();
+        for slot in &mut self.slots {
+            let Some(entry) = state.providers.get_mut(&slot.name) else {
+                continue;
+            };
+            let Some(pending) = entry.pending.clone() else {
+                continue;
+            };
+            let after = Duration::from_millis(unix_now_ms().saturating_sub(pending.accepted_ms));
+            let known = known_zone(entry);
+            let result = match Self::connect(slot, known.as_ref()).await {
+                Ok(()) => {
+                    match with_provider!(&slot.provider, p => p.confirm(&pending.change).await) {
+                        Ok(live) => Ok(live),
+                        // Busy or failing for now: not known yet, ask again later.
+                        Err(Fail::Busy { .. } | Fail::Transient(_)) => Ok(false),
+                        Err(f) => Err(format!(
+                            "{}: asking about change {}: {f}",
+                            slot.name, pending.change
+                        )),
+                    }
+                }
+                Err(e) => Err(format!("{e:#}")),
+            };
+            if let Ok(true) = result {
+                entry.pending = None;
+                entry.live_after_ms = Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+            }
+            out.push(Confirmation {
+                provider: slot.name.clone(),
+                change: pending.change,
+                result,
+                after,
+            });
+        }
+        if !out.is_empty() {
+            save(&self.state, &state);
+        }
+        out
+    }
+
+    /// When the pending changes are likely live: for each, when it was
+    /// accepted plus how long the last one took (`first` when none is known).
+    pub fn confirm_due(&self, first: Duration) -> Option<Duration> {
+        let state = self.state.load().ok()?;
+        let now = unix_now_ms();
+        state
+            .providers
+            .values()
+            .filter_map(|p| {
+                let pending = p.pending.as_ref()?;
+                let expect = p.live_after_ms.map_or(first, Duration::from_millis);
+                let due = pending.accepted_ms + u64::try_from(expect.as_millis()).unwrap_or(0);
+                Some(Duration::from_millis(due.saturating_sub(now)))
+            })
+            .min()
+    }
+
+    /// Whether any provider is throttling this process now.
+    pub fn busy(&self, within: Duration) -> bool {
+        self.slots
+            .iter()
+            .any(|s| with_provider!(&s.provider, p => p.pacer().busy_within(within)))
+    }
+
+    /// Reaps expired leases at every provider, concurrently (see [`crate::reconcile::reap`]).
     pub async fn reap(&mut self, deadline: Duration) -> Vec<ReapReport> {
-        reap_slots(&mut self.slots, deadline).await
+        let state = self.load_state();
+        reap_slots(&mut self.slots, &state, deadline).await
     }
 
     /// Whether each desired record is present at its provider.
     pub async fn status(&mut self) -> Result<Vec<Result<Vec<Presence>, String>>, UsageError> {
+        let state = self.load_state();
         let mut out = Vec::new();
         for i in 0..self.slots.len() {
-            if let Err(e) = Self::connect(&mut self.slots[i]).await {
+            let known = state
+                .providers
+                .get(&self.slots[i].name)
+                .and_then(known_zone);
+            if let Err(e) = Self::connect(&mut self.slots[i], known.as_ref()).await {
                 out.push(Err(format!("{}: {e:#}", self.slots[i].name)));
                 continue;
             }
             let slot = &self.slots[i];
             let zone = with_provider!(&slot.provider, p => p.zone().clone());
-            let records = plan(&self.config, &self.vars, &slot.name, &zone)?;
-            let got = with_provider!(&slot.provider, p => presence(p, &records).await);
+            let records = plan(&self.config, &self.vars, &slot.name, &zone)?.records;
+            let got = with_provider!(&slot.provider, p => presence(p, &records, Duration::from_secs(60)).await);
             out.push(
                 got.map(|list| {
                     list.into_iter()
@@ -355,13 +460,32 @@ impl Engine {
     }
 }
 
+/// What providers say of a zone id they do not know: Route53's error code,
+/// Cloudflare's "Invalid zone identifier" (7003) and "Could not route" (7000).
+const ZONE_GONE: [&str; 3] = ["NoSuchHostedZone", "7003 ", "7000 "];
+
+/// The zone a provider's state remembers, if it remembers its id.
+fn known_zone(p: &ProviderState) -> Option<KnownZone> {
+    Some(KnownZone {
+        name: DomainName::new(&p.zone).ok()?,
+        id: p.zone_id.clone()?,
+    })
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// The records wanted through a provider of `zone`, or the planning problems.
 fn plan(
     config: &Config,
     vars: &Vars,
     provider: &str,
     zone: &DomainName,
-) -> Result<Vec<Record>, UsageError> {
+) -> Result<Desired, UsageError> {
     desired(config, provider, zone, vars).map_err(|problems| {
         UsageError(
             problems
@@ -392,10 +516,11 @@ pub struct ReapReport {
     pub result: Result<Vec<Reaped>, String>,
 }
 
-async fn reap_slots(slots: &mut [Slot], deadline: Duration) -> Vec<ReapReport> {
+async fn reap_slots(slots: &mut [Slot], state: &State, deadline: Duration) -> Vec<ReapReport> {
     let now = unix_now();
     join_all(slots.iter_mut().map(|slot| async move {
-        let result = match Engine::connect(slot).await {
+        let known = state.providers.get(&slot.name).and_then(known_zone);
+        let result = match Engine::connect(slot, known.as_ref()).await {
             Ok(()) => with_provider!(&slot.provider, p => reap(p, now, deadline).await),
             Err(e) => Err(e),
         };
@@ -419,7 +544,7 @@ pub async fn reap_once(config: &Config, deadline: Duration) -> Vec<ReapReport> {
             connected: false,
         })
         .collect();
-    reap_slots(&mut slots, deadline).await
+    reap_slots(&mut slots, &State::default(), deadline).await
 }
 
 /// Prints what reaping did; returns whether every provider could be reaped.
@@ -495,7 +620,14 @@ pub fn print_reports(action: Action, reports: &[Report]) -> bool {
                         r.provider
                     );
                 }
-                if !o.changed() {
+                if o.handed_off {
+                    for v in &o.announced {
+                        println!(
+                            "{}: - {v} (announced, not yet removed: the next instance to write this name removes it, or a reaper once the lease runs out)",
+                            r.provider
+                        );
+                    }
+                } else if !o.changed() {
                     let what = if action == Action::Join {
                         "already published"
                     } else {

@@ -14,7 +14,9 @@ mod engine;
 mod metadata;
 mod plan;
 mod provider;
+mod reconcile;
 mod record;
+mod registry;
 mod retry;
 mod state;
 
@@ -29,6 +31,50 @@ use crate::engine::{Action, Engine, print_reports};
 
 /// How long a one-shot join or leave keeps resolving conflicts.
 const ONE_SHOT_DEADLINE: Duration = Duration::from_secs(300);
+/// How long `join` and `leave` wait for an accepted change to be live: Route53
+/// propagates "generally within 60 seconds" (ChangeResourceRecordSets).
+const LIVE_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Waits until every change the providers accepted is live, asking each once
+/// when it is likely live (as long as the last one took, or a second for the
+/// first), then less and less often. Returns whether all are.
+async fn wait_until_live(engine: &mut Engine) -> bool {
+    let started = std::time::Instant::now();
+    let mut asked = 0u32;
+    loop {
+        let Some(due) = engine.confirm_due(Duration::from_secs(1)) else {
+            return true;
+        };
+        let again = Duration::from_secs(1u64 << asked.min(4)).min(Duration::from_secs(15));
+        let wait = if asked == 0 { due } else { due.max(again) };
+        if started.elapsed() + wait > LIVE_DEADLINE {
+            eprintln!(
+                "dnsreg: the change was accepted but is not live everywhere after {}; it will be (run `dnsreg status` to see)",
+                humantime::format_duration(LIVE_DEADLINE)
+            );
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        asked += 1;
+        for c in engine.confirm().await {
+            match c.result {
+                Ok(true) => tracing::info!(
+                    provider = %c.provider,
+                    change = %c.change,
+                    "live {} after it was accepted",
+                    humantime::format_duration(Duration::from_millis(u64::try_from(c.after.as_millis()).unwrap_or(0)))
+                ),
+                Ok(false) => {
+                    tracing::debug!(provider = %c.provider, change = %c.change, "still pending")
+                }
+                Err(e) => {
+                    eprintln!("dnsreg: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -201,11 +247,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 Action::Leave
             };
-            let config = load_config(&cli, Some(args))?;
+            let config = load_config(&cli, Some(&args.records))?;
             let identity = metadata::identify(&config.instance).await?;
             let mut engine = Engine::new(config, &identity)?;
             let reports = engine.sync(action, ONE_SHOT_DEADLINE).await?;
-            Ok(if print_reports(action, &reports) {
+            let mut ok = print_reports(action, &reports);
+            if ok && !args.no_wait {
+                ok = wait_until_live(&mut engine).await;
+            }
+            Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -3,15 +3,16 @@
 //!
 //! This is where templates meet the instance: `{instance_id}` becomes
 //! `i-0abc…`, relative names are resolved against the zone, and the rules that
-//! need no network are enforced (SPEC §3 rule 6): every name inside the zone, SRV
+//! need no network are enforced: every name inside the zone, SRV
 //! targets that this configuration itself publishes, no two specs claiming the
 //! same record. `dnsreg check` runs the same code with a sample identity.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::config::{Config, ProviderKind, RecordSpec, SpecKind, Template, ZoneRef};
-use crate::record::{DomainName, RData, RType, Record, Value};
+use crate::record::{DomainName, RData, RType, Record, RrKey, Value};
+use crate::registry::root as registry_root;
 
 /// What templates may refer to, for one instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,35 +51,6 @@ impl Vars {
             ipv6: Some("2001:db8::7".parse().expect("valid")),
         }
     }
-}
-
-/// The label an instance id takes in DNS (its ownership registry name).
-pub fn instance_label(id: &str) -> Result<String, String> {
-    let label = id.to_ascii_lowercase();
-    if label.is_empty()
-        || label.len() > 63
-        || !label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(format!(
-            "`{id}` cannot be used as a DNS label; use 1 to 63 letters, digits, `-` or `_`"
-        ));
-    }
-    Ok(label)
-}
-
-/// The subtree that holds every instance's ownership registry record.
-pub fn registry_root(zone: &DomainName) -> DomainName {
-    zone.child("_dnsreg").expect("`_dnsreg` is a valid label")
-}
-
-/// `<instance>._dnsreg.<zone>`: the TXT rrset listing what an instance published
-/// (SPEC §3 rule 5). Every registry lives under one subtree so that all of them
-/// can be listed in one pass (for `reap`, and to see who else claims a value).
-pub fn registry_name(zone: &DomainName, instance_id: &str) -> Result<DomainName, String> {
-    let label = instance_label(instance_id)?;
-    registry_root(zone).child(&label).map_err(|e| e.to_string())
 }
 
 fn expand_name(
@@ -231,6 +203,14 @@ pub fn expand(
     })
 }
 
+/// What this instance wants through one provider.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub records: Vec<Record>,
+    /// The keys of rrsets that are this instance's alone (nobody else writes them).
+    pub exclusive: BTreeSet<RrKey>,
+}
+
 /// Every record this instance wants through `provider`, whose zone is `zone`.
 /// Errors name the config key and say what is wrong.
 pub fn desired(
@@ -238,7 +218,7 @@ pub fn desired(
     provider: &str,
     zone: &DomainName,
     vars: &Vars,
-) -> Result<Vec<Record>, Vec<(String, String)>> {
+) -> Result<Desired, Vec<(String, String)>> {
     let mut problems = Vec::new();
     let mut out: Vec<(Record, Share, &str)> = Vec::new();
     for spec in config
@@ -306,9 +286,14 @@ pub fn desired(
         }
     }
     if problems.is_empty() {
+        let exclusive = out
+            .iter()
+            .filter(|(_, s, _)| *s == Share::Exclusive)
+            .map(|(r, _, _)| r.value.key())
+            .collect();
         let mut records: Vec<Record> = out.into_iter().map(|(r, _, _)| r).collect();
         records.sort();
-        Ok(records)
+        Ok(Desired { records, exclusive })
     } else {
         Err(problems)
     }
@@ -329,7 +314,7 @@ pub fn check_sample(config: &Config) -> Vec<(String, String)> {
         // A zone given by id is named only by the API; check names against a stand-in zone.
         let (zone, by_id) = match &p.kind {
             ProviderKind::Route53(r) => match &r.zone {
-                ZoneRef::Name(z) => (z.clone(), false),
+                ZoneRef::Name(z) | ZoneRef::Both(z, _) => (z.clone(), false),
                 ZoneRef::Id(_) => (
                     DomainName::new("zone-given-by-id.invalid").expect("valid"),
                     true,
@@ -383,6 +368,7 @@ mod tests {
         .unwrap();
         let lines: Vec<String> = desired(&c, "route53", &zone(), &vars())
             .unwrap()
+            .records
             .iter()
             .map(|r| r.value.to_line())
             .collect();
@@ -403,6 +389,7 @@ mod tests {
         let c = parse("t", &text).unwrap();
         let lines: Vec<String> = desired(&c, "r53", &zone(), &vars())
             .unwrap()
+            .records
             .iter()
             .map(|r| r.value.to_line())
             .collect();
@@ -453,10 +440,10 @@ mod tests {
     #[test]
     fn registry_names_live_in_one_subtree() {
         assert_eq!(
-            registry_name(&zone(), "i-0ABC").unwrap().as_str(),
+            crate::registry::name(&zone(), "i-0ABC").unwrap().as_str(),
             "i-0abc._dnsreg.example.com."
         );
-        assert!(registry_name(&zone(), "web 1").is_err());
+        assert!(crate::registry::name(&zone(), "web 1").is_err());
         let text = format!("{BASE}[[round_robin]]\nproviders=[\"r53\"]\nname=\"x._dnsreg\"\n");
         assert!(
             parse("t", &text)

@@ -345,6 +345,46 @@ impl fmt::Display for RrKey {
     }
 }
 
+impl FromStr for RrKey {
+    type Err = String;
+    /// Parses what `Display` writes: `NAME TYPE`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, rtype) = s
+            .rsplit_once(' ')
+            .ok_or_else(|| format!("not `NAME TYPE`: `{s}`"))?;
+        Ok(RrKey {
+            name: DomainName::new(name).map_err(|e| e.to_string())?,
+            rtype: rtype.parse()?,
+        })
+    }
+}
+
+/// Serde for maps keyed by rrset (`#[serde(with = "by_key")]`): JSON object
+/// keys are strings, so each key is written `NAME TYPE`.
+pub mod by_key {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::RrKey;
+
+    pub fn serialize<S: Serializer, T: Serialize>(
+        map: &BTreeMap<RrKey, T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<RrKey, T>, D::Error> {
+        BTreeMap::<String, T>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| Ok((k.parse().map_err(serde::de::Error::custom)?, v)))
+            .collect()
+    }
+}
+
 /// One resource record without its TTL: the unit of ownership.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Value {

@@ -1,10 +1,15 @@
 //! One retry policy for every call that crosses the network.
 //!
-//! Capped exponential backoff with full jitter (SPEC §3 rule 7), as described in
-//! AWS's "Exponential Backoff And Jitter": a fleet that fails together must not
-//! retry together. What counts as transient is decided by the caller.
+//! Capped exponential backoff with full jitter, as described in AWS's
+//! "Exponential Backoff And Jitter": a fleet that fails together must not retry
+//! together. What counts as transient is decided by the caller. A provider's
+//! rate limit is kept by one [`Pacer`] per provider, which every request of the
+//! process waits on: throttling slows the whole process down, not one call.
 
+use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// How often and how patiently to retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,15 +31,14 @@ impl Backoff {
         cap: Duration::from_secs(20),
         attempts: 12,
     };
-    /// For throttling: the service is up and answering, only busy, and a fleet
-    /// that starts at once is throttled by design. Retried far longer than
-    /// other failures (about six minutes of waiting); callers bound the whole
-    /// by their own deadline (a join's, or `stop_timeout`), so a leave at
-    /// shutdown keeps trying as long as it is allowed to.
-    pub const THROTTLED: Backoff = Backoff {
-        base: Duration::from_millis(500),
-        cap: Duration::from_secs(20),
-        attempts: 40,
+    /// For a provider that throttles a fleet starting together: the first
+    /// throttled request tells that the account's burst is used up, so the
+    /// next try waits up to a second, and each further one twice as long, up to
+    /// a minute (measured with `scripts/bench`, README "Performance").
+    pub const BUSY: Backoff = Backoff {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(60),
+        attempts: u32::MAX,
     };
     /// For instance metadata, which is local and either answers fast or is absent.
     pub const METADATA: Backoff = Backoff {
@@ -48,8 +52,139 @@ impl Backoff {
     pub fn delay(&self, n: u32) -> Duration {
         let ceiling = self.base.saturating_mul(1u32 << n.min(20)).min(self.cap);
         let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::random_range(0..=millis))
+        Duration::from_millis(jitter(millis))
     }
+}
+
+/// A provider's request budget in this process: every request waits until the
+/// pacer allows it, and a throttled answer pushes that moment back for all of
+/// them (capped exponential backoff with full jitter, or exactly the
+/// `Retry-After` the provider asked for, plus jitter so that a fleet does not
+/// come back at the same instant). One answer that is not throttled clears it.
+#[derive(Debug)]
+pub struct Pacer {
+    policy: Backoff,
+    state: Mutex<PacerState>,
+}
+
+#[derive(Debug, Default)]
+struct PacerState {
+    busy_in_a_row: u32,
+    not_before: Option<Instant>,
+    /// Until when the provider itself said not to come back (Retry-After).
+    asked_until: Option<Instant>,
+    /// When the provider last said it was busy, and what it said.
+    last_busy: Option<(Instant, String)>,
+}
+
+impl Pacer {
+    pub fn new(policy: Backoff) -> Pacer {
+        Pacer {
+            policy,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PacerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until a request may be sent.
+    pub async fn ready(&self) {
+        loop {
+            let until = self.lock().not_before;
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// The provider answered "too many requests": wait `retry_after` when it
+    /// said so, else back off further.
+    pub fn busy(&self, why: &str, retry_after: Option<Duration>) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        let wait = match retry_after {
+            // Exactly as asked, then spread over a quarter more (at least a second).
+            Some(ra) => {
+                ra + Backoff {
+                    base: (ra / 4).max(Duration::from_secs(1)),
+                    ..self.policy
+                }
+                .delay(0)
+            }
+            None => self.policy.delay(s.busy_in_a_row),
+        };
+        s.busy_in_a_row = s.busy_in_a_row.saturating_add(1);
+        if let Some(ra) = retry_after {
+            s.asked_until = Some(now + ra);
+        }
+        let until = now + wait;
+        s.not_before = Some(s.not_before.map_or(until, |t| t.max(until)));
+        s.last_busy = Some((now, why.to_string()));
+    }
+
+    /// When the next request would come after `deadline`, draws it anew
+    /// within the time left, so that an operation with a deadline (a leave
+    /// within `stop_timeout`) still tries, and a fleet stopping together does
+    /// not all try at its last moment.
+    pub fn fit(&self, deadline: Instant) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        let asked = s.asked_until.filter(|t| *t > now);
+        if let Some(t) = s.not_before
+            && t > deadline
+            && deadline > now
+            && asked.is_none_or(|a| a < deadline)
+        {
+            // Never before what the provider asked for.
+            let from = asked.unwrap_or(now);
+            let left = u64::try_from((deadline - from).as_millis()).unwrap_or(0);
+            s.not_before = Some(from + Duration::from_millis(jitter(left)));
+        }
+    }
+
+    /// The provider answered (anything but "too many requests").
+    pub fn ok(&self) {
+        self.lock().busy_in_a_row = 0;
+    }
+
+    /// Whether the provider said it was busy within the last `within`.
+    pub fn busy_within(&self, within: Duration) -> bool {
+        self.lock()
+            .last_busy
+            .as_ref()
+            .is_some_and(|(t, _)| t.elapsed() < within)
+    }
+
+    /// What the provider said the last time it was busy.
+    pub fn last_busy(&self) -> Option<String> {
+        self.lock().last_busy.as_ref().map(|(_, m)| m.clone())
+    }
+}
+
+/// A uniform draw in `[0, max]`: the thread's generator, or in tests the
+/// seeded one, so that a randomized schedule can be replayed from its seed.
+fn jitter(max: u64) -> u64 {
+    #[cfg(test)]
+    if let Some(v) = SEEDED.with(|r| {
+        r.borrow_mut()
+            .as_mut()
+            .map(|g| rand::RngExt::random_range(g, 0..=max))
+    }) {
+        return v;
+    }
+    rand::random_range(0..=max)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test to make every jitter on this thread come from a seed.
+    pub static SEEDED: std::cell::RefCell<Option<rand::rngs::StdRng>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `op` until it succeeds, fails permanently (`transient` says no), or the
@@ -149,6 +284,38 @@ mod tests {
         )
         .await;
         assert_eq!(r, Ok(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_provider_holds_every_request_back_and_retry_after_is_kept() {
+        let pacer = Pacer::new(Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(8),
+            attempts: u32::MAX,
+        });
+        let t0 = Instant::now();
+        pacer.ready().await;
+        assert_eq!(t0.elapsed(), Duration::ZERO, "not busy: no wait");
+        // Retry-After 30 s: nothing before it, at most a quarter more after it.
+        pacer.busy("429", Some(Duration::from_secs(30)));
+        pacer.ready().await;
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(30) && waited <= Duration::from_millis(37_500),
+            "{waited:?}"
+        );
+        assert!(pacer.busy_within(Duration::from_secs(60)));
+        // Without Retry-After: the windows grow, capped.
+        for _ in 0..10 {
+            pacer.busy("Throttling", None);
+        }
+        assert_eq!(pacer.lock().busy_in_a_row, 11);
+        let t1 = Instant::now();
+        pacer.ready().await;
+        assert!(t1.elapsed() <= Duration::from_secs(8), "{:?}", t1.elapsed());
+        pacer.ok();
+        assert_eq!(pacer.lock().busy_in_a_row, 0);
+        assert_eq!(pacer.last_busy().as_deref(), Some("Throttling"));
     }
 
     #[tokio::test(start_paused = true)]

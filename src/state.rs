@@ -1,11 +1,14 @@
 //! The local state file: what this instance published, per provider.
 //!
 //! Together with the ownership registry in the zone, it lets `leave` and the next
-//! start remove records of an address the instance no longer has (SPEC §3 rule
-//! 5). It is written before a change (everything that may be published after
-//! it) and after (what is), always atomically: a temporary file in the same
-//! directory, fsync, rename, fsync of the directory. A crash at any point leaves
-//! either the old or the new file, never a torn one.
+//! start remove records of an address the instance no longer has. It also
+//! saves requests: the zone's id at the provider (looked up once in an
+//! instance's life), and what this instance's last change left there, which
+//! the next change is written against without reading first. It is written
+//! before a change (everything that may be published after it) and after (what
+//! is), always atomically: a temporary file in the same directory, fsync,
+//! rename, fsync of the directory. A crash at any point leaves either the old
+//! or the new file, never a torn one.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,7 +21,7 @@ use crate::provider::Values;
 
 const FILE: &str = "state.json";
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub version: u32,
@@ -27,11 +30,39 @@ pub struct State {
     pub providers: BTreeMap<String, ProviderState>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderState {
     pub zone: String,
+    /// The provider's id for the zone (Route53 hosted zone, Cloudflare zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_id: Option<String>,
+    /// What this instance owned after its last change that completed.
     pub published: Values,
+    /// A leave was started and not seen to complete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
+    /// What this instance's last change left at the provider, in the
+    /// provider's own form (its rrsets or record ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<serde_json::Value>,
+    /// A change the provider accepted and has not yet confirmed live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// How long the last confirmed change took to go live, in milliseconds:
+    /// when to ask about the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_after_ms: Option<u64>,
+}
+
+/// A change accepted by the provider, not yet confirmed live everywhere.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    /// The provider's id for it (Route53: `C…`).
+    pub change: String,
+    /// When it was accepted, unix milliseconds.
+    pub accepted_ms: u64,
 }
 
 pub struct StateFile {
@@ -102,7 +133,15 @@ mod tests {
             "r53".into(),
             ProviderState {
                 zone: "example.com.".into(),
+                zone_id: Some("Z1".into()),
                 published: [Value::from_line("www.example.com. A 192.0.2.1").unwrap()].into(),
+                leaving: true,
+                memory: Some(serde_json::json!({"rrsets": {}})),
+                pending: Some(Pending {
+                    change: "C1".into(),
+                    accepted_ms: 1,
+                }),
+                live_after_ms: Some(200),
             },
         );
         f.save(&s).unwrap();

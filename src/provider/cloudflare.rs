@@ -1,10 +1,15 @@
 //! Cloudflare, through its v4 REST API (reqwest + serde).
 //!
-//! On Cloudflare each value is its own record (SPEC §3 rule 4), so instances
+//! On Cloudflare each value is its own record, so instances
 //! sharing a name never rewrite each other's records: joining adds records,
-//! leaving deletes records by id. A record is this instance's when its comment
-//! is `dnsreg:<instance-id>`; a record without a dnsreg comment is a person's
-//! and is never changed or deleted, whatever value it holds.
+//! leaving deletes records by id. A record's comment names the instances that
+//! claim it, `dnsreg:<instance>[,<instance>…]`: one, or more when instances
+//! publish the same value (an address released by one and given to another).
+//! Cloudflare refuses two identical records, so a value is one record, and
+//! whoever joins or leaves a claim replaces that record with one naming the
+//! new claimants: an instance that writes from memory (by id) finds out by the
+//! refusal. A record without a dnsreg comment is a person's and is never
+//! changed or deleted, whatever value it holds.
 //!
 //! One join or leave is one request to the batch endpoint, which Cloudflare runs
 //! in one database transaction, all or nothing, deletes first, then patches,
@@ -12,10 +17,17 @@
 //! When the endpoint is refused the change is sent as single requests instead,
 //! and the log says that it was not atomic.
 //!
+//! The zone id is looked up once in an instance's life (kept in the state
+//! file), and a join or leave is written against the records this instance's
+//! last change left (their ids, kept there too) without reading first: a record
+//! that is gone, or an identical one that exists, makes Cloudflare refuse the
+//! whole batch, and only then is the zone read.
+//!
 //! Auth is an API token (Bearer) from `token_file` or `CLOUDFLARE_API_TOKEN`; it
-//! is sent as a sensitive header and never appears in a message. Throttling
-//! (429, with its Retry-After), 5xx and timeouts are retried with
-//! [`Backoff::API`], like every other provider.
+//! is sent as a sensitive header and never appears in a message. Every call is
+//! one attempt; a 429 holds every request of the process back for its
+//! Retry-After (Cloudflare blocks the token for the rest of its window, so a
+//! request sent earlier only extends the block).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,28 +36,56 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use super::{Edit, Provider, Values, WriteError, is_loopback_url};
+use super::{Edit, Fail, KnownZone, Provider, Values, Written, is_loopback_url};
 use crate::config::CloudflareConfig;
 use crate::metadata::error_chain;
-use crate::plan::{instance_label, registry_root};
-use crate::record::{DomainName, RData, RType, RrKey, Value};
-use crate::retry::{Backoff, retry};
+use crate::reconcile::{Attempts, attempt};
+use crate::record::{DomainName, RData, RType, RrKey, Value, by_key};
+use crate::registry::{self, instance_label};
+use crate::retry::{Backoff, Pacer};
 
 /// Cloudflare's API base URL.
 pub const DEFAULT_ENDPOINT: &str = "https://api.cloudflare.com/client/v4";
 
-/// The start of every comment dnsreg writes: `dnsreg:<instance-id>`.
+/// The start of every comment dnsreg writes: `dnsreg:<instance>[,<instance>…]`.
 const OWNER_PREFIX: &str = "dnsreg:";
+
+/// The longest comment the Free plan takes ("Record attributes": 100
+/// characters); four instance ids of 19 characters fit.
+const MAX_COMMENT: usize = 100;
+
+/// The instances a record's comment names; none for a record without a
+/// dnsreg comment (a person's).
+fn claimants_of(comment: Option<&str>) -> BTreeSet<String> {
+    comment
+        .map(str::trim)
+        .and_then(|c| c.strip_prefix(OWNER_PREFIX))
+        .map(|rest| {
+            rest.split(',')
+                .map(|l| l.trim().to_ascii_lowercase())
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The comment naming `claimants`.
+fn comment_for(claimants: &BTreeSet<String>) -> String {
+    format!(
+        "{OWNER_PREFIX}{}",
+        claimants.iter().cloned().collect::<Vec<_>>().join(",")
+    )
+}
 
 /// Records per page when listing (Cloudflare's default page size).
 const PER_PAGE: u32 = 100;
 
-/// A Retry-After longer than this is cut short; the backoff still applies.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// A Retry-After longer than this is cut short (Cloudflare's window is five minutes).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// What the permission messages tell users to grant.
 const PERMISSIONS: &str = "Zone → Zone → Read and Zone → DNS → Edit";
@@ -55,6 +95,8 @@ pub struct Cloudflare {
     cfg: CloudflareConfig,
     /// This instance's comment: `dnsreg:<instance-id>`.
     owner: String,
+    /// This instance's label, as comments name it.
+    label: String,
     client: Option<reqwest::Client>,
     base: String,
     /// `Bearer <token>`, marked sensitive.
@@ -63,15 +105,18 @@ pub struct Cloudflare {
     zone: DomainName,
     /// Set once the batch endpoint was refused: later writes go as single calls.
     batch_refused: AtomicBool,
+    pacer: Pacer,
 }
 
 /// The records read, by key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
+    #[serde(with = "by_key")]
     records: BTreeMap<RrKey, Vec<Held>>,
 }
 
 /// One Cloudflare record as read.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Held {
     id: String,
     /// `None` when its content is not a well-formed value (never ours).
@@ -138,7 +183,9 @@ struct RecordJson {
 /// A failed call, classified.
 #[derive(Debug)]
 enum CallError {
-    /// Throttled, 5xx, timed out: worth another try.
+    /// 429: the token's window is used up; come back after Retry-After.
+    Busy(String, Option<Duration>),
+    /// 5xx, timed out: worth another try.
     Transient(String),
     /// The zone changed under us: 81044 record gone, 81057/81058 record exists.
     Conflict(String),
@@ -169,7 +216,10 @@ fn describe(errors: &[ApiMessage]) -> String {
 fn classify(status: StatusCode, errors: &[ApiMessage], batch: bool) -> CallError {
     let detail = format!("HTTP {} ({})", status.as_u16(), describe(errors));
     let codes: Vec<i64> = errors.iter().map(|e| e.code).collect();
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return CallError::Busy(detail, None);
+    }
+    if status.is_server_error() {
         return CallError::Transient(detail);
     }
     if codes.iter().any(|c| CONFLICT_CODES.contains(c)) {
@@ -263,17 +313,20 @@ impl Cloudflare {
     pub fn new(name: &str, cfg: CloudflareConfig, instance_id: &str) -> Cloudflare {
         // Config validation made sure the id is a label (≤ 63 characters), so
         // the comment stays well within the free plan's 100 characters.
-        let label = instance_label(instance_id).unwrap_or_else(|_| instance_id.to_string());
+        let label =
+            instance_label(instance_id).unwrap_or_else(|_| instance_id.to_ascii_lowercase());
         Cloudflare {
             name: name.to_string(),
             zone: cfg.zone.clone(),
             cfg,
             owner: format!("{OWNER_PREFIX}{label}"),
+            label,
             client: None,
             base: String::new(),
             auth: None,
             zone_id: String::new(),
             batch_refused: AtomicBool::new(false),
+            pacer: Pacer::new(Backoff::BUSY),
         }
     }
 
@@ -289,7 +342,7 @@ impl Cloudflare {
     }
 
     fn is_ours(&self, comment: Option<&str>) -> bool {
-        comment.is_some_and(|c| c.trim().eq_ignore_ascii_case(&self.owner))
+        claimants_of(comment).contains(&self.label)
     }
 
     /// The API token: `token_file`, else `CLOUDFLARE_API_TOKEN`.
@@ -321,8 +374,24 @@ impl Cloudflare {
         Ok(value)
     }
 
-    /// One request, one attempt. `path` is below the API base.
-    async fn request<T: DeserializeOwned>(
+    /// One request, one attempt, after the pacer allows it. `path` is below the API base.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+    ) -> Result<Envelope<T>, CallError> {
+        self.pacer.ready().await;
+        let result = self.send(method, path, query, body).await;
+        match &result {
+            Err(CallError::Busy(why, retry_after)) => self.pacer.busy(why, *retry_after),
+            _ => self.pacer.ok(),
+        }
+        result
+    }
+
+    async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -364,53 +433,29 @@ impl Cloudflare {
                 describe(&errors)
             )));
         }
-        if status == StatusCode::TOO_MANY_REQUESTS
-            && let Some(wait) = wait
-        {
-            // Honour the server's pause; the backoff adds jitter on top.
-            tracing::debug!(provider = %self.name, ?wait, "rate limited, waiting as asked");
-            tokio::time::sleep(wait).await;
+        match classify(status, &errors, path.ends_with("/batch")) {
+            CallError::Busy(why, _) => {
+                tracing::debug!(provider = %self.name, ?wait, "rate limited: waiting as asked");
+                Err(CallError::Busy(why, wait))
+            }
+            other => Err(other),
         }
-        Err(classify(status, &errors, path.ends_with("/batch")))
     }
 
-    /// Calls with the API retry policy.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        doing: &str,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Json>,
-    ) -> Result<Envelope<T>, CallError> {
-        retry(
-            Backoff::API,
-            |n| {
-                if n > 0 {
-                    tracing::debug!(provider = %self.name, attempt = n + 1, doing, "retrying");
-                }
-                self.request(method.clone(), path, query, body)
-            },
-            |e| matches!(e, CallError::Transient(_)),
-        )
-        .await
-    }
-
-    fn fail(&self, doing: &str, e: CallError) -> anyhow::Error {
+    /// The failure as the retry loop takes it.
+    fn fail(&self, doing: &str, e: CallError) -> Fail {
         match e {
-            CallError::Transient(m) => anyhow!(
-                "{}: {doing}: still failing after {} attempts: {m}",
-                self.what(),
-                Backoff::API.attempts
-            ),
-            CallError::Conflict(m) | CallError::BatchRefused(m) | CallError::Permanent(m) => {
-                anyhow!("{}: {doing}: {m}", self.what())
+            CallError::Busy(why, retry_after) => Fail::Busy { why, retry_after },
+            CallError::Transient(m) => Fail::Transient(m),
+            CallError::Conflict(m) => Fail::Conflict(m),
+            CallError::BatchRefused(m) | CallError::Permanent(m) => {
+                Fail::Permanent(anyhow!("{}: {doing}: {m}", self.what()))
             }
         }
     }
 
     /// Every record matching `query`, following pagination.
-    async fn list(&self, doing: &str, query: &[(&str, String)]) -> anyhow::Result<Vec<RecordJson>> {
+    async fn list(&self, doing: &str, query: &[(&str, String)]) -> Result<Vec<RecordJson>, Fail> {
         let mut out = Vec::new();
         let mut page = 1u32;
         loop {
@@ -419,7 +464,6 @@ impl Cloudflare {
             q.push(("page", page.to_string()));
             let env: Envelope<Vec<RecordJson>> = self
                 .call(
-                    doing,
                     Method::GET,
                     &format!("/zones/{}/dns_records", self.zone_id),
                     &q,
@@ -478,42 +522,23 @@ impl Cloudflare {
     }
 
     /// Turns an edit into Cloudflare operations on single records.
-    fn plan_ops(&self, snapshot: &Snapshot, edit: &Edit) -> Ops {
-        let root = registry_root(&self.zone);
+    fn plan_ops(&self, snapshot: &Snapshot, edit: &Edit) -> Result<Ops, Fail> {
+        let root = registry::root(&self.zone);
         let mut ops = Ops::default();
         let none = Vec::new();
+        let is_dnsreg = |h: &Held| !claimants_of(h.comment.as_deref()).is_empty();
         for key in edit.keys() {
             let held = snapshot.records.get(&key).unwrap_or(&none);
             let registry = key.name.is_in(&root);
             let mut deleted: BTreeSet<&str> = BTreeSet::new();
             for v in edit.remove.get(&key).into_iter().flatten() {
-                let holding: Vec<&Held> = held
+                // Every dnsreg record holding the value goes (the rules made
+                // sure no other instance claims it any more); a record without
+                // a dnsreg comment is a person's and is never deleted.
+                let take: Vec<&Held> = held
                     .iter()
-                    .filter(|h| h.value.as_ref() == Some(v))
+                    .filter(|h| h.value.as_ref() == Some(v) && is_dnsreg(h))
                     .collect();
-                let ours: Vec<&Held> = holding
-                    .iter()
-                    .copied()
-                    .filter(|h| self.is_ours(h.comment.as_deref()))
-                    .collect();
-                // A value handed over by another instance (an address it
-                // released, which this instance claimed in its registry and
-                // nobody else claims any more) sits in that instance's record:
-                // still a dnsreg record, so it may go. A record without a
-                // dnsreg comment is a person's and is never deleted.
-                let take: Vec<&Held> = if ours.is_empty() {
-                    holding
-                        .iter()
-                        .copied()
-                        .filter(|h| {
-                            h.comment
-                                .as_deref()
-                                .is_some_and(|c| c.trim().starts_with(OWNER_PREFIX))
-                        })
-                        .collect()
-                } else {
-                    ours
-                };
                 if take.is_empty() {
                     tracing::warn!(
                         provider = %self.name,
@@ -521,19 +546,63 @@ impl Cloudflare {
                     );
                 }
                 for h in take {
-                    if !self.is_ours(h.comment.as_deref()) {
-                        tracing::info!(
-                            provider = %self.name,
-                            "{v}: deleting the record of {} (handed over to this instance)",
-                            h.comment.as_deref().unwrap_or_default()
-                        );
-                    }
                     deleted.insert(&h.id);
                     ops.deletes.push(Op {
                         id: h.id.clone(),
                         what: v.to_string(),
                         registry,
                         body: Json::Null,
+                    });
+                }
+            }
+            // A change of claimants replaces the record (a new id), so that an
+            // instance writing from memory finds out.
+            for (v, who) in edit.claimants.iter().filter(|(v, _)| v.key() == key) {
+                let holding: Vec<&Held> = held
+                    .iter()
+                    .filter(|h| h.value.as_ref() == Some(v) && is_dnsreg(h))
+                    .filter(|h| !deleted.contains(h.id.as_str()))
+                    .collect();
+                let Some(first) = holding.first() else {
+                    continue;
+                };
+                let comment = comment_for(who);
+                if comment.len() > MAX_COMMENT {
+                    return Err(Fail::permanent(format!(
+                        "{}: {v} is published by {} instances, more than a record's comment can name ({MAX_COMMENT} characters); it stays theirs",
+                        self.what(),
+                        who.len()
+                    )));
+                }
+                for h in &holding {
+                    deleted.insert(&h.id);
+                    ops.deletes.push(Op {
+                        id: h.id.clone(),
+                        what: format!(
+                            "{v} (claimed by {})",
+                            claimants_of(h.comment.as_deref())
+                                .into_iter()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        registry,
+                        body: Json::Null,
+                    });
+                }
+                if !who.is_empty() {
+                    let mut body = self.new_record(v, first.ttl);
+                    body["comment"] = json!(comment);
+                    if body.get("proxied").is_some() {
+                        body["proxied"] = json!(first.proxied);
+                    }
+                    ops.posts.push(Op {
+                        id: String::new(),
+                        what: format!(
+                            "{v} (claimed by {})",
+                            who.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                        registry,
+                        body,
                     });
                 }
             }
@@ -563,11 +632,28 @@ impl Cloudflare {
                 });
             }
         }
-        ops
+        for key in edit.guard.difference(&edit.keys()) {
+            let registry = key.name.is_in(&root);
+            for h in snapshot
+                .records
+                .get(key)
+                .into_iter()
+                .flatten()
+                .filter(|h| is_dnsreg(h))
+            {
+                ops.patches.push(Op {
+                    id: h.id.clone(),
+                    what: format!("{key} (unchanged, checked)"),
+                    registry,
+                    body: json!({ "id": h.id, "comment": h.comment }),
+                });
+            }
+        }
+        Ok(ops)
     }
 
-    /// The whole change as one batch request.
-    async fn write_batch(&self, ops: &Ops) -> Result<(), CallError> {
+    /// The whole change as one batch request; the records it posted.
+    async fn write_batch(&self, ops: &Ops) -> Result<Vec<RecordJson>, CallError> {
         let mut body = serde_json::Map::new();
         let ids = |list: &[Op]| -> Json {
             list.iter()
@@ -591,21 +677,27 @@ impl Cloudflare {
             );
         }
         let body = Json::Object(body);
-        self.call::<Json>(
-            "batch",
-            Method::POST,
-            &format!("/zones/{}/dns_records/batch", self.zone_id),
-            &[],
-            Some(&body),
-        )
-        .await
-        .map(|_| ())
+        #[derive(Deserialize, Default)]
+        struct BatchResult {
+            #[serde(default)]
+            posts: Vec<RecordJson>,
+        }
+        let env: Envelope<BatchResult> = self
+            .call(
+                Method::POST,
+                &format!("/zones/{}/dns_records/batch", self.zone_id),
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(env.result.unwrap_or_default().posts)
     }
 
     /// The change as single requests, ordered so that the registry always
     /// covers what is published: registry additions first, then new values,
-    /// TTLs, removed values, and registry removals last.
-    async fn write_singles(&self, ops: &Ops) -> Result<(), WriteError> {
+    /// TTLs, removed values, and registry removals last. Each request waits
+    /// its turn at the pacer and is tried until it goes through.
+    async fn write_singles(&self, ops: &Ops) -> Result<Vec<RecordJson>, Fail> {
         let path = format!("/zones/{}/dns_records", self.zone_id);
         let mut steps: Vec<(Method, String, Option<&Json>, &Op)> = Vec::new();
         for registry_first in [true, false] {
@@ -623,34 +715,74 @@ impl Cloudflare {
         }
         let total = steps.len();
         let mut conflicts = Vec::new();
+        let mut posted = Vec::new();
+        let mut tries = Attempts::new(&self.name, Duration::from_secs(600));
         for (done, (method, p, body, op)) in steps.into_iter().enumerate() {
             let verb = match method {
                 Method::POST => "adding",
                 Method::PATCH => "changing",
                 _ => "deleting",
             };
-            match self.call::<Json>(verb, method, &p, &[], body).await {
-                Ok(_) => {}
-                // Already gone, or already there: another writer got there
-                // first. Go on, then read again so that `apply` sees it.
-                Err(CallError::Conflict(m)) => conflicts.push(format!("{} {}: {m}", verb, op.what)),
-                Err(e) => {
-                    return Err(WriteError::Failed(self.fail(
-                        &format!(
-                            "{verb} {} (single request {} of {total}; the earlier ones were applied, the change is partial: run the command again)",
-                            op.what,
-                            done + 1
-                        ),
-                        e,
-                    )));
+            let doing = format!(
+                "{verb} {} (single request {} of {total}; the earlier ones were applied, the change is partial: run the command again)",
+                op.what,
+                done + 1
+            );
+            let got = loop {
+                match self.call::<Json>(method.clone(), &p, &[], body).await {
+                    Ok(env) => break Some(env),
+                    // Already gone, or already there: another writer got there
+                    // first. Go on, then read again so that `apply` sees it.
+                    Err(CallError::Conflict(m)) => {
+                        conflicts.push(format!("{verb} {}: {m}", op.what));
+                        break None;
+                    }
+                    Err(e) => tries
+                        .after(&doing, self.fail(&doing, e))
+                        .await
+                        .map_err(Fail::Permanent)?,
                 }
+            };
+            if let Some(env) = got
+                && method == Method::POST
+                && let Some(r) = env.result
+                && let Ok(r) = serde_json::from_value::<RecordJson>(r)
+            {
+                posted.push(r);
             }
         }
         if conflicts.is_empty() {
-            Ok(())
+            Ok(posted)
         } else {
-            Err(WriteError::Conflict(conflicts.join("; ")))
+            Err(Fail::Conflict(conflicts.join("; ")))
         }
+    }
+
+    /// `snapshot` with `ops` applied and the records Cloudflare posted.
+    fn after(&self, snapshot: &Snapshot, ops: &Ops, posted: Vec<RecordJson>) -> Snapshot {
+        let mut after = snapshot.clone();
+        let gone: BTreeSet<&str> = ops.deletes.iter().map(|o| o.id.as_str()).collect();
+        for held in after.records.values_mut() {
+            held.retain(|h| !gone.contains(h.id.as_str()));
+            for h in held.iter_mut() {
+                if let Some(p) = ops.patches.iter().find(|o| o.id == h.id)
+                    && let Some(ttl) = p.body.get("ttl").and_then(Json::as_u64)
+                {
+                    h.ttl = u32::try_from(ttl).unwrap_or(h.ttl);
+                }
+            }
+        }
+        for r in posted {
+            let Some(v) = value_of(&r) else { continue };
+            after.records.entry(v.key()).or_default().push(Held {
+                value: Some(v),
+                id: r.id,
+                ttl: r.ttl,
+                proxied: r.proxied,
+                comment: r.comment,
+            });
+        }
+        after
     }
 }
 
@@ -690,8 +822,83 @@ impl Provider for Cloudflare {
         &self.zone
     }
 
-    async fn connect(&mut self) -> anyhow::Result<()> {
-        if self.client.is_some() {
+    fn known_zone(&self) -> Option<KnownZone> {
+        (!self.zone_id.is_empty()).then(|| KnownZone {
+            name: self.zone.clone(),
+            id: self.zone_id.clone(),
+        })
+    }
+
+    fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    fn forget_zone(&mut self) {
+        if self.cfg.zone_id.is_none() {
+            self.zone_id.clear();
+        }
+    }
+
+    fn ttl_per_record(&self) -> bool {
+        true
+    }
+
+    /// Each value is a record of its own: instances writing one name at once
+    /// add and delete different records, and never conflict.
+    fn rewrites_rrsets(&self) -> bool {
+        false
+    }
+
+    /// One listing of the records whose comment names this instance, compared
+    /// with what memory says of them (a read, not a write: nothing is touched).
+    async fn check(
+        &self,
+        snapshot: &Snapshot,
+        keys: &BTreeSet<RrKey>,
+    ) -> Result<Option<bool>, Fail> {
+        let remembered: Vec<(&RrKey, &Held)> = keys
+            .iter()
+            .flat_map(|k| {
+                snapshot
+                    .records
+                    .get(k)
+                    .into_iter()
+                    .flatten()
+                    .map(move |h| (k, h))
+            })
+            .collect();
+        if remembered
+            .iter()
+            .any(|(_, h)| !self.is_ours(h.comment.as_deref()))
+        {
+            // A record only another instance's comment names: not in this listing.
+            return Ok(None);
+        }
+        let got = self
+            .list(
+                "checking this instance's records",
+                &[("comment.contains", self.label.clone())],
+            )
+            .await?;
+        let mine: Vec<&RecordJson> = got
+            .iter()
+            .filter(|r| self.is_ours(r.comment.as_deref()))
+            .collect();
+        let same = |h: &Held, r: &RecordJson| {
+            r.id == h.id && r.ttl == h.ttl && r.comment == h.comment && value_of(r) == h.value
+        };
+        let all_there = remembered
+            .iter()
+            .all(|(_, h)| mine.iter().any(|r| same(h, r)));
+        let nothing_else = mine.iter().all(|r| {
+            let Some(v) = value_of(r) else { return true };
+            !keys.contains(&v.key()) || remembered.iter().any(|(_, h)| same(h, r))
+        });
+        Ok(Some(all_there && nothing_else))
+    }
+
+    async fn connect(&mut self, known: Option<&KnownZone>) -> anyhow::Result<()> {
+        if self.client.is_some() && !self.zone_id.is_empty() {
             return Ok(());
         }
         let base = self
@@ -714,22 +921,31 @@ impl Provider for Cloudflare {
                 .build()
                 .context("building the HTTP client")?,
         );
+        if let Some(id) = &self.cfg.zone_id {
+            self.zone_id.clone_from(id);
+            return Ok(());
+        }
+        if let Some(k) = known.filter(|k| k.name == self.zone) {
+            self.zone_id.clone_from(&k.id);
+            tracing::debug!(provider = %self.name, zone = %self.zone, zone_id = %self.zone_id, "zone known from the state file");
+            return Ok(());
+        }
         let zone = self.zone.without_dot().to_string();
         let doing = format!("looking up the zone named {zone}");
-        let env: Envelope<Vec<ZoneInfo>> = match self
-            .call(
-                &doing,
-                Method::GET,
-                "/zones",
-                &[("name", zone.clone()), ("per_page", "50".into())],
-                None,
-            )
-            .await
+        let name = self.name.clone();
+        let mut tries = Attempts::new(&name, Duration::from_secs(24 * 3600));
+        let query = [("name", zone.clone()), ("per_page", "50".into())];
+        let env: Envelope<Vec<ZoneInfo>> = match attempt(&mut tries, &doing, || async {
+            self.call(Method::GET, "/zones", &query, None)
+                .await
+                .map_err(|e| self.fail(&doing, e))
+        })
+        .await
         {
             Ok(env) => env,
             Err(e) => {
                 self.client = None;
-                return Err(self.fail(&doing, e));
+                return Err(e);
             }
         };
         let found: Vec<String> = env
@@ -762,7 +978,7 @@ impl Provider for Cloudflare {
         Ok(())
     }
 
-    async fn read(&self, keys: &BTreeSet<RrKey>) -> anyhow::Result<Snapshot> {
+    async fn read(&self, keys: &BTreeSet<RrKey>) -> Result<Snapshot, Fail> {
         let mut records = BTreeMap::new();
         for key in keys {
             let got = self
@@ -795,6 +1011,57 @@ impl Provider for Cloudflare {
         Ok(Snapshot { records })
     }
 
+    /// This instance's own records, and the records holding values it owns
+    /// beside another instance (an address handed over), by id, as its last
+    /// change left them: a record gone since makes the batch fail (81044), an
+    /// identical record someone else made meanwhile too (81058), and then the
+    /// zone is read.
+    fn presume(
+        &self,
+        memory: &Snapshot,
+        keys: &BTreeSet<RrKey>,
+        _shared: &BTreeSet<RrKey>,
+        owned: &Values,
+    ) -> Option<(Snapshot, BTreeSet<RrKey>)> {
+        let records = keys
+            .iter()
+            .map(|k| {
+                let mine: Vec<Held> = memory
+                    .records
+                    .get(k)
+                    .into_iter()
+                    .flatten()
+                    .filter(|h| {
+                        self.is_ours(h.comment.as_deref())
+                            || h.value.as_ref().is_some_and(|v| owned.contains(v))
+                    })
+                    .cloned()
+                    .collect();
+                (k.clone(), mine)
+            })
+            .collect();
+        Some((Snapshot { records }, BTreeSet::new()))
+    }
+
+    fn claimants(&self, snapshot: &Snapshot, value: &Value) -> Option<BTreeSet<String>> {
+        Some(
+            snapshot
+                .records
+                .get(&value.key())
+                .into_iter()
+                .flatten()
+                .filter(|h| h.value.as_ref() == Some(value))
+                .flat_map(|h| claimants_of(h.comment.as_deref()))
+                .collect(),
+        )
+    }
+
+    fn merge(&self, snapshot: &mut Snapshot, more: Snapshot) {
+        for (k, v) in more.records {
+            snapshot.records.entry(k).or_insert(v);
+        }
+    }
+
     fn values(&self, snapshot: &Snapshot, key: &RrKey) -> Values {
         snapshot
             .records
@@ -821,25 +1088,28 @@ impl Provider for Cloudflare {
         ours.or_else(|| held.iter().map(|h| h.ttl).min())
     }
 
-    async fn write(&self, snapshot: &Snapshot, edit: &Edit) -> Result<(), WriteError> {
-        let ops = self.plan_ops(snapshot, edit);
+    async fn write(&self, snapshot: &Snapshot, edit: &Edit) -> Result<Written<Snapshot>, Fail> {
+        let ops = self.plan_ops(snapshot, edit)?;
         if ops.len() == 0 {
-            return Ok(());
+            return Ok(Written {
+                after: snapshot.clone(),
+                change: None,
+            });
         }
         tracing::debug!(provider = %self.name, "change:\n{edit}");
         if !self.batch_refused.load(Ordering::Relaxed) {
             match self.write_batch(&ops).await {
-                Ok(()) => return Ok(()),
-                Err(CallError::Conflict(m)) => return Err(WriteError::Conflict(m)),
+                Ok(posted) => {
+                    return Ok(Written {
+                        after: self.after(snapshot, &ops, posted),
+                        change: None,
+                    });
+                }
                 Err(CallError::BatchRefused(m)) => {
                     self.batch_refused.store(true, Ordering::Relaxed);
                     tracing::debug!(provider = %self.name, "batch endpoint refused: {m}");
                 }
-                Err(e) => {
-                    return Err(WriteError::Failed(
-                        self.fail("changing records (one batch request)", e),
-                    ));
-                }
+                Err(e) => return Err(self.fail("changing records (one batch request)", e)),
             }
         }
         tracing::warn!(
@@ -847,11 +1117,15 @@ impl Provider for Cloudflare {
             "the batch endpoint is not available: applying the change as {} single requests; it is not atomic",
             ops.len()
         );
-        self.write_singles(&ops).await
+        let posted = self.write_singles(&ops).await?;
+        Ok(Written {
+            after: self.after(snapshot, &ops, posted),
+            change: None,
+        })
     }
 
-    async fn registries(&self) -> anyhow::Result<BTreeMap<String, Values>> {
-        let root = registry_root(&self.zone);
+    async fn registries(&self) -> Result<(BTreeMap<String, Values>, Snapshot), Fail> {
+        let root = registry::root(&self.zone);
         let got = self
             .list(
                 "listing ownership registries",
@@ -862,21 +1136,25 @@ impl Provider for Cloudflare {
             )
             .await?;
         let mut raw: BTreeMap<String, Values> = BTreeMap::new();
-        for r in &got {
-            let Some(v) = value_of(r) else { continue };
-            if !v.name.is_in(&root) || v.name == root || v.data.rtype() != RType::TXT {
+        let mut snap = Snapshot::default();
+        for r in got {
+            let Some(v) = value_of(&r) else { continue };
+            if v.data.rtype() != RType::TXT {
                 continue;
             }
-            let label = v
-                .name
-                .as_str()
-                .split('.')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            raw.entry(label).or_default().insert(v);
+            let Some(label) = registry::label_of(&v.name, &self.zone) else {
+                continue;
+            };
+            raw.entry(label).or_default().insert(v.clone());
+            snap.records.entry(v.key()).or_default().push(Held {
+                value: Some(v),
+                id: r.id,
+                ttl: r.ttl,
+                proxied: r.proxied,
+                comment: r.comment,
+            });
         }
-        Ok(raw)
+        Ok((raw, snap))
     }
 }
 
@@ -946,7 +1224,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(StatusCode::TOO_MANY_REQUESTS, &e(971), false),
-            CallError::Transient(_)
+            CallError::Busy(..)
         ));
         assert!(matches!(
             classify(StatusCode::BAD_GATEWAY, &[], true),

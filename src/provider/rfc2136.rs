@@ -37,11 +37,11 @@ use hickory_proto::rr::TSigner;
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV, TXT, tsig::TsigAlgorithm};
 use hickory_proto::rr::{DNSClass, Name, RData as HData, Record as HRecord, RecordType};
 
-use super::{Edit, Provider, Values, WriteError};
+use super::{Edit, Fail, Provider, Values, Written};
 use crate::config::Rfc2136Config;
-use crate::plan::registry_root;
 use crate::record::{DomainName, RData, RType, RrKey, Value};
-use crate::retry::{Backoff, retry};
+use crate::registry;
+use crate::retry::{Backoff, Pacer};
 
 /// How long one exchange may take before it counts as lost (hickory resends
 /// over UDP within it).
@@ -345,6 +345,15 @@ struct Failure {
 }
 
 impl Failure {
+    /// As the retry loop takes it, saying what was being done where.
+    fn into_fail(self, what: &str, doing: &str) -> Fail {
+        if self.transient {
+            Fail::Transient(format!("{what}: {doing}: {}", self.message))
+        } else {
+            Fail::permanent(format!("{what}: {doing}: {}", self.message))
+        }
+    }
+
     fn transient(message: impl Into<String>) -> Failure {
         Failure {
             transient: true,
@@ -516,9 +525,25 @@ pub struct RrSet {
     ttl: Option<u32>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     sets: BTreeMap<RrKey, RrSet>,
+}
+
+/// Nothing of an RFC 2136 snapshot is kept in the state file: a prerequisite
+/// must name the rrset exactly as the server holds it, so every change reads
+/// first (DNS queries cost the server next to nothing).
+impl serde::Serialize for Snapshot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Snapshot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Snapshot::default())
+    }
 }
 
 pub struct Rfc2136 {
@@ -526,6 +551,7 @@ pub struct Rfc2136 {
     cfg: Rfc2136Config,
     zone: DomainName,
     transport: Option<Transport>,
+    pacer: std::sync::Arc<Pacer>,
 }
 
 impl Rfc2136 {
@@ -535,6 +561,7 @@ impl Rfc2136 {
             zone: cfg.zone.clone(),
             cfg,
             transport: None,
+            pacer: std::sync::Arc::new(Pacer::new(Backoff::BUSY)),
         }
     }
 
@@ -553,42 +580,31 @@ impl Rfc2136 {
         )
     }
 
-    fn error(&self, doing: &str, f: Failure) -> anyhow::Error {
-        anyhow::anyhow!("{}: {doing}: {}", self.what(), f.message)
-    }
-
-    /// One query, retried while the failure is transient.
+    /// One query, one attempt.
     async fn query(&self, name: &DomainName, rtype: RecordType) -> Result<DnsResponse, Failure> {
         let t = self.transport();
-        retry(
-            BACKOFF,
-            |_| async {
-                let mut message = Message::query();
-                message.metadata.recursion_desired = false;
-                message.add_query(Query::query(hname(name), rtype));
-                with_edns(&mut message);
-                let answer = t.send(message).await?;
-                match answer.metadata.response_code {
-                    ResponseCode::NoError | ResponseCode::NXDomain => {}
-                    ResponseCode::ServFail => return Err(Failure::transient("SERVFAIL")),
-                    code => {
-                        return Err(Failure::permanent(format!(
-                            "the server answered {code}: does it serve zone {} (is it the zone's primary)?",
-                            self.zone.without_dot()
-                        )));
-                    }
-                }
-                if !answer.metadata.authoritative {
-                    return Err(Failure::permanent(format!(
-                        "the server is not authoritative for {}: point `server` at the zone's primary",
-                        self.zone.without_dot()
-                    )));
-                }
-                Ok(answer)
-            },
-            |f: &Failure| f.transient,
-        )
-        .await
+        let mut message = Message::query();
+        message.metadata.recursion_desired = false;
+        message.add_query(Query::query(hname(name), rtype));
+        with_edns(&mut message);
+        let answer = t.send(message).await?;
+        match answer.metadata.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain => {}
+            ResponseCode::ServFail => return Err(Failure::transient("SERVFAIL")),
+            code => {
+                return Err(Failure::permanent(format!(
+                    "the server answered {code}: does it serve zone {} (is it the zone's primary)?",
+                    self.zone.without_dot()
+                )));
+            }
+        }
+        if !answer.metadata.authoritative {
+            return Err(Failure::permanent(format!(
+                "the server is not authoritative for {}: point `server` at the zone's primary",
+                self.zone.without_dot()
+            )));
+        }
+        Ok(answer)
     }
 
     async fn read_one(&self, key: &RrKey) -> Result<RrSet, Failure> {
@@ -685,7 +701,15 @@ impl Provider for Rfc2136 {
         &self.zone
     }
 
-    async fn connect(&mut self) -> anyhow::Result<()> {
+    fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    fn transient_backoff(&self) -> Backoff {
+        BACKOFF
+    }
+
+    async fn connect(&mut self, _known: Option<&super::KnownZone>) -> anyhow::Result<()> {
         if self.transport.is_some() {
             return Ok(());
         }
@@ -713,11 +737,22 @@ impl Provider for Rfc2136 {
             key: key.as_ref().map(TsigKey::describe),
         });
         // The zone must be served, authoritatively, by this server.
-        let answer = self.query(&self.zone, RecordType::SOA).await.map_err(|f| {
-            self.transport = None;
-            self.error("looking up the zone's SOA", f)
-        });
-        let answer = answer?;
+        let what = self.what();
+        let mut tries =
+            crate::reconcile::Attempts::new(&what, Duration::from_secs(24 * 3600)).with(BACKOFF);
+        let answer = crate::reconcile::attempt(&mut tries, "looking up the zone's SOA", || async {
+            self.query(&self.zone, RecordType::SOA)
+                .await
+                .map_err(|f| f.into_fail(&what, "looking up the zone's SOA"))
+        })
+        .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                self.transport = None;
+                return Err(e);
+            }
+        };
         let origin = hname(&self.zone);
         if !answer
             .answers
@@ -734,7 +769,7 @@ impl Provider for Rfc2136 {
         Ok(())
     }
 
-    async fn read(&self, keys: &BTreeSet<RrKey>) -> anyhow::Result<Snapshot> {
+    async fn read(&self, keys: &BTreeSet<RrKey>) -> Result<Snapshot, Fail> {
         let mut tasks = tokio::task::JoinSet::new();
         for key in keys {
             let me = self.reader();
@@ -746,11 +781,18 @@ impl Provider for Rfc2136 {
         }
         let mut snapshot = Snapshot::default();
         while let Some(done) = tasks.join_next().await {
-            let (key, set) = done.map_err(|e| anyhow::anyhow!("a read task failed: {e}"))?;
-            let set = set.map_err(|f| self.error(&format!("reading {key}"), f))?;
+            let (key, set) =
+                done.map_err(|e| Fail::permanent(format!("a read task failed: {e}")))?;
+            let set = set.map_err(|f| f.into_fail(&self.what(), &format!("reading {key}")))?;
             snapshot.sets.insert(key, set);
         }
         Ok(snapshot)
+    }
+
+    fn merge(&self, snapshot: &mut Snapshot, more: Snapshot) {
+        for (k, v) in more.sets {
+            snapshot.sets.entry(k).or_insert(v);
+        }
     }
 
     fn values(&self, snapshot: &Snapshot, key: &RrKey) -> Values {
@@ -765,67 +807,65 @@ impl Provider for Rfc2136 {
         snapshot.sets.get(key).and_then(|s| s.ttl)
     }
 
-    async fn write(&self, snapshot: &Snapshot, edit: &Edit) -> Result<(), WriteError> {
+    async fn write(&self, snapshot: &Snapshot, edit: &Edit) -> Result<Written<Snapshot>, Fail> {
         let message = self.update_message(snapshot, edit);
         let t = self.transport();
-        let answer = retry(
-            BACKOFF,
-            |_| async {
-                let answer = t.send(message.clone()).await?;
-                match answer.metadata.response_code {
-                    ResponseCode::ServFail => Err(Failure::transient("SERVFAIL")),
-                    _ => Ok(answer),
-                }
-            },
-            |f: &Failure| f.transient,
-        )
-        .await
-        .map_err(|f| WriteError::Failed(self.error("sending the update", f)))?;
+        let answer = t
+            .send(message)
+            .await
+            .map_err(|f| f.into_fail(&self.what(), "sending the update"))?;
+        if answer.metadata.response_code == ResponseCode::ServFail {
+            return Err(Fail::Transient(format!(
+                "{}: sending the update: SERVFAIL",
+                self.what()
+            )));
+        }
         let key = t
             .key
             .as_deref()
             .unwrap_or("no key (tsig_key_file is not set)");
         match answer.metadata.response_code {
-            ResponseCode::NoError => Ok(()),
+            ResponseCode::NoError => Ok(Written {
+                // Not kept (see `Snapshot`): the next change reads again.
+                after: Snapshot::default(),
+                change: None,
+            }),
             // A prerequisite failed: someone changed an rrset since we read it.
             code @ (ResponseCode::NXRRSet
             | ResponseCode::YXRRSet
             | ResponseCode::NXDomain
-            | ResponseCode::YXDomain) => Err(WriteError::Conflict(format!(
+            | ResponseCode::YXDomain) => Err(Fail::Conflict(format!(
                 "the server answered {code}: an rrset changed since it was read"
             ))),
-            ResponseCode::NotAuth => Err(WriteError::Failed(anyhow::anyhow!(
+            ResponseCode::NotAuth => Err(Fail::Permanent(anyhow::anyhow!(
                 "{}: the server refused the update with NOTAUTH: it does not accept {key} for this zone, or is not the zone's primary",
                 self.what()
             ))),
-            ResponseCode::Refused => Err(WriteError::Failed(anyhow::anyhow!(
+            ResponseCode::Refused => Err(Fail::Permanent(anyhow::anyhow!(
                 "{}: the server refused the update (REFUSED): the zone does not allow updates with {key}; in BIND: `allow-update {{ key \"NAME\"; }};` or an update-policy granting it",
                 self.what()
             ))),
-            ResponseCode::NotZone => Err(WriteError::Failed(anyhow::anyhow!(
+            ResponseCode::NotZone => Err(Fail::Permanent(anyhow::anyhow!(
                 "{}: the server answered NOTZONE: a name is outside zone {}",
                 self.what(),
                 self.zone.without_dot()
             ))),
-            code => Err(WriteError::Failed(anyhow::anyhow!(
+            code => Err(Fail::Permanent(anyhow::anyhow!(
                 "{}: the server refused the update: {code}",
                 self.what()
             ))),
         }
     }
 
-    async fn registries(&self) -> anyhow::Result<BTreeMap<String, Values>> {
+    async fn registries(&self) -> Result<(BTreeMap<String, Values>, Snapshot), Fail> {
         let origin = hname(&self.zone);
         let t = self.transport();
-        let records = retry(
-            Backoff::API,
-            |_| t.transfer(&origin),
-            |f: &Failure| f.transient,
-        )
-        .await
-        .map_err(|f| self.error("listing the ownership registries (AXFR)", f))?;
-        let root = registry_root(&self.zone);
+        let records = t
+            .transfer(&origin)
+            .await
+            .map_err(|f| f.into_fail(&self.what(), "listing the ownership registries (AXFR)"))?;
         let mut out: BTreeMap<String, Values> = BTreeMap::new();
+        let mut snap = Snapshot::default();
         for r in records
             .iter()
             .filter(|r| r.record_type() == RecordType::TXT)
@@ -833,12 +873,7 @@ impl Provider for Rfc2136 {
             let Ok(name) = DomainName::new(&r.name.to_ascii()) else {
                 continue;
             };
-            let Some(label) = name
-                .as_str()
-                .strip_suffix(root.as_str())
-                .and_then(|l| l.strip_suffix('.'))
-                .filter(|l| !l.contains('.'))
-            else {
+            let Some(label) = registry::label_of(&name, &self.zone) else {
                 continue;
             };
             let key = RrKey {
@@ -846,10 +881,14 @@ impl Provider for Rfc2136 {
                 rtype: RType::TXT,
             };
             if let Some(v) = value_of(&key, &r.data) {
-                out.entry(label.to_string()).or_default().insert(v);
+                out.entry(label).or_default().insert(v.clone());
+                let set = snap.sets.entry(key).or_default();
+                set.values.insert(v);
+                set.ttl = Some(set.ttl.map_or(r.ttl, |t| t.min(r.ttl)));
+                set.raw.push(r.clone());
             }
         }
-        Ok(out)
+        Ok((out, snap))
     }
 }
 
@@ -861,6 +900,7 @@ impl Rfc2136 {
             cfg: self.cfg.clone(),
             zone: self.zone.clone(),
             transport: self.transport.clone(),
+            pacer: self.pacer.clone(),
         }
     }
 }

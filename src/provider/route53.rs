@@ -8,13 +8,23 @@
 //! way. All of an instance's changes to the zone go in one batch.
 //! See "ChangeResourceRecordSets" in the Route53 API reference.
 //!
+//! Requests count against the account's rate limit, so each change costs as
+//! few as it can: the zone id is looked up once in an instance's life (kept in
+//! the state file), a write against this instance's own rrsets is presumed from
+//! what its last write left (a wrong guess is refused by Route53 and costs a
+//! read), and confirmation (GetChange, INSYNC) is asked separately, once, when
+//! the change is likely live ("Route 53 propagates changes ... generally within
+//! 60 seconds", ChangeResourceRecordSets in the API reference).
+//!
 //! Credentials and region come from the standard AWS chain; the endpoint from
 //! `endpoint`, `AWS_ENDPOINT_URL_ROUTE_53` or `AWS_ENDPOINT_URL`. The SDK's own
-//! retries are off: throttling, PriorRequestNotComplete, 5xx and timeouts are
-//! retried here with [`Backoff::API`], so that the policy is the same everywhere.
+//! retries are off: every call is one attempt, classified as a [`Fail`] for the
+//! one retry loop of the operation (`reconcile`), and throttling
+//! (`Throttling`, `PriorRequestNotComplete`) holds every request of the process
+//! back through the provider's [`Pacer`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use aws_config::BehaviorVersion;
@@ -26,16 +36,25 @@ use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
+use serde::{Deserialize, Serialize};
 
-use super::{Edit, Provider, Values, WriteError, is_loopback_url};
+use super::{Edit, Fail, KnownZone, Provider, Values, Written, is_loopback_url};
 use crate::config::{Route53Config, Routing, ZoneRef};
 use crate::metadata::error_chain;
-use crate::plan::registry_root;
-use crate::record::{DomainName, RData, RType, RrKey, Value};
-use crate::retry::{Backoff, retry_by};
+use crate::reconcile::{Attempts, attempt};
+use crate::record::{DomainName, RData, RType, RrKey, Value, by_key};
+use crate::registry;
+use crate::retry::{Backoff, Pacer};
 
-/// How long to wait for a change to reach INSYNC.
-const INSYNC_TIMEOUT: Duration = Duration::from_secs(180);
+/// Route53's largest page of ListResourceRecordSets. A zone that fits in one
+/// is read whole with a single request, instead of one request per rrset.
+const PAGE: i32 = 300;
+
+/// ResourceRecord elements one change batch may carry, a DELETE and a CREATE
+/// each counting ("Quotas" in the Route53 Developer Guide).
+const MAX_BATCH_RECORDS: usize = 1000;
+/// Characters in all Value elements of one change batch ("Quotas").
+const MAX_BATCH_CHARACTERS: usize = 32_000;
 
 pub struct Route53 {
     name: String,
@@ -44,60 +63,124 @@ pub struct Route53 {
     client: Option<Client>,
     zone_id: String,
     zone: DomainName,
+    pacer: Pacer,
     /// Set once the zone was found to hold more than one page of rrsets:
     /// reads then ask for each rrset on its own.
     zone_is_large: std::sync::atomic::AtomicBool,
 }
 
-/// Route53's largest page of ListResourceRecordSets. A zone that fits in one
-/// is read whole with a single request, instead of one request per rrset: at
-/// five requests per second per account, that is what lets a fleet in.
-const PAGE: i32 = 300;
+/// An rrset as dnsreg keeps it: enough to DELETE it exactly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    ttl: i64,
+    /// The values exactly as Route53 wrote them.
+    records: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    set_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    multi_value_answer: Option<bool>,
+}
 
-/// The exact rrsets read, by key; `None` when absent.
+/// One key's rrset in a snapshot.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Held {
+    /// `None` when absent.
+    rrset: Option<Stored>,
+    /// Taken from what this instance's last write left, not read.
+    #[serde(skip)]
+    presumed: bool,
+}
+
+/// The exact rrsets read (or presumed), by key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
-    rrsets: BTreeMap<RrKey, Option<ResourceRecordSet>>,
+    #[serde(with = "by_key")]
+    rrsets: BTreeMap<RrKey, Held>,
 }
 
-/// A failed call, classified.
-enum CallError {
-    /// Throttled: retried with [`Backoff::THROTTLED`], bounded by the caller's deadline.
-    Throttled(String),
-    Transient(String),
-    Conflict(String),
-    Permanent(String),
+impl Stored {
+    fn from_sdk(rs: &ResourceRecordSet) -> Stored {
+        Stored {
+            ttl: rs.ttl().unwrap_or(0),
+            records: rs
+                .resource_records()
+                .iter()
+                .map(|r| r.value().to_string())
+                .collect(),
+            set_identifier: rs.set_identifier().map(str::to_string),
+            multi_value_answer: rs.multi_value_answer(),
+        }
+    }
+
+    fn to_sdk(&self, key: &RrKey) -> Result<ResourceRecordSet, Fail> {
+        let mut rs = ResourceRecordSet::builder()
+            .name(key.name.as_str())
+            .r#type(rr_type(key.rtype))
+            .ttl(self.ttl);
+        for r in &self.records {
+            rs = rs.resource_records(
+                ResourceRecord::builder()
+                    .value(r)
+                    .build()
+                    .map_err(|e| Fail::Permanent(e.into()))?,
+            );
+        }
+        if let Some(id) = &self.set_identifier {
+            rs = rs.set_identifier(id);
+        }
+        if let Some(m) = self.multi_value_answer {
+            rs = rs.multi_value_answer(m);
+        }
+        rs.build().map_err(|e| Fail::Permanent(e.into()))
+    }
+
+    fn values(&self, key: &RrKey) -> Values {
+        self.records
+            .iter()
+            .filter_map(|r| RData::parse(key.rtype, r))
+            .map(|data| Value {
+                name: key.name.clone(),
+                data,
+            })
+            .collect()
+    }
 }
 
+/// Classifies a failed call; throttling is told to the pacer by [`Route53::call`].
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: &SdkError<E, HttpResponse>,
-) -> CallError {
+) -> Fail {
     match e {
         SdkError::ServiceError(se) => {
             let err = se.err();
             let code = err.code().unwrap_or("");
             let message = err.message().unwrap_or("").to_string();
             match code {
-                "Throttling" | "ThrottlingException" | "PriorRequestNotComplete" => {
-                    CallError::Throttled(format!("{code}: {message}"))
-                }
+                // PriorRequestNotComplete: "wait, in intervals of increasing
+                // duration, before you try the request again" (API reference,
+                // ChangeResourceRecordSets errors): the same as throttling.
+                "Throttling" | "ThrottlingException" | "PriorRequestNotComplete" => Fail::Busy {
+                    why: format!("{code}: {message}"),
+                    retry_after: None,
+                },
                 "ServiceUnavailable" | "InternalFailure" | "InternalError" | "RequestTimeout" => {
-                    CallError::Transient(format!("{code}: {message}"))
+                    Fail::Transient(format!("{code}: {message}"))
                 }
-                "AccessDenied" | "AccessDeniedException" => CallError::Permanent(format!(
+                "AccessDenied" | "AccessDeniedException" => Fail::permanent(format!(
                     "{code}: {message}; the IAM policy must allow this call on the zone and names (see iam/dnsreg-route53-policy.json)"
                 )),
                 "InvalidClientTokenId"
                 | "SignatureDoesNotMatch"
                 | "UnrecognizedClientException"
-                | "ExpiredToken" => CallError::Permanent(format!(
+                | "ExpiredToken" => Fail::permanent(format!(
                     "{code}: {message}; check the AWS credentials dnsreg runs with"
                 )),
                 _ => {
                     let status = se.raw().status().as_u16();
                     if status >= 500 {
-                        CallError::Transient(format!("HTTP {status} {code}: {message}"))
+                        Fail::Transient(format!("HTTP {status} {code}: {message}"))
                     } else {
-                        CallError::Permanent(format!(
+                        Fail::permanent(format!(
                             "{}: {message}",
                             if code.is_empty() { "error" } else { code }
                         ))
@@ -105,15 +188,12 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 }
             }
         }
-        SdkError::TimeoutError(_) => CallError::Transient("timed out".into()),
-        SdkError::DispatchFailure(d) => CallError::Transient(format!("could not send: {}", {
-            let _ = d;
-            error_chain(e)
-        })),
-        SdkError::ResponseError(_) => {
-            CallError::Transient(format!("bad response: {}", error_chain(e)))
+        SdkError::TimeoutError(_) => Fail::Transient("timed out".into()),
+        SdkError::DispatchFailure(_) => {
+            Fail::Transient(format!("could not send: {}", error_chain(e)))
         }
-        _ => CallError::Permanent(error_chain(e)),
+        SdkError::ResponseError(_) => Fail::Transient(format!("bad response: {}", error_chain(e))),
+        _ => Fail::permanent(error_chain(e)),
     }
 }
 
@@ -156,6 +236,27 @@ fn unescape_name(name: &str) -> String {
 }
 
 impl Route53 {
+    pub fn new(name: &str, cfg: Route53Config, instance_id: &str) -> Route53 {
+        let (zone, zone_id) = match &cfg.zone {
+            ZoneRef::Name(z) => (z.clone(), String::new()),
+            ZoneRef::Both(z, id) => (z.clone(), id.clone()),
+            ZoneRef::Id(_) => (
+                DomainName::new("unresolved.invalid").expect("valid"),
+                String::new(),
+            ),
+        };
+        Route53 {
+            name: name.to_string(),
+            cfg,
+            instance_id: instance_id.to_string(),
+            client: None,
+            zone_id,
+            zone,
+            pacer: Pacer::new(Backoff::BUSY),
+            zone_is_large: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     /// The SDK client for this provider's endpoint and credentials.
     async fn make_client(&self) -> anyhow::Result<Client> {
         let endpoint = self
@@ -197,19 +298,15 @@ impl Route53 {
 
     /// Learns the hosted zone's id (or, given the id, its name).
     async fn find_zone(&mut self) -> anyhow::Result<()> {
+        // Connecting has no deadline of its own: the caller's bounds it.
+        let mut tries = Attempts::new(&self.name, Duration::from_secs(24 * 3600));
         match self.cfg.zone.clone() {
             ZoneRef::Id(id) => {
-                let got = self
-                    .call("GetHostedZone", || async {
-                        self.client()
-                            .get_hosted_zone()
-                            .id(&id)
-                            .send()
-                            .await
-                            .map_err(|e| classify(&e))
-                    })
-                    .await
-                    .map_err(|e| self.fail(&format!("looking up hosted zone {id}"), e))?;
+                let got = attempt(&mut tries, &format!("looking up hosted zone {id}"), || {
+                    self.call(|c| c.get_hosted_zone().id(&id).send())
+                })
+                .await
+                .map_err(|e| e.context(self.what()))?;
                 let zone = got.hosted_zone().ok_or_else(|| {
                     anyhow!(
                         "route53 `{}`: GetHostedZone {id} returned no zone",
@@ -220,21 +317,22 @@ impl Route53 {
                     .with_context(|| format!("hosted zone {id} has an unusable name"))?;
                 self.zone_id = id;
             }
-            ZoneRef::Name(name) => {
-                let got = self
-                    .call("ListHostedZonesByName", || async {
-                        self.client()
-                            .list_hosted_zones_by_name()
-                            .dns_name(name.as_str())
-                            .max_items(10)
-                            .send()
-                            .await
-                            .map_err(|e| classify(&e))
-                    })
-                    .await
-                    .map_err(|e| {
-                        self.fail(&format!("looking up the hosted zone named {name}"), e)
-                    })?;
+            // Both given: connect() never gets here.
+            ZoneRef::Name(name) | ZoneRef::Both(name, _) => {
+                let got = attempt(
+                    &mut tries,
+                    &format!("looking up the hosted zone named {name}"),
+                    || {
+                        self.call(|c| {
+                            c.list_hosted_zones_by_name()
+                                .dns_name(name.as_str())
+                                .max_items(10)
+                                .send()
+                        })
+                    },
+                )
+                .await
+                .map_err(|e| e.context(self.what()))?;
                 let found: Vec<&str> = got
                     .hosted_zones()
                     .iter()
@@ -259,29 +357,13 @@ impl Route53 {
         Ok(())
     }
 
-    pub fn new(name: &str, cfg: Route53Config, instance_id: &str) -> Route53 {
-        let zone = match &cfg.zone {
-            ZoneRef::Name(z) => z.clone(),
-            ZoneRef::Id(_) => DomainName::new("unresolved.invalid").expect("valid"),
-        };
-        Route53 {
-            name: name.to_string(),
-            cfg,
-            instance_id: instance_id.to_string(),
-            client: None,
-            zone_id: String::new(),
-            zone,
-            zone_is_large: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
     fn client(&self) -> &Client {
         self.client.as_ref().expect("connect() first")
     }
 
     fn set_identifier(&self, key: &RrKey) -> Option<String> {
         // The registry is this instance's alone, so it needs no routing policy.
-        (self.cfg.routing == Routing::Multivalue && !key.name.is_in(&registry_root(&self.zone)))
+        (self.cfg.routing == Routing::Multivalue && !key.name.is_in(&registry::root(&self.zone)))
             .then(|| self.instance_id.clone())
     }
 
@@ -292,35 +374,28 @@ impl Route53 {
         )
     }
 
-    /// Calls `op` with the API retry policy; permanent failures and exhausted
-    /// retries become errors that say what was being done.
-    async fn call<T, F, Fut>(&self, doing: &str, op: F) -> Result<T, CallError>
+    /// One request: waits on the pacer, sends, classifies, and tells the pacer
+    /// whether Route53 was busy.
+    async fn call<'a, T, E, F, Fut>(&'a self, op: F) -> Result<T, Fail>
     where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, CallError>>,
+        F: FnOnce(&'a Client) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        retry_by(
-            |n| {
-                if n > 0 {
-                    tracing::debug!(provider = %self.name, attempt = n + 1, doing, "retrying");
-                }
-                op()
-            },
-            |e| match e {
-                CallError::Throttled(_) => Some(Backoff::THROTTLED),
-                CallError::Transient(_) => Some(Backoff::API),
-                CallError::Conflict(_) | CallError::Permanent(_) => None,
-            },
-        )
-        .await
+        self.pacer.ready().await;
+        let result = op(self.client()).await.map_err(|e| classify(&e));
+        match &result {
+            Err(Fail::Busy { why, retry_after }) => self.pacer.busy(why, *retry_after),
+            _ => self.pacer.ok(),
+        }
+        result
     }
 
-    async fn list_one(&self, key: &RrKey) -> anyhow::Result<Option<ResourceRecordSet>> {
+    async fn list_one(&self, key: &RrKey) -> Result<Option<Stored>, Fail> {
         let set_id = self.set_identifier(key);
         let got = self
-            .call("ListResourceRecordSets", || async {
-                let mut req = self
-                    .client()
+            .call(|c| {
+                let mut req = c
                     .list_resource_record_sets()
                     .hosted_zone_id(&self.zone_id)
                     .start_record_name(key.name.as_str())
@@ -329,10 +404,9 @@ impl Route53 {
                 if let Some(id) = &set_id {
                     req = req.start_record_identifier(id);
                 }
-                req.send().await.map_err(|e| classify(&e))
+                req.send()
             })
-            .await
-            .map_err(|e| self.fail(&format!("reading {key}"), e))?;
+            .await?;
         // The first rrset at or after the key: the key's own, or absent.
         let first: Vec<ResourceRecordSet> = got.resource_record_sets.into_iter().take(1).collect();
         self.pick(key, &first)
@@ -340,23 +414,19 @@ impl Route53 {
 
     /// Every rrset of the zone when it fits in one page, else `None` (and the
     /// zone is remembered as large, so the next reads go rrset by rrset).
-    async fn list_whole_zone(&self) -> anyhow::Result<Option<Vec<ResourceRecordSet>>> {
+    async fn list_whole_zone(&self) -> Result<Option<Vec<ResourceRecordSet>>, Fail> {
         use std::sync::atomic::Ordering::Relaxed;
         if self.zone_is_large.load(Relaxed) {
             return Ok(None);
         }
         let got = self
-            .call("ListResourceRecordSets", || async {
-                self.client()
-                    .list_resource_record_sets()
+            .call(|c| {
+                c.list_resource_record_sets()
                     .hosted_zone_id(&self.zone_id)
                     .max_items(PAGE)
                     .send()
-                    .await
-                    .map_err(|e| classify(&e))
             })
-            .await
-            .map_err(|e| self.fail("reading the zone", e))?;
+            .await?;
         if got.is_truncated {
             self.zone_is_large.store(true, Relaxed);
             return Ok(None);
@@ -365,13 +435,9 @@ impl Route53 {
     }
 
     /// The rrset of `key` among `rrsets` (this instance's own under multivalue
-    /// routing), or `None`; an error when the name is kept with the other
-    /// routing.
-    fn pick(
-        &self,
-        key: &RrKey,
-        rrsets: &[ResourceRecordSet],
-    ) -> anyhow::Result<Option<ResourceRecordSet>> {
+    /// routing), or `None`; an error when the name is kept in a way dnsreg
+    /// cannot share.
+    fn pick(&self, key: &RrKey, rrsets: &[ResourceRecordSet]) -> Result<Option<Stored>, Fail> {
         let set_id = self.set_identifier(key);
         let at_key = rrsets.iter().filter(|r| {
             unescape_name(&r.name) == key.name.as_str() && r.r#type == rr_type(key.rtype)
@@ -379,86 +445,122 @@ impl Route53 {
         let mut plain = None;
         let mut routed = None;
         for rrset in at_key {
+            if rrset.alias_target().is_some() {
+                return Err(Fail::permanent(format!(
+                    "{}: {key} is an alias record; dnsreg adds values only to plain record sets: use another name",
+                    self.what()
+                )));
+            }
             match (&set_id, &rrset.set_identifier) {
-                (None, None) => return Ok(Some(rrset.clone())),
-                (Some(mine), Some(theirs)) if mine == theirs => return Ok(Some(rrset.clone())),
+                (None, None) => return Ok(Some(Stored::from_sdk(rrset))),
+                (Some(mine), Some(theirs)) if mine == theirs => {
+                    return Ok(Some(Stored::from_sdk(rrset)));
+                }
                 (_, None) => plain = Some(rrset),
                 (_, Some(theirs)) => routed = Some(theirs.clone()),
             }
         }
         match (&set_id, plain, routed) {
-            (None, _, Some(theirs)) => Err(anyhow!(
+            (None, _, Some(theirs)) => Err(Fail::permanent(format!(
                 "{}: {key} is kept with a routing policy (SetIdentifier `{theirs}`); dnsreg with routing = \"simple\" shares only plain rrsets: set routing = \"multivalue\" or use another name",
                 self.what(),
-            )),
-            (Some(_), Some(_), _) => Err(anyhow!(
+            ))),
+            (Some(_), Some(_), _) => Err(Fail::permanent(format!(
                 "{}: {key} is a plain rrset; dnsreg with routing = \"multivalue\" cannot add its own rrset beside it: set routing = \"simple\" or use another name",
                 self.what()
-            )),
+            ))),
             _ => Ok(None),
         }
     }
 
-    fn fail(&self, doing: &str, e: CallError) -> anyhow::Error {
-        match e {
-            CallError::Transient(m) => anyhow!(
-                "{}: {doing}: still failing after {} attempts: {m}",
-                self.what(),
-                Backoff::API.attempts
-            ),
-            CallError::Throttled(m) => anyhow!(
-                "{}: {doing}: still throttled after {} attempts: {m} (Route53 allows five requests per second per account)",
-                self.what(),
-                Backoff::THROTTLED.attempts
-            ),
-            CallError::Conflict(m) | CallError::Permanent(m) => {
-                anyhow!("{}: {doing}: {m}", self.what())
-            }
-        }
-    }
-
-    fn values_of(rrset: &ResourceRecordSet, key: &RrKey) -> Values {
-        rrset
-            .resource_records()
-            .iter()
-            .filter_map(|r| RData::parse(key.rtype, r.value()))
-            .map(|data| Value {
-                name: key.name.clone(),
-                data,
-            })
-            .collect()
-    }
-
-    async fn wait_insync(&self, change_id: &str) -> anyhow::Result<()> {
-        let started = Instant::now();
-        // GetChange counts against the account's five requests per second like
-        // every other call, and a change takes seconds to propagate: ask after a
-        // pause, then less and less often (0.5 s, 1 s, 2 s, … 10 s).
-        let mut delay = Duration::from_millis(500);
-        loop {
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-            let got = self
-                .call("GetChange", || async {
-                    self.client()
-                        .get_change()
-                        .id(change_id)
-                        .send()
-                        .await
-                        .map_err(|e| classify(&e))
+    /// The batch for `edit` against `snapshot`, and the snapshot it leaves.
+    fn batch(&self, snapshot: &Snapshot, edit: &Edit) -> Result<(Vec<Change>, Snapshot), Fail> {
+        let mut changes = Vec::new();
+        let mut after = snapshot.clone();
+        let (mut records_in_batch, mut characters) = (0usize, 0usize);
+        let touched = edit.keys();
+        for key in touched.iter().chain(edit.guard.difference(&touched)) {
+            let current = snapshot.rrsets.get(key).and_then(|h| h.rrset.clone());
+            let remove: Vec<&Value> = edit
+                .remove
+                .get(key)
+                .map(|v| v.iter().collect())
+                .unwrap_or_default();
+            let add = edit.add.get(key).cloned().unwrap_or_default();
+            // Keep every record we do not remove exactly as Route53 wrote it.
+            let mut records: Vec<String> = current
+                .as_ref()
+                .map(|rs| {
+                    rs.records
+                        .iter()
+                        .filter(|r| {
+                            !RData::parse(key.rtype, r)
+                                .is_some_and(|d| remove.iter().any(|v| v.data == d))
+                        })
+                        .cloned()
+                        .collect()
                 })
-                .await
-                .map_err(|e| self.fail(&format!("waiting for change {change_id}"), e))?;
-            if got.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) {
-                return Ok(());
-            }
-            if started.elapsed() > INSYNC_TIMEOUT {
-                anyhow::bail!(
-                    "{}: change {change_id} was accepted but is still PENDING after {INSYNC_TIMEOUT:?}",
-                    self.what()
+                .unwrap_or_default();
+            records.extend(add.iter().map(|r| r.value.data.to_string()));
+            let ttl = edit
+                .ttl
+                .get(key)
+                .copied()
+                .map_or_else(|| current.as_ref().map_or(60, |rs| rs.ttl), i64::from);
+            if let Some(rs) = &current {
+                records_in_batch += rs.records.len();
+                characters += rs.records.iter().map(String::len).sum::<usize>();
+                changes.push(
+                    Change::builder()
+                        .action(ChangeAction::Delete)
+                        .resource_record_set(rs.to_sdk(key)?)
+                        .build()
+                        .map_err(|e| Fail::Permanent(e.into()))?,
                 );
             }
+            let new = (!records.is_empty()).then(|| Stored {
+                ttl,
+                records,
+                set_identifier: self.set_identifier(key),
+                multi_value_answer: self.set_identifier(key).map(|_| true),
+            });
+            if let Some(rs) = &new {
+                records_in_batch += rs.records.len();
+                characters += rs.records.iter().map(String::len).sum::<usize>();
+                changes.push(
+                    Change::builder()
+                        .action(ChangeAction::Create)
+                        .resource_record_set(rs.to_sdk(key)?)
+                        .build()
+                        .map_err(|e| Fail::Permanent(e.into()))?,
+                );
+            }
+            after.rrsets.insert(
+                key.clone(),
+                Held {
+                    rrset: new,
+                    presumed: false,
+                },
+            );
         }
+        if records_in_batch > MAX_BATCH_RECORDS || characters > MAX_BATCH_CHARACTERS {
+            let biggest = touched
+                .iter()
+                .max_by_key(|k| {
+                    after
+                        .rrsets
+                        .get(*k)
+                        .and_then(|h| h.rrset.as_ref())
+                        .map_or(0, |r| r.records.len())
+                })
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            return Err(Fail::permanent(format!(
+                "{}: this change rewrites {biggest} whole, {records_in_batch} records ({characters} characters) in one batch, more than Route53 takes ({MAX_BATCH_RECORDS} records, {MAX_BATCH_CHARACTERS} characters); a shared rrset this large cannot be changed atomically: use routing = \"multivalue\" (one rrset per instance) for a fleet this size",
+                self.what()
+            )));
+        }
+        Ok((changes, after))
     }
 }
 
@@ -473,176 +575,255 @@ impl Provider for Route53 {
         &self.zone
     }
 
-    async fn connect(&mut self) -> anyhow::Result<()> {
+    fn known_zone(&self) -> Option<KnownZone> {
+        (!self.zone_id.is_empty()).then(|| KnownZone {
+            name: self.zone.clone(),
+            id: self.zone_id.clone(),
+        })
+    }
+
+    fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    fn forget_zone(&mut self) {
+        if !matches!(self.cfg.zone, ZoneRef::Both(..)) {
+            self.zone_id.clear();
+        }
+    }
+
+    fn keeps_apart(&self) -> bool {
+        self.cfg.routing == Routing::Multivalue
+    }
+
+    /// A change batch that DELETEs and CREATEs each rrset exactly as it is:
+    /// Route53 applies it only if all of them are as remembered, and it
+    /// changes nothing. (Absent rrsets cannot be checked so: they are read.)
+    async fn check(
+        &self,
+        snapshot: &Snapshot,
+        keys: &BTreeSet<RrKey>,
+    ) -> Result<Option<bool>, Fail> {
+        if keys.iter().any(|k| self.values(snapshot, k).is_empty()) {
+            return Ok(None);
+        }
+        let touch = Edit {
+            guard: keys.clone(),
+            ..Edit::default()
+        };
+        match self.write(snapshot, &touch).await {
+            Ok(_) => Ok(Some(true)),
+            Err(Fail::Conflict(_)) => Ok(Some(false)),
+            Err(f) => Err(f),
+        }
+    }
+
+    fn batch_limit(&self) -> usize {
+        // Room for this instance's own rrsets beside what it carries for peers.
+        MAX_BATCH_RECORDS - 100
+    }
+
+    async fn connect(&mut self, known: Option<&KnownZone>) -> anyhow::Result<()> {
         // Connected once the zone is known: a lookup that failed (throttled
         // for long, say) is tried again by the next call, with the same client.
+        if self.client.is_none() {
+            self.client = Some(self.make_client().await?);
+        }
         if !self.zone_id.is_empty() {
             return Ok(());
         }
-        if self.client.is_none() {
-            self.client = Some(self.make_client().await?);
+        let usable = known.filter(|k| match &self.cfg.zone {
+            ZoneRef::Name(name) => *name == k.name,
+            ZoneRef::Id(id) => *id == k.id,
+            ZoneRef::Both(..) => false,
+        });
+        if let Some(k) = usable {
+            self.zone = k.name.clone();
+            self.zone_id = k.id.clone();
+            tracing::debug!(provider = %self.name, zone = %self.zone, zone_id = %self.zone_id, "zone known from the state file");
+            return Ok(());
         }
         self.find_zone().await?;
         tracing::debug!(provider = %self.name, zone = %self.zone, zone_id = %self.zone_id, "connected");
         Ok(())
     }
 
-    async fn read(&self, keys: &BTreeSet<RrKey>) -> anyhow::Result<Snapshot> {
+    async fn read(&self, keys: &BTreeSet<RrKey>) -> Result<Snapshot, Fail> {
         let mut rrsets = BTreeMap::new();
         if keys.len() > 1
             && let Some(all) = self.list_whole_zone().await?
         {
             // The whole zone: an rrset not in it is absent.
             for key in keys {
-                rrsets.insert(key.clone(), self.pick(key, &all)?);
+                let rrset = self.pick(key, &all)?;
+                rrsets.insert(
+                    key.clone(),
+                    Held {
+                        rrset,
+                        presumed: false,
+                    },
+                );
             }
             return Ok(Snapshot { rrsets });
         }
         for key in keys {
-            rrsets.insert(key.clone(), self.list_one(key).await?);
+            let rrset = self.list_one(key).await?;
+            rrsets.insert(
+                key.clone(),
+                Held {
+                    rrset,
+                    presumed: false,
+                },
+            );
         }
         Ok(Snapshot { rrsets })
     }
 
-    fn ttl(&self, snapshot: &Snapshot, key: &RrKey) -> Option<u32> {
-        match snapshot.rrsets.get(key) {
-            Some(Some(rrset)) => rrset.ttl().and_then(|t| u32::try_from(t).ok()),
-            _ => None,
+    fn presume(
+        &self,
+        memory: &Snapshot,
+        keys: &BTreeSet<RrKey>,
+        shared: &BTreeSet<RrKey>,
+        _owned: &Values,
+    ) -> Option<(Snapshot, BTreeSet<RrKey>)> {
+        let mut out = Snapshot::default();
+        let mut rest = BTreeSet::new();
+        // Where something must be read anyway and the zone fits in one page,
+        // that one request reads everything: presume nothing.
+        let small = !self
+            .zone_is_large
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if small && !self.keeps_apart() && keys.iter().any(|k| shared.contains(k)) {
+            return Some((out, keys.clone()));
         }
+        for key in keys {
+            // Under multivalue routing every rrset dnsreg writes is this
+            // instance's own; under simple routing only its registry and the
+            // rrsets nobody else writes.
+            if self.keeps_apart() || !shared.contains(key) {
+                let rrset = memory.rrsets.get(key).and_then(|h| h.rrset.clone());
+                out.rrsets.insert(
+                    key.clone(),
+                    Held {
+                        rrset,
+                        presumed: true,
+                    },
+                );
+            } else {
+                rest.insert(key.clone());
+            }
+        }
+        Some((out, rest))
+    }
+
+    fn merge(&self, snapshot: &mut Snapshot, more: Snapshot) {
+        for (k, v) in more.rrsets {
+            snapshot.rrsets.entry(k).or_insert(v);
+        }
+    }
+
+    fn ttl(&self, snapshot: &Snapshot, key: &RrKey) -> Option<u32> {
+        snapshot
+            .rrsets
+            .get(key)
+            .and_then(|h| h.rrset.as_ref())
+            .and_then(|rs| u32::try_from(rs.ttl).ok())
     }
 
     fn values(&self, snapshot: &Snapshot, key: &RrKey) -> Values {
-        match snapshot.rrsets.get(key) {
-            Some(Some(rrset)) => Self::values_of(rrset, key),
-            _ => Values::new(),
-        }
+        snapshot
+            .rrsets
+            .get(key)
+            .and_then(|h| h.rrset.as_ref())
+            .map(|rs| rs.values(key))
+            .unwrap_or_default()
     }
 
-    async fn write(&self, snapshot: &Snapshot, edit: &Edit) -> Result<(), WriteError> {
-        let mut changes = Vec::new();
-        for key in edit.keys() {
-            let current = snapshot.rrsets.get(&key).cloned().flatten();
-            let remove: Vec<&Value> = edit
-                .remove
-                .get(&key)
-                .map(|v| v.iter().collect())
-                .unwrap_or_default();
-            let add = edit.add.get(&key).cloned().unwrap_or_default();
-            // Keep every record we do not remove exactly as Route53 wrote it.
-            let mut records: Vec<String> = current
-                .as_ref()
-                .map(|rs| {
-                    rs.resource_records()
-                        .iter()
-                        .filter(|r| {
-                            !RData::parse(key.rtype, r.value())
-                                .is_some_and(|d| remove.iter().any(|v| v.data == d))
-                        })
-                        .map(|r| r.value().to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            records.extend(add.iter().map(|r| r.value.data.to_string()));
-            let ttl = edit.ttl.get(&key).copied().map_or_else(
-                || current.as_ref().and_then(|rs| rs.ttl()).unwrap_or(60),
-                i64::from,
-            );
-            if let Some(rs) = current {
-                changes.push(
-                    Change::builder()
-                        .action(ChangeAction::Delete)
-                        .resource_record_set(rs)
-                        .build()
-                        .map_err(|e| WriteError::Failed(e.into()))?,
-                );
-            }
-            if !records.is_empty() {
-                let mut rs = ResourceRecordSet::builder()
-                    .name(key.name.as_str())
-                    .r#type(rr_type(key.rtype))
-                    .ttl(ttl);
-                for r in records {
-                    rs = rs.resource_records(
-                        ResourceRecord::builder()
-                            .value(r)
-                            .build()
-                            .map_err(|e| WriteError::Failed(e.into()))?,
-                    );
-                }
-                if let Some(id) = self.set_identifier(&key) {
-                    rs = rs.set_identifier(id).multi_value_answer(true);
-                }
-                let rs = rs.build().map_err(|e| WriteError::Failed(e.into()))?;
-                changes.push(
-                    Change::builder()
-                        .action(ChangeAction::Create)
-                        .resource_record_set(rs)
-                        .build()
-                        .map_err(|e| WriteError::Failed(e.into()))?,
-                );
-            }
-        }
+    async fn write(&self, snapshot: &Snapshot, edit: &Edit) -> Result<Written<Snapshot>, Fail> {
+        let (changes, after) = self.batch(snapshot, edit)?;
+        let presumed = edit
+            .keys()
+            .iter()
+            .chain(edit.guard.iter())
+            .any(|k| snapshot.rrsets.get(k).is_some_and(|h| h.presumed));
         let batch = ChangeBatch::builder()
             .comment(format!("dnsreg {}", self.instance_id))
             .set_changes(Some(changes))
             .build()
-            .map_err(|e| WriteError::Failed(e.into()))?;
+            .map_err(|e| Fail::Permanent(e.into()))?;
         tracing::debug!(provider = %self.name, "change batch:\n{edit}");
+        self.pacer.ready().await;
         let result = self
-            .call("ChangeResourceRecordSets", || async {
-                self.client()
-                    .change_resource_record_sets()
-                    .hosted_zone_id(&self.zone_id)
-                    .change_batch(batch.clone())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        if let SdkError::ServiceError(se) = &e
-                            && let aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError::InvalidChangeBatch(icb) = se.err()
-                        {
-                            let mut messages: Vec<String> = icb.messages().to_vec();
-                            messages.extend(icb.message().map(str::to_string));
-                            let text = messages.join("; ");
-                            return if messages.iter().any(|m| is_conflict(m)) { CallError::Conflict(text) } else { CallError::Permanent(format!("InvalidChangeBatch: {text}")) };
-                        }
-                        classify(&e)
-                    })
-            })
+            .client()
+            .change_resource_record_sets()
+            .hosted_zone_id(&self.zone_id)
+            .change_batch(batch)
+            .send()
             .await;
-        let change_id = match result {
-            Ok(out) => out
-                .change_info()
-                .map(|c| c.id().to_string())
-                .unwrap_or_default(),
-            Err(CallError::Conflict(m)) => return Err(WriteError::Conflict(m)),
-            Err(e) => return Err(WriteError::Failed(self.fail("changing records", e))),
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                let fail = if let SdkError::ServiceError(se) = &e
+                    && let aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError::InvalidChangeBatch(icb) = se.err()
+                {
+                    let mut messages: Vec<String> = icb.messages().to_vec();
+                    messages.extend(icb.message().map(str::to_string));
+                    let text = messages.join("; ");
+                    // A presumed snapshot that was wrong in any way (someone
+                    // changed this instance's rrsets, or a name is kept in a
+                    // way dnsreg cannot share): read, and decide again.
+                    if presumed || messages.iter().any(|m| is_conflict(m)) {
+                        Fail::Conflict(text)
+                    } else {
+                        Fail::permanent(format!("{}: InvalidChangeBatch: {text}", self.what()))
+                    }
+                } else {
+                    classify(&e)
+                };
+                match &fail {
+                    Fail::Busy { why, retry_after } => self.pacer.busy(why, *retry_after),
+                    _ => self.pacer.ok(),
+                }
+                return Err(match fail {
+                    Fail::Permanent(e) => {
+                        Fail::Permanent(e.context(format!("{}: changing records", self.what())))
+                    }
+                    other => other,
+                });
+            }
         };
-        self.wait_insync(&change_id)
-            .await
-            .map_err(WriteError::Failed)
+        self.pacer.ok();
+        // A change that only checked (guards) has nothing to make live.
+        let change = out
+            .change_info()
+            .map(|c| c.id().trim_start_matches("/change/").to_string())
+            .filter(|id| !id.is_empty() && !edit.keys().is_empty());
+        Ok(Written { after, change })
     }
 
-    async fn registries(&self) -> anyhow::Result<BTreeMap<String, Values>> {
-        let root = registry_root(&self.zone);
+    async fn confirm(&self, change: &str) -> Result<bool, Fail> {
+        let got = self.call(|c| c.get_change().id(change).send()).await?;
+        Ok(got.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync))
+    }
+
+    async fn registries(&self) -> Result<(BTreeMap<String, Values>, Snapshot), Fail> {
+        let root = registry::root(&self.zone);
         let mut out: BTreeMap<String, Values> = BTreeMap::new();
+        let mut snap = Snapshot::default();
         let mut start: Option<(String, RrType, Option<String>)> =
             Some((root.as_str().to_string(), RrType::Txt, None));
         while let Some((name, rtype, ident)) = start.take() {
             let got = self
-                .call("ListResourceRecordSets", || async {
-                    self.client()
-                        .list_resource_record_sets()
+                .call(|c| {
+                    c.list_resource_record_sets()
                         .hosted_zone_id(&self.zone_id)
                         .start_record_name(&name)
                         .start_record_type(rtype.clone())
                         .set_start_record_identifier(ident.clone())
-                        .max_items(300)
+                        .max_items(PAGE)
                         .send()
-                        .await
-                        .map_err(|e| classify(&e))
                 })
-                .await
-                .map_err(|e| self.fail("listing ownership registries", e))?;
+                .await?;
             let mut left_subtree = false;
             for rs in got.resource_record_sets() {
                 let Ok(name) = DomainName::new(&unescape_name(&rs.name)) else {
@@ -652,22 +833,25 @@ impl Provider for Route53 {
                     left_subtree = true;
                     break;
                 }
-                if rs.r#type != RrType::Txt || name == root {
+                if rs.r#type != RrType::Txt {
                     continue;
                 }
-                let label = name
-                    .as_str()
-                    .split('.')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                let Some(label) = registry::label_of(&name, &self.zone) else {
+                    continue;
+                };
                 let key = RrKey {
                     name: name.clone(),
                     rtype: RType::TXT,
                 };
-                out.entry(label)
-                    .or_default()
-                    .extend(Self::values_of(rs, &key));
+                let stored = Stored::from_sdk(rs);
+                out.entry(label).or_default().extend(stored.values(&key));
+                snap.rrsets.insert(
+                    key,
+                    Held {
+                        rrset: Some(stored),
+                        presumed: false,
+                    },
+                );
             }
             if got.is_truncated() && !left_subtree {
                 start = got.next_record_name().map(|n| {
@@ -679,7 +863,7 @@ impl Provider for Route53 {
                 });
             }
         }
-        Ok(out)
+        Ok((out, snap))
     }
 }
 

@@ -240,6 +240,20 @@ impl Backend for CloudflareBackend {
             .min()
     }
 
+    fn ttl_of(&self, name: &str, rtype: &str, value: &str) -> Option<u32> {
+        let name = Self::fqdn(name);
+        let content = Self::content(rtype, value);
+        self.cf
+            .records(&self.zone_id)
+            .into_iter()
+            .find(|r| r.name == name && r.rtype == rtype && r.content == content)
+            .map(|r| r.ttl)
+    }
+
+    fn ttl_per_record(&self) -> bool {
+        true
+    }
+
     /// A record of its own, without comment, as made in the dashboard.
     fn put_by_hand(&self, name: &str, rtype: &str, value: &str, ttl: u32) {
         self.cf.put_record(
@@ -283,7 +297,8 @@ impl Backend for CloudflareBackend {
     /// A tighter window than Cloudflare's 1,200 per five minutes, so that the
     /// fleet is throttled.
     fn limit_rate_for_a_fleet(&self) -> bool {
-        self.cf.set_rate_limit(Some((150, Duration::from_secs(2))));
+        // 50 joins are about 100 requests (a zone lookup and a batch each).
+        self.cf.set_rate_limit(Some((30, Duration::from_secs(2))));
         true
     }
 

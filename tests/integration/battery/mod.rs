@@ -41,8 +41,22 @@ pub trait Backend: Sized {
     /// "prio weight port target." with an absolute target with trailing dot; PTR/CNAME absolute
     /// with trailing dot; TXT as the quoted strings joined by a space, e.g. "\"a=1\" \"b=2\"".
     fn values(&self, name: &str, rtype: &str) -> Vec<String>;
-    /// The rrset's TTL (for cloudflare: the TTL of the records at that name/type).
+    /// The rrset's TTL (for cloudflare: the lowest TTL of the records at that name/type).
     fn ttl(&self, name: &str, rtype: &str) -> Option<u32>;
+    /// The TTL the one value is served with (the rrset's, or on cloudflare its record's).
+    fn ttl_of(&self, name: &str, rtype: &str, value: &str) -> Option<u32> {
+        self.values(name, rtype)
+            .iter()
+            .any(|v| v == value)
+            .then(|| self.ttl(name, rtype))
+            .flatten()
+    }
+    /// Whether each record keeps a TTL of its own (cloudflare), so that a value
+    /// dnsreg adds to a name where others are has the configured TTL, theirs
+    /// keeping theirs; else the rrset has one TTL and an added value takes it.
+    fn ttl_per_record(&self) -> bool {
+        false
+    }
     /// Adds one value by hand, as a person or another tool would (not marked as dnsreg's).
     fn put_by_hand(&self, name: &str, rtype: &str, value: &str, ttl: u32);
     /// Every record in the zone except the zone's own apex SOA/NS (and, for BIND, the ns. glue),

@@ -196,10 +196,14 @@ pub fn a_value_put_there_by_hand_survives_join_and_leave<B: Backend>() {
         "{name}"
     );
     assert_eq!(
-        w.ttl("www", "A"),
+        w.ttl_of("www", "A", "192.0.2.99"),
         Some(300),
         "{name}: the person's TTL is kept"
     );
+    // The value dnsreg added is served with the rrset's TTL (or, where each
+    // record has its own, the configured one).
+    let ours = if w.ttl_per_record() { 60 } else { 300 };
+    assert_eq!(w.ttl_of("www", "A", "203.0.113.7"), Some(ours), "{name}");
 
     run_expect(&mut w.flags("leave", &args), 0);
     assert_eq!(w.values("www", "A"), ["192.0.2.99"], "{name}");
@@ -358,19 +362,32 @@ pub fn a_changed_ttl_reaches_our_own_rrsets_but_not_shared_ones<B: Backend>() {
     let w = World::<B>::new();
     let name = w.name();
     w.put_by_hand("shared", "A", "192.0.2.99", 300);
-    let ttls = |w: &World<B>| (w.ttl("web", "A"), w.ttl("www", "A"), w.ttl("shared", "A"));
+    let ttls = |w: &World<B>| {
+        (
+            w.ttl("web", "A"),
+            w.ttl("www", "A"),
+            w.ttl_of("shared", "A", "192.0.2.99"),
+            w.ttl_of("shared", "A", "203.0.113.7"),
+        )
+    };
+    // On a provider with one TTL per rrset, ours in the shared rrset has its TTL.
+    let shared_ours = |configured: u32| Some(if w.ttl_per_record() { configured } else { 300 });
     run_expect(
         &mut w.flags("join", "--host web --name www --name shared --ttl 120"),
         0,
     );
-    assert_eq!(ttls(&w), (Some(120), Some(120), Some(300)), "{name}");
+    assert_eq!(
+        ttls(&w),
+        (Some(120), Some(120), Some(300), shared_ours(120)),
+        "{name}"
+    );
     let out = run_expect(
         &mut w.flags("join", "--host web --name www --name shared --ttl 60"),
         0,
     );
     assert_eq!(
         ttls(&w),
-        (Some(60), Some(60), Some(300)),
+        (Some(60), Some(60), Some(300), shared_ours(60)),
         "{name}: {}",
         stdout(&out)
     );

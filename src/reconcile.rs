@@ -1,0 +1,1319 @@
+//! Ownership applied: from what this instance wants and what the zone holds to
+//! one atomic edit, and the one retry loop around it.
+//!
+//! The rules, whatever the provider:
+//! - desired values that are missing are added;
+//! - values this instance owns (its registry ∪ its state file) and no longer
+//!   wants are removed, unless another instance's registry claims them too;
+//! - a desired value already present but not owned is someone else's: left
+//!   alone and never claimed (a person's), or claimed too (another instance's,
+//!   an address released and reused), so that neither instance's cleanup
+//!   removes it while the other still publishes it;
+//! - nothing else is touched; the registry is rewritten in the same atomic edit.
+//!
+//! [`decide`] is that rule as a pure function of what was read; [`apply`] is the
+//! loop that reads, decides, writes, and tries again.
+//!
+//! **A fleet at once.** Many instances adding their value to one shared rrset
+//! (`routing = "simple"`, RFC 2136) conflict: each write is conditional on the
+//! rrset it read, so only one per round lands, and N instances would need N
+//! rounds each. Instead, once an instance meets contention (a refused write, or
+//! a provider that throttles), it *announces*: it writes `want` (or `drop`)
+//! lines into its own registry, which nobody else writes in the normal course,
+//! and waits. Whoever writes the shared rrset next carries every announced
+//! value it sees ([`How::Materialise`]) and flips those lines to owned in the
+//! same atomic change, conditional on each registry being as it read it, so a
+//! value never lands for a claim withdrawn meanwhile, and none is ever unowned.
+//! An instance that finds its lines flipped is done without writing the rrset
+//! at all; one that finds them untouched writes for everyone itself. Where each
+//! instance keeps its own rrsets (Route53 multivalue) there is nothing to share
+//! and every change is one write, presumed from the state file without a read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::provider::{Edit, Fail, Provider, Values};
+use crate::record::{DomainName, RType, Record, RrKey, Value};
+use crate::registry::{self, Registry};
+use crate::retry::Backoff;
+
+/// Other instances' announced values carried in one write, at most.
+const MAX_PEERS_PER_WRITE: usize = 30;
+
+/// What one instance wants of one provider.
+#[derive(Clone, Debug)]
+pub struct Intent {
+    pub instance_id: String,
+    /// What the configuration asks for now.
+    pub desired: Vec<Record>,
+    /// The keys of the rrsets that are this instance's alone (its host
+    /// records, its DNS-SD SRV and TXT). Every other rrset (a round-robin
+    /// name, an SRV rrset, a DNS-SD PTR, an old value's) may be written by
+    /// other instances too.
+    pub exclusive: BTreeSet<RrKey>,
+    /// True for leave: publish nothing, remove everything owned, drop the registry.
+    pub leaving: bool,
+    /// Values the local state file says this instance owned after its last
+    /// change that completed. Consulted only when the registry in the zone is
+    /// gone (deleted by hand): the registry is written in the same atomic
+    /// change as the values, so while it exists it is the truth.
+    pub known: Values,
+    /// The state file says a leave was under way and may have completed (the
+    /// process died before noting it): a missing registry then means that
+    /// leave removed it, and `known` is stale.
+    pub leave_under_way: bool,
+    /// What this instance's last change left at the provider (the state
+    /// file's copy of [`crate::provider::Written::after`]), to presume instead
+    /// of reading.
+    pub memory: Option<serde_json::Value>,
+    /// Give up after this long.
+    pub deadline: Duration,
+    /// `[lease]`: keep a lease of this length in the registry, refreshed when a
+    /// third of it has passed. `None`: no lease (an old one is dropped).
+    pub lease: Option<Duration>,
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub added: Vec<Value>,
+    pub removed: Vec<Value>,
+    /// What this instance owns after the change (its registry's content).
+    pub owned: Values,
+    /// Desired values already there that belong to someone else: left alone,
+    /// never claimed, never removed.
+    pub foreign: Vec<Value>,
+    /// Old values that another instance's registry claims (an address reused by
+    /// another machine): not removed.
+    pub protected: Vec<Value>,
+    /// Conflicts met on the way.
+    pub conflicts: u32,
+    /// Values another instance's write added or removed for this one.
+    pub by_peers: usize,
+    /// Announced values of other instances this instance's write carried.
+    pub carried: usize,
+    /// What the provider holds now at this instance's keys, to presume next time.
+    pub memory: Option<serde_json::Value>,
+    /// A change accepted but not yet live everywhere (Route53's change id).
+    pub change: Option<String>,
+    /// Leaving ran out of time with its removal announced in its registry:
+    /// the next instance to write those rrsets removes the values, or a
+    /// reaper once the lease runs out.
+    pub handed_off: bool,
+    /// The values announced for peers to add (joining) or remove (leaving)
+    /// that were not yet carried when this returned.
+    pub announced: Vec<Value>,
+}
+
+impl Outcome {
+    pub fn changed(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// One rrset as read: its values and TTL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rrset {
+    pub values: Values,
+    pub ttl: Option<u32>,
+}
+
+/// What is known of the zone: the rrsets read (or presumed), and the other
+/// instances' registries when they were listed.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    pub rrsets: BTreeMap<RrKey, Rrset>,
+    /// The keys taken from memory rather than read.
+    pub presumed: BTreeSet<RrKey>,
+    /// Who claims each value present, where the provider keeps that on the
+    /// records themselves (see [`Provider::claimants`]).
+    pub claimants: Option<BTreeMap<Value, BTreeSet<String>>>,
+    /// Other instances' registries, by label (this instance's excluded).
+    pub others: Option<BTreeMap<String, Registry>>,
+}
+
+impl Seen {
+    fn values(&self, key: &RrKey) -> Values {
+        self.rrsets
+            .get(key)
+            .map(|r| r.values.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// How to treat shared rrsets in one decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// Write them: add and remove this instance's values.
+    Direct,
+    /// Write them, carrying other instances' announced values too.
+    Materialise,
+    /// Do not touch them: announce this instance's values in its registry.
+    Announce,
+}
+
+/// What is fixed for one provider and instance.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub zone: DomainName,
+    pub label: String,
+    pub registry: RrKey,
+    pub keeps_apart: bool,
+    /// Unix seconds.
+    pub now: u64,
+    /// Records (added plus removed, per rrset rewritten) one write may carry.
+    pub batch_limit: usize,
+    /// Each record has its own TTL (see [`Provider::ttl_per_record`]).
+    pub ttl_per_record: bool,
+}
+
+impl Ctx {
+    pub fn new(zone: &DomainName, instance_id: &str, keeps_apart: bool) -> anyhow::Result<Ctx> {
+        Ok(Ctx {
+            zone: zone.clone(),
+            label: registry::instance_label(instance_id).map_err(anyhow::Error::msg)?,
+            registry: RrKey {
+                name: registry::name(zone, instance_id).map_err(anyhow::Error::msg)?,
+                rtype: RType::TXT,
+            },
+            keeps_apart,
+            now: registry::unix_now(),
+            batch_limit: usize::MAX,
+            ttl_per_record: false,
+        })
+    }
+}
+
+/// What [`decide`] needs before it can say more, or the edit to write.
+#[derive(Clone, Debug)]
+pub enum Decision {
+    /// Read these rrsets too (the registry names values not read yet), or
+    /// again for real where they were presumed.
+    Read(BTreeSet<RrKey>),
+    /// List the other instances' registries.
+    ListRegistries,
+    /// Write this (an empty edit: nothing to do).
+    Write(Box<Plan>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub edit: Edit,
+    pub outcome: Outcome,
+    /// The registry this edit leaves.
+    pub registry: Values,
+    /// Whether the edit announces values for others to carry (`want`/`drop`
+    /// lines) rather than writing them.
+    pub announces: bool,
+}
+
+/// The rule, as a pure function of what was read. See the module comment.
+pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Result<Decision> {
+    let zone = &ctx.zone;
+    let reg_values = seen.values(&ctx.registry);
+    let mine = Registry::parse(&reg_values);
+    let desired: BTreeMap<&Value, &Record> = intent.desired.iter().map(|r| (&r.value, r)).collect();
+    let desired_ttl = intent.desired.iter().map(|r| r.ttl).min().unwrap_or(60);
+    let shared = |k: &RrKey| !ctx.keeps_apart && intent.is_shared(k, &ctx.registry);
+
+    // What this instance owns: its registry's owned lines and the values it
+    // announced for removal; the state file's list only when the registry is
+    // gone, unless a leave may have removed it. A value it only announced
+    // wanting is not its own until a write carried it.
+    let mut owned: Values = mine.owned.union(&mine.dropped).cloned().collect();
+    if reg_values.is_empty() && !intent.leave_under_way {
+        owned.extend(intent.known.iter().cloned());
+    }
+    owned.retain(|v| v.name.is_in(zone));
+
+    // The keys to know: desired, owned, wanted; shared ones only when written.
+    let mut need: BTreeSet<RrKey> = desired
+        .keys()
+        .map(|v| v.key())
+        .chain(owned.iter().map(Value::key))
+        .chain(
+            mine.wanted
+                .iter()
+                .filter(|v| v.name.is_in(zone))
+                .map(Value::key),
+        )
+        .filter(|k| how != How::Announce || !shared(k))
+        .collect();
+    need.insert(ctx.registry.clone());
+    let missing: BTreeSet<RrKey> = need
+        .iter()
+        .filter(|k| !seen.rrsets.contains_key(*k))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Decision::Read(missing));
+    }
+    // Where each instance keeps its own rrsets, what is in ours is ours; where
+    // records name their claimants, what names this instance is its.
+    if ctx.keeps_apart {
+        for k in need.iter().filter(|k| **k != ctx.registry) {
+            owned.extend(seen.values(k));
+        }
+    }
+    let tracks = seen.claimants.is_some();
+    let claimants = |v: &Value| -> BTreeSet<String> {
+        seen.claimants
+            .as_ref()
+            .and_then(|m| m.get(v))
+            .cloned()
+            .unwrap_or_default()
+    };
+    if let Some(m) = &seen.claimants {
+        let registries = registry::root(zone);
+        owned.extend(
+            m.iter()
+                .filter(|(v, c)| {
+                    c.contains(&ctx.label) && v.name.is_in(zone) && !v.name.is_in(&registries)
+                })
+                .map(|(v, _)| v.clone()),
+        );
+    }
+
+    let writes_shared = how != How::Announce;
+    let written = |k: &RrKey| writes_shared || !shared(k);
+    let present = |v: &Value| seen.values(&v.key()).contains(v);
+    // Desired values present but not ours, and values to take out: both need
+    // to know who else claims what (unless each instance keeps apart).
+    let present_unowned = desired
+        .keys()
+        .any(|v| !intent.leaving && !owned.contains(*v) && written(&v.key()) && present(v));
+    let withdraw = owned
+        .iter()
+        .any(|v| (intent.leaving || !desired.contains_key(v)) && written(&v.key()) && present(v));
+    let needs_others =
+        !ctx.keeps_apart && (how == How::Materialise || (!tracks && (withdraw || present_unowned)));
+    if needs_others && seen.others.is_none() {
+        return Ok(Decision::ListRegistries);
+    }
+    let empty = BTreeMap::new();
+    let others = seen.others.as_ref().unwrap_or(&empty);
+    // What other instances own: claimed too when present, never removed.
+    let owned_by_others: Values = others
+        .values()
+        .flat_map(|r| r.owned.iter().cloned())
+        .collect();
+    let others_claim = |v: &Value| {
+        if tracks {
+            claimants(v).iter().any(|l| *l != ctx.label)
+        } else {
+            owned_by_others.contains(v)
+        }
+    };
+    let with_me = |v: &Value| {
+        let mut c = claimants(v);
+        c.insert(ctx.label.clone());
+        c
+    };
+    let without_me = |v: &Value| {
+        let mut c = claimants(v);
+        c.remove(&ctx.label);
+        c
+    };
+
+    let mut edit = Edit::default();
+    let mut out = Outcome::default();
+    let mut new_owned = Values::new();
+    let mut wants = Values::new();
+    let mut drops = Values::new();
+    for key in need.iter().filter(|k| **k != ctx.registry) {
+        let current = seen.values(key);
+        if !intent.leaving {
+            for (v, rec) in desired.iter().filter(|(v, _)| v.key() == *key) {
+                if !current.contains(*v) {
+                    edit.add
+                        .entry(key.clone())
+                        .or_default()
+                        .push((*rec).clone());
+                    out.added.push((*v).clone());
+                    new_owned.insert((*v).clone());
+                } else if owned.contains(*v) || others_claim(v) {
+                    new_owned.insert((*v).clone());
+                    if tracks && !claimants(v).contains(&ctx.label) {
+                        // Claimed by another instance: this one's name goes on it too.
+                        edit.claimants.insert((*v).clone(), with_me(v));
+                    }
+                } else {
+                    out.foreign.push((*v).clone());
+                }
+            }
+        }
+        for v in current.iter().filter(|v| owned.contains(*v)) {
+            let keep = !intent.leaving && desired.contains_key(v);
+            if keep {
+                new_owned.insert(v.clone());
+            } else if others_claim(v) {
+                out.protected.push(v.clone());
+                if tracks {
+                    edit.claimants.insert(v.clone(), without_me(v));
+                }
+            } else {
+                edit.remove.entry(key.clone()).or_default().push(v.clone());
+                out.removed.push(v.clone());
+            }
+        }
+    }
+    if !writes_shared {
+        // Announce: this instance's part of each shared rrset as lines, for
+        // whoever writes the rrset next.
+        for v in desired.keys().filter(|v| shared(&v.key())) {
+            if intent.leaving {
+                break;
+            }
+            if mine.owned.contains(*v) {
+                new_owned.insert((*v).clone());
+            } else {
+                wants.insert((*v).clone());
+            }
+        }
+        for v in owned.iter().filter(|v| shared(&v.key())) {
+            if intent.leaving || !desired.contains_key(v) {
+                drops.insert(v.clone());
+            }
+        }
+    }
+
+    // Carry other instances' announced values at the shared rrsets being written.
+    let mut peers: BTreeMap<String, Registry> = BTreeMap::new();
+    if how == How::Materialise {
+        let mut cost = batch_cost(&edit, seen);
+        for (label, r) in others.iter() {
+            if peers.len() >= MAX_PEERS_PER_WRITE || r.expired(ctx.now) {
+                continue;
+            }
+            let Ok(reg_name) = registry::name(zone, label) else {
+                continue;
+            };
+            let reg_key = RrKey {
+                name: reg_name,
+                rtype: RType::TXT,
+            };
+            if !seen.rrsets.contains_key(&reg_key) {
+                continue;
+            }
+            let mut after = r.clone();
+            let mut add: Vec<Value> = Vec::new();
+            let mut remove: Vec<Value> = Vec::new();
+            for w in &r.wanted {
+                let k = w.key();
+                if !seen.rrsets.contains_key(&k) || !shared(&k) || add.contains(w) {
+                    continue;
+                }
+                let flip = if let Some(i) = edit
+                    .remove
+                    .get(&k)
+                    .and_then(|l| l.iter().position(|x| x == w))
+                {
+                    // This instance gives it up as the peer asks for it: hand it over.
+                    edit.remove.get_mut(&k).expect("found").remove(i);
+                    out.removed.retain(|x| x != w);
+                    true
+                } else if !will_hold(&edit, seen, &k).contains(w) {
+                    add.push(w.clone());
+                    true
+                } else {
+                    // Present: the peer's too if a dnsreg instance owns it;
+                    // a person's otherwise, for the peer to find out itself.
+                    mine.owned.contains(w) || owned_by_others_except(others, label).contains(w)
+                };
+                if flip {
+                    after.wanted.remove(w);
+                    after.owned.insert(w.clone());
+                }
+            }
+            for d in &r.dropped {
+                let k = d.key();
+                if !seen.rrsets.contains_key(&k) || !shared(&k) {
+                    continue;
+                }
+                let claimed_elsewhere =
+                    new_owned.contains(d) || owned_by_others_except(others, label).contains(d);
+                if will_hold(&edit, seen, &k).contains(d) && !claimed_elsewhere {
+                    remove.push(d.clone());
+                }
+                after.dropped.remove(d);
+            }
+            if after == *r {
+                continue;
+            }
+            let before_values = seen.values(&reg_key);
+            let after_values =
+                if after.owned.is_empty() && after.wanted.is_empty() && after.dropped.is_empty() {
+                    Values::new()
+                } else {
+                    after.to_values(&reg_key.name)?
+                };
+            let step = add.len() + remove.len() + before_values.len() + after_values.len();
+            if cost + step > ctx.batch_limit {
+                continue;
+            }
+            cost += step;
+            for w in add {
+                let ttl = seen
+                    .rrsets
+                    .get(&w.key())
+                    .and_then(|r| r.ttl)
+                    .unwrap_or(desired_ttl);
+                edit.add
+                    .entry(w.key())
+                    .or_default()
+                    .push(Record { value: w, ttl });
+                out.carried += 1;
+            }
+            for d in remove {
+                edit.remove.entry(d.key()).or_default().push(d);
+                out.carried += 1;
+            }
+            let gone: Vec<Value> = before_values.difference(&after_values).cloned().collect();
+            let new: Vec<Record> = after_values
+                .difference(&before_values)
+                .map(|v| Record {
+                    value: v.clone(),
+                    ttl: seen
+                        .rrsets
+                        .get(&reg_key)
+                        .and_then(|r| r.ttl)
+                        .unwrap_or(desired_ttl),
+                })
+                .collect();
+            if !gone.is_empty() {
+                edit.remove.insert(reg_key.clone(), gone);
+            }
+            if !new.is_empty() {
+                edit.add.insert(reg_key.clone(), new);
+            }
+            peers.insert(label.clone(), after);
+        }
+    }
+
+    // This instance's registry: rewritten in the same edit, so it is never out of step.
+    let mut new_registry = Registry {
+        owned: new_owned.clone(),
+        wanted: wants.clone(),
+        dropped: drops.clone(),
+        lease: None,
+    };
+    // The lease: kept while more than two thirds of it remain, renewed
+    // otherwise; an instance that claims nothing holds none.
+    if let Some(ttl) = intent.lease {
+        let expiry = match mine.lease {
+            Some(t) if t > ctx.now + ttl.as_secs() * 2 / 3 && t <= ctx.now + ttl.as_secs() => t,
+            _ => ctx.now + ttl.as_secs(),
+        };
+        new_registry.lease = Some(expiry);
+    }
+    let new_reg_values = new_registry.to_values(&ctx.registry.name)?;
+    let reg_add: Vec<Record> = new_reg_values
+        .difference(&reg_values)
+        .map(|v| Record {
+            value: v.clone(),
+            ttl: desired_ttl,
+        })
+        .collect();
+    let reg_remove: Vec<Value> = reg_values.difference(&new_reg_values).cloned().collect();
+    if !reg_add.is_empty() {
+        edit.add.insert(ctx.registry.clone(), reg_add);
+    }
+    if !reg_remove.is_empty() {
+        edit.remove.insert(ctx.registry.clone(), reg_remove);
+    }
+
+    // TTLs: an rrset holding only this instance's values takes the configured
+    // TTL (so a changed `ttl` reaches DNS); one shared with others keeps its
+    // TTL, which is not ours alone to change; a new one gets ours.
+    let configured: BTreeMap<RrKey, u32> = intent
+        .desired
+        .iter()
+        .map(|r| (r.value.key(), r.ttl))
+        .chain([(ctx.registry.clone(), desired_ttl)])
+        .collect();
+    for key in need.iter() {
+        let after = will_hold(&edit, seen, key);
+        let all_ours = after
+            .iter()
+            .all(|v| new_owned.contains(v) || new_reg_values.contains(v));
+        let (Some(&want), false) = (configured.get(key), after.is_empty()) else {
+            continue;
+        };
+        let now = seen.rrsets.get(key).and_then(|r| r.ttl);
+        if seen.presumed.contains(key)
+            && shared(key)
+            && !ctx.ttl_per_record
+            && now.is_some_and(|now| now != want)
+        {
+            // Whether others share the rrset (and its TTL is not ours to
+            // change) only a read can tell.
+            return Ok(Decision::Read(BTreeSet::from([key.clone()])));
+        }
+        let ttl = match now {
+            Some(now) if !all_ours && !ctx.ttl_per_record => now,
+            _ => want,
+        };
+        let touched = edit.add.get(key).is_some_and(|v| !v.is_empty())
+            || edit.remove.get(key).is_some_and(|v| !v.is_empty());
+        if touched || now.is_some_and(|now| now != ttl) {
+            edit.ttl.insert(key.clone(), ttl);
+        }
+    }
+    // A peer's registry rewritten keeps its TTL; so does a shared rrset carried.
+    for key in edit.keys() {
+        if !edit.ttl.contains_key(&key)
+            && let Some(t) = seen.rrsets.get(&key).and_then(|r| r.ttl)
+        {
+            edit.ttl.insert(key, t);
+        }
+    }
+    out.owned = new_owned;
+    Ok(Decision::Write(Box::new(Plan {
+        edit,
+        outcome: out,
+        registry: new_reg_values,
+        announces: !wants.is_empty() || !drops.is_empty(),
+    })))
+}
+
+/// What the registries other than `label`'s own.
+fn owned_by_others_except(others: &BTreeMap<String, Registry>, label: &str) -> Values {
+    others
+        .iter()
+        .filter(|(l, _)| l.as_str() != label)
+        .flat_map(|(_, r)| r.owned.iter().cloned())
+        .collect()
+}
+
+impl Intent {
+    /// Whether other instances may write the rrset at `key` too.
+    fn is_shared(&self, key: &RrKey, registry: &RrKey) -> bool {
+        key != registry && !self.exclusive.contains(key)
+    }
+
+    /// Whether any rrset this intent touches is shared.
+    fn shares_any(&self, registry: &RrKey) -> bool {
+        self.desired
+            .iter()
+            .map(|r| r.value.key())
+            .chain(self.known.iter().map(Value::key))
+            .any(|k| self.is_shared(&k, registry))
+    }
+}
+
+/// The values at `key` once `edit` is applied to what `seen` holds.
+fn will_hold(edit: &Edit, seen: &Seen, key: &RrKey) -> Values {
+    let mut after = seen.values(key);
+    for v in edit.remove.get(key).into_iter().flatten() {
+        after.remove(v);
+    }
+    after.extend(
+        edit.add
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|r| r.value.clone()),
+    );
+    after
+}
+
+/// Records a write of `edit` carries where rrsets are rewritten whole: what
+/// each touched rrset holds before and after.
+fn batch_cost(edit: &Edit, seen: &Seen) -> usize {
+    edit.keys()
+        .iter()
+        .map(|k| seen.values(k).len() + will_hold(edit, seen, k).len())
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// The loop
+// ---------------------------------------------------------------------------
+
+/// Retries one operation's calls: busy answers wait on the provider's pacer
+/// (the provider already knows), failures that may pass get a capped backoff
+/// and about a dozen tries, anything else ends the operation. All of it within
+/// one deadline.
+pub struct Attempts<'a> {
+    provider: &'a str,
+    deadline: Instant,
+    transient: u32,
+    policy: Backoff,
+}
+
+impl<'a> Attempts<'a> {
+    pub fn new(provider: &'a str, deadline: Duration) -> Attempts<'a> {
+        Attempts {
+            provider,
+            deadline: Instant::now() + deadline,
+            transient: 0,
+            policy: Backoff::API,
+        }
+    }
+
+    /// With another policy for failures that may pass.
+    pub fn with(mut self, policy: Backoff) -> Attempts<'a> {
+        self.policy = policy;
+        self
+    }
+
+    /// After `fail` while `doing`: returns once it is worth trying again, or
+    /// the error that ends the operation.
+    pub async fn after(&mut self, doing: &str, fail: Fail) -> anyhow::Result<()> {
+        let provider = self.provider;
+        match fail {
+            Fail::Permanent(e) => Err(e.context(format!("{provider}: {doing}"))),
+            Fail::Conflict(m) => Err(anyhow::anyhow!("{provider}: {doing}: {m}")),
+            Fail::Busy { why, .. } => {
+                if Instant::now() >= self.deadline {
+                    anyhow::bail!("{provider}: {doing}: still busy at the deadline: {why}");
+                }
+                Ok(())
+            }
+            Fail::Transient(m) => {
+                self.transient += 1;
+                if self.transient >= self.policy.attempts || Instant::now() >= self.deadline {
+                    anyhow::bail!(
+                        "{provider}: {doing}: still failing after {} attempts: {m}",
+                        self.transient
+                    );
+                }
+                tracing::debug!(provider, attempt = self.transient, doing, "{m}; retrying");
+                self.sleep(self.policy.delay(self.transient - 1)).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep_until(self.deadline.min(Instant::now() + d)).await;
+    }
+
+    fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+/// Calls `op` until it succeeds or [`Attempts::after`] gives up.
+pub async fn attempt<T, F, Fut>(
+    tries: &mut Attempts<'_>,
+    doing: &str,
+    mut op: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Fail>>,
+{
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(f) => tries.after(doing, f).await?,
+        }
+    }
+}
+
+/// What the loop is doing with shared rrsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Read, decide, write (carrying peers' announced values when `How::Materialise`).
+    Write(How),
+    /// Write this instance's want/drop lines.
+    Announce,
+    /// Wait, then see whether a peer carried them.
+    Await(u32),
+}
+
+/// Brings the provider's zone to this instance's intent (see the module
+/// comment). Idempotent. Gives up at `intent.deadline`.
+pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcome> {
+    let mut ctx = Ctx::new(p.zone(), &intent.instance_id, p.keeps_apart())?;
+    ctx.batch_limit = p.batch_limit();
+    ctx.ttl_per_record = p.ttl_per_record();
+    let mut tries = Attempts::new(p.name(), intent.deadline).with(p.transient_backoff());
+    // Without a memory (a new instance), what it would remember is nothing at
+    // all: a first join writes without reading, and only a refused write
+    // (something was there after all) costs a read.
+    let memory: Option<P::Snapshot> = Some(
+        intent
+            .memory
+            .as_ref()
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default(),
+    );
+    let mut trust_memory = true;
+    let mut conflicts = 0u32;
+    // The last write refused as a conflict, and the registry it would have
+    // left: its answer may have been lost after it was applied (a timeout,
+    // then a retry the provider refused because the change was already made).
+    // Finding exactly that registry on the next read means the write landed.
+    let mut refused: Option<(Outcome, Values)> = None;
+    // Values this instance announced, to report what peers did for it.
+    let mut announced: Option<Plan> = None;
+    // What the writes that landed so far added and removed.
+    let mut landed = Outcome::default();
+    let contention = Duration::from_secs(60);
+    let mut step = if !p.keeps_apart()
+        && p.rewrites_rrsets()
+        && intent.shares_any(&ctx.registry)
+        && p.pacer().busy_within(contention)
+    {
+        Step::Announce
+    } else {
+        Step::Write(How::Direct)
+    };
+    let writes_shared = !p.keeps_apart() && p.rewrites_rrsets() && intent.shares_any(&ctx.registry);
+    // At the deadline of a leave whose removal is announced, with a lease to
+    // fall back on: the rest is the peers' and reapers' work.
+    let handoff = |announced: &Option<Plan>, conflicts: u32| -> Option<Outcome> {
+        let plan = announced
+            .as_ref()
+            .filter(|_| intent.leaving && intent.lease.is_some())?;
+        let mine = Registry::parse(&plan.registry);
+        Some(Outcome {
+            handed_off: true,
+            conflicts,
+            owned: Values::new(),
+            announced: mine.dropped.iter().cloned().collect(),
+            ..plan.outcome.clone()
+        })
+    };
+    loop {
+        p.pacer().fit(tries.deadline);
+        if tries.expired() {
+            if let Some(out) = handoff(&announced, conflicts) {
+                return Ok(out);
+            }
+            anyhow::bail!(
+                "{}: gave up after {}{}{}",
+                p.name(),
+                humantime::format_duration(intent.deadline),
+                if conflicts > 0 {
+                    format!(" and {conflicts} conflicting writes")
+                } else {
+                    String::new()
+                },
+                p.pacer()
+                    .last_busy()
+                    .map(|b| format!(" (the provider kept saying it is busy: {b})"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Step::Await(round) = step {
+            // Give peers a moment to carry the announced values, then look.
+            let wait = Backoff {
+                base: Duration::from_secs(2),
+                cap: Duration::from_secs(30),
+                attempts: u32::MAX,
+            }
+            .delay(round)
+            .max(Duration::from_millis(500));
+            tries.sleep(wait).await;
+            let keys = BTreeSet::from([ctx.registry.clone()]);
+            let snap = match attempt(&mut tries, "reading this instance's registry", || {
+                p.read(&keys)
+            })
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => return handoff(&announced, conflicts).ok_or(e),
+            };
+            let reg = Registry::parse(&p.values(&snap, &ctx.registry));
+            if reg.wanted.is_empty() && reg.dropped.is_empty() {
+                // Carried by a peer: report what the announcement asked for.
+                let plan = announced.take().unwrap_or_else(|| Plan {
+                    edit: Edit::default(),
+                    outcome: Outcome::default(),
+                    registry: Values::new(),
+                    announces: false,
+                });
+                let mine = Registry::parse(&plan.registry);
+                let mut out = plan.outcome;
+                out.added.extend(
+                    mine.wanted
+                        .iter()
+                        .filter(|v| reg.owned.contains(*v))
+                        .cloned(),
+                );
+                out.removed.extend(mine.dropped.iter().cloned());
+                out.foreign.clear();
+                out.by_peers = mine.wanted.len() + mine.dropped.len();
+                out.owned = reg.owned;
+                out.conflicts = conflicts;
+                // The registry was rewritten by a peer: read, not presumed, next time.
+                out.memory = None;
+                return Ok(merged(out, &landed));
+            }
+            step = Step::Write(How::Materialise);
+            continue;
+        }
+        let how = match step {
+            Step::Write(h) => h,
+            Step::Announce => How::Announce,
+            Step::Await(_) => unreachable!("handled above"),
+        };
+        if how == How::Direct && writes_shared && p.pacer().busy_within(contention) {
+            // The provider is throttling: a fleet is at it. Announce instead of racing.
+            step = Step::Announce;
+            continue;
+        }
+        let (mut plan, snap, presumed) = observe(
+            p,
+            intent,
+            &ctx,
+            how,
+            memory.as_ref().filter(|_| trust_memory),
+            &mut tries,
+        )
+        .await?;
+        plan.outcome.conflicts = conflicts;
+        if plan.edit.is_empty() && !presumed.is_empty() {
+            // Nothing to do, says memory; but a memory is checked only by a
+            // write. Check it in one request where the provider can, else read.
+            trust_memory = false;
+            match p.check(&snap, &presumed).await {
+                Ok(Some(true)) => {
+                    plan.outcome.memory = remember(p, intent, &ctx, &snap, &plan.outcome.owned);
+                    return Ok(merged(plan.outcome, &landed));
+                }
+                Ok(Some(false)) => {
+                    tracing::debug!(
+                        provider = p.name(),
+                        "this instance's records changed behind its back; reading them"
+                    );
+                }
+                Ok(None) => {}
+                Err(f) => tries.after("checking this instance's records", f).await?,
+            }
+            continue;
+        }
+        if plan.edit.is_empty() {
+            if let Some((landed_refused, _)) =
+                refused.take().filter(|(_, left)| *left == plan.registry)
+            {
+                // Report what that write did, not "already published".
+                return Ok(merged(
+                    Outcome {
+                        memory: remember(p, intent, &ctx, &snap, &plan.outcome.owned),
+                        owned: plan.outcome.owned,
+                        conflicts,
+                        ..landed_refused
+                    },
+                    &landed,
+                ));
+            }
+            if plan.announces {
+                // Announced already (an earlier try whose answer was lost): wait for peers.
+                announced.get_or_insert(plan);
+                step = Step::Await(0);
+                continue;
+            }
+            plan.outcome.memory = remember(p, intent, &ctx, &snap, &plan.outcome.owned);
+            return Ok(merged(plan.outcome, &landed));
+        }
+        // What was presumed and is not changed is guarded: the decision
+        // rested on it, so the write applies only if it holds.
+        let changed = plan.edit.keys();
+        plan.edit.guard.extend(
+            presumed
+                .iter()
+                .filter(|k| !changed.contains(*k) && !p.values(&snap, k).is_empty())
+                .cloned(),
+        );
+        tracing::debug!(provider = p.name(), ?how, "writing:\n{}", plan.edit);
+        match p.write(&snap, &plan.edit).await {
+            Ok(written) => {
+                if plan.announces {
+                    tracing::debug!(
+                        provider = p.name(),
+                        "announced; waiting for a peer to carry it"
+                    );
+                    landed = merged(plan.outcome.clone(), &landed);
+                    announced = Some(plan);
+                    trust_memory = false;
+                    step = Step::Await(0);
+                    continue;
+                }
+                let mut out = plan.outcome;
+                if let Some(a) = announced.take() {
+                    // Some of what was announced was carried meanwhile; report it all.
+                    let mine = Registry::parse(&a.registry);
+                    for v in mine.wanted.iter().filter(|v| out.owned.contains(*v)) {
+                        if !out.added.contains(v) {
+                            out.added.push(v.clone());
+                        }
+                    }
+                    for v in &mine.dropped {
+                        if !out.removed.contains(v) {
+                            out.removed.push(v.clone());
+                        }
+                    }
+                }
+                out.memory = remember(p, intent, &ctx, &written.after, &out.owned);
+                out.change = written.change;
+                return Ok(merged(out, &landed));
+            }
+            Err(Fail::Conflict(why)) => {
+                conflicts += 1;
+                trust_memory = false;
+                refused = (!plan.announces).then(|| (plan.outcome.clone(), plan.registry.clone()));
+                tracing::debug!(provider = p.name(), conflicts, %why, ?how, "conflict, reading again");
+                step = match how {
+                    // Shared rrsets raced: announce rather than race again.
+                    How::Direct
+                        if writes_shared
+                            && plan
+                                .edit
+                                .keys()
+                                .iter()
+                                .any(|k| intent.is_shared(k, &ctx.registry)) =>
+                    {
+                        Step::Announce
+                    }
+                    How::Materialise => Step::Await(conflicts),
+                    _ => {
+                        tries
+                            .sleep(
+                                Backoff {
+                                    base: Duration::from_millis(100),
+                                    cap: Duration::from_secs(5),
+                                    attempts: u32::MAX,
+                                }
+                                .delay(conflicts.min(10)),
+                            )
+                            .await;
+                        step
+                    }
+                };
+            }
+            Err(f) => tries.after("writing the change", f).await?,
+        }
+    }
+}
+
+/// `out` with what earlier writes of the same operation added and removed.
+fn merged(mut out: Outcome, earlier: &Outcome) -> Outcome {
+    for v in &earlier.added {
+        if !out.added.contains(v) && !out.removed.contains(v) {
+            out.added.push(v.clone());
+        }
+    }
+    for v in &earlier.removed {
+        if !out.removed.contains(v) && !out.added.contains(v) {
+            out.removed.push(v.clone());
+        }
+    }
+    out
+}
+
+/// The part of `snap` the provider would presume next time, as the state file keeps it.
+fn remember<P: Provider>(
+    p: &P,
+    intent: &Intent,
+    ctx: &Ctx,
+    snap: &P::Snapshot,
+    owned: &Values,
+) -> Option<serde_json::Value> {
+    let mut keys: BTreeSet<RrKey> = intent
+        .desired
+        .iter()
+        .map(|r| r.value.key())
+        .chain(intent.known.iter().map(Value::key))
+        .collect();
+    keys.insert(ctx.registry.clone());
+    let shared: BTreeSet<RrKey> = keys
+        .iter()
+        .filter(|k| intent.is_shared(k, &ctx.registry))
+        .cloned()
+        .collect();
+    let (part, _) = p.presume(snap, &keys, &shared, owned)?;
+    serde_json::to_value(&part).ok()
+}
+
+/// Reads (or presumes) what a decision needs, then decides.
+async fn observe<P: Provider>(
+    p: &P,
+    intent: &Intent,
+    ctx: &Ctx,
+    how: How,
+    memory: Option<&P::Snapshot>,
+    tries: &mut Attempts<'_>,
+) -> anyhow::Result<(Plan, P::Snapshot, BTreeSet<RrKey>)> {
+    let mut seen = Seen::default();
+    let mut snap: Option<P::Snapshot> = None;
+    let mut refresh: BTreeSet<RrKey> = BTreeSet::new();
+    let mut keys: BTreeSet<RrKey> = intent
+        .desired
+        .iter()
+        .map(|r| r.value.key())
+        .chain(intent.known.iter().map(Value::key))
+        .filter(|k| how != How::Announce || ctx.keeps_apart || !intent.is_shared(k, &ctx.registry))
+        .collect();
+    keys.insert(ctx.registry.clone());
+    let mut memory = memory;
+    loop {
+        let mut fresh: BTreeSet<RrKey> = keys
+            .difference(&seen.rrsets.keys().cloned().collect())
+            .cloned()
+            .collect();
+        if !refresh.is_empty() {
+            // Presumed keys that must be read for real after all.
+            let read = attempt(tries, "reading records", || p.read(&refresh)).await?;
+            for k in &refresh {
+                let values = p.values(&read, k);
+                for v in &values {
+                    if let Some(c) = p.claimants(&read, v) {
+                        seen.claimants.get_or_insert_default().insert(v.clone(), c);
+                    }
+                }
+                seen.rrsets.insert(
+                    k.clone(),
+                    Rrset {
+                        values,
+                        ttl: p.ttl(&read, k),
+                    },
+                );
+                seen.presumed.remove(k);
+            }
+            let mut fresh_snap = read;
+            if let Some(old) = snap.take() {
+                p.merge(&mut fresh_snap, old);
+            }
+            snap = Some(fresh_snap);
+            refresh.clear();
+            fresh.retain(|k| !seen.rrsets.contains_key(k));
+        }
+        if !fresh.is_empty() {
+            let shared: BTreeSet<RrKey> = fresh
+                .iter()
+                .filter(|k| intent.is_shared(k, &ctx.registry))
+                .cloned()
+                .collect();
+            let (presumed, to_read) = match memory
+                .take()
+                .and_then(|m| p.presume(m, &fresh, &shared, &intent.known))
+            {
+                Some((s, rest)) => {
+                    seen.presumed.extend(fresh.difference(&rest).cloned());
+                    (Some(s), rest)
+                }
+                None => (None, fresh.clone()),
+            };
+            let mut part = presumed;
+            if !to_read.is_empty() {
+                let read = attempt(tries, "reading records", || p.read(&to_read)).await?;
+                match &mut part {
+                    Some(s) => p.merge(s, read),
+                    None => part = Some(read),
+                }
+            }
+            let part = part.expect("presumed or read");
+            for k in &fresh {
+                let values = p.values(&part, k);
+                for v in &values {
+                    if let Some(c) = p.claimants(&part, v) {
+                        seen.claimants.get_or_insert_default().insert(v.clone(), c);
+                    }
+                }
+                seen.rrsets.insert(
+                    k.clone(),
+                    Rrset {
+                        values,
+                        ttl: p.ttl(&part, k),
+                    },
+                );
+            }
+            match &mut snap {
+                Some(s) => p.merge(s, part),
+                None => snap = Some(part),
+            }
+        }
+        match decide(intent, ctx, &seen, how)? {
+            Decision::Read(more) => {
+                refresh.extend(more.iter().filter(|k| seen.presumed.contains(*k)).cloned());
+                keys.extend(more);
+            }
+            Decision::ListRegistries => {
+                let (all, regs) =
+                    attempt(tries, "listing ownership registries", || p.registries()).await?;
+                let mut others = BTreeMap::new();
+                for (label, values) in all {
+                    if label == ctx.label {
+                        continue;
+                    }
+                    if let Ok(name) = registry::name(&ctx.zone, &label) {
+                        let key = RrKey {
+                            name,
+                            rtype: RType::TXT,
+                        };
+                        let ttl = p.ttl(&regs, &key);
+                        seen.rrsets.entry(key).or_insert_with(|| Rrset {
+                            values: values.clone(),
+                            ttl,
+                        });
+                    }
+                    others.insert(label, Registry::parse(&values));
+                }
+                seen.others = Some(others);
+                match &mut snap {
+                    Some(s) => p.merge(s, regs),
+                    None => snap = Some(regs),
+                }
+            }
+            Decision::Write(plan) => {
+                return Ok((
+                    *plan,
+                    snap.expect("the registry is always read"),
+                    seen.presumed,
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reaping and presence
+// ---------------------------------------------------------------------------
+
+/// What [`reap`] removed for one expired instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// The instance's registry label.
+    pub instance: String,
+    /// When its lease ran out (unix seconds).
+    pub expired: u64,
+    pub removed: Vec<Value>,
+    /// Values its registry listed that another live registry claims too: left.
+    pub protected: Vec<Value>,
+}
+
+/// Removes the records of every instance whose lease expired before `now`:
+/// exactly the values its registry lists (owned, or announced for removal) and
+/// still present, then the registry itself, in one atomic edit per instance.
+/// Values another live registry also claims stay. Registries without a lease
+/// are never touched.
+///
+/// Safe when several reapers run at once, and against the instance coming back:
+/// each edit is conditional on what was read (a conflict reads again), and a
+/// registry whose lease was renewed meanwhile is left alone.
+pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::Result<Vec<Reaped>> {
+    let mut tries = Attempts::new(p.name(), deadline).with(p.transient_backoff());
+    let (all, _) = attempt(&mut tries, "listing ownership registries", || {
+        p.registries()
+    })
+    .await?;
+    let parsed: BTreeMap<String, Registry> = all
+        .iter()
+        .map(|(label, values)| (label.clone(), Registry::parse(values)))
+        .collect();
+    let mut out = Vec::new();
+    for (label, registry) in parsed.iter().filter(|(_, r)| r.expired(now)) {
+        let claimed_by_others: Values = parsed
+            .iter()
+            .filter(|(l, r)| *l != label && !r.expired(now))
+            .flat_map(|(_, r)| r.claims().cloned())
+            .collect();
+        let reg_key = RrKey {
+            name: registry::name(p.zone(), label).map_err(anyhow::Error::msg)?,
+            rtype: RType::TXT,
+        };
+        let mut conflicts = 0u32;
+        loop {
+            let mut keys: BTreeSet<RrKey> = registry
+                .owned
+                .iter()
+                .chain(registry.dropped.iter())
+                .map(Value::key)
+                .collect();
+            keys.insert(reg_key.clone());
+            let snap = attempt(&mut tries, "reading records", || p.read(&keys)).await?;
+            let current = p.values(&snap, &reg_key);
+            let now_reg = Registry::parse(&current);
+            // Gone (another reaper was first) or renewed (the instance is back).
+            if !now_reg.expired(now) {
+                break;
+            }
+            let mut edit = Edit::default();
+            let mut reaped = Reaped {
+                instance: label.clone(),
+                expired: now_reg.lease.unwrap_or_default(),
+                ..Reaped::default()
+            };
+            for v in now_reg.owned.iter().chain(now_reg.dropped.iter()) {
+                if !v.name.is_in(p.zone()) {
+                    continue;
+                }
+                let on_record = p.claimants(&snap, v).map(|mut c| {
+                    c.remove(label);
+                    c
+                });
+                let others = match &on_record {
+                    Some(c) => !c.is_empty(),
+                    None => claimed_by_others.contains(v),
+                };
+                if others {
+                    reaped.protected.push(v.clone());
+                    if let Some(c) = on_record.filter(|_| p.values(&snap, &v.key()).contains(v)) {
+                        edit.claimants.insert(v.clone(), c);
+                    }
+                } else if p.values(&snap, &v.key()).contains(v) && !reaped.removed.contains(v) {
+                    edit.remove.entry(v.key()).or_default().push(v.clone());
+                    reaped.removed.push(v.clone());
+                }
+            }
+            edit.remove
+                .insert(reg_key.clone(), current.iter().cloned().collect());
+            match p.write(&snap, &edit).await {
+                Ok(_) => {
+                    out.push(reaped);
+                    break;
+                }
+                Err(Fail::Conflict(why)) => {
+                    conflicts += 1;
+                    if tries.expired() {
+                        anyhow::bail!(
+                            "{}: gave up reaping {label} after {conflicts} conflicting writes; last: {why}",
+                            p.name()
+                        );
+                    }
+                    tries
+                        .sleep(
+                            Backoff {
+                                base: Duration::from_millis(100),
+                                cap: Duration::from_secs(5),
+                                attempts: u32::MAX,
+                            }
+                            .delay(conflicts.min(10)),
+                        )
+                        .await;
+                }
+                Err(f) => tries.after(&format!("reaping {label}"), f).await?,
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether each desired value is present, for `status`.
+pub async fn presence<P: Provider>(
+    p: &P,
+    desired: &[Record],
+    deadline: Duration,
+) -> anyhow::Result<Vec<(Value, bool)>> {
+    let keys: BTreeSet<RrKey> = desired.iter().map(|r| r.value.key()).collect();
+    let mut tries = Attempts::new(p.name(), deadline).with(p.transient_backoff());
+    let snap = attempt(&mut tries, "reading records", || p.read(&keys)).await?;
+    Ok(desired
+        .iter()
+        .map(|r| {
+            (
+                r.value.clone(),
+                p.values(&snap, &r.value.key()).contains(&r.value),
+            )
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;
