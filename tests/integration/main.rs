@@ -8,6 +8,7 @@ mod config_errors;
 mod crash;
 mod discover;
 mod faults;
+mod fleet;
 mod lease;
 mod metadata;
 mod moto;

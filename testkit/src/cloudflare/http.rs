@@ -359,12 +359,24 @@ pub(crate) fn front(state: &mut ServerState, request: &Request) -> Front {
 
 /// The rate limit, then the operation.
 pub(crate) fn back(state: &mut ServerState, request: &Request, now: Instant) -> Answer {
+    let token = request
+        .authorization
+        .as_deref()
+        .and_then(bearer)
+        .map(str::to_string)
+        .unwrap_or_default();
+    if state.told.get(&token).is_some_and(|until| now < *until) {
+        state.stats.ignored_retry_after += 1;
+    }
     if let Err(refusal) = state.window.admit(now) {
         state.stats.failed += 1;
         state.stats.rate_limited += 1;
         if refusal.early {
             state.stats.early_retries += 1;
         }
+        state
+            .told
+            .insert(token, now + Duration::from_secs(refusal.retry_after_secs));
         return Answer::error(ApiError::throttled(), Some(refusal.retry_after_secs));
     }
     let op = Op::recognise(&request.method, &request.path);

@@ -125,6 +125,11 @@ pub struct CfStats {
     /// by a fleet this also counts the requests of members that had not been
     /// refused themselves yet.
     pub early_retries: u64,
+    /// Requests from a token that came back before the `Retry-After` that
+    /// token itself was given (a client that does not wait as asked; unlike
+    /// [`CfStats::early_retries`], a fleet's members that share a limit but
+    /// were not refused yet do not count).
+    pub ignored_retry_after: u64,
     /// Answers with `success: false`, 429s and injected faults included.
     pub failed: u64,
     /// Batches applied.
@@ -239,6 +244,8 @@ pub(crate) struct State {
     write_faults: VecDeque<CfFault>,
     batch_unsupported: u32,
     window: Window,
+    /// Per token, until when its last 429 told it to wait.
+    told: HashMap<String, Instant>,
     comment_limit: usize,
     batch_max: usize,
     stats: CfStats,
@@ -253,6 +260,7 @@ impl State {
             write_faults: VecDeque::new(),
             batch_unsupported: 0,
             window: Window::new(Some(CLOUDFLARE_RATE_LIMIT)),
+            told: HashMap::new(),
             comment_limit: FREE_COMMENT_LIMIT,
             batch_max: http::BATCH_MAX_FREE,
             stats: CfStats::default(),
@@ -427,7 +435,9 @@ impl CloudflareServer {
     /// the window and lifts a block. (Injected 429s,
     /// [`CfFault::TooManyRequests`], start no block.)
     pub fn set_rate_limit(&self, limit: Option<(u32, Duration)>) {
-        self.shared.lock().window = Window::new(limit);
+        let mut state = self.shared.lock();
+        state.window = Window::new(limit);
+        state.told.clear();
     }
 
     /// The longest comment accepted, in characters: 100 on the Free plan (the
