@@ -1507,6 +1507,32 @@ fn validate_check(c: &mut Checker, i: usize, ch: &S<RawCheck>) -> Option<CheckCo
 }
 
 /// A secret file others can read still works, but deserves a word.
+/// What `dnsreg check` can say of a fleet's limits without knowing its size:
+/// a Route53 provider with simple routing that instances share names through.
+pub fn fleet_notes(config: &Config) -> Vec<String> {
+    config
+        .providers
+        .iter()
+        .filter(|p| matches!(&p.kind, ProviderKind::Route53(r) if r.routing == Routing::Simple))
+        .filter_map(|p| {
+            let shared: Vec<&str> = config
+                .records
+                .iter()
+                .filter(|r| r.providers.contains(&p.name))
+                .filter(|r| !matches!(r.kind, SpecKind::Host { .. }))
+                .map(|r| r.origin.as_str())
+                .collect();
+            (!shared.is_empty()).then(|| {
+                format!(
+                    "providers.{}: with routing = \"simple\" the instances share one rrset per name ({}); Route53 rewrites it whole, in one change batch of at most 1,000 records, so a shared rrset holds about 450 instances at most, and instances joining at once take turns: for more than about 200 per name, use routing = \"multivalue\"",
+                    p.name,
+                    shared.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
 fn warn_if_others_can_read(key: &str, path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = std::fs::metadata(path)

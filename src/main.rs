@@ -192,6 +192,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 if config.providers.len() == 1 { "" } else { "s" },
                 if n == 1 { "" } else { "s" }
             );
+            for note in config::fleet_notes(&config) {
+                println!("note: {note}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Whoami { instance, json } => {

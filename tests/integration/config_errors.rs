@@ -16,8 +16,22 @@ fn check_accepts_a_good_file_without_touching_the_network() {
         "{}",
         stdout(&out)
     );
+    // A simple-routing provider shared through `www`: the fleet limit is said up front.
+    assert!(
+        stdout(&out).contains("note: providers.r53: with routing = \"simple\"")
+            && stdout(&out).contains("round_robin[0]")
+            && stdout(&out).contains("use routing = \"multivalue\""),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(env.r53.stats().total(), 0);
     assert!(env.imds.requests().is_empty());
+    let multivalue = env.config(
+        "multivalue.toml",
+        "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\nzone_id = \"Z0123456789ABCDEFGHIJ\"\nrouting = \"multivalue\"\n\n[[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n",
+    );
+    let out = run_expect(env.dnsreg().arg("-c").arg(&multivalue).arg("check"), 0);
+    assert!(!stdout(&out).contains("note:"), "{}", stdout(&out));
 }
 
 #[test]

@@ -179,3 +179,28 @@ fn a_zone_larger_than_a_page_is_read_rrset_by_rrset() {
     run_expect(&mut env.flags("leave", "--name www"), 0);
     assert_eq!(env.values("www", "A"), ["192.0.2.99"]);
 }
+
+/// A shared rrset too large to rewrite in one change batch (Route53 takes
+/// 1,000 records; DELETE and CREATE of 500 values is 1,001): the join says so
+/// and names multivalue, and nothing is changed.
+#[test]
+fn a_shared_rrset_too_large_for_one_batch_is_refused_with_what_to_do() {
+    let env = Env::new();
+    let values: Vec<String> = (0..500)
+        .map(|i| format!("10.9.{}.{}", i / 250, i % 250 + 1))
+        .collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    env.r53.put_rrset(
+        &env.zone_id,
+        testkit::route53::RrSet::simple("www.example.com.", "A", 60, &refs),
+    );
+    env.r53.reset_stats();
+    let out = run_expect(&mut env.flags("join", "--name www"), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("more than Route53 takes") && err.contains("routing = \"multivalue\""),
+        "{err}"
+    );
+    assert_eq!(env.r53.stats().applied_batches, 0);
+    assert_eq!(env.values("www", "A").len(), 500);
+}
