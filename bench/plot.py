@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""The fleet simulation as a picture: bench/results/latest.json -> fleet.png.
+"""The fleets as a picture: bench/results/latest.json -> fleet.png.
 
-Left: time until the zone converged (all N agents published; all gone after
-SIGTERM) against the floor Route53's account rate allows. Right: requests the
-fleet sent, and how many of them were throttled. The AWS CLI baseline is drawn
-beside dnsreg where it ran.
+One column per fleet size N, so that N=10 and N=1000 are each readable on
+their own axes. Top row: the join, machines with all three values published
+against seconds since all N were started. Bottom row: the leave, machines
+with any value left against seconds since SIGTERM (the short-stop scenario
+there too: what the stopped fleet left, until the survivors reaped it). One
+colour per provider and limit; the floor each limit allows as a dotted
+vertical line in the same colour; the AWS CLI baseline dashed.
 
     plot.py RESULTS_JSON OUTPUT_PNG
 """
@@ -16,68 +19,96 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+STYLE = {
+    # label: colour
+    "route53-multivalue": "tab:blue",
+    "route53-multivalue, legacy 5/s": "tab:cyan",
+    "route53-simple": "tab:orange",
+    "cloudflare": "tab:red",
+    "rfc2136": "tab:green",
+    "short stop, reaped by 3 survivors": "tab:purple",
+    "AWS CLI (route53.sh)": "grey",
+}
+
+
+def label(f):
+    if f.get("limit") and f["limit"].get("name") == "legacy":
+        return f["provider"] + ", legacy 5/s"
+    return f["provider"]
+
+
+def steps(series):
+    """A step curve (t, count) from the points where the count changed."""
+    xs, ys = [], []
+    for t, c in series:
+        if ys:
+            xs.append(t)
+            ys.append(ys[-1])
+        xs.append(t)
+        ys.append(c)
+    return xs, ys
+
 
 def main() -> None:
     if len(sys.argv) != 3:
         sys.exit("usage: plot.py RESULTS_JSON OUTPUT_PNG")
     with open(sys.argv[1], encoding="utf-8") as f:
         r = json.load(f)
-    fleet = r["fleet"]
-    if not fleet:
-        sys.exit("plot.py: no fleet results in " + sys.argv[1])
+    fleets = [f for f in r.get("fleet", []) if "join" in f]
+    reaps = r.get("reap", [])
     base = r.get("baseline_fleet", [])
-    n = [f["n"] for f in fleet]
+    sizes = sorted({f["n"] for f in fleets} | {x["n"] for x in reaps} | {b["n"] for b in base})
+    if not sizes:
+        sys.exit("plot.py: no fleet results in " + sys.argv[1])
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    rate = r["route53_rate_per_second"]
+    fig, axes = plt.subplots(2, len(sizes), figsize=(max(11.0, 4.6 * len(sizes) + 0.6), 8.2), squeeze=False)
     fig.suptitle(
-        f"dnsreg fleet on the Route53 stand-in throttled at {rate:g} requests/s (account rate)"
+        "dnsreg fleets: N agents started together (top), then SIGTERM to all (bottom)\n"
+        "dotted: the floor each provider's limit allows; dashed: the AWS CLI baseline"
     )
+    used = set()
+    for col, n in enumerate(sizes):
+        join, leave = axes[0][col], axes[1][col]
+        for f in (f for f in fleets if f["n"] == n):
+            name = label(f)
+            colour = STYLE.get(name, "black")
+            used.add(name)
+            for ax, key in ((join, "join"), (leave, "leave")):
+                xs, ys = steps(f[key].get("series", []))
+                ax.plot(xs, ys, "-", color=colour, linewidth=1.6)
+                floor = f.get("floor_secs")
+                if floor:
+                    ax.axvline(floor, color=colour, linestyle=":", linewidth=1.2)
+        for b in (b for b in base if b["n"] == n):
+            name = "AWS CLI (route53.sh)"
+            used.add(name)
+            xs, ys = steps(b.get("series", []))
+            join.plot(xs, ys, "--", color=STYLE[name], linewidth=1.6)
+        for x in (x for x in reaps if x["n"] == n):
+            name = "short stop, reaped by 3 survivors"
+            used.add(name)
+            # Its count includes the survivors, which stay: show the stopped fleet's.
+            xs, ys = steps([(t, max(0, c - x["survivors"])) for t, c in x.get("series", [])])
+            leave.plot(xs, ys, "-", color=STYLE[name], linewidth=1.6)
+        join.set_title(f"N = {n}: join")
+        leave.set_title(f"N = {n}: leave")
+        join.set_ylabel("machines fully published")
+        leave.set_ylabel("machines with records left")
+        for ax in (join, leave):
+            ax.set_xlabel("seconds")
+            ax.set_ylim(-0.03 * n, n * 1.05)
+            ax.set_xlim(left=0)
+            ax.grid(True, alpha=0.3)
 
-    def phase(key, marker, label):
-        # A phase that did not converge is drawn at its deadline, hollow.
-        ys = [f[key] if f[key] is not None else f["deadline_secs"] for f in fleet]
-        (line,) = ax1.plot(n, ys, marker + "-", label=label)
-        open_n = [x for x, f in zip(n, fleet) if f[key] is None]
-        open_y = [f["deadline_secs"] for f in fleet if f[key] is None]
-        if open_n:
-            ax1.plot(open_n, open_y, marker, markersize=12, markerfacecolor="white",
-                     color=line.get_color(), label=label.split(":")[0] + ": not converged by the deadline")
-
-    phase("join_secs", "o", "dnsreg join: all N published")
-    phase("leave_secs", "s", "dnsreg leave: all N removed")
-    ax1.plot(n, [f["join_floor_secs"] for f in fleet], "k--_", markersize=14, label="floor: N changes at the rate")
-    baseline(ax1, base, "secs", "AWS CLI join (loses values)")
-    finish(ax1, "seconds", "time to converge")
-
-    ax2.plot(n, [f["join_requests"] for f in fleet], "o-", label="dnsreg join: requests")
-    ax2.plot(n, [f["leave_requests"] for f in fleet], "s-", label="dnsreg leave: requests")
-    ax2.plot(n, [f["join_throttled"] for f in fleet], "o:", label="of which throttled (join)")
-    ax2.plot(n, [f["leave_throttled"] for f in fleet], "s:", label="of which throttled (leave)")
-    ax2.plot(n, n, "k--_", markersize=14, label="floor: one change per agent")
-    baseline(ax2, base, "requests", "AWS CLI join: requests")
-    finish(ax2, "requests", "requests sent")
-
-    lost = ", ".join(
-        f"N={f['n']}: {f['lost']} lost, {f['left_behind']} left behind" for f in fleet
-    )
-    fig.text(0.5, 0.01, f"dnsreg values: {lost}", ha="center", fontsize=9)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
-    fig.savefig(sys.argv[2], dpi=110)
-
-
-def baseline(ax, base, key, label):
-    """The AWS CLI fleet's `key` against N, where it was run."""
-    if base:
-        ax.plot([b["n"] for b in base], [b[key] for b in base], "x:", color="grey", label=label)
-
-
-def finish(ax, ylabel, title):
-    ax.set_xlabel("agents joining at once (N)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    handles = [
+        plt.Line2D([], [], color=STYLE[name], linestyle="--" if name.startswith("AWS") else "-", linewidth=1.6)
+        for name in STYLE
+        if name in used
+    ]
+    fig.legend(handles, [name for name in STYLE if name in used], loc="lower center",
+               ncol=min(len(handles), 4), fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.93))
+    fig.savefig(sys.argv[2], dpi=100)
 
 
 if __name__ == "__main__":

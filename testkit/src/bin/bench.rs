@@ -1,7 +1,7 @@
 //! `bench`: dnsreg measured against the ways people publish DNS from user-data
 //! today, side by side, on the stand-ins (issue #8; run through `scripts/bench`).
 //!
-//! Three parts, each printed as a table and written as JSON and markdown:
+//! Four parts, each printed as a table and written as JSON and markdown:
 //!
 //! 1. Join and leave latency (process start → the provider confirms) and the
 //!    API requests they cost, per provider: `dnsreg join`/`leave` against the
@@ -11,27 +11,31 @@
 //!    front of a real `named` (RFC 2136).
 //! 2. Footprint: idle memory and CPU of `dnsreg run` (measured by
 //!    `scripts/footprint`, read from its JSON) and the binary's size.
-//! 3. A fleet: N agents (`dnsreg run`) join one round-robin name and one SRV
-//!    rrset at once against the Route53 stand-in throttled at Route53's
-//!    documented account rate, then leave on SIGTERM; and the AWS CLI baseline
-//!    doing the same joins at once.
+//! 3. Fleets: N agents (`dnsreg run`) started together join one round-robin
+//!    name and one SRV rrset, then are stopped together (SIGTERM), for every
+//!    provider (Route53 with multivalue and with simple routing, Cloudflare,
+//!    RFC 2136 on a real BIND), each at its documented rate limit; the time
+//!    until the zone converged is set against the floor the limit allows. A
+//!    short-stop scenario has agents stopped well under that floor, and
+//!    surviving peers reap what they left.
+//! 4. The AWS CLI baseline doing the same joins at once.
 //!
 //! Every figure is observed, never assumed: records are checked in the
-//! stand-ins' state after each step, and a run whose records are not as they
-//! should be stops the benchmark.
+//! stand-ins' state after each step (sampled while a fleet converges), and a
+//! latency run whose records are not as they should be stops the benchmark.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value as Json, json};
 use testkit::bind::Bind;
-use testkit::cloudflare::{CLOUDFLARE_RATE_LIMIT, CloudflareServer};
+use testkit::cloudflare::{CLOUDFLARE_RATE_LIMIT, CloudflareServer, DnsRecord};
 use testkit::dnsproxy::DnsProxy;
-use testkit::route53::{ROUTE53_ACCOUNT_RATE, Route53Server, RrSet};
+use testkit::route53::{Quota, Route53Server, RrSet};
 
 const ZONE: &str = "example.com";
 const PORT: u16 = 8080;
@@ -40,16 +44,51 @@ const AWS_KEY: (&str, &str) = (
     "AKIABENCHMARK0000001",
     "bench/secret/key/0000000000000000000000",
 );
-/// Where Route53's account rate is documented (cited in the output).
-const ROUTE53_RATE_SOURCE: &str = "Route 53 Developer Guide, \"Quotas\" → \"Maximums on API requests\": \
-\"five requests per second per AWS account\"; over it, HTTP 400 Throttling \"Rate exceeded\"";
+/// Where today's Route53 request quota is documented (cited in the output).
+const ROUTE53_CURRENT_SOURCE: &str = "Route 53 Developer Guide, \"Throttling for Amazon Route 53 API requests\": \
+the account-level bucket for all actions combined, maximum capacity (burst) 50, refill 10 per second; \
+over it, HTTP 400 Throttling \"Rate exceeded\"";
+/// Where Route53's legacy account rate is documented.
+const ROUTE53_LEGACY_SOURCE: &str = "Route 53 Developer Guide, \"Quotas\" → \"Maximums on API requests\": \
+\"five requests per second per AWS account\" (no burst named; the stand-in holds one second's worth); \
+over it, HTTP 400 Throttling \"Rate exceeded\"";
+/// PriorRequestNotComplete, injected at this rate.
+const PRIOR_REQUEST_SHARE: f64 = 0.05;
+const PRIOR_REQUEST_SOURCE: &str = "Route 53 Developer Guide, \"Quotas\", and the knowledge-center article \
+\"How can I avoid Route 53 API throttling errors?\": HTTP 400 PriorRequestNotComplete when a change arrives \
+while Route53 is still processing a prior request; injected here into 5 % of the change batches that pass \
+the rate limit (seeded, so repeatable), not applied";
+/// Why Route53 simple routing is not run past a few hundred agents.
+const ROUTE53_BATCH_SOURCE: &str = "Route 53 Developer Guide, \"Quotas\" → \"Maximums on API requests\": \
+at most 1,000 ResourceRecord elements in one ChangeResourceRecordSets request";
+const CLOUDFLARE_SOURCE: &str = "Cloudflare Fundamentals, \"Rate limits\": \"Client API per user/account token \
+1200/5 minutes\"; past it, \"all API calls for the next five minutes will be blocked, receiving a HTTP 429\"";
 /// A value a person put in the shared round-robin rrset: the fleet must never touch it.
 const PERSONS_VALUE: &str = "192.0.2.250";
+/// The least `[agent] stop_timeout` the fleets get (dnsreg's default).
+const MIN_STOP_TIMEOUT_SECS: u64 = 20;
+/// How often a converging fleet's zone is looked at.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 const USAGE: &str = "\
-usage: bench --dnsreg BIN --aws BIN --baselines DIR --out DIR [--runs N] [--fleet N,N,...]
-             [--baseline-fleet N,N,...] [--footprint FILE] [--command TEXT] [--revision TEXT] [--machine TEXT]
-       bench --render RESULTS_JSON --out DIR     (writes DIR/latest.md again from saved results)";
+usage: bench --dnsreg BIN --aws BIN --baselines DIR --out DIR [--runs N]
+             [--only latency,fleet,legacy,reap,baseline] [--providers route53-multivalue,route53-simple,cloudflare,rfc2136]
+             [--fleet N,N,...] [--simple-max N] [--legacy N,N,...] [--reap N] [--fleet-deadline SECS]
+             [--baseline-fleet N,N,...] [--footprint FILE] [--command TEXT] [--revision TEXT]
+       bench --render RESULTS_JSON --out DIR     (writes DIR/latest.md again from saved results)
+
+  --only             parts to run (default all): latency (join/leave latency per provider), fleet (the
+                     fleets of --fleet per provider), legacy (route53-multivalue at Route53's legacy 5/s,
+                     N of --legacy), reap (the short-stop scenario, N of --reap), baseline (AWS CLI fleets)
+  --providers        fleet flavours (default all; env BENCH_PROVIDERS when the flag is absent)
+  --fleet            fleet sizes (default 10,200,1000)
+  --simple-max       route53-simple runs only at N up to this (default 200): see ROUTE53_BATCH_SOURCE
+  --legacy           sizes for the legacy-quota rows (default 200; empty for none)
+  --reap             the short-stop scenario's fleet size (default 200; 0 for none)
+  --fleet-deadline   how long each fleet phase may take, in seconds (default 600)";
+
+/// Parts of the benchmark (`--only`).
+const PARTS: [&str; 5] = ["latency", "fleet", "legacy", "reap", "baseline"];
 
 struct Options {
     dnsreg: PathBuf,
@@ -57,20 +96,51 @@ struct Options {
     baselines: PathBuf,
     out: PathBuf,
     runs: usize,
+    only: Vec<String>,
+    providers: Vec<Flavor>,
     fleet: Vec<usize>,
+    simple_max: usize,
+    legacy: Vec<usize>,
+    reap: usize,
+    fleet_deadline: Duration,
     baseline_fleet: Vec<usize>,
     footprint: Option<PathBuf>,
     command: String,
     revision: String,
-    machine: String,
     render: Option<PathBuf>,
+}
+
+impl Options {
+    fn runs_part(&self, part: &str) -> bool {
+        self.only.iter().any(|p| p == part)
+    }
+    fn runs_flavor(&self, f: Flavor) -> bool {
+        self.providers.contains(&f)
+    }
 }
 
 fn parse_list(s: &str) -> Result<Vec<usize>> {
     s.split(',')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse().with_context(|| format!("not a number: {p:?}")))
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            p.trim()
+                .parse()
+                .with_context(|| format!("not a number: {p:?}"))
+        })
         .collect()
+}
+
+fn parse_providers(s: &str) -> Result<Vec<Flavor>> {
+    let list: Vec<Flavor> = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| Flavor::parse(p.trim()))
+        .collect::<Result<_>>()?;
+    Ok(if list.is_empty() {
+        Flavor::ALL.to_vec()
+    } else {
+        list
+    })
 }
 
 fn options() -> Result<Options> {
@@ -81,12 +151,18 @@ fn options() -> Result<Options> {
         baselines: PathBuf::new(),
         out: PathBuf::new(),
         runs: 20,
-        fleet: vec![10, 50, 200],
+        only: PARTS.iter().map(|p| p.to_string()).collect(),
+        providers: parse_providers(&std::env::var("BENCH_PROVIDERS").unwrap_or_default())
+            .context("BENCH_PROVIDERS")?,
+        fleet: vec![10, 200, 1000],
+        simple_max: 200,
+        legacy: vec![200],
+        reap: 200,
+        fleet_deadline: Duration::from_secs(600),
         baseline_fleet: vec![10, 50],
         footprint: None,
         command: "scripts/bench".into(),
         revision: String::new(),
-        machine: String::new(),
         render: None,
     };
     while let Some(flag) = args.next() {
@@ -100,12 +176,34 @@ fn options() -> Result<Options> {
             "--baselines" => o.baselines = value()?.into(),
             "--out" => o.out = value()?.into(),
             "--runs" => o.runs = value()?.parse().context("--runs")?,
+            "--only" => {
+                let parts: Vec<String> = value()?
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| p.trim().to_string())
+                    .collect();
+                for p in &parts {
+                    ensure!(
+                        PARTS.contains(&p.as_str()),
+                        "--only: no part {p:?} (parts: {})",
+                        PARTS.join(", ")
+                    );
+                }
+                o.only = parts;
+            }
+            "--providers" => o.providers = parse_providers(&value()?)?,
             "--fleet" => o.fleet = parse_list(&value()?)?,
+            "--simple-max" => o.simple_max = value()?.parse().context("--simple-max")?,
+            "--legacy" => o.legacy = parse_list(&value()?)?,
+            "--reap" => o.reap = value()?.parse().context("--reap")?,
+            "--fleet-deadline" => {
+                o.fleet_deadline =
+                    Duration::from_secs(value()?.parse().context("--fleet-deadline")?)
+            }
             "--baseline-fleet" => o.baseline_fleet = parse_list(&value()?)?,
             "--footprint" => o.footprint = Some(value()?.into()),
             "--command" => o.command = value()?,
             "--revision" => o.revision = value()?,
-            "--machine" => o.machine = value()?,
             "--render" => o.render = Some(value()?.into()),
             _ => bail!("unknown argument {flag}\n{USAGE}"),
         }
@@ -122,6 +220,10 @@ fn options() -> Result<Options> {
         ensure!(p.exists(), "{name} {}: not found\n{USAGE}", p.display());
     }
     ensure!(o.runs >= 1, "--runs must be at least 1");
+    ensure!(
+        o.fleet.iter().chain(&o.legacy).all(|n| *n >= 1),
+        "fleet sizes must be at least 1"
+    );
     Ok(o)
 }
 
@@ -183,18 +285,6 @@ fn run_ok(mut c: Command, what: &str) -> Result<Duration> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(took)
-}
-
-/// Sends SIGTERM to these processes (our own children, by pid).
-fn sigterm(children: &[Child]) -> Result<()> {
-    let mut kill = Command::new("kill");
-    kill.arg("-TERM");
-    for c in children {
-        kill.arg(c.id().to_string());
-    }
-    let status = kill.status().context("run kill -TERM")?;
-    ensure!(status.success(), "kill -TERM failed: {status}");
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -629,264 +719,1168 @@ fn path_with(tool: &Path) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Part 3: the fleet
+// Part 3: fleets
 // ---------------------------------------------------------------------------
 
-struct Fleet<'a> {
-    r53: &'a Route53Server,
-    zone_id: &'a str,
-    machines: Vec<Machine>,
+/// A provider and its routing, as a fleet uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavor {
+    Route53Multivalue,
+    Route53Simple,
+    Cloudflare,
+    Rfc2136,
 }
 
-/// Each machine's three values (its A record, its address in `www`, its SRV
-/// line): whether each is in the zone now.
-type Presence = Vec<[bool; 3]>;
+impl Flavor {
+    const ALL: [Flavor; 4] = [
+        Flavor::Route53Multivalue,
+        Flavor::Route53Simple,
+        Flavor::Cloudflare,
+        Flavor::Rfc2136,
+    ];
 
-impl Fleet<'_> {
-    fn www(&self) -> Vec<String> {
-        self.r53.values(self.zone_id, &format!("www.{ZONE}."), "A")
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::Route53Multivalue => "route53-multivalue",
+            Flavor::Route53Simple => "route53-simple",
+            Flavor::Cloudflare => "cloudflare",
+            Flavor::Rfc2136 => "rfc2136",
+        }
     }
-    fn srv(&self) -> Vec<String> {
-        self.r53.values(
-            self.zone_id,
+
+    fn parse(s: &str) -> Result<Flavor> {
+        Flavor::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .with_context(|| {
+                format!(
+                    "no provider {s:?} (one of {})",
+                    Flavor::ALL.map(Flavor::name).join(", ")
+                )
+            })
+    }
+
+    /// The fewest requests one agent's join (or leave) can take with the
+    /// zone id given: one change, except that a shared simple rrset must be
+    /// read before its conditional rewrite.
+    fn requests_per_change(self) -> f64 {
+        match self {
+            Flavor::Route53Simple => 2.0,
+            _ => 1.0,
+        }
+    }
+}
+
+/// A provider's request limit as a token bucket: what the floor is computed from.
+#[derive(Clone, Copy, Debug)]
+struct Limit {
+    /// "current", "legacy", "cloudflare".
+    name: &'static str,
+    rate: f64,
+    burst: f64,
+    source: &'static str,
+}
+
+impl Limit {
+    fn route53(quota: Quota) -> Limit {
+        let legacy = quota == Quota::LEGACY;
+        Limit {
+            name: if legacy { "legacy" } else { "current" },
+            rate: quota.rate,
+            burst: quota.burst,
+            source: if legacy {
+                ROUTE53_LEGACY_SOURCE
+            } else {
+                ROUTE53_CURRENT_SOURCE
+            },
+        }
+    }
+
+    fn cloudflare() -> Limit {
+        let (requests, window) = CLOUDFLARE_RATE_LIMIT;
+        Limit {
+            name: "cloudflare",
+            rate: f64::from(requests) / window.as_secs_f64(),
+            burst: f64::from(requests),
+            source: CLOUDFLARE_SOURCE,
+        }
+    }
+
+    /// The least time `requests` requests take: a full bucket's worth at
+    /// once, the rest at the refill rate.
+    fn floor_secs(&self, requests: f64) -> f64 {
+        (requests - self.burst).max(0.0) / self.rate
+    }
+
+    fn json(&self) -> Json {
+        json!({"name": self.name, "rate_per_second": self.rate, "burst": self.burst, "source": self.source})
+    }
+}
+
+/// One value in a zone, normalised across providers: absolute lowercase
+/// name with the trailing dot, type, value (SRV targets absolute too).
+type Rec = (String, String, String);
+
+fn rec(name: &str, rtype: &str, value: &str) -> Rec {
+    let mut name = name.to_ascii_lowercase();
+    if !name.ends_with('.') {
+        name.push('.');
+    }
+    let mut value = value.to_string();
+    if rtype == "SRV" && !value.ends_with('.') {
+        value.push('.');
+    }
+    (name, rtype.to_string(), value)
+}
+
+/// A machine's three values: its A record, its address in `www`, its SRV line.
+fn values_of(m: &Machine) -> [Rec; 3] {
+    [
+        rec(&m.host(), "A", &m.ipv4),
+        rec(&format!("www.{ZONE}."), "A", &m.ipv4),
+        rec(
             &format!("_v1._theservice._tcp.{ZONE}."),
             "SRV",
-        )
+            &m.srv_line(),
+        ),
+    ]
+}
+
+fn persons_rec() -> Rec {
+    rec(&format!("www.{ZONE}."), "A", PERSONS_VALUE)
+}
+
+/// Counters of a provider (cumulative; a phase's are the difference).
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    requests: Counts,
+    /// Refused by the rate limit (Route53 Throttling, Cloudflare 429).
+    throttled: u64,
+    prior_request_not_complete: Option<u64>,
+    /// Route53 InvalidChangeBatch; Cloudflare answers with success false
+    /// other than 429; RFC 2136 UPDATEs whose prerequisites failed (from
+    /// named's log).
+    conflicts: Option<u64>,
+    /// Cloudflare: requests that came while the user was blocked.
+    early_retries: Option<u64>,
+}
+
+impl Tally {
+    fn since(&self, before: &Tally) -> Tally {
+        let minus = |a: Option<u64>, b: Option<u64>| a.map(|a| a.saturating_sub(b.unwrap_or(0)));
+        Tally {
+            requests: delta(&self.requests, &before.requests),
+            throttled: self.throttled.saturating_sub(before.throttled),
+            prior_request_not_complete: minus(
+                self.prior_request_not_complete,
+                before.prior_request_not_complete,
+            ),
+            conflicts: minus(self.conflicts, before.conflicts),
+            early_retries: minus(self.early_retries, before.early_retries),
+        }
     }
-    fn presence(&self) -> Presence {
-        let rrsets = self.r53.rrsets(self.zone_id);
-        let at = |name: &str, rtype: &str| -> Vec<String> {
-            rrsets
-                .iter()
-                .filter(|r| r.name == name && r.rtype == rtype)
-                .flat_map(|r| r.records.clone())
-                .collect()
-        };
-        let www = at(&format!("www.{ZONE}."), "A");
-        let srv = at(&format!("_v1._theservice._tcp.{ZONE}."), "SRV");
-        self.machines
-            .iter()
-            .map(|m| {
-                [
-                    at(&m.host(), "A").contains(&m.ipv4),
-                    www.contains(&m.ipv4),
-                    srv.contains(&m.srv_line()),
-                ]
+
+    fn json(&self, n: usize) -> Json {
+        let total = total(&self.requests);
+        let accepted = total.saturating_sub(self.throttled);
+        let n = n.max(1) as f64;
+        json!({
+            "requests": total,
+            "requests_per_agent": total as f64 / n,
+            "accepted": accepted,
+            "accepted_per_agent": accepted as f64 / n,
+            "throttled": self.throttled,
+            "throttled_share": if total == 0 { 0.0 } else { self.throttled as f64 / total as f64 },
+            "prior_request_not_complete": self.prior_request_not_complete,
+            "conflicts": self.conflicts,
+            "early_retries": self.early_retries,
+            "requests_by_kind": self.requests,
+        })
+    }
+}
+
+/// The provider a fleet runs against, with its zone ready: a person's value
+/// in `www`, the limits set.
+enum Backend {
+    Route53 {
+        server: Route53Server,
+        zone_id: String,
+        quota: Quota,
+        multivalue: bool,
+    },
+    Cloudflare {
+        server: CloudflareServer,
+        zone_id: String,
+    },
+    Rfc2136 {
+        bind: Bind,
+        proxy: DnsProxy,
+    },
+}
+
+impl Backend {
+    /// `quota` is Route53's (ignored elsewhere); `seed` draws PriorRequestNotComplete.
+    fn start(flavor: Flavor, quota: Quota, seed: u64) -> Backend {
+        match flavor {
+            Flavor::Route53Multivalue | Flavor::Route53Simple => {
+                let server = Route53Server::start();
+                // SigV4 verified as AWS does.
+                server.set_credentials(Some(AWS_KEY));
+                let zone_id = server.create_zone(ZONE);
+                let multivalue = flavor == Flavor::Route53Multivalue;
+                let mut persons = RrSet::simple(&format!("www.{ZONE}."), "A", 60, &[PERSONS_VALUE]);
+                if multivalue {
+                    // Beside multivalue rrsets, a person's value is one too.
+                    persons.set_identifier = Some("by-hand".into());
+                    persons.multivalue_answer = Some(true);
+                }
+                server.put_rrset(&zone_id, persons);
+                server.set_quota(Some(quota));
+                server.set_prior_request_not_complete(PRIOR_REQUEST_SHARE, seed);
+                Backend::Route53 {
+                    server,
+                    zone_id,
+                    quota,
+                    multivalue,
+                }
+            }
+            Flavor::Cloudflare => {
+                let server = CloudflareServer::start();
+                server.add_token(CF_TOKEN, true);
+                let zone_id = server.create_zone(ZONE);
+                server.put_record(
+                    &zone_id,
+                    DnsRecord::new(&format!("www.{ZONE}"), "A", PERSONS_VALUE, 60),
+                );
+                server.set_rate_limit(Some(CLOUDFLARE_RATE_LIMIT));
+                Backend::Cloudflare { server, zone_id }
+            }
+            Flavor::Rfc2136 => {
+                let bind = Bind::start();
+                // Counts every message; forwards them unchanged (TSIG stays valid).
+                let proxy = DnsProxy::start(bind.addr());
+                bind.nsupdate(&format!("update add www.{ZONE}. 60 A {PERSONS_VALUE}"));
+                Backend::Rfc2136 { bind, proxy }
+            }
+        }
+    }
+
+    fn limit(&self) -> Option<Limit> {
+        match self {
+            Backend::Route53 { quota, .. } => Some(Limit::route53(*quota)),
+            Backend::Cloudflare { .. } => Some(Limit::cloudflare()),
+            Backend::Rfc2136 { .. } => None,
+        }
+    }
+
+    /// The `[providers.p]` table's body: the zone id given, so that no agent looks it up.
+    fn provider_table(&self) -> String {
+        match self {
+            Backend::Route53 {
+                server,
+                zone_id,
+                multivalue,
+                ..
+            } => format!(
+                "type = \"route53\"\nzone = \"{ZONE}\"\nzone_id = \"{zone_id}\"\nendpoint = \"{}\"\nrouting = \"{}\"",
+                server.url(),
+                if *multivalue { "multivalue" } else { "simple" }
+            ),
+            Backend::Cloudflare { server, zone_id } => format!(
+                "type = \"cloudflare\"\nzone = \"{ZONE}\"\nzone_id = \"{zone_id}\"\nendpoint = \"{}\"",
+                server.url()
+            ),
+            Backend::Rfc2136 { bind, proxy } => format!(
+                "type = \"rfc2136\"\nzone = \"{ZONE}\"\nserver = \"{}\"\ntsig_key_file = \"{}\"",
+                proxy.addr(),
+                bind.key_file().display()
+            ),
+        }
+    }
+
+    fn env(&self, c: &mut Command) {
+        if let Backend::Cloudflare { .. } = self {
+            c.env("CLOUDFLARE_API_TOKEN", CF_TOKEN);
+        }
+    }
+
+    /// Every value in the zone now (SOA and NS aside), or None if it could
+    /// not be read this time (BIND busy).
+    fn zone(&self) -> Option<HashSet<Rec>> {
+        match self {
+            Backend::Route53 {
+                server, zone_id, ..
+            } => Some(
+                server
+                    .rrsets(zone_id)
+                    .into_iter()
+                    .filter(|r| r.rtype != "SOA" && r.rtype != "NS")
+                    .flat_map(|r| {
+                        let (name, rtype) = (r.name, r.rtype);
+                        r.records.into_iter().map(move |v| rec(&name, &rtype, &v))
+                    })
+                    .collect(),
+            ),
+            Backend::Cloudflare { server, zone_id } => Some(
+                server
+                    .records(zone_id)
+                    .into_iter()
+                    .map(|r| rec(&r.name, &r.rtype, &r.content))
+                    .collect(),
+            ),
+            Backend::Rfc2136 { bind, .. } => axfr(bind),
+        }
+    }
+
+    /// Counters so far.
+    fn tally(&self) -> Tally {
+        match self {
+            Backend::Route53 { server, .. } => {
+                let s = server.stats();
+                Tally {
+                    requests: s.requests.clone(),
+                    throttled: s.throttled,
+                    prior_request_not_complete: Some(s.prior_request_not_complete),
+                    conflicts: Some(s.invalid_change_batch),
+                    early_retries: None,
+                }
+            }
+            Backend::Cloudflare { server, .. } => {
+                let s = server.stats();
+                Tally {
+                    requests: s.requests.clone(),
+                    throttled: s.rate_limited,
+                    prior_request_not_complete: None,
+                    conflicts: Some(s.failed.saturating_sub(s.rate_limited)),
+                    early_retries: Some(s.early_retries),
+                }
+            }
+            Backend::Rfc2136 { bind, proxy } => {
+                let s = proxy.stats();
+                let mut requests = Counts::new();
+                requests.insert("query".into(), s.queries);
+                requests.insert("UPDATE".into(), s.updates);
+                requests.insert("AXFR".into(), s.transfers);
+                // named logs each refused UPDATE ("update unsuccessful: …:
+                // … prerequisite not satisfied (NXRRSET)").
+                let refused = bind
+                    .log()
+                    .lines()
+                    .filter(|l| l.contains("prerequisite not satisfied"))
+                    .count() as u64;
+                Tally {
+                    requests,
+                    throttled: 0,
+                    prior_request_not_complete: None,
+                    conflicts: Some(refused),
+                    early_retries: None,
+                }
+            }
+        }
+    }
+
+    /// Limits as fresh as after a quiet while (a full bucket, an empty
+    /// Cloudflare window, no block): each phase starts from there.
+    fn fresh_limits(&self) {
+        match self {
+            Backend::Route53 { server, quota, .. } => server.set_quota(Some(*quota)),
+            Backend::Cloudflare { server, .. } => {
+                server.set_rate_limit(Some(CLOUDFLARE_RATE_LIMIT))
+            }
+            Backend::Rfc2136 { .. } => {}
+        }
+    }
+}
+
+/// The zone from BIND by AXFR (signed with the key), directly (not through
+/// the counting proxy); None when dig fails (BIND busy: the sample is skipped).
+fn axfr(bind: &Bind) -> Option<HashSet<Rec>> {
+    let apex = format!("{ZONE}.");
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &bind.addr().port().to_string(),
+            "+tries=1",
+            "+time=5",
+            "-k",
+        ])
+        .arg(bind.key_file())
+        .args(["+noall", "+answer", "+onesoa", &apex, "AXFR"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.contains("; Transfer failed") || !text.contains("SOA") {
+        return None;
+    }
+    let ns = format!("ns.{apex}");
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() < 5 || l.starts_with(';') {
+                    return None;
+                }
+                let (name, rtype) = (f[0], f[3]);
+                if (name == apex && (rtype == "SOA" || rtype == "NS")) || name == ns {
+                    return None;
+                }
+                Some(rec(name, rtype, &f[4..].join(" ")))
             })
-            .collect()
+            .collect(),
+    )
+}
+
+/// One `dnsreg run` of a fleet.
+struct Agent {
+    child: Child,
+    status: Option<ExitStatus>,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn running(&self) -> bool {
+        self.status.is_none()
     }
-    fn persons_value_kept(&self) -> bool {
-        self.www().iter().any(|v| v == PERSONS_VALUE)
+}
+
+impl Drop for Agent {
+    /// An agent the bench leaves (an error on the way) does not outlive it.
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
-fn published(p: &Presence) -> usize {
-    p.iter().filter(|v| v.iter().all(|b| *b)).count()
+/// What the agents need that is the same for each: the binary and the backend.
+struct Spawner<'a> {
+    o: &'a Options,
+    backend: &'a Backend,
+    dir: &'a Path,
 }
 
-fn remaining(p: &Presence) -> usize {
-    p.iter().filter(|v| v.iter().any(|b| *b)).count()
-}
-
-/// `BENCH_FLEET_ROUTING=multivalue`: the fleet uses `routing = "multivalue"`
-/// (one rrset per instance per name) instead of shared simple rrsets.
-fn fleet_multivalue() -> bool {
-    std::env::var("BENCH_FLEET_ROUTING").is_ok_and(|r| r == "multivalue")
-}
-
-fn fleet_zone() -> (Route53Server, String) {
-    let r53 = Route53Server::start();
-    r53.set_credentials(Some(AWS_KEY));
-    let zone_id = r53.create_zone(ZONE);
-    let mut persons = RrSet::simple(&format!("www.{ZONE}."), "A", 60, &[PERSONS_VALUE]);
-    if fleet_multivalue() {
-        // Beside multivalue rrsets, a person's value is one too.
-        persons.set_identifier = Some("by-hand".into());
-        persons.multivalue_answer = Some(true);
-    }
-    r53.put_rrset(&zone_id, persons);
-    r53.set_rate_limit(Some(ROUTE53_ACCOUNT_RATE));
-    (r53, zone_id)
-}
-
-/// The least time `requests` requests can take at the account rate, the token
-/// bucket starting full (one second's worth).
-fn floor_secs(requests: usize) -> f64 {
-    (requests as f64 - ROUTE53_ACCOUNT_RATE.max(1.0)).max(0.0) / ROUTE53_ACCOUNT_RATE
-}
-
-fn fleet(o: &Options, n: usize, deadline: Duration) -> Result<Json> {
-    let scratch = Scratch::new(&format!("fleet-{n}"))?;
-    let (r53, zone_id) = fleet_zone();
-    let f = Fleet {
-        r53: &r53,
-        zone_id: &zone_id,
-        machines: (0..n).map(|i| Machine::nth(50, i)).collect(),
-    };
-    let mut table = format!(
-        "type = \"route53\"\nzone = \"{ZONE}\"\nendpoint = \"{}\"",
-        r53.url()
-    );
-    if fleet_multivalue() {
-        table.push_str("\nrouting = \"multivalue\"");
-    }
-    // As shipped, but with room to leave: at five requests a second, a fleet
-    // of 200 needs longer than the default 20 s to take its records out.
-    let agent = "reconcile_interval = \"60s\"\nstop_timeout = \"15m\"\n";
-    let mut commands = Vec::new();
-    for (i, m) in f.machines.iter().enumerate() {
-        let dir = scratch.0.join(format!("agent-{i}"));
+impl Spawner<'_> {
+    /// Writes `m`'s configuration (the `[agent]` settings after state_dir,
+    /// and anything after them, in `agent`) and starts `dnsreg -c FILE run`,
+    /// its stdout and stderr into its own log.
+    fn spawn(&self, tag: &str, m: &Machine, agent: &str) -> Result<Agent> {
+        let dir = self.dir.join(format!("{tag}-{}", m.id));
         std::fs::create_dir_all(&dir)?;
         let cfg = dir.join("dnsreg.toml");
-        std::fs::write(&cfg, config(&table, m, &dir.join("state"), true, agent))?;
-        let mut c = isolated(&o.dnsreg, &dir);
+        std::fs::write(
+            &cfg,
+            config(
+                &self.backend.provider_table(),
+                m,
+                &dir.join("state"),
+                true,
+                agent,
+            ),
+        )?;
+        let log_path = dir.join("agent.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut c = isolated(&self.o.dnsreg, &dir);
+        self.backend.env(&mut c);
         c.arg("-c")
             .arg(&cfg)
             .arg("run")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("agent.log"))?);
-        commands.push(c);
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = c.spawn().context("start dnsreg run")?;
+        Ok(Agent {
+            child,
+            status: None,
+            log: log_path,
+        })
+    }
+}
+
+/// `[agent]` settings of a fleet's agents (after `state_dir`).
+fn agent_settings(stop_timeout_secs: u64) -> String {
+    format!("reconcile_interval = \"300s\"\nstop_timeout = \"{stop_timeout_secs}s\"\n")
+}
+
+/// Looks for exits; returns how many agents exited just now.
+fn poll(agents: &mut [Agent]) -> Result<usize> {
+    let mut exited = 0;
+    for a in agents.iter_mut().filter(|a| a.running()) {
+        if let Some(s) = a.child.try_wait()? {
+            a.status = Some(s);
+            exited += 1;
+        }
+    }
+    Ok(exited)
+}
+
+/// SIGTERM to the agents still running (our own children, by pid; an
+/// agent not yet waited for keeps its pid, so none can be another's).
+fn sigterm(agents: &[&Agent]) -> Result<()> {
+    let pids: Vec<String> = agents
+        .iter()
+        .filter(|a| a.running())
+        .map(|a| a.child.id().to_string())
+        .collect();
+    if pids.is_empty() {
+        return Ok(());
+    }
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .args(&pids)
+        .status()
+        .context("run kill -TERM")?;
+    ensure!(status.success(), "kill -TERM failed: {status}");
+    Ok(())
+}
+
+/// Kills what still runs (at a deadline) and waits for it; returns how many.
+fn kill_rest(agents: &mut [Agent]) -> Result<usize> {
+    let mut killed = 0;
+    for a in agents.iter_mut().filter(|a| a.running()) {
+        let _ = a.child.kill();
+        a.status = Some(a.child.wait()?);
+        killed += 1;
+    }
+    Ok(killed)
+}
+
+/// CPU seconds this process (the stand-ins, the sampler) used so far.
+fn own_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A phase being watched: the zone sampled every [`SAMPLE_EVERY`], values
+/// seen and lost, the counts over time.
+struct Watch {
+    start: Instant,
+    cpu_at_start: f64,
+    seen: Vec<[bool; 3]>,
+    lost: Vec<[bool; 3]>,
+    /// (seconds, machines with all three values) at each change.
+    published_series: Vec<(f64, usize)>,
+    /// (seconds, machines with any value left) at each change.
+    remaining_series: Vec<(f64, usize)>,
+    persons_missing: bool,
+    samples: usize,
+    failed_reads: usize,
+    last_sample: Option<Instant>,
+    max_gap: Duration,
+    last: Option<(usize, usize)>,
+    /// Each machine's values at the last sample.
+    present: Vec<[bool; 3]>,
+}
+
+impl Watch {
+    fn new(n: usize, start: Instant) -> Watch {
+        Watch {
+            start,
+            cpu_at_start: own_cpu_secs(),
+            seen: vec![[false; 3]; n],
+            lost: vec![[false; 3]; n],
+            published_series: Vec::new(),
+            remaining_series: Vec::new(),
+            persons_missing: false,
+            samples: 0,
+            failed_reads: 0,
+            last_sample: None,
+            max_gap: Duration::ZERO,
+            last: None,
+            present: vec![[false; 3]; n],
+        }
     }
 
-    // Join: all at once. A value seen in the zone and gone again while its
-    // agent runs is lost (clobbered by another writer).
-    let start = Instant::now();
-    let mut agents: Vec<Child> = Vec::new();
-    for mut c in commands {
-        agents.push(c.spawn().context("start dnsreg run")?);
+    /// Looks at the zone once: (machines published, machines with anything
+    /// left), or None if it could not be read. A value seen and then gone
+    /// while `running[i]` is lost.
+    fn sample(
+        &mut self,
+        backend: &Backend,
+        values: &[[Rec; 3]],
+        running: &dyn Fn(usize) -> bool,
+    ) -> Option<(usize, usize)> {
+        let now = Instant::now();
+        if let Some(last) = self.last_sample {
+            self.max_gap = self.max_gap.max(now - last);
+        }
+        self.last_sample = Some(now);
+        let Some(zone) = backend.zone() else {
+            self.failed_reads += 1;
+            return None;
+        };
+        self.samples += 1;
+        let t = self.start.elapsed().as_secs_f64();
+        self.persons_missing |= !zone.contains(&persons_rec());
+        let (mut published, mut remaining) = (0, 0);
+        for (i, v) in values.iter().enumerate() {
+            let here = [
+                zone.contains(&v[0]),
+                zone.contains(&v[1]),
+                zone.contains(&v[2]),
+            ];
+            for (k, &is_here) in here.iter().enumerate() {
+                if self.seen[i][k] && !is_here && running(i) {
+                    self.lost[i][k] = true;
+                }
+                self.seen[i][k] |= is_here;
+            }
+            self.present[i] = here;
+            published += usize::from(here.iter().all(|b| *b));
+            remaining += usize::from(here.iter().any(|b| *b));
+        }
+        let first = self.last.is_none();
+        let (p0, r0) = self.last.unwrap_or((usize::MAX, usize::MAX));
+        if first || p0 != published {
+            self.published_series.push((t, published));
+        }
+        if first || r0 != remaining {
+            self.remaining_series.push((t, remaining));
+        }
+        self.last = Some((published, remaining));
+        Some((published, remaining))
     }
-    let mut seen = vec![[false; 3]; n];
-    let mut lost = vec![[false; 3]; n];
-    let mut joined = None;
-    while start.elapsed() < deadline {
-        let now = f.presence();
-        for i in 0..n {
-            for k in 0..3 {
-                lost[i][k] |= seen[i][k] && !now[i][k];
-                seen[i][k] |= now[i][k];
+
+    fn values_lost(&self) -> usize {
+        self.lost.iter().flatten().filter(|b| **b).count()
+    }
+
+    /// The series closed with the last count at `t` (so a flat end is drawn).
+    fn close(&mut self) {
+        let t = self.start.elapsed().as_secs_f64();
+        if let Some((p, r)) = self.last {
+            self.published_series.push((t, p));
+            self.remaining_series.push((t, r));
+        }
+    }
+
+    fn json(&self) -> Json {
+        json!({
+            "samples": self.samples,
+            "failed_reads": self.failed_reads,
+            "max_gap_secs": self.max_gap.as_secs_f64(),
+            "bench_cpu_secs": own_cpu_secs() - self.cpu_at_start,
+        })
+    }
+}
+
+fn series(s: &[(f64, usize)]) -> Json {
+    Json::Array(
+        s.iter()
+            .map(|(t, c)| json!([(t * 1000.0).round() / 1000.0, c]))
+            .collect(),
+    )
+}
+
+/// Waits `SAMPLE_EVERY` less what the sample took.
+fn pace(since: Instant) {
+    if let Some(rest) = SAMPLE_EVERY.checked_sub(since.elapsed()) {
+        std::thread::sleep(rest);
+    }
+}
+
+/// Error lines the agents logged in a phase (between log offsets), by kind:
+/// how many agents logged each kind, with one example line.
+fn agent_errors(agents: &[Agent], from: &[u64], to: Option<&[u64]>) -> (usize, Json) {
+    let mut kinds: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut agents_with = 0;
+    for (i, a) in agents.iter().enumerate() {
+        let bytes = std::fs::read(&a.log).unwrap_or_default();
+        let start = (from[i] as usize).min(bytes.len());
+        let end = to.map_or(bytes.len(), |t| (t[i] as usize).clamp(start, bytes.len()));
+        let text = String::from_utf8_lossy(&bytes[start..end]);
+        let mut mine = BTreeMap::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with("dnsreg: ") || line.contains(" ERROR ") {
+                mine.insert(error_kind(line), line.to_string());
             }
         }
-        if published(&now) == n {
-            joined = Some(start.elapsed());
+        agents_with += usize::from(!mine.is_empty());
+        for (kind, line) in mine {
+            kinds.entry(kind).or_insert((0, line)).0 += 1;
+        }
+    }
+    let mut list: Vec<(usize, String)> = kinds.into_values().collect();
+    list.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let json = list
+        .iter()
+        .take(5)
+        .map(|(agents, example)| json!({"agents": agents, "example": example}))
+        .collect();
+    (agents_with, Json::Array(json))
+}
+
+/// An error line without its timestamp, numbers and instance names: what it says.
+fn error_kind(line: &str) -> String {
+    let text = match line.find(" ERROR ") {
+        Some(i) => &line[i + 7..],
+        None => line,
+    };
+    let mut kind = String::new();
+    let mut digits = false;
+    for ch in text.chars() {
+        if ch.is_ascii_digit() {
+            if !digits {
+                kind.push('#');
+            }
+            digits = true;
+        } else {
+            kind.push(ch);
+            digits = false;
+        }
+    }
+    kind
+}
+
+fn log_offsets(agents: &[Agent]) -> Vec<u64> {
+    agents
+        .iter()
+        .map(|a| std::fs::metadata(&a.log).map_or(0, |m| m.len()))
+        .collect()
+}
+
+/// The least `stop_timeout` for a fleet: 1.3 × the leave floor, rounded up, at least 20 s.
+fn stop_timeout_for(limit: Option<&Limit>, flavor: Flavor, n: usize) -> u64 {
+    let floor = limit.map_or(0.0, |l| {
+        l.floor_secs(n as f64 * flavor.requests_per_change())
+    });
+    ((floor * 1.3).ceil() as u64).max(MIN_STOP_TIMEOUT_SECS)
+}
+
+/// One fleet: N agents started together, all published, then SIGTERM to all.
+fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize) -> Result<Json> {
+    let deadline = o.fleet_deadline;
+    let seed = 0x00be_7c4e_u64 ^ ((n as u64) << 8) ^ (flavor as u64);
+    let backend = Backend::start(flavor, quota, seed);
+    let limit = backend.limit();
+    let scratch = Scratch::new(&format!("fleet-{}-{n}", flavor.name()))?;
+    let stop_timeout = stop_timeout_for(limit.as_ref(), flavor, n);
+    let floor = limit
+        .as_ref()
+        .map(|l| l.floor_secs(n as f64 * flavor.requests_per_change()));
+    let machines: Vec<Machine> = (0..n).map(|i| Machine::nth(50, i)).collect();
+    let values: Vec<[Rec; 3]> = machines.iter().map(values_of).collect();
+    let spawner = Spawner {
+        o,
+        backend: &backend,
+        dir: &scratch.0,
+    };
+    let zone_before = backend.zone().context("read the zone before the fleet")?;
+    let settings = agent_settings(stop_timeout);
+
+    // Join: all at once.
+    let tally0 = backend.tally();
+    let start = Instant::now();
+    let mut agents = Vec::with_capacity(n);
+    for m in &machines {
+        agents.push(spawner.spawn("agent", m, &settings)?);
+    }
+    let spawned_in = start.elapsed().as_secs_f64();
+    let mut watch = Watch::new(n, start);
+    watch.published_series.push((0.0, 0));
+    let mut joined = None;
+    let mut published = 0;
+    loop {
+        let t = Instant::now();
+        poll(&mut agents)?;
+        let running: Vec<bool> = agents.iter().map(Agent::running).collect();
+        if let Some((p, _)) = watch.sample(&backend, &values, &|i| running[i]) {
+            published = p;
+            if p == n {
+                joined = Some(start.elapsed());
+                break;
+            }
+        }
+        if agents.iter().all(|a| !a.running()) || start.elapsed() > deadline {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        pace(t);
     }
-    let join_stats = r53.stats();
+    watch.close();
+    let join_tally = backend.tally().since(&tally0);
+    let exited_in_join = agents.iter().filter(|a| !a.running()).count();
+    let offsets = log_offsets(&agents);
+    let (join_error_agents, join_errors) = agent_errors(&agents, &vec![0; n], Some(&offsets));
     let join_secs = joined.map(|d| d.as_secs_f64());
-    let published_at_join = published(&f.presence());
-    let values_lost: usize = lost.iter().flatten().filter(|b| **b).count();
-    let persons_after_join = f.persons_value_kept();
-    if joined.is_none() {
-        eprintln!(
-            "fleet {n}: join not converged after {deadline:?}: {published_at_join} of {n} published"
-        );
-    }
+    eprintln!(
+        "  join: {} ({published} of {n} published), {:.1} requests per agent, {} throttled",
+        join_secs.map_or(format!("not within {}s", deadline.as_secs()), |s| format!(
+            "{s:.1}s"
+        )),
+        total(&join_tally.requests) as f64 / n as f64,
+        join_tally.throttled
+    );
 
-    // Leave: SIGTERM to every agent at once, as a scale-in of the whole fleet;
-    // over when nothing of theirs is left and all have exited, or at the deadline.
-    r53.reset_stats();
-    sigterm(&agents)?;
+    // Leave: SIGTERM to every agent at once, as a scale-in of the whole fleet,
+    // the provider's limits as after a quiet while; over when all exited and
+    // nothing of theirs is left (or all exited, or at the deadline).
+    backend.fresh_limits();
+    let tally1 = backend.tally();
+    let refs: Vec<&Agent> = agents.iter().collect();
+    sigterm(&refs)?;
     let start = Instant::now();
-    let mut statuses: Vec<Option<std::process::ExitStatus>> = vec![None; n];
-    let mut left = None;
+    let mut leave_watch = Watch::new(n, start);
+    leave_watch.remaining_series.push((0.0, n));
+    let mut removed = None;
+    let mut remaining = n;
+    let mut exited_at = None;
     loop {
-        for (a, s) in agents.iter_mut().zip(statuses.iter_mut()) {
-            if s.is_none() {
-                *s = a.try_wait()?;
+        let t = Instant::now();
+        poll(&mut agents)?;
+        if let Some((_, r)) = leave_watch.sample(&backend, &values, &|_| false) {
+            remaining = r;
+            if r == 0 && removed.is_none() {
+                removed = Some(start.elapsed());
             }
         }
-        if left.is_none() && remaining(&f.presence()) == 0 {
-            left = Some(start.elapsed());
+        let all_exited = agents.iter().all(|a| !a.running());
+        if all_exited && exited_at.is_none() {
+            exited_at = Some(start.elapsed());
         }
-        let all_exited = statuses.iter().all(Option::is_some);
+        // All had exited before the look at the zone above: it says what they left.
         if all_exited || start.elapsed() > deadline {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        pace(t);
     }
-    let leave_stats = r53.stats();
-    let still_running = statuses.iter().filter(|s| s.is_none()).count();
-    for (a, s) in agents.iter_mut().zip(statuses.iter_mut()) {
-        if s.is_none() {
-            let _ = a.kill();
-            *s = Some(a.wait()?);
-        }
-    }
-    let failed_exits = statuses
+    leave_watch.close();
+    let leave_tally = backend.tally().since(&tally1);
+    let killed = kill_rest(&mut agents)?;
+    let exited_nonzero = agents
         .iter()
-        .filter(|s| s.is_some_and(|s| !s.success()))
+        .filter(|a| a.status.is_some_and(|s| !s.success()))
         .count();
-    let left_behind = remaining(&f.presence());
-    let persons_after_leave = f.persons_value_kept();
-    // What the agents said when something failed: the last error line of the
-    // first agent that logged one, per phase.
-    let logs: Vec<String> = (0..n)
-        .map(|i| {
-            std::fs::read_to_string(scratch.0.join(format!("agent-{i}/agent.log")))
-                .unwrap_or_default()
-        })
+    let (leave_error_agents, leave_errors) = agent_errors(&agents, &offsets, None);
+    let zone_after = backend.zone().context("read the zone after the fleet")?;
+    let values_left: usize = values
+        .iter()
+        .flatten()
+        .filter(|v| zone_after.contains(v))
+        .count();
+    let agents_left_behind = values
+        .iter()
+        .filter(|v| v.iter().any(|r| zone_after.contains(r)))
+        .count();
+    let fleet_values: HashSet<&Rec> = values.iter().flatten().collect();
+    let other_left: Vec<String> = zone_after
+        .difference(&zone_before)
+        .filter(|r| !fleet_values.contains(r))
+        .map(|(name, rtype, value)| format!("{name} {rtype} {value}"))
         .collect();
-    let first_error = |prefix: &str| {
-        logs.iter().find_map(|l| {
-            l.lines()
-                .rfind(|line| line.starts_with(prefix))
-                .map(str::to_string)
-        })
-    };
-    let agents_with = |prefix: &str| {
-        logs.iter()
-            .filter(|l| l.lines().any(|line| line.starts_with(prefix)))
-            .count()
-    };
-    ensure!(
-        persons_after_join && persons_after_leave,
-        "fleet {n}: the value a person put in www.{ZONE} was touched"
+    let persons_kept = !watch.persons_missing
+        && !leave_watch.persons_missing
+        && zone_after.contains(&persons_rec());
+    let leave_secs = removed.map(|d| d.as_secs_f64());
+    eprintln!(
+        "  leave: {} ({remaining} of {n} with values left), {:.1} requests per agent, {exited_nonzero} exited non-zero",
+        leave_secs.map_or(format!("not within {}s", deadline.as_secs()), |s| format!(
+            "{s:.1}s"
+        )),
+        total(&leave_tally.requests) as f64 / n as f64,
     );
-    let join_floor = floor_secs(n);
-    let leave_floor = floor_secs(n);
+    let ratio = |secs: Option<f64>| match (secs, floor) {
+        (Some(s), Some(f)) if f > 0.0 => Some(s / f),
+        _ => None,
+    };
+    let mut join = join_tally.json(n);
+    let extra = json!({
+        "secs": join_secs,
+        "floor_ratio": ratio(join_secs),
+        "published": published,
+        "values_lost": watch.values_lost(),
+        "agents_exited": exited_in_join,
+        "agents_with_errors": join_error_agents,
+        "errors": join_errors,
+        "spawned_in_secs": spawned_in,
+        "sampling": watch.json(),
+        "series": series(&watch.published_series),
+    });
+    merge(&mut join, extra);
+    let mut leave = leave_tally.json(n);
+    merge(
+        &mut leave,
+        json!({
+            "secs": leave_secs,
+            "floor_ratio": ratio(leave_secs),
+            "all_exited_secs": exited_at.map(|d| d.as_secs_f64()),
+            "exited_nonzero": exited_nonzero,
+            "killed_at_deadline": killed,
+            "values_left": values_left,
+            "agents_left_behind": agents_left_behind,
+            "other_records_left": other_left,
+            "persons_value_kept": persons_kept,
+            "agents_with_errors": leave_error_agents,
+            "errors": leave_errors,
+            "sampling": leave_watch.json(),
+            "series": series(&leave_watch.remaining_series),
+        }),
+    );
     Ok(json!({
+        "provider": flavor.name(),
+        "limit": limit.map(|l| l.json()),
         "n": n,
         "deadline_secs": deadline.as_secs(),
-        "join_secs": join_secs,
-        "join_floor_secs": join_floor,
-        "join_ratio": join_secs.map(|s| s / join_floor.max(f64::EPSILON)),
-        "join_requests": join_stats.total(),
-        "join_requests_per_agent": join_stats.total() as f64 / n as f64,
-        "join_throttled": join_stats.throttled,
-        "join_conflicts": join_stats.invalid_change_batch,
-        "join_requests_by_action": join_stats.requests,
-        "published_at_deadline": published_at_join,
-        "lost": values_lost,
-        "agents_with_join_errors": agents_with("dnsreg: join"),
-        "example_join_error": first_error("dnsreg: join"),
-        "leave_secs": left.map(|d| d.as_secs_f64()),
-        "leave_floor_secs": leave_floor,
-        "leave_ratio": left.map(|d| d.as_secs_f64() / leave_floor.max(f64::EPSILON)),
-        "leave_requests": leave_stats.total(),
-        "leave_throttled": leave_stats.throttled,
-        "leave_conflicts": leave_stats.invalid_change_batch,
-        "leave_requests_by_action": leave_stats.requests,
-        "left_behind": left_behind,
-        "failed_exits": failed_exits,
-        "killed_at_deadline": still_running,
-        "example_leave_error": first_error("dnsreg: leave"),
-        "persons_value_kept": persons_after_leave,
+        "stop_timeout_secs": stop_timeout,
+        "requests_per_change_min": flavor.requests_per_change(),
+        "floor_secs": floor,
+        "prior_request_not_complete_seed": matches!(backend, Backend::Route53 { .. }).then_some(seed),
+        "join": join,
+        "leave": leave,
     }))
 }
 
-/// The same N joins done the baseline's way, all at once.
+fn merge(into: &mut Json, from: Json) {
+    if let (Some(a), Json::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
+}
+
+/// A fleet size route53-simple does not run, and why.
+fn simple_skipped(n: usize, max: usize) -> Json {
+    json!({
+        "provider": Flavor::Route53Simple.name(),
+        "n": n,
+        "skipped": format!(
+            "not run above N = {max}: every agent rewrites the shared rrsets whole (a DELETE of the n values \
+             there and a CREATE of n + 1), 2n + 1 ResourceRecord elements in one batch, and Route53 refuses a \
+             batch of more than 1,000 ({ROUTE53_BATCH_SOURCE}), so `www` cannot hold 500 or more values that way; \
+             use routing = \"multivalue\" for such a fleet"
+        ),
+    })
+}
+
+/// The short-stop scenario: N agents with a lease stopped with a stop_timeout
+/// well under the leave floor, and 3 survivors (started first, reap = true)
+/// that remove what the N left once their leases ran out.
+fn reap(o: &Options, n: usize) -> Result<Json> {
+    const SURVIVORS: usize = 3;
+    const LEASE: &str = "[lease]\nttl = \"60s\"\n";
+    let deadline = o.fleet_deadline;
+    let flavor = Flavor::Route53Multivalue;
+    let seed = 0x00be_7c4e_u64 ^ 0x4ea9 ^ ((n as u64) << 8);
+    let backend = Backend::start(flavor, Quota::CURRENT, seed);
+    let limit = backend.limit().expect("route53 has a limit");
+    let floor = limit.floor_secs(n as f64);
+    let scratch = Scratch::new(&format!("reap-{n}"))?;
+    let spawner = Spawner {
+        o,
+        backend: &backend,
+        dir: &scratch.0,
+    };
+    let survivors_m: Vec<Machine> = (0..SURVIVORS).map(|i| Machine::nth(71, i)).collect();
+    let fleet_m: Vec<Machine> = (0..n).map(|i| Machine::nth(70, i)).collect();
+    let all_values: Vec<[Rec; 3]> = fleet_m.iter().chain(&survivors_m).map(values_of).collect();
+
+    // The survivors first, published before the fleet starts.
+    let survivor_settings = format!(
+        "{}\n{LEASE}reap = true\n",
+        agent_settings(MIN_STOP_TIMEOUT_SECS)
+    );
+    let mut survivors = Vec::new();
+    for m in &survivors_m {
+        survivors.push(spawner.spawn("survivor", m, &survivor_settings)?);
+    }
+    let survivor_values = &all_values[n..];
+    let start = Instant::now();
+    let mut w = Watch::new(SURVIVORS, start);
+    loop {
+        let t = Instant::now();
+        poll(&mut survivors)?;
+        if w.sample(&backend, survivor_values, &|_| true)
+            .is_some_and(|(p, _)| p == SURVIVORS)
+        {
+            break;
+        }
+        ensure!(
+            survivors.iter().all(Agent::running),
+            "reap: a survivor exited before it published (see its log under {})",
+            scratch.0.display()
+        );
+        ensure!(
+            start.elapsed() < deadline,
+            "reap: the survivors did not publish within {deadline:?}"
+        );
+        pace(t);
+    }
+
+    // The fleet: published, then SIGTERM with a 5 s stop_timeout.
+    let fleet_settings = format!("reconcile_interval = \"300s\"\nstop_timeout = \"5s\"\n\n{LEASE}");
+    let start = Instant::now();
+    let mut agents = Vec::with_capacity(n);
+    for m in &fleet_m {
+        agents.push(spawner.spawn("agent", m, &fleet_settings)?);
+    }
+    let mut watch = Watch::new(n + SURVIVORS, start);
+    let mut joined = None;
+    loop {
+        let t = Instant::now();
+        poll(&mut agents)?;
+        poll(&mut survivors)?;
+        let running: Vec<bool> = agents
+            .iter()
+            .chain(&survivors)
+            .map(Agent::running)
+            .collect();
+        if watch
+            .sample(&backend, &all_values, &|i| running[i])
+            .is_some_and(|(p, _)| p == n + SURVIVORS)
+        {
+            joined = Some(start.elapsed().as_secs_f64());
+            break;
+        }
+        if agents.iter().all(|a| !a.running()) || start.elapsed() > deadline {
+            break;
+        }
+        pace(t);
+    }
+    let offsets = log_offsets(&agents);
+    eprintln!(
+        "  join: {}",
+        joined.map_or(format!("not within {}s", deadline.as_secs()), |s| format!(
+            "{s:.1}s"
+        ))
+    );
+
+    backend.fresh_limits();
+    let tally0 = backend.tally();
+    let refs: Vec<&Agent> = agents.iter().collect();
+    sigterm(&refs)?;
+    let start = Instant::now();
+    // The survivors' values must stay throughout: the fleet's are expected to go.
+    let mut w = Watch::new(n + SURVIVORS, start);
+    w.remaining_series.push((0.0, n + SURVIVORS));
+    let mut exited_at = None;
+    let mut left_at_exit = None;
+    let mut reaped = None;
+    loop {
+        let t = Instant::now();
+        poll(&mut agents)?;
+        poll(&mut survivors)?;
+        let sample = w.sample(&backend, &all_values, &|i| i >= n);
+        if exited_at.is_none() && agents.iter().all(|a| !a.running()) {
+            exited_at = Some(start.elapsed().as_secs_f64());
+        }
+        if sample.is_some() && exited_at.is_some() {
+            let fleet_present = &w.present[..n];
+            if left_at_exit.is_none() {
+                let values: usize = fleet_present.iter().flatten().filter(|b| **b).count();
+                let machines = fleet_present
+                    .iter()
+                    .filter(|v| v.iter().any(|b| *b))
+                    .count();
+                left_at_exit = Some((values, machines));
+                eprintln!(
+                    "  the {n} exited after {:.1}s, leaving {values} values of {machines} agents",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            if !fleet_present.iter().flatten().any(|b| *b) {
+                reaped = Some(start.elapsed().as_secs_f64());
+                break;
+            }
+        }
+        if start.elapsed() > deadline {
+            break;
+        }
+        pace(t);
+    }
+    w.close();
+    let tally = backend.tally().since(&tally0);
+    let killed = kill_rest(&mut agents)?;
+    let exited_nonzero = agents
+        .iter()
+        .filter(|a| a.status.is_some_and(|s| !s.success()))
+        .count();
+    let (stop_error_agents, stop_errors) = agent_errors(&agents, &offsets, None);
+    eprintln!(
+        "  reaped after {}",
+        reaped.map_or(format!("not within {}s", deadline.as_secs()), |s| format!(
+            "{s:.1}s"
+        ))
+    );
+
+    // Then the survivors stop, and take theirs out.
+    let survivors_running = survivors.iter().filter(|a| a.running()).count();
+    let refs: Vec<&Agent> = survivors.iter().collect();
+    sigterm(&refs)?;
+    let stop = Instant::now();
+    while survivors.iter().any(Agent::running) && stop.elapsed() < Duration::from_secs(120) {
+        poll(&mut survivors)?;
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+    let survivors_killed = kill_rest(&mut survivors)?;
+    let survivors_failed = survivors
+        .iter()
+        .filter(|a| a.status.is_some_and(|s| !s.success()))
+        .count();
+    let zone_after = backend.zone().context("read the zone after the fleet")?;
+    let left_after = all_values
+        .iter()
+        .flatten()
+        .filter(|v| zone_after.contains(v))
+        .count();
+    let persons_kept =
+        !watch.persons_missing && !w.persons_missing && zone_after.contains(&persons_rec());
+    let survivors_lost: usize = w.lost[n..].iter().flatten().filter(|b| **b).count()
+        + watch.lost[n..].iter().flatten().filter(|b| **b).count();
+    Ok(json!({
+        "provider": flavor.name(),
+        "limit": limit.json(),
+        "n": n,
+        "survivors": SURVIVORS,
+        "stop_timeout_secs": 5,
+        "lease_ttl_secs": 60,
+        "leave_floor_secs": floor,
+        "deadline_secs": deadline.as_secs(),
+        "join_secs": joined,
+        "join_values_lost": watch.values_lost(),
+        "all_exited_secs": exited_at,
+        "exited_nonzero": exited_nonzero,
+        "killed_at_deadline": killed,
+        "values_left_at_exit": left_at_exit.map(|v| v.0),
+        "agents_left_at_exit": left_at_exit.map(|v| v.1),
+        "reaped_secs": reaped,
+        "stop_errors": stop_errors,
+        "agents_with_stop_errors": stop_error_agents,
+        "survivors_values_lost": survivors_lost,
+        "survivors_running_at_end": survivors_running,
+        "survivors_exited_nonzero": survivors_failed,
+        "survivors_killed": survivors_killed,
+        "values_left_after_survivors_stopped": left_after,
+        "persons_value_kept": persons_kept,
+        "after_sigterm": tally.json(n),
+        "series": series(&w.remaining_series),
+    }))
+}
+
+/// The same N joins done the baseline's way, all at once, on the same
+/// Route53 stand-in as the route53-simple fleets (today's quota, 5 %
+/// PriorRequestNotComplete, SigV4).
 fn baseline_fleet(o: &Options, n: usize) -> Result<Json> {
     let scratch = Scratch::new(&format!("baseline-fleet-{n}"))?;
-    let (r53, zone_id) = fleet_zone();
-    let f = Fleet {
-        r53: &r53,
-        zone_id: &zone_id,
-        machines: (0..n).map(|i| Machine::nth(60, i)).collect(),
+    let backend = Backend::start(
+        Flavor::Route53Simple,
+        Quota::CURRENT,
+        0x00ba_5e00 ^ n as u64,
+    );
+    let Backend::Route53 {
+        server, zone_id, ..
+    } = &backend
+    else {
+        unreachable!("started as route53")
     };
+    let machines: Vec<Machine> = (0..n).map(|i| Machine::nth(60, i)).collect();
+    let values: Vec<[Rec; 3]> = machines.iter().map(values_of).collect();
     let start = Instant::now();
     let mut children = Vec::new();
-    for (i, m) in f.machines.iter().enumerate() {
+    for (i, m) in machines.iter().enumerate() {
         let dir = scratch.0.join(format!("cli-{i}"));
         std::fs::create_dir_all(&dir)?;
         let mut c = isolated(Path::new("bash"), &dir);
@@ -894,42 +1888,63 @@ fn baseline_fleet(o: &Options, n: usize) -> Result<Json> {
             .arg("join")
             .env("PATH", path_with(&o.aws))
             .env("ZONE", ZONE)
-            .env("ZONE_ID", &zone_id)
-            .env("AWS_ENDPOINT_URL_ROUTE_53", r53.url())
+            .env("ZONE_ID", zone_id)
+            .env("AWS_ENDPOINT_URL_ROUTE_53", server.url())
             .env("INSTANCE_ID", &m.id)
             .env("IPV4", &m.ipv4)
             .env("RR_NAME", "www")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("cli.log"))?);
-        children.push(c.spawn().context("start the AWS CLI baseline")?);
+        children.push(Agent {
+            child: c.spawn().context("start the AWS CLI baseline")?,
+            status: None,
+            log: dir.join("cli.log"),
+        });
     }
-    let mut failed = 0;
-    for mut c in children {
-        if !c.wait()?.success() {
-            failed += 1;
+    let mut watch = Watch::new(n, start);
+    watch.published_series.push((0.0, 0));
+    loop {
+        let t = Instant::now();
+        poll(&mut children)?;
+        let running: Vec<bool> = children.iter().map(Agent::running).collect();
+        watch.sample(&backend, &values, &|i| running[i]);
+        if children.iter().all(|a| !a.running()) || start.elapsed() > o.fleet_deadline {
+            break;
         }
+        pace(t);
     }
+    watch.close();
     let secs = start.elapsed().as_secs_f64();
-    let stats = r53.stats();
-    let www = f.www();
-    let srv = f.srv();
-    let www_kept = f.machines.iter().filter(|m| www.contains(&m.ipv4)).count();
-    let srv_kept = f
-        .machines
+    kill_rest(&mut children)?;
+    let failed = children
         .iter()
-        .filter(|m| srv.contains(&m.srv_line()))
+        .filter(|a| a.status.is_some_and(|s| !s.success()))
         .count();
-    Ok(json!({
-        "n": n,
-        "secs": secs,
-        "requests": stats.total(),
-        "throttled": stats.throttled,
-        "failed_exits": failed,
-        "www_values_kept": www_kept,
-        "srv_lines_kept": srv_kept,
-        "lost": (n - www_kept) + (n - srv_kept),
-        "persons_value_kept": f.persons_value_kept(),
-    }))
+    let tally = backend.tally();
+    let zone = backend.zone().context("read the zone")?;
+    let www_kept = values.iter().filter(|v| zone.contains(&v[1])).count();
+    let srv_kept = values.iter().filter(|v| zone.contains(&v[2])).count();
+    let published = values
+        .iter()
+        .filter(|v| v.iter().all(|r| zone.contains(r)))
+        .count();
+    let mut r = tally.json(n);
+    merge(
+        &mut r,
+        json!({
+            "n": n,
+            "secs": secs,
+            "failed_exits": failed,
+            "published": published,
+            "www_values_kept": www_kept,
+            "srv_lines_kept": srv_kept,
+            "lost": (n - www_kept) + (n - srv_kept),
+            "values_lost_while_running": watch.values_lost(),
+            "persons_value_kept": !watch.persons_missing && zone.contains(&persons_rec()),
+            "series": series(&watch.published_series),
+        }),
+    );
+    Ok(r)
 }
 
 // ---------------------------------------------------------------------------
@@ -940,15 +1955,7 @@ fn num(v: &Json) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
-fn secs_or(v: &Json, deadline: &Json) -> String {
-    v.as_f64().map_or_else(
-        || format!("not within {} s", deadline),
-        |s| format!("{s:.1} s"),
-    )
-}
-
-fn markdown(r: &Json) -> String {
-    let mut s = String::new();
+fn latency_markdown(r: &Json, s: &mut String) {
     let _ = writeln!(
         s,
         "### Join and leave: process start → the provider confirms ({} runs each)\n",
@@ -1011,7 +2018,9 @@ fn markdown(r: &Json) -> String {
             p["minimum_requests_what"].as_str().unwrap_or("")
         );
     }
+}
 
+fn footprint_markdown(r: &Json, s: &mut String) {
     let fp = &r["footprint"];
     s.push_str("\n### Footprint\n\n");
     let _ = writeln!(
@@ -1048,103 +2057,427 @@ fn markdown(r: &Json) -> String {
             b / 1024.0
         );
     }
+}
 
+/// A number as a person writes it: 10, 1200, 0.25.
+fn fmt_num(v: &Json) -> String {
+    match v.as_f64() {
+        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
+        Some(x) => format!("{x}"),
+        None => "?".into(),
+    }
+}
+
+/// "12.3 s", or what there was at the deadline.
+fn phase_secs(p: &Json, deadline: &Json, done_key: &str, n: &Json) -> String {
+    match p["secs"].as_f64() {
+        Some(s) => format!("{s:.1} s"),
+        None => match p[done_key].as_u64() {
+            Some(k) => format!("not within {deadline} s ({k} of {n})"),
+            None => format!("not within {deadline} s"),
+        },
+    }
+}
+
+/// "2.1× of 15.0 s", "– (floor 0 s)", "–".
+fn floor_cell(p: &Json, floor: &Json) -> String {
+    match (p["floor_ratio"].as_f64(), floor.as_f64()) {
+        (Some(r), Some(f)) => format!("{r:.1}× of {f:.1} s"),
+        (None, Some(f)) if f <= 0.0 => "– (floor 0)".into(),
+        (None, Some(f)) => format!("– (floor {f:.1} s)"),
+        _ => "–".into(),
+    }
+}
+
+fn per_agent(p: &Json) -> String {
+    format!(
+        "{:.2} ({:.2})",
+        num(&p["requests_per_agent"]),
+        num(&p["accepted_per_agent"])
+    )
+}
+
+fn share(p: &Json) -> String {
+    format!("{:.0} %", num(&p["throttled_share"]) * 100.0)
+}
+
+fn opt(v: &Json) -> String {
+    if v.is_null() {
+        "–".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn left_behind(l: &Json) -> String {
+    let values = l["values_left"].as_u64().unwrap_or(0);
+    let other = l["other_records_left"].as_array().map_or(0, Vec::len);
+    let mut s = if values == 0 {
+        "0".to_string()
+    } else {
+        format!("{values} values of {} agents", l["agents_left_behind"])
+    };
+    if other > 0 {
+        let _ = write!(s, " + {other} other records");
+    }
+    s
+}
+
+fn kept(v: &Json) -> &'static str {
+    if *v == Json::Bool(true) {
+        "kept"
+    } else {
+        "TOUCHED"
+    }
+}
+
+/// The fleet section: one table per provider, the short stop, the baseline,
+/// and plainly what misses.
+fn fleet_markdown(r: &Json, s: &mut String) {
+    let fleets: Vec<&Json> = r["fleet"].as_array().into_iter().flatten().collect();
+    let reap = r["reap"].as_array().cloned().unwrap_or_default();
+    let bf = r["baseline_fleet"].as_array().cloned().unwrap_or_default();
+    if fleets.is_empty() && reap.is_empty() && bf.is_empty() {
+        return;
+    }
+    let q = &r["quotas"];
     let _ = writeln!(
         s,
-        "\n### Fleet: N agents join one round-robin name and one SRV rrset at once, then leave\n\n\
-         Route53 stand-in throttled at {} requests/s for the whole account ({ROUTE53_RATE_SOURCE}). \
-         Each agent (`dnsreg run`) publishes its A record, its address in `www` and its SRV line; \
-         `www` also holds a value a person put there. The floor is the least time N change requests \
-         take at that rate (the bucket starts with one second's worth); leave is SIGTERM to every agent at once. \
-         Routing: `{}`.\n",
-        ROUTE53_ACCOUNT_RATE,
-        r["fleet_routing"].as_str().unwrap_or("simple")
+        "\n### Fleets: N agents started together, then stopped together\n\n\
+         Each agent is `dnsreg run` with its own configuration and state directory (`[instance] metadata = \"none\"`, \
+         its own instance id and address) and publishes its A record (`{{instance_id}}`), its address in the round-robin \
+         name `www` and its line in the SRV rrset `_v1._theservice._tcp`; `www` also holds a value a person put there, \
+         which must survive everything. The agents are given the zone id (no agent looks the zone up), \
+         `reconcile_interval = \"300s\"` and a `stop_timeout` of 1.3 × the leave floor (at least 20 s). \
+         **Join**: all N started at once; the zone is read every {} ms; *all published* is the time until every agent's \
+         three values are there; a value seen and then gone while its agent runs is *lost*. \
+         **Leave** (scale-in): SIGTERM to all at once, with the provider's limits as after a quiet while (a full bucket, \
+         an empty window); *all removed* is the time until no value of theirs is left; *left behind* is what is there \
+         once all have exited.\n\n\
+         Limits, as documented: Route53 {} requests/s with a burst of {} ({}); PriorRequestNotComplete {} ({}); \
+         every request's SigV4 signature verified. Legacy rows: {} requests/s, burst {} ({}). \
+         Cloudflare {} requests per {} s per user ({}). BIND (RFC 2136): no limit.\n\n\
+         **Floor**: the least time the fleet's requests can take, `max(0, N × R_min − burst) / rate`, \
+         with R_min = 1 request per join and per leave (one change, the zone id known), and 2 for Route53 simple routing \
+         (a read of the shared rrsets, then their conditional rewrite). Where the whole fleet fits in the burst \
+         (Cloudflare up to 1,200 agents, Route53 up to 50) the floor is 0: the ratio is \"–\" and the time stands alone; \
+         BIND has no floor. *Requests / agent* counts everything the provider received, throttled requests included \
+         (accepted ones in parentheses); the floor's R_min is 1 (2): **above 1.3 × that, or above 1.3 × the floor, is a miss**, \
+         listed below the tables.",
+        SAMPLE_EVERY.as_millis(),
+        fmt_num(&q["route53_current"]["rate_per_second"]),
+        fmt_num(&q["route53_current"]["burst"]),
+        q["route53_current"]["source"].as_str().unwrap_or(""),
+        q["route53_prior_request_not_complete"]["share"]
+            .as_f64()
+            .map_or("–".into(), |p| format!(
+                "in {:.0} % of change batches",
+                p * 100.0
+            )),
+        q["route53_prior_request_not_complete"]["source"]
+            .as_str()
+            .unwrap_or(""),
+        fmt_num(&q["route53_legacy"]["rate_per_second"]),
+        fmt_num(&q["route53_legacy"]["burst"]),
+        q["route53_legacy"]["source"].as_str().unwrap_or(""),
+        fmt_num(&q["cloudflare"]["burst"]),
+        (num(&q["cloudflare"]["burst"]) / num(&q["cloudflare"]["rate_per_second"])).round(),
+        q["cloudflare"]["source"].as_str().unwrap_or(""),
     );
-    s.push_str(
-        "| N | join: all published | ÷ floor | published | requests (per agent) | throttled | conflicts | values lost | \
-         leave: all removed | ÷ floor | requests | throttled | agents failed | agents left behind | person's value |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+
+    let mut misses: Vec<String> = Vec::new();
     let mut errors = String::new();
-    for f in r["fleet"].as_array().into_iter().flatten() {
-        let ratio = |k: &str| {
-            f[k].as_f64()
-                .map_or("–".to_string(), |x| format!("{x:.1}×"))
+    for (flavor, title) in [
+        (
+            Flavor::Route53Multivalue,
+            "Route53, `routing = \"multivalue\"` (one rrset per instance per name)",
+        ),
+        (
+            Flavor::Route53Simple,
+            "Route53, `routing = \"simple\"` (shared rrsets, conditional rewrites)",
+        ),
+        (
+            Flavor::Cloudflare,
+            "Cloudflare (one record per value, one batch per change)",
+        ),
+        (
+            Flavor::Rfc2136,
+            "RFC 2136, a real BIND (UPDATE with prerequisites)",
+        ),
+    ] {
+        let rows: Vec<&&Json> = fleets
+            .iter()
+            .filter(|f| f["provider"] == flavor.name())
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let (extra_head, conflicts_head) = match flavor {
+            Flavor::Route53Multivalue | Flavor::Route53Simple => {
+                ("PriorRequestNotComplete", "conflicts (InvalidChangeBatch)")
+            }
+            Flavor::Cloudflare => ("early retries (during a block)", "refused (not 429)"),
+            Flavor::Rfc2136 => ("", "prerequisites failed"),
         };
+        let _ = writeln!(s, "\n#### {title}\n");
+        let mut head = vec![
+            "N",
+            "join: all published",
+            "÷ floor",
+            "requests / agent (accepted)",
+        ];
+        if flavor != Flavor::Rfc2136 {
+            head.push("throttled");
+            head.push(extra_head);
+        }
+        head.extend([
+            conflicts_head,
+            "values lost",
+            "agents exited",
+            "leave: all removed",
+            "÷ floor",
+            "requests / agent (accepted)",
+        ]);
+        if flavor != Flavor::Rfc2136 {
+            head.push("throttled");
+        }
+        head.extend(["exited non-zero", "left behind", "person's value"]);
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+        let mut notes = String::new();
+        for f in rows {
+            let n = &f["n"];
+            let limit_name = f["limit"]["name"].as_str().unwrap_or("");
+            let label = if limit_name == "legacy" {
+                format!("{n} (legacy 5/s)")
+            } else {
+                n.to_string()
+            };
+            let who = format!("{} N={label}", flavor.name());
+            if let Some(why) = f["skipped"].as_str() {
+                let _ = writeln!(
+                    s,
+                    "| {label} | not run (below) |{}",
+                    " |".repeat(head.len() - 2)
+                );
+                let _ = writeln!(notes, "\nN = {label}: {why}.");
+                continue;
+            }
+            let (j, l) = (&f["join"], &f["leave"]);
+            let mut row = vec![
+                label.clone(),
+                phase_secs(j, &f["deadline_secs"], "published", n),
+                floor_cell(j, &f["floor_secs"]),
+                per_agent(j),
+            ];
+            if flavor != Flavor::Rfc2136 {
+                row.push(share(j));
+                row.push(opt(if flavor == Flavor::Cloudflare {
+                    &j["early_retries"]
+                } else {
+                    &j["prior_request_not_complete"]
+                }));
+            }
+            row.extend([
+                opt(&j["conflicts"]),
+                j["values_lost"].to_string(),
+                j["agents_exited"].to_string(),
+                phase_secs(l, &f["deadline_secs"], "", n),
+                floor_cell(l, &f["floor_secs"]),
+                per_agent(l),
+            ]);
+            if flavor != Flavor::Rfc2136 {
+                row.push(share(l));
+            }
+            let killed = l["killed_at_deadline"].as_u64().unwrap_or(0);
+            row.extend([
+                if killed > 0 {
+                    format!("{} ({killed} killed at the deadline)", l["exited_nonzero"])
+                } else {
+                    l["exited_nonzero"].to_string()
+                },
+                left_behind(l),
+                kept(&l["persons_value_kept"]).to_string(),
+            ]);
+            let _ = writeln!(s, "| {} |", row.join(" | "));
+
+            // What misses, said plainly.
+            let min = num(&f["requests_per_change_min"]);
+            for (phase, p, what) in [("join", j, "published"), ("leave", l, "removed")] {
+                if p["secs"].is_null() {
+                    misses.push(format!(
+                        "{who}: {phase}: not all {what} within {} s",
+                        f["deadline_secs"]
+                    ));
+                } else if let Some(ratio) = p["floor_ratio"].as_f64().filter(|r| *r > 1.3) {
+                    misses.push(format!(
+                        "{who}: {phase}: {:.1} s, {ratio:.1}× the floor of {:.1} s",
+                        num(&p["secs"]),
+                        num(&f["floor_secs"])
+                    ));
+                }
+                let per = num(&p["requests_per_agent"]);
+                if per > 1.3 * min {
+                    misses.push(format!(
+                        "{who}: {phase}: {per:.2} requests per agent ({:.2} accepted), more than 1.3 × the {min} the floor counts",
+                        num(&p["accepted_per_agent"])
+                    ));
+                }
+            }
+            for (v, what) in [
+                (&j["values_lost"], "values lost while their agents ran"),
+                (&j["agents_exited"], "agents exited during the join"),
+                (&l["exited_nonzero"], "agents exited non-zero on SIGTERM"),
+                (&l["values_left"], "values left behind after all exited"),
+            ] {
+                if v.as_u64().unwrap_or(0) > 0 {
+                    misses.push(format!("{who}: {v} {what}"));
+                }
+            }
+            if l["persons_value_kept"] != true {
+                misses.push(format!("{who}: the person's value in `www` was touched"));
+            }
+            for (phase, p) in [("join", j), ("leave", l)] {
+                if let Some(e) = p["errors"].as_array().and_then(|e| e.first()) {
+                    let _ = writeln!(
+                        errors,
+                        "- {who}, {phase} ({} agents logged errors; this one by {}): `` {} ``",
+                        p["agents_with_errors"],
+                        e["agents"],
+                        e["example"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        s.push_str(&notes);
+    }
+
+    if !reap.is_empty() {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} of {} | {} ({:.1}) | {} | {} | {} | {} | {} | {} | {} | {} | {} of {} | {} |",
-            f["n"],
-            secs_or(&f["join_secs"], &f["deadline_secs"]),
-            ratio("join_ratio"),
-            f["published_at_deadline"],
-            f["n"],
-            f["join_requests"],
-            num(&f["join_requests_per_agent"]),
-            f["join_throttled"],
-            f["join_conflicts"],
-            f["lost"],
-            secs_or(&f["leave_secs"], &f["deadline_secs"]),
-            ratio("leave_ratio"),
-            f["leave_requests"],
-            f["leave_throttled"],
-            match f["killed_at_deadline"].as_u64().unwrap_or(0) {
-                0 => f["failed_exits"].to_string(),
-                killed => format!(
-                    "{} ({killed} still leaving at the deadline, killed)",
-                    f["failed_exits"]
-                ),
-            },
-            f["left_behind"],
-            f["n"],
-            if f["persons_value_kept"] == true {
-                "kept"
-            } else {
-                "TOUCHED"
-            },
+            "\n#### Short stop: survivors reap what a stopped fleet left\n\n\
+             N agents on Route53 (multivalue, today's quota) with `[lease] ttl = \"60s\"` are stopped together with \
+             `stop_timeout = \"5s\"`, well under the leave floor; three agents with the same lease and `reap = true`, \
+             started before them and kept running, remove what the N left once their leases run out (a lease is renewed \
+             every ttl/3; the survivors reap at each reconcile, every 20 s). *Reaped after* counts from the SIGTERM.\n\n\
+             | N stopped | leave floor | all exited after | exited non-zero | left when all had exited | reaped after | \
+             requests / stopped agent (accepted) | throttled | survivors' values lost | survivors stopped cleanly | left at the end | person's value |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|"
         );
-        for (phase, key, count) in [
-            ("join", "example_join_error", &f["agents_with_join_errors"]),
-            ("leave", "example_leave_error", &f["failed_exits"]),
-        ] {
-            if let Some(e) = f[key].as_str() {
+        for x in &reap {
+            let t = &x["after_sigterm"];
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                x["n"],
+                num(&x["leave_floor_secs"]),
+                x["all_exited_secs"]
+                    .as_f64()
+                    .map_or("–".into(), |v| format!("{v:.1} s")),
+                x["exited_nonzero"],
+                match (
+                    x["values_left_at_exit"].as_u64(),
+                    x["agents_left_at_exit"].as_u64()
+                ) {
+                    (Some(v), Some(a)) => format!("{v} values of {a} agents"),
+                    _ => "–".into(),
+                },
+                x["reaped_secs"].as_f64().map_or_else(
+                    || format!("not within {} s", x["deadline_secs"]),
+                    |v| format!("{v:.1} s")
+                ),
+                per_agent(t),
+                share(t),
+                x["survivors_values_lost"],
+                if x["survivors_exited_nonzero"] == 0 && x["survivors_killed"] == 0 {
+                    "yes".to_string()
+                } else {
+                    format!(
+                        "no ({} non-zero, {} killed)",
+                        x["survivors_exited_nonzero"], x["survivors_killed"]
+                    )
+                },
+                x["values_left_after_survivors_stopped"],
+                kept(&x["persons_value_kept"]),
+            );
+            let who = format!("short stop N={}", x["n"]);
+            if x["reaped_secs"].is_null() {
+                misses.push(format!(
+                    "{who}: the survivors did not reap everything within {} s",
+                    x["deadline_secs"]
+                ));
+            }
+            for (v, what) in [
+                (&x["survivors_values_lost"], "survivors' values lost"),
+                (
+                    &x["values_left_after_survivors_stopped"],
+                    "values left after the survivors stopped",
+                ),
+                (&x["join_values_lost"], "values lost during the join"),
+            ] {
+                if v.as_u64().unwrap_or(0) > 0 {
+                    misses.push(format!("{who}: {v} {what}"));
+                }
+            }
+            if x["persons_value_kept"] != true {
+                misses.push(format!("{who}: the person's value in `www` was touched"));
+            }
+            if let Some(e) = x["stop_errors"].as_array().and_then(|e| e.first()) {
                 let _ = writeln!(
                     errors,
-                    "- N={}, {phase} ({count} agents): `` {e} ``",
-                    f["n"]
+                    "- {who}, stop ({} agents logged errors; this one by {}): `` {} ``",
+                    x["agents_with_stop_errors"],
+                    e["agents"],
+                    e["example"].as_str().unwrap_or("")
                 );
             }
         }
     }
+
+    if !misses.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**What misses** (ratio or requests above 1.3×, anything lost, left or failed):\n"
+        );
+        for m in &misses {
+            let _ = writeln!(s, "- {m}");
+        }
+    } else if !fleets.is_empty() {
+        s.push_str("\nNothing misses: every ratio and every request count within 1.3×, nothing lost, left or failed.\n");
+    }
     if !errors.is_empty() {
         let _ = write!(
             s,
-            "\nErrors the agents logged (one example per phase):\n\n{errors}"
+            "\nErrors the agents logged (the most common kind per phase, one example line):\n\n{errors}"
         );
     }
-    let bf = r["baseline_fleet"].as_array().cloned().unwrap_or_default();
+
     if !bf.is_empty() {
         s.push_str(
-            "\nThe baseline, the same N joins at once with the AWS CLI (`bench/baseline/route53.sh join` with `RR_NAME=www`: \
-             an UPSERT of each shared rrset holding this machine's value, then the waiter). It has no safety for shared rrsets: \
-             each UPSERT replaces the rrset.\n\n\
-             | N | all CLIs done | requests | throttled | CLIs failed | `www` addresses kept | SRV lines kept | values lost | person's value |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
+            "\n#### The baseline: the same joins with the AWS CLI\n\n\
+             N `bench/baseline/route53.sh join` with `RR_NAME=www` at once, on the same Route53 stand-in as the simple-routing \
+             fleets (today's quota, PriorRequestNotComplete, SigV4): an UPSERT of each rrset holding only this machine's value, \
+             then the waiter. It has no safety for shared rrsets: each UPSERT replaces the rrset, and the numbers show it.\n\n\
+             | N | all CLIs done | requests (accepted) | throttled | CLIs failed | `www` addresses kept | SRV lines kept | values lost | machines fully published | person's value |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
         );
         for f in &bf {
             let _ = writeln!(
                 s,
-                "| {} | {:.1} s | {} | {} | {} | {} of {} | {} of {} | {} | {} |",
+                "| {} | {:.1} s | {} ({}) | {} | {} | {} of {} | {} of {} | {} | {} of {} | {} |",
                 f["n"],
                 num(&f["secs"]),
                 f["requests"],
-                f["throttled"],
+                f["accepted"],
+                share(f),
                 f["failed_exits"],
                 f["www_values_kept"],
                 f["n"],
                 f["srv_lines_kept"],
                 f["n"],
                 f["lost"],
+                f["published"],
+                f["n"],
                 if f["persons_value_kept"] == true {
                     "kept"
                 } else {
@@ -1153,7 +2486,74 @@ fn markdown(r: &Json) -> String {
             );
         }
     }
+}
+
+fn markdown(r: &Json) -> String {
+    let mut s = String::new();
+    if r["latency"].as_array().is_some_and(|l| !l.is_empty()) {
+        latency_markdown(r, &mut s);
+    }
+    let ran = |part: &str| {
+        r["parts"]
+            .as_array()
+            .is_none_or(|p| p.iter().any(|x| x == part))
+    };
+    if r["footprint"].is_object() || ran("latency") {
+        footprint_markdown(r, &mut s);
+    }
+    fleet_markdown(r, &mut s);
     s
+}
+
+/// nproc, RAM, kernel of this machine.
+fn machine() -> Json {
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    json!({
+        "nproc": std::thread::available_parallelism().map_or(0, usize::from),
+        "ram_mib": mem_kib / 1024,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "arch": std::env::consts::ARCH,
+    })
+}
+
+/// Raises the soft open-file limit to the hard one when a fleet needs more
+/// than it allows (a socket or two per agent in the stand-ins, plus logs);
+/// says so if that is not enough.
+fn open_files_for(n: usize) {
+    let needed = 4 * n as u64 + 512;
+    let soft = || -> Option<(u64, String)> {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let f: Vec<&str> = line.split_whitespace().collect();
+        Some((f.get(3)?.parse().ok()?, f.get(4)?.to_string()))
+    };
+    let Some((current, hard)) = soft() else {
+        return;
+    };
+    if current >= needed {
+        return;
+    }
+    // prlimit (util-linux) on ourselves: this crate has no libc binding.
+    let _ = Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .arg(format!("--nofile={hard}:{hard}"))
+        .status();
+    if let Some((now, _)) = soft()
+        && now < needed
+    {
+        eprintln!(
+            "bench: warning: open files limited to {now}, a fleet of {n} may need {needed} (raise `ulimit -n`)"
+        );
+    }
 }
 
 fn main() {
@@ -1177,35 +2577,89 @@ fn real_main() -> Result<()> {
         return Ok(());
     }
     let started = std::time::SystemTime::now();
+    let biggest = o
+        .fleet
+        .iter()
+        .chain(&o.legacy)
+        .chain(&o.baseline_fleet)
+        .chain(std::iter::once(&o.reap))
+        .max()
+        .copied()
+        .unwrap_or(0);
+    open_files_for(biggest + 8);
 
-    eprintln!("bench: join/leave latency, {} runs per provider", o.runs);
     let mut latency_results = Vec::new();
-    let targets: Vec<(Box<dyn Target>, u8)> = vec![
-        (Box::new(Route53Target::start()), 1),
-        (Box::new(CloudflareTarget::start()), 2),
-        (Box::new(Rfc2136Target::start()), 3),
-    ];
-    for (t, group) in &targets {
-        latency_results.push(latency(&o, t.as_ref(), *group)?);
+    if o.runs_part("latency") {
+        eprintln!("bench: join/leave latency, {} runs per provider", o.runs);
+        let targets: Vec<(Box<dyn Target>, u8)> = vec![
+            (Box::new(Route53Target::start()), 1),
+            (Box::new(CloudflareTarget::start()), 2),
+            (Box::new(Rfc2136Target::start()), 3),
+        ];
+        for (t, group) in &targets {
+            latency_results.push(latency(&o, t.as_ref(), *group)?);
+        }
     }
-    drop(targets);
 
     let mut fleet_results = Vec::new();
-    for &n in &o.fleet {
-        eprintln!("bench: fleet of {n} agents");
-        // Long enough for several reconciles; bounded so that a full run
-        // stays near 15 minutes even when a fleet does not converge.
-        let deadline = Duration::from_secs((60 + n as u64).min(180));
-        let r = fleet(&o, n, deadline)?;
-        eprintln!("  {r}");
-        fleet_results.push(r);
+    let mut sizes = o.fleet.clone();
+    sizes.sort_unstable();
+    if o.runs_part("fleet") {
+        for flavor in Flavor::ALL.into_iter().filter(|f| o.runs_flavor(*f)) {
+            for &n in &sizes {
+                if flavor == Flavor::Route53Simple && n > o.simple_max {
+                    eprintln!(
+                        "bench: fleet {} N={n}: not run (above --simple-max {}: a shared rrset of that many values cannot be rewritten in one Route53 batch)",
+                        flavor.name(),
+                        o.simple_max
+                    );
+                    fleet_results.push(simple_skipped(n, o.simple_max));
+                    continue;
+                }
+                eprintln!("bench: fleet {} N={n}", flavor.name());
+                fleet_results.push(fleet(&o, flavor, Quota::CURRENT, n)?);
+            }
+        }
+    }
+    if o.runs_part("legacy") && o.runs_flavor(Flavor::Route53Multivalue) {
+        for &n in &o.legacy {
+            eprintln!(
+                "bench: fleet {} N={n} at the legacy quota",
+                Flavor::Route53Multivalue.name()
+            );
+            fleet_results.push(fleet(&o, Flavor::Route53Multivalue, Quota::LEGACY, n)?);
+        }
+    }
+    // Rows by provider, then by N, the legacy rows after the current ones.
+    fleet_results.sort_by_key(|f| {
+        (
+            Flavor::ALL
+                .iter()
+                .position(|x| f["provider"] == x.name())
+                .unwrap_or(9),
+            f["limit"]["name"] == "legacy",
+            f["n"].as_u64().unwrap_or(0),
+        )
+    });
+    let mut reap_results = Vec::new();
+    if o.runs_part("reap") && o.reap > 0 && o.runs_flavor(Flavor::Route53Multivalue) {
+        eprintln!("bench: short stop, N={} reaped by 3 survivors", o.reap);
+        reap_results.push(reap(&o, o.reap)?);
     }
     let mut baseline_fleet_results = Vec::new();
-    for &n in &o.baseline_fleet {
-        eprintln!("bench: baseline fleet of {n} AWS CLI joins");
-        let r = baseline_fleet(&o, n)?;
-        eprintln!("  {r}");
-        baseline_fleet_results.push(r);
+    if o.runs_part("baseline") {
+        for &n in &o.baseline_fleet {
+            eprintln!("bench: baseline fleet of {n} AWS CLI joins");
+            let r = baseline_fleet(&o, n)?;
+            eprintln!(
+                "  {:.1}s, {} requests, {} of {n} fully published, {} values lost",
+                num(&r["secs"]),
+                r["requests"],
+                r["published"],
+                r["lost"]
+            );
+            baseline_fleet_results.push(r);
+        }
     }
 
     let footprint = match &o.footprint {
@@ -1223,20 +2677,26 @@ fn real_main() -> Result<()> {
     let results = json!({
         "command": o.command,
         "revision": o.revision,
-        "machine": o.machine,
+        "machine": machine(),
         "date_unix": started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "dnsreg": o.dnsreg.display().to_string(),
+        "parts": o.only,
         "runs": o.runs,
-        "route53_rate_per_second": ROUTE53_ACCOUNT_RATE,
-        "route53_rate_source": ROUTE53_RATE_SOURCE,
+        "quotas": {
+            "route53_current": Limit::route53(Quota::CURRENT).json(),
+            "route53_legacy": Limit::route53(Quota::LEGACY).json(),
+            "route53_prior_request_not_complete": {"share": PRIOR_REQUEST_SHARE, "source": PRIOR_REQUEST_SOURCE},
+            "route53_batch": {"max_resource_records": 1000, "source": ROUTE53_BATCH_SOURCE},
+            "cloudflare": Limit::cloudflare().json(),
+            "rfc2136": "none (a real BIND, no rate limit)",
+        },
         "route53_insync_after_ms": testkit::route53::DEFAULT_INSYNC_AFTER.as_millis() as u64,
-        "cloudflare_rate_limit": format!("{} requests per {:?}", CLOUDFLARE_RATE_LIMIT.0, CLOUDFLARE_RATE_LIMIT.1),
         "latency": latency_results,
         "binary_bytes": binary_bytes,
         "footprint": footprint,
         "baseline_install_kib": baseline_install_kib,
-        "fleet_routing": if fleet_multivalue() { "multivalue" } else { "simple" },
         "fleet": fleet_results,
+        "reap": reap_results,
         "baseline_fleet": baseline_fleet_results,
     });
     let md = markdown(&results);
