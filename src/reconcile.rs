@@ -380,11 +380,19 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     }
 
     // Carry other instances' announced values at the shared rrsets being written.
+    // And, whenever this write removes a value, the `drop` lines other
+    // instances have for it: once gone it is not theirs to remove any more
+    // (a value added again later, by a person, say, must not be).
     let mut peers: BTreeMap<String, Registry> = BTreeMap::new();
-    if how == How::Materialise {
+    let removing: Values = edit.remove.values().flatten().cloned().collect();
+    if how == How::Materialise || (writes_shared && !removing.is_empty()) {
+        let carry = how == How::Materialise;
         let mut cost = batch_cost(&edit, seen);
         for (label, r) in others.iter() {
-            if peers.len() >= MAX_PEERS_PER_WRITE || r.expired(ctx.now) {
+            if peers.len() >= MAX_PEERS_PER_WRITE
+                || (carry && r.expired(ctx.now))
+                || (!carry && !r.dropped.iter().any(|d| removing.contains(d)))
+            {
                 continue;
             }
             let Ok(reg_name) = registry::name(zone, label) else {
@@ -400,7 +408,7 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
             let mut after = r.clone();
             let mut add: Vec<Value> = Vec::new();
             let mut remove: Vec<Value> = Vec::new();
-            for w in &r.wanted {
+            for w in r.wanted.iter().filter(|_| carry) {
                 let k = w.key();
                 if !seen.rrsets.contains_key(&k) || !shared(&k) || add.contains(w) {
                     continue;
@@ -430,6 +438,9 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
             for d in &r.dropped {
                 let k = d.key();
                 if !seen.rrsets.contains_key(&k) || !shared(&k) {
+                    continue;
+                }
+                if !carry && !removing.contains(d) {
                     continue;
                 }
                 let claimed_elsewhere =
