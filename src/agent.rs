@@ -165,7 +165,22 @@ pub async fn run(
     let mut mode = mode_for(&health.borrow());
     let mut ready = false;
     let mut attempt = 0;
-    let mut next_sync = Instant::now();
+    // A fleet booting together: spread the first joins over `join_spread`.
+    let spread = crate::retry::Backoff {
+        base: config.agent.join_spread,
+        cap: config.agent.join_spread,
+        attempts: 1,
+    }
+    .delay(0);
+    if !spread.is_zero() {
+        tracing::info!(
+            "joining in {} (join_spread: a fleet starting together reaches the provider at its rate)",
+            humantime::format_duration(Duration::from_millis(
+                u64::try_from(spread.as_millis()).unwrap_or(0)
+            ))
+        );
+    }
+    let mut next_sync = Instant::now() + spread;
     let mut next_notice = Instant::now();
     let mut next_confirm: Option<Instant> = None;
     // Until READY=1, systemd's start timeout is pushed back while the loop

@@ -371,6 +371,10 @@ pub struct AgentConfig {
     pub notice_interval: Duration,
     pub drain: Duration,
     pub stop_timeout: Duration,
+    /// The first join of `run` waits a random while up to this long, so that
+    /// a fleet booting together reaches the provider at its rate instead of
+    /// all at once. Zero by default.
+    pub join_spread: Duration,
     pub state_dir: PathBuf,
 }
 
@@ -382,6 +386,7 @@ impl Default for AgentConfig {
             notice_interval: Duration::from_secs(5),
             drain: Duration::ZERO,
             stop_timeout: Duration::from_secs(20),
+            join_spread: Duration::ZERO,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
@@ -558,6 +563,7 @@ pub struct RawAgent {
     pub notice_interval: Option<S<String>>,
     pub drain: Option<S<String>>,
     pub stop_timeout: Option<S<String>>,
+    pub join_spread: Option<S<String>>,
     pub state_dir: Option<S<String>>,
 }
 
@@ -1687,6 +1693,7 @@ fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
         notice_interval,
         drain: c.duration(&raw.drain, "agent.drain", d.drain),
         stop_timeout: c.duration(&raw.stop_timeout, "agent.stop_timeout", d.stop_timeout),
+        join_spread: c.duration(&raw.join_spread, "agent.join_spread", d.join_spread),
         state_dir: raw
             .state_dir
             .map(|s| PathBuf::from(s.into_inner()))
@@ -2004,6 +2011,7 @@ txt = { path = "/", version = "1" }
 [agent]
 reconcile_interval = "30s"
 stop_timeout = "15s"
+join_spread = "100s"
 state_dir = "/tmp/dnsreg-state"
 "#;
 
@@ -2013,6 +2021,15 @@ state_dir = "/tmp/dnsreg-state"
         assert_eq!(c.providers.len(), 1);
         assert_eq!(c.records.len(), 4);
         assert_eq!(c.agent.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(c.agent.join_spread, Duration::from_secs(100));
+        assert_eq!(
+            parse("t.toml", &GOOD.replace("join_spread = \"100s\"\n", ""))
+                .unwrap()
+                .agent
+                .join_spread,
+            Duration::ZERO,
+            "no spread unless asked"
+        );
         match &c.records[3].kind {
             SpecKind::Service { target, txt, .. } => {
                 assert_eq!(target.as_str(), "{instance_id}");
