@@ -61,8 +61,8 @@ async fn wait_until_live(engine: &mut Engine) -> bool {
                 Ok(true) => tracing::info!(
                     provider = %c.provider,
                     change = %c.change,
-                    "live {} after it was accepted",
-                    humantime::format_duration(Duration::from_millis(u64::try_from(c.after.as_millis()).unwrap_or(0)))
+                    "live on every server {:.1}s after it was accepted",
+                    c.after.as_secs_f64()
                 ),
                 Ok(false) => {
                     tracing::debug!(provider = %c.provider, change = %c.change, "still pending")
