@@ -244,8 +244,13 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    /// Removed, unless BENCH_KEEP is set (the agents' logs, to read after).
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("BENCH_KEEP").is_some() {
+            eprintln!("bench: kept {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -1133,6 +1138,16 @@ fn axfr(bind: &Bind) -> Option<HashSet<Rec>> {
     )
 }
 
+/// The zone as lines, sorted, into the scratch directory (kept with BENCH_KEEP).
+fn dump_zone(zone: &HashSet<Rec>, path: &Path) {
+    let mut lines: Vec<String> = zone
+        .iter()
+        .map(|(name, rtype, value)| format!("{name} {rtype} {value}\n"))
+        .collect();
+    lines.sort();
+    let _ = std::fs::write(path, lines.concat());
+}
+
 /// One `dnsreg run` of a fleet.
 struct Agent {
     child: Child,
@@ -1388,6 +1403,16 @@ fn pace(since: Instant) {
 /// Error lines the agents logged in a phase (between log offsets), by kind:
 /// how many agents logged each kind, with one example line.
 fn agent_errors(agents: &[Agent], from: &[u64], to: Option<&[u64]>) -> (usize, Json) {
+    agent_lines(agents, from, to, false)
+}
+
+/// The same with the warnings too (` WARN ` lines).
+fn agent_lines(
+    agents: &[Agent],
+    from: &[u64],
+    to: Option<&[u64]>,
+    warnings: bool,
+) -> (usize, Json) {
     let mut kinds: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut agents_with = 0;
     for (i, a) in agents.iter().enumerate() {
@@ -1398,7 +1423,10 @@ fn agent_errors(agents: &[Agent], from: &[u64], to: Option<&[u64]>) -> (usize, J
         let mut mine = BTreeMap::new();
         for line in text.lines() {
             let line = line.trim();
-            if line.starts_with("dnsreg: ") || line.contains(" ERROR ") {
+            if line.starts_with("dnsreg: ")
+                || line.contains(" ERROR ")
+                || (warnings && line.contains(" WARN "))
+            {
                 mine.insert(error_kind(line), line.to_string());
             }
         }
@@ -1419,9 +1447,10 @@ fn agent_errors(agents: &[Agent], from: &[u64], to: Option<&[u64]>) -> (usize, J
 
 /// An error line without its timestamp, numbers and instance names: what it says.
 fn error_kind(line: &str) -> String {
-    let text = match line.find(" ERROR ") {
-        Some(i) => &line[i + 7..],
-        None => line,
+    let text = match (line.find(" ERROR "), line.find(" WARN ")) {
+        (Some(i), _) => &line[i + 7..],
+        (None, Some(i)) => &line[i + 6..],
+        _ => line,
     };
     let mut kind = String::new();
     let mut digits = false;
@@ -1559,6 +1588,7 @@ fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize) -> Result<Json> {
         .count();
     let (leave_error_agents, leave_errors) = agent_errors(&agents, &offsets, None);
     let zone_after = backend.zone().context("read the zone after the fleet")?;
+    dump_zone(&zone_after, &scratch.0.join("zone-after.txt"));
     let values_left: usize = values
         .iter()
         .flatten()
@@ -1753,6 +1783,9 @@ fn reap(o: &Options, n: usize) -> Result<Json> {
     let refs: Vec<&Agent> = agents.iter().collect();
     sigterm(&refs)?;
     let start = Instant::now();
+    // Reaping is due within a lease and two reconciles of the survivors (plus
+    // the removals at the rate): wait four leases, then it is a miss.
+    let reap_deadline = deadline.min(Duration::from_secs(240));
     // The survivors' values must stay throughout: the fleet's are expected to go.
     let mut w = Watch::new(n + SURVIVORS, start);
     w.remaining_series.push((0.0, n + SURVIVORS));
@@ -1786,7 +1819,7 @@ fn reap(o: &Options, n: usize) -> Result<Json> {
                 break;
             }
         }
-        if start.elapsed() > deadline {
+        if start.elapsed() > reap_deadline {
             break;
         }
         pace(t);
@@ -1816,16 +1849,51 @@ fn reap(o: &Options, n: usize) -> Result<Json> {
         std::thread::sleep(SAMPLE_EVERY);
     }
     let survivors_killed = kill_rest(&mut survivors)?;
+    let (survivor_error_agents, survivor_errors) =
+        agent_lines(&survivors, &[0; SURVIVORS], None, true);
     let survivors_failed = survivors
         .iter()
         .filter(|a| a.status.is_some_and(|s| !s.success()))
         .count();
     let zone_after = backend.zone().context("read the zone after the fleet")?;
+    dump_zone(&zone_after, &scratch.0.join("zone-after.txt"));
     let left_after = all_values
         .iter()
         .flatten()
         .filter(|v| zone_after.contains(v))
         .count();
+    // What is left is a finding: one plain `dnsreg reap` (the first
+    // survivor's configuration), the account to itself, says whether reaping
+    // can take it out at all, and what it says about it.
+    let one_shot = if left_after > 0 {
+        backend.fresh_limits();
+        let cfg = scratch
+            .0
+            .join(format!("survivor-{}", survivors_m[0].id))
+            .join("dnsreg.toml");
+        let mut c = isolated(Path::new("timeout"), &scratch.0);
+        c.arg("180").arg(&o.dnsreg).arg("-c").arg(&cfg).arg("reap");
+        let started = Instant::now();
+        let out = c.output().context("run dnsreg reap")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let zone = backend.zone().context("read the zone after dnsreg reap")?;
+        dump_zone(&zone, &scratch.0.join("zone-after-reap.txt"));
+        let lines: Vec<&str> = text.lines().collect();
+        json!({
+            "exit": out.status.code(),
+            "secs": started.elapsed().as_secs_f64(),
+            "reaped_instances": lines.iter().filter(|l| l.contains(": reaped ")).count(),
+            "values_left": all_values.iter().flatten().filter(|v| zone.contains(v)).count(),
+            "registries_left": zone.iter().filter(|r| r.0.contains("._dnsreg.")).map(|r| &r.0).collect::<HashSet<_>>().len(),
+            "output_head": lines.iter().take(12).collect::<Vec<_>>(),
+        })
+    } else {
+        Json::Null
+    };
     let persons_kept =
         !watch.persons_missing && !w.persons_missing && zone_after.contains(&persons_rec());
     let survivors_lost: usize = w.lost[n..].iter().flatten().filter(|b| **b).count()
@@ -1847,13 +1915,34 @@ fn reap(o: &Options, n: usize) -> Result<Json> {
         "values_left_at_exit": left_at_exit.map(|v| v.0),
         "agents_left_at_exit": left_at_exit.map(|v| v.1),
         "reaped_secs": reaped,
+        "reap_deadline_secs": reap_deadline.as_secs(),
         "stop_errors": stop_errors,
+        "survivor_errors": survivor_errors,
+        "survivors_with_errors": survivor_error_agents,
         "agents_with_stop_errors": stop_error_agents,
         "survivors_values_lost": survivors_lost,
         "survivors_running_at_end": survivors_running,
         "survivors_exited_nonzero": survivors_failed,
         "survivors_killed": survivors_killed,
         "values_left_after_survivors_stopped": left_after,
+        "registries_left_after_survivors_stopped": zone_after
+            .iter()
+            .filter(|r| r.0.contains("._dnsreg."))
+            .map(|r| &r.0)
+            .collect::<HashSet<_>>()
+            .len(),
+        "one_shot_reap_after": one_shot,
+        "machines_left_after_survivors_stopped": fleet_m
+            .iter()
+            .zip(&all_values)
+            .filter(|(_, v)| v.iter().any(|r| zone_after.contains(r)))
+            .map(|(m, _)| m.id.clone())
+            .collect::<Vec<_>>(),
+        "other_records_left": zone_after
+            .iter()
+            .filter(|r| !all_values.iter().flatten().any(|v| v == *r) && **r != persons_rec())
+            .map(|(name, rtype, value)| format!("{name} {rtype} {value}"))
+            .collect::<Vec<_>>(),
         "persons_value_kept": persons_kept,
         "after_sigterm": tally.json(n),
         "series": series(&w.remaining_series),
@@ -1988,9 +2077,9 @@ fn latency_markdown(r: &Json, s: &mut String) {
     let _ = writeln!(
         s,
         "\nEach step publishes (or removes) one machine's A record and its line in a shared SRV rrset. \
-         dnsreg reads before it writes: the zone id, the rrsets it shares (its change is conditional on them, \
-         so no other machine's value is lost) and its ownership registry, which it writes in the same change; \
-         on Route53 it waits for INSYNC, asking first after 500 ms (the stand-in reports INSYNC {} ms after a change). \
+         dnsreg's change is conditional on what it read of the rrsets it shares, or on the provider's own atomic checks, \
+         so no other machine's value is lost, and it writes its ownership registry in the same change; \
+         the one-shot commands wait until Route53 reports the change INSYNC (the stand-in does {} ms after a change). \
          The baselines write blind: the AWS CLI UPSERTs whole rrsets (another machine's SRV line would be replaced; \
          its leave, a DELETE naming one line, is refused once others share the rrset) and is given the zone id; \
          curl posts one record per call, not atomically; nsupdate sends one UPDATE without prerequisites. \
@@ -2245,6 +2334,7 @@ fn fleet_markdown(r: &Json, s: &mut String) {
         let _ = writeln!(s, "| {} |", head.join(" | "));
         let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
         let mut notes = String::new();
+        let mut spawned = Vec::new();
         for f in rows {
             let n = &f["n"];
             let limit_name = f["limit"]["name"].as_str().unwrap_or("");
@@ -2264,6 +2354,10 @@ fn fleet_markdown(r: &Json, s: &mut String) {
                 continue;
             }
             let (j, l) = (&f["join"], &f["leave"]);
+            spawned.push(format!(
+                "{:.1} s for N = {label}",
+                num(&j["spawned_in_secs"])
+            ));
             let mut row = vec![
                 label.clone(),
                 phase_secs(j, &f["deadline_secs"], "published", n),
@@ -2349,9 +2443,17 @@ fn fleet_markdown(r: &Json, s: &mut String) {
                 }
             }
         }
+        if !spawned.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nStarting the N processes took {} (inside the join time).",
+                spawned.join(", ")
+            );
+        }
         s.push_str(&notes);
     }
 
+    let mut reap_notes = String::new();
     if !reap.is_empty() {
         let _ = writeln!(
             s,
@@ -2383,7 +2485,7 @@ fn fleet_markdown(r: &Json, s: &mut String) {
                     _ => "–".into(),
                 },
                 x["reaped_secs"].as_f64().map_or_else(
-                    || format!("not within {} s", x["deadline_secs"]),
+                    || format!("not within {} s", opt(&x["reap_deadline_secs"])),
                     |v| format!("{v:.1} s")
                 ),
                 per_agent(t),
@@ -2401,10 +2503,39 @@ fn fleet_markdown(r: &Json, s: &mut String) {
                 kept(&x["persons_value_kept"]),
             );
             let who = format!("short stop N={}", x["n"]);
+            let one = &x["one_shot_reap_after"];
+            if one.is_object() {
+                let _ = writeln!(
+                    reap_notes,
+                    "\nN = {}: after the survivors stopped, {} values were left and {} ownership registries \
+                     (`<instance>._dnsreg.{ZONE}` TXT, which list what an instance owns and hold its lease). \
+                     One `dnsreg reap` then, the account to itself, exited {} after {:.0} s, reporting {} instances reaped; \
+                     values left after it: {}, registries left: {}.",
+                    x["n"],
+                    x["values_left_after_survivors_stopped"],
+                    x["registries_left_after_survivors_stopped"],
+                    opt(&one["exit"]),
+                    num(&one["secs"]),
+                    one["reaped_instances"],
+                    one["values_left"],
+                    one["registries_left"],
+                );
+                if one["values_left"].as_u64().unwrap_or(0) > 0
+                    && one["reaped_instances"].as_u64().unwrap_or(0) > 0
+                {
+                    misses.push(format!(
+                        "{who}: `dnsreg reap` reported {} instances reaped and removed their registries, \
+                         yet {} of the stopped fleet's values are still in the zone (before it: {}), listed by no registry any more",
+                        one["reaped_instances"],
+                        one["values_left"],
+                        x["values_left_after_survivors_stopped"]
+                    ));
+                }
+            }
             if x["reaped_secs"].is_null() {
                 misses.push(format!(
                     "{who}: the survivors did not reap everything within {} s",
-                    x["deadline_secs"]
+                    opt(&x["reap_deadline_secs"])
                 ));
             }
             for (v, what) in [
@@ -2422,6 +2553,16 @@ fn fleet_markdown(r: &Json, s: &mut String) {
             if x["persons_value_kept"] != true {
                 misses.push(format!("{who}: the person's value in `www` was touched"));
             }
+            if let Some(e) = x["survivor_errors"].as_array().and_then(|e| e.first()) {
+                let _ = writeln!(
+                    errors,
+                    "- {who}, the survivors ({} of {} logged errors or warnings; this one by {}): `` {} ``",
+                    x["survivors_with_errors"],
+                    x["survivors"],
+                    e["agents"],
+                    e["example"].as_str().unwrap_or("")
+                );
+            }
             if let Some(e) = x["stop_errors"].as_array().and_then(|e| e.first()) {
                 let _ = writeln!(
                     errors,
@@ -2434,6 +2575,7 @@ fn fleet_markdown(r: &Json, s: &mut String) {
         }
     }
 
+    s.push_str(&reap_notes);
     if !misses.is_empty() {
         let _ = writeln!(
             s,
