@@ -387,10 +387,26 @@ pub async fn run(
     // finish is reported by name before the hard limit cuts everything off.
     let per_provider = stop_timeout.saturating_sub((stop_timeout / 10).min(Duration::from_secs(1)));
     let left = timeout(stop_timeout, engine.sync(Action::Leave, per_provider)).await;
+    // Out of time with a lease to fall back on (a fleet stopping together
+    // faster than the provider's rate allows): what remains is the reapers'.
+    let left_to_reapers = |what: &str| match config.lease {
+        Some(lease) => {
+            tracing::warn!(
+                "{what}; left for reapers: this instance's lease runs out within {}, then any agent with reap = true (or `dnsreg reap`) removes them",
+                humantime::format_duration(lease.ttl)
+            );
+            Ok(())
+        }
+        None => Err(anyhow::anyhow!(
+            "{what}; some may remain (a [lease] would let peers reap them)"
+        )),
+    };
     let result = match left {
         Ok(Ok(reports)) => {
             if print_reports(Action::Leave, &reports) {
                 Ok(())
+            } else if reports.iter().all(|r| r.result.is_ok() || r.out_of_time) {
+                left_to_reapers("some records could not be removed within stop_timeout (see above)")
             } else {
                 Err(anyhow::anyhow!(
                     "some records could not be removed (see above)"
@@ -398,8 +414,8 @@ pub async fn run(
             }
         }
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(anyhow::anyhow!(
-            "removing records did not finish within stop_timeout ({}); some may remain",
+        Err(_) => left_to_reapers(&format!(
+            "removing records did not finish within stop_timeout ({})",
             humantime::format_duration(stop_timeout)
         )),
     };

@@ -62,6 +62,8 @@ struct Slot {
 pub struct Report {
     pub provider: String,
     pub result: Result<Outcome, String>,
+    /// It failed only by running out of time (the provider busy or contended).
+    pub out_of_time: bool,
 }
 
 impl Report {
@@ -73,6 +75,7 @@ impl Report {
                  the next run or reconcile finishes the work",
                 humantime::format_duration(deadline)
             )),
+            out_of_time: true,
         }
     }
 }
@@ -278,6 +281,7 @@ impl Engine {
         if let Err(e) = Self::connect(slot, known_zone.as_ref()).await {
             return Ok(Report {
                 provider: slot.name.clone(),
+                out_of_time: e.downcast_ref::<crate::reconcile::OutOfTime>().is_some(),
                 result: Err(format!("{e:#}")),
             });
         }
@@ -346,6 +350,10 @@ impl Engine {
         }
         Ok(Report {
             provider: slot.name.clone(),
+            out_of_time: result
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.downcast_ref::<crate::reconcile::OutOfTime>().is_some()),
             result: result.map_err(|e| format!("{e:#}")),
         })
     }

@@ -643,6 +643,20 @@ fn batch_cost(edit: &Edit, seen: &Seen) -> usize {
 // The loop
 // ---------------------------------------------------------------------------
 
+/// An operation that ran out of its deadline while the provider was busy or
+/// contended (as opposed to one that was refused): the next try may well
+/// succeed, and a leave's records are then left for a reaper.
+#[derive(Debug)]
+pub struct OutOfTime(pub String);
+
+impl std::fmt::Display for OutOfTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OutOfTime {}
+
 /// Retries one operation's calls: busy answers wait on the provider's pacer
 /// (the provider already knows), failures that may pass get a capped backoff
 /// and about a dozen tries, anything else ends the operation. All of it within
@@ -679,7 +693,10 @@ impl<'a> Attempts<'a> {
             Fail::Conflict(m) => Err(anyhow::anyhow!("{provider}: {doing}: {m}")),
             Fail::Busy { why, .. } => {
                 if Instant::now() >= self.deadline {
-                    anyhow::bail!("{provider}: {doing}: still busy at the deadline: {why}");
+                    return Err(OutOfTime(format!(
+                        "{provider}: {doing}: still busy at the deadline: {why}"
+                    ))
+                    .into());
                 }
                 Ok(())
             }
@@ -796,7 +813,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             if let Some(out) = handoff(&announced, conflicts) {
                 return Ok(out);
             }
-            anyhow::bail!(
+            return Err(OutOfTime(format!(
                 "{}: gave up after {}{}{}",
                 p.name(),
                 humantime::format_duration(intent.deadline),
@@ -809,7 +826,8 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     .last_busy()
                     .map(|b| format!(" (the provider kept saying it is busy: {b})"))
                     .unwrap_or_default()
-            );
+            ))
+            .into());
         }
         if let Step::Await(round) = step {
             // Give peers a moment to carry the announced values, then look.
@@ -1220,9 +1238,13 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
         .collect();
     let mut out = Vec::new();
     for (label, registry) in parsed.iter().filter(|(_, r)| r.expired(now)) {
+        // Where instances keep rrsets of their own, read and delete the dead
+        // one's, and what another instance publishes too is in its own rrsets.
+        let owner = p.as_owner(label);
+        let p = owner.as_ref().unwrap_or(p);
         let claimed_by_others: Values = parsed
             .iter()
-            .filter(|(l, r)| *l != label && !r.expired(now))
+            .filter(|(l, r)| *l != label && !r.expired(now) && !p.keeps_apart())
             .flat_map(|(_, r)| r.claims().cloned())
             .collect();
         let reg_key = RrKey {

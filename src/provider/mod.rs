@@ -160,6 +160,17 @@ pub trait Provider: Send + Sync {
         known: Option<&KnownZone>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// The same provider acting for another instance (by its registry label):
+    /// where each instance keeps rrsets of its own (Route53 multivalue), what
+    /// a reaper must read and delete are that instance's rrsets, not its own.
+    /// `None` where every instance sees the same rrsets.
+    fn as_owner(&self, _label: &str) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Drops the zone id learnt or given at [`Provider::connect`]: the next
     /// connect looks it up again.
     fn forget_zone(&mut self) {}

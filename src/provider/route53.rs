@@ -63,7 +63,7 @@ pub struct Route53 {
     client: Option<Client>,
     zone_id: String,
     zone: DomainName,
-    pacer: Pacer,
+    pacer: std::sync::Arc<Pacer>,
     /// Set once the zone was found to hold more than one page of rrsets:
     /// reads then ask for each rrset on its own.
     zone_is_large: std::sync::atomic::AtomicBool,
@@ -252,7 +252,7 @@ impl Route53 {
             client: None,
             zone_id,
             zone,
-            pacer: Pacer::new(Backoff::BUSY),
+            pacer: std::sync::Arc::new(Pacer::new(Backoff::BUSY)),
             zone_is_large: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -453,7 +453,9 @@ impl Route53 {
             }
             match (&set_id, &rrset.set_identifier) {
                 (None, None) => return Ok(Some(Stored::from_sdk(rrset))),
-                (Some(mine), Some(theirs)) if mine == theirs => {
+                // Route53 keeps a SetIdentifier as written; a registry label is
+                // lowercase (a reaper acting for an instance knows only that).
+                (Some(mine), Some(theirs)) if mine.eq_ignore_ascii_case(theirs) => {
                     return Ok(Some(Stored::from_sdk(rrset)));
                 }
                 (_, None) => plain = Some(rrset),
@@ -584,6 +586,22 @@ impl Provider for Route53 {
 
     fn pacer(&self) -> &Pacer {
         &self.pacer
+    }
+
+    fn as_owner(&self, label: &str) -> Option<Route53> {
+        self.keeps_apart().then(|| Route53 {
+            name: self.name.clone(),
+            cfg: self.cfg.clone(),
+            instance_id: label.to_string(),
+            client: self.client.clone(),
+            zone_id: self.zone_id.clone(),
+            zone: self.zone.clone(),
+            pacer: self.pacer.clone(),
+            zone_is_large: std::sync::atomic::AtomicBool::new(
+                self.zone_is_large
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        })
     }
 
     fn forget_zone(&mut self) {

@@ -254,3 +254,114 @@ stop_timeout = "20s"
         assert!(err.contains(says), "{says}:\n{err}");
     }
 }
+
+/// Under multivalue routing each instance has rrsets of its own: a reaper
+/// (another instance, `dnsreg reap`) must delete the dead instance's rrsets,
+/// not look for its own; an address the dead and a live instance both publish
+/// is in two rrsets, and only the dead one's goes.
+#[test]
+fn reap_deletes_a_dead_instances_own_multivalue_rrsets() {
+    let env = Env::new();
+    let t = now();
+    let multivalue = |id: &str, value: &str| {
+        let mut r = RrSet::simple("www.example.com.", "A", 60, &[value]);
+        r.set_identifier = Some(id.to_string());
+        r.multivalue_answer = Some(true);
+        env.r53.put_rrset(&env.zone_id, r);
+    };
+    multivalue("i-Dead", "192.0.2.7");
+    plant_registry(
+        &env,
+        "i-dead",
+        &["www.example.com. A 192.0.2.7"],
+        Some(t - 5),
+    );
+    multivalue("i-live", "192.0.2.7");
+    plant_registry(
+        &env,
+        "i-live",
+        &["www.example.com. A 192.0.2.7"],
+        Some(t + 3600),
+    );
+    let config = env.config(
+        "reap.toml",
+        "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\nrouting = \"multivalue\"\n\n[[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n\n[agent]\nstate_dir = \"{state_dir}\"\n",
+    );
+    let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("reap"), 0);
+    assert!(stdout(&out).contains("reaped i-dead"), "{}", stdout(&out));
+    let left: Vec<String> = env
+        .records()
+        .into_iter()
+        .filter(|r| r.starts_with("www."))
+        .collect();
+    assert_eq!(
+        left,
+        ["www.example.com. A [i-live] 192.0.2.7"],
+        "only the live instance's rrset stays"
+    );
+    assert!(
+        !env.records()
+            .iter()
+            .any(|r| r.starts_with("i-dead._dnsreg")),
+        "{:?}",
+        env.records()
+    );
+}
+
+/// A stop that runs out of time because the provider stays busy (a fleet
+/// stopping faster than the account's rate allows): with a lease, the records
+/// are left for the reapers and the agent says so and exits 0; without one it
+/// exits 1 and says a lease would have let peers reap them.
+#[test]
+fn a_stop_out_of_time_is_left_to_reapers_when_a_lease_covers_it() {
+    for lease in [true, false] {
+        let env = Env::new();
+        let text = REAPER
+            .replace("stop_timeout = \"10s\"", "stop_timeout = \"2s\"")
+            .replace("reap = true\n", "")
+            .replace(
+                "[lease]\nttl = \"1h\"\n",
+                if lease { "[lease]\nttl = \"1h\"\n" } else { "" },
+            );
+        let config = env.config("agent.toml", &text);
+        let mut child = env
+            .dnsreg()
+            .arg("-c")
+            .arg(&config)
+            .arg("run")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while env.values("www", "A") != ["192.0.2.50"] {
+            assert!(Instant::now() < deadline, "never published");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Route53 answers nothing but Throttling from now on.
+        env.r53
+            .fail_next(10_000, testkit::route53::Fault::Throttling);
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(
+            env.r53.pending_faults() < 10_000,
+            "the stop never asked Route53"
+        );
+        assert_eq!(
+            env.values("www", "A"),
+            ["192.0.2.50"],
+            "nothing could be removed"
+        );
+        if lease {
+            assert_eq!(out.status.code(), Some(0), "{err}");
+            assert!(err.contains("left for reapers"), "{err}");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(err.contains("a [lease] would let peers reap them"), "{err}");
+        }
+    }
+}
