@@ -20,6 +20,10 @@ use crate::registry::unix_now;
 use crate::state::{Pending, ProviderState, State, StateFile};
 
 /// Every provider type, for dispatch.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per configured provider, made once: boxing would only add an indirection"
+)]
 pub enum AnyProvider {
     Route53(Route53),
     Cloudflare(Cloudflare),
