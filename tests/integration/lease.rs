@@ -324,7 +324,7 @@ fn a_stop_out_of_time_is_left_to_reapers_when_a_lease_covers_it() {
                 if lease { "[lease]\nttl = \"1h\"\n" } else { "" },
             );
         let config = env.config("agent.toml", &text);
-        let mut child = env
+        let child = env
             .dnsreg()
             .arg("-c")
             .arg(&config)
