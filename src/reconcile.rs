@@ -39,8 +39,12 @@ use crate::record::{DomainName, RType, Record, RrKey, Value};
 use crate::registry::{self, Registry};
 use crate::retry::Backoff;
 
-/// Other instances' announced values carried in one write, at most.
-const MAX_PEERS_PER_WRITE: usize = 30;
+/// Other instances' announced values carried in one write, at most (the
+/// provider's batch limit usually binds first).
+const MAX_PEERS_PER_WRITE: usize = 100;
+/// Rounds an instance waits for the first of the waiting instances to carry
+/// its announced values before it carries them (and everyone's) itself.
+const PATIENCE: u32 = 3;
 
 /// What one instance wants of one provider.
 #[derive(Clone, Debug)]
@@ -781,6 +785,8 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
     let mut announced: Option<Plan> = None;
     // What the writes that landed so far added and removed.
     let mut landed = Outcome::default();
+    // Registries listed while waiting, for the write that follows.
+    let mut prelisted: Option<(BTreeMap<String, Values>, P::Snapshot)> = None;
     let contention = Duration::from_secs(60);
     let mut step = if !p.keeps_apart()
         && p.rewrites_rrsets()
@@ -839,16 +845,46 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             .delay(round)
             .max(Duration::from_millis(500));
             tries.sleep(wait).await;
-            let keys = BTreeSet::from([ctx.registry.clone()]);
-            let snap = match attempt(&mut tries, "reading this instance's registry", || {
-                p.read(&keys)
-            })
-            .await
-            {
-                Ok(s) => s,
-                Err(e) => return handoff(&announced, conflicts).ok_or(e),
+            // Where listing every registry costs one request, look at all of
+            // them: the first waiting instance (by label) carries, the others
+            // wait for it (up to PATIENCE rounds), so that one write per round
+            // carries the fleet instead of many racing each other.
+            let (reg, first) = if p.lists_cheaply() {
+                let listed = match attempt(&mut tries, "listing ownership registries", || {
+                    p.registries()
+                })
+                .await
+                {
+                    Ok(l) => l,
+                    Err(e) => return handoff(&announced, conflicts).ok_or(e),
+                };
+                let parsed: BTreeMap<String, Registry> = listed
+                    .0
+                    .iter()
+                    .map(|(l, v)| (l.clone(), Registry::parse(v)))
+                    .collect();
+                let first = parsed
+                    .iter()
+                    .filter(|(_, r)| {
+                        !r.expired(ctx.now) && (!r.wanted.is_empty() || !r.dropped.is_empty())
+                    })
+                    .map(|(l, _)| l.clone())
+                    .next();
+                let mine = parsed.get(&ctx.label).cloned().unwrap_or_default();
+                prelisted = Some(listed);
+                (mine, first)
+            } else {
+                let keys = BTreeSet::from([ctx.registry.clone()]);
+                let snap = match attempt(&mut tries, "reading this instance's registry", || {
+                    p.read(&keys)
+                })
+                .await
+                {
+                    Ok(s) => s,
+                    Err(e) => return handoff(&announced, conflicts).ok_or(e),
+                };
+                (Registry::parse(&p.values(&snap, &ctx.registry)), None)
             };
-            let reg = Registry::parse(&p.values(&snap, &ctx.registry));
             if reg.wanted.is_empty() && reg.dropped.is_empty() {
                 // Carried by a peer: report what the announcement asked for.
                 let plan = announced.take().unwrap_or_else(|| Plan {
@@ -874,7 +910,13 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                 out.memory = None;
                 return Ok(merged(out, &landed));
             }
-            step = Step::Write(How::Materialise);
+            step = match first {
+                Some(l) if l != ctx.label && round + 1 < PATIENCE => {
+                    prelisted = None;
+                    Step::Await(round + 1)
+                }
+                _ => Step::Write(How::Materialise),
+            };
             continue;
         }
         let how = match step {
@@ -893,9 +935,20 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             &ctx,
             how,
             memory.as_ref().filter(|_| trust_memory),
+            prelisted.take(),
             &mut tries,
         )
         .await?;
+        if how == How::Direct
+            && writes_shared
+            && !plan.edit.is_empty()
+            && p.pacer().busy_within(contention)
+        {
+            // The provider started throttling while this was read: a fleet is
+            // at it, and the write would only race. Announce instead.
+            step = Step::Announce;
+            continue;
+        }
         plan.outcome.conflicts = conflicts;
         if plan.edit.is_empty() && !presumed.is_empty() {
             // Nothing to do, says memory; but a memory is checked only by a
@@ -1067,6 +1120,7 @@ async fn observe<P: Provider>(
     ctx: &Ctx,
     how: How,
     memory: Option<&P::Snapshot>,
+    mut prelisted: Option<(BTreeMap<String, Values>, P::Snapshot)>,
     tries: &mut Attempts<'_>,
 ) -> anyhow::Result<(Plan, P::Snapshot, BTreeSet<RrKey>)> {
     let mut seen = Seen::default();
@@ -1164,8 +1218,12 @@ async fn observe<P: Provider>(
                 keys.extend(more);
             }
             Decision::ListRegistries => {
-                let (all, regs) =
-                    attempt(tries, "listing ownership registries", || p.registries()).await?;
+                let (all, regs) = match prelisted.take() {
+                    Some(listed) => listed,
+                    None => {
+                        attempt(tries, "listing ownership registries", || p.registries()).await?
+                    }
+                };
                 let mut others = BTreeMap::new();
                 for (label, values) in all {
                     if label == ctx.label {

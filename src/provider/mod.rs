@@ -290,6 +290,14 @@ pub trait Provider: Send + Sync {
         async { Ok(None) }
     }
 
+    /// Whether listing every registry ([`Provider::registries`]) costs about
+    /// what reading one rrset does (Route53: a page per 300 instances), so
+    /// that instances waiting for their announced values can see which of
+    /// them is first and let it alone carry everyone's.
+    fn lists_cheaply(&self) -> bool {
+        false
+    }
+
     /// Records (added plus removed, counting a rewritten rrset whole) that one
     /// write may carry.
     fn batch_limit(&self) -> usize {

@@ -636,6 +636,10 @@ impl Provider for Route53 {
         }
     }
 
+    fn lists_cheaply(&self) -> bool {
+        true
+    }
+
     fn batch_limit(&self) -> usize {
         // Room for this instance's own rrsets beside what it carries for peers.
         MAX_BATCH_RECORDS - 100
