@@ -56,6 +56,10 @@ const BACKOFF: Backoff = Backoff {
 };
 /// The largest UDP answer we ask for (the DNS flag day 2020 figure).
 const UDP_PAYLOAD: u16 = 1232;
+/// The largest message we send: a DNS message over TCP is at most 65,535
+/// bytes, and one over it is cut short without a word by the encoder (and a
+/// server applies what is left of an UPDATE), so keep room for the TSIG record.
+const MAX_MESSAGE: usize = 65_000;
 /// The clock skew TSIG tolerates, as BIND and nsupdate use by default.
 const FUDGE: u16 = 300;
 
@@ -408,12 +412,30 @@ impl Transport {
     /// Sends `message` and returns the server's answer, whatever its response
     /// code: callers decide what a code means for them.
     async fn send(&self, message: Message) -> Result<DnsResponse, Failure> {
+        // hickory truncates a message past 65,535 bytes silently (setting TC):
+        // an UPDATE cut short would be applied in part. Refuse it instead.
+        let size = message
+            .to_vec()
+            .map_err(|e| Failure::permanent(format!("cannot encode the message: {e}")))?
+            .len();
+        if size > MAX_MESSAGE {
+            return Err(Failure::permanent(format!(
+                "the message would be {size} bytes, more than DNS can carry (65,535 with its signature); dnsreg did not send it"
+            )));
+        }
         let request = || DnsRequest::new(message.clone(), options());
         match first(self.udp().await.send(request()), self).await {
             Ok(answer) if !answer.metadata.truncation => Ok(answer),
             Ok(_) => {
                 tracing::debug!(server = %self.addr, "answer truncated over UDP, asking again over TCP");
-                first(self.tcp().await?.send(request()), self).await
+                let answer = first(self.tcp().await?.send(request()), self).await?;
+                if answer.metadata.truncation {
+                    // Not even TCP carries it whole: a part would be taken for the whole.
+                    return Err(Failure::permanent(
+                        "the answer does not fit in one DNS message even over TCP (65,535 bytes): an rrset this large cannot be read, nor changed with a prerequisite that names it",
+                    ));
+                }
+                Ok(answer)
             }
             // No answer over UDP (a firewall, or nothing listening: ICMP
             // errors do not reach an unconnected socket): TCP says which.
@@ -707,6 +729,13 @@ impl Provider for Rfc2136 {
 
     fn transient_backoff(&self) -> Backoff {
         BACKOFF
+    }
+
+    /// An UPDATE names every rrset it changes in full (its prerequisite) and
+    /// must fit in one DNS message: about a thousand records of the sizes
+    /// dnsreg writes, with room to spare.
+    fn batch_limit(&self) -> usize {
+        600
     }
 
     async fn connect(&mut self, _known: Option<&super::KnownZone>) -> anyhow::Result<()> {

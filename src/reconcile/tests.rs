@@ -996,3 +996,71 @@ fn randomized_fleets_of_joins_leaves_crashes_and_a_persons_edits_lose_nothing() 
         }
     }
 }
+
+#[test]
+fn a_carried_value_always_comes_with_its_registry_flipped() {
+    // A materialiser with three waiting peers, each wanting a www address and
+    // an SRV line: every value it adds is in a registry it rewrites.
+    let zone = DomainName::new("example.com").unwrap();
+    let ctx = Ctx::new(&zone, "i-m", false).unwrap();
+    let mut seen = Seen::default();
+    let key = |n: &str, t: RType| RrKey {
+        name: DomainName::new(n).unwrap(),
+        rtype: t,
+    };
+    seen.rrsets
+        .insert(key("www.example.com", RType::A), Rrset::default());
+    seen.rrsets
+        .insert(key("_a._tcp.example.com", RType::SRV), Rrset::default());
+    seen.rrsets.insert(ctx.registry.clone(), Rrset::default());
+    let mut others = BTreeMap::new();
+    for k in 1..=3 {
+        let r = Registry {
+            wanted: [
+                value(&format!("www.example.com. A 192.0.2.{k}")),
+                value(&format!(
+                    "_a._tcp.example.com. SRV 0 0 80 h{k}.example.com."
+                )),
+            ]
+            .into(),
+            lease: Some(unix_now() + 3600),
+            ..Registry::default()
+        };
+        let name = registry::name(&zone, &format!("i-{k}")).unwrap();
+        seen.rrsets.insert(
+            RrKey {
+                name: name.clone(),
+                rtype: RType::TXT,
+            },
+            Rrset {
+                values: r.to_values(&name).unwrap(),
+                ttl: Some(60),
+            },
+        );
+        others.insert(format!("i-{k}"), r);
+    }
+    seen.others = Some(others);
+    let i = intent("i-m", &["www.example.com. A 192.0.2.9"], false);
+    let Decision::Write(plan) = decide(&i, &ctx, &seen, How::Materialise).unwrap() else {
+        panic!("a write")
+    };
+    let added: Vec<&Value> = plan.edit.add.values().flatten().map(|r| &r.value).collect();
+    for k in 1..=3 {
+        let reg = RrKey {
+            name: registry::name(&zone, &format!("i-{k}")).unwrap(),
+            rtype: RType::TXT,
+        };
+        let www = value(&format!("www.example.com. A 192.0.2.{k}"));
+        let srv = value(&format!(
+            "_a._tcp.example.com. SRV 0 0 80 h{k}.example.com."
+        ));
+        let flipped = plan.edit.add.get(&reg).map(|v| v.len()).unwrap_or(0);
+        assert_eq!(
+            added.contains(&&www) && added.contains(&&srv),
+            flipped == 2,
+            "i-{k}: values added {} and registry lines added {flipped}:\n{}",
+            added.contains(&&www) && added.contains(&&srv),
+            plan.edit
+        );
+    }
+}

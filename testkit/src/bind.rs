@@ -28,6 +28,10 @@ pub struct BindOptions {
     /// Grant the key only what dnsreg needs (`update-policy { grant KEY zonesub
     /// A AAAA SRV TXT PTR; }`, the README's advice) instead of `allow-update`.
     pub least_privilege: bool,
+    /// `max-records-per-type`: records one rrset may hold (BIND's default is
+    /// 100 since 9.18.28, ISC's answer to CVE-2024-1737; 0 is no limit).
+    /// `None` keeps BIND's default.
+    pub max_records_per_type: Option<u32>,
 }
 
 impl Default for BindOptions {
@@ -38,6 +42,7 @@ impl Default for BindOptions {
             key_name: "dnsreg-key".to_string(),
             allow_transfer: true,
             least_privilege: false,
+            max_records_per_type: None,
         }
     }
 }
@@ -336,6 +341,10 @@ fn wait_ready(dir: &Path, within: Duration) -> bool {
 
 fn write_config(dir: &Path, port: u16, o: &BindOptions) {
     let d = dir.display();
+    let records = o
+        .max_records_per_type
+        .map(|n| format!("max-records-per-type {n};"))
+        .unwrap_or_default();
     let transfer = if o.allow_transfer {
         format!("allow-transfer {{ key \"{}\"; }};", o.key_name)
     } else {
@@ -354,6 +363,7 @@ options {{
     notify no;
     dnssec-validation no;
     {transfer}
+    {records}
 }};
 controls {{ }};
 "#

@@ -237,3 +237,10 @@ fn cloudflare_fleet_under_the_rate_limit_loses_nothing_and_leaves_nothing() {
         "an agent came back before the Retry-After it was given: {s:?}"
     );
 }
+
+#[test]
+fn rfc2136_fleet_on_a_real_bind_loses_nothing_and_leaves_nothing() {
+    let w = World::<crate::battery::Rfc2136Backend>::new();
+    w.put_by_hand("www", "A", PERSONS, 60);
+    fleet_joins_and_leaves(&w, "");
+}

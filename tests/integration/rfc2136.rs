@@ -481,3 +481,39 @@ name = "www"
     }
     assert!(!err.contains("c2VjcmV0"), "the secret is shown: {err}");
 }
+
+/// At a name holding thousands of values neither the answer nor an UPDATE
+/// naming the rrset in full (its prerequisite) fits in one DNS message; the
+/// DNS library would cut both short without a word (a part of the rrset taken
+/// for the whole; an UPDATE applied in part by BIND). dnsreg refuses, says
+/// why, and nothing changes.
+#[test]
+fn an_rrset_too_large_for_one_message_is_refused_not_cut_short() {
+    let ns = Ns::with(BindOptions {
+        max_records_per_type: Some(0),
+        ..BindOptions::default()
+    });
+    // 5,000 addresses at www, by hand, in batches nsupdate can send.
+    for batch in 0..25 {
+        let adds: Vec<String> = (0..200)
+            .map(|i| {
+                let n = batch * 200 + i;
+                format!(
+                    "update add www.example.com. 60 A 10.{}.{}.{}",
+                    n / 62500,
+                    (n / 250) % 250,
+                    n % 250 + 1
+                )
+            })
+            .collect();
+        ns.bind.nsupdate(&adds.join("\n"));
+    }
+    let before = ns.bind.records().len();
+    let out = run_expect(&mut ns.cmd("join", "i-big", "192.0.2.1", "--name www"), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not fit in one DNS message") || err.contains("more than DNS can carry"),
+        "{err}"
+    );
+    assert_eq!(ns.bind.records().len(), before, "nothing was applied");
+}
