@@ -1530,7 +1530,7 @@ pub fn fleet_notes(config: &Config) -> Vec<String> {
                 .collect();
             (!shared.is_empty()).then(|| {
                 format!(
-                    "providers.{}: with routing = \"simple\" the instances share one rrset per name ({}); Route53 rewrites it whole, in one change batch of at most 1,000 records, so a shared rrset holds about 450 instances at most, and instances joining at once take turns: for more than about 200 per name, use routing = \"multivalue\"",
+                    "providers.{}: with routing = \"simple\" the instances share one rrset per name ({}); Route53 rewrites it whole, in one change batch of at most 1,000 records and 32,000 characters, so a shared rrset holds about 450 addresses or 300 SRV lines at most, and instances joining at once take turns: for more than about 200 per name, use routing = \"multivalue\"",
                     p.name,
                     shared.join(", ")
                 )

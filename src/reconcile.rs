@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::provider::{Edit, Fail, Provider, Values};
+use crate::provider::{BatchLimit, Edit, Fail, Provider, Values};
 use crate::record::{DomainName, RType, Record, RrKey, Value};
 use crate::registry::{self, Registry};
 use crate::retry::Backoff;
@@ -167,8 +167,8 @@ pub struct Ctx {
     pub keeps_apart: bool,
     /// Unix seconds.
     pub now: u64,
-    /// Records (added plus removed, per rrset rewritten) one write may carry.
-    pub batch_limit: usize,
+    /// What one write may carry (see [`Provider::batch_limit`]).
+    pub batch_limit: BatchLimit,
     /// Each record has its own TTL (see [`Provider::ttl_per_record`]).
     pub ttl_per_record: bool,
 }
@@ -184,7 +184,7 @@ impl Ctx {
             },
             keeps_apart,
             now: registry::unix_now(),
-            batch_limit: usize::MAX,
+            batch_limit: BatchLimit::NONE,
             ttl_per_record: false,
         })
     }
@@ -464,11 +464,19 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
                 } else {
                     after.to_values(&reg_key.name)?
                 };
-            let step = add.len() + remove.len() + before_values.len() + after_values.len();
-            if cost + step > ctx.batch_limit {
+            // This peer's share: its registry rewritten whole, and its values
+            // in the shared rrsets (each rewritten whole already counts once).
+            let step = Cost::of(
+                before_values
+                    .iter()
+                    .chain(&after_values)
+                    .chain(&add)
+                    .chain(&remove),
+            );
+            if !cost.plus(step).within(ctx.batch_limit) {
                 continue;
             }
-            cost += step;
+            cost = cost.plus(step);
             for w in add {
                 let ttl = seen
                     .rrsets
@@ -636,11 +644,40 @@ fn will_hold(edit: &Edit, seen: &Seen, key: &RrKey) -> Values {
 
 /// Records a write of `edit` carries where rrsets are rewritten whole: what
 /// each touched rrset holds before and after.
-fn batch_cost(edit: &Edit, seen: &Seen) -> usize {
-    edit.keys()
-        .iter()
-        .map(|k| seen.values(k).len() + will_hold(edit, seen, k).len())
-        .sum()
+fn batch_cost(edit: &Edit, seen: &Seen) -> Cost {
+    let mut cost = Cost::default();
+    for k in edit.keys() {
+        let after = will_hold(edit, seen, &k);
+        cost = cost.plus(Cost::of(seen.values(&k).iter().chain(&after)));
+    }
+    cost
+}
+
+/// Records and characters of values in a write (see [`BatchLimit`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Cost {
+    records: usize,
+    characters: usize,
+}
+
+impl Cost {
+    fn of<'a>(values: impl Iterator<Item = &'a Value>) -> Cost {
+        values.fold(Cost::default(), |c, v| Cost {
+            records: c.records + 1,
+            characters: c.characters + v.data.to_string().len(),
+        })
+    }
+
+    fn plus(self, other: Cost) -> Cost {
+        Cost {
+            records: self.records + other.records,
+            characters: self.characters + other.characters,
+        }
+    }
+
+    fn within(self, limit: BatchLimit) -> bool {
+        self.records <= limit.records && self.characters <= limit.characters
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -124,6 +124,21 @@ pub struct Written<S> {
     pub change: Option<String>,
 }
 
+/// The size of one write a provider takes, in records and in characters of
+/// their values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimit {
+    pub records: usize,
+    pub characters: usize,
+}
+
+impl BatchLimit {
+    pub const NONE: BatchLimit = BatchLimit {
+        records: usize::MAX,
+        characters: usize::MAX,
+    };
+}
+
 /// A zone found earlier: its name and the provider's id for it, kept in the
 /// state file so that an instance looks its zone up once in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,10 +313,11 @@ pub trait Provider: Send + Sync {
         false
     }
 
-    /// Records (added plus removed, counting a rewritten rrset whole) that one
-    /// write may carry.
-    fn batch_limit(&self) -> usize {
-        usize::MAX
+    /// What one write may carry, counting each rrset it touches whole, as it
+    /// is and as it will be (Route53 DELETEs and CREATEs it; an RFC 2136
+    /// UPDATE names it in its prerequisite).
+    fn batch_limit(&self) -> BatchLimit {
+        BatchLimit::NONE
     }
 }
 

@@ -734,8 +734,11 @@ impl Provider for Rfc2136 {
     /// An UPDATE names every rrset it changes in full (its prerequisite) and
     /// must fit in one DNS message: about a thousand records of the sizes
     /// dnsreg writes, with room to spare.
-    fn batch_limit(&self) -> usize {
-        600
+    fn batch_limit(&self) -> super::BatchLimit {
+        super::BatchLimit {
+            records: 600,
+            characters: 40_000,
+        }
     }
 
     async fn connect(&mut self, _known: Option<&super::KnownZone>) -> anyhow::Result<()> {

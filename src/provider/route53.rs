@@ -38,7 +38,7 @@ use aws_sdk_route53::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Edit, Fail, KnownZone, Provider, Values, Written, is_loopback_url};
+use super::{BatchLimit, Edit, Fail, KnownZone, Provider, Values, Written, is_loopback_url};
 use crate::config::{Route53Config, Routing, ZoneRef};
 use crate::metadata::error_chain;
 use crate::reconcile::{Attempts, attempt};
@@ -640,9 +640,13 @@ impl Provider for Route53 {
         true
     }
 
-    fn batch_limit(&self) -> usize {
-        // Room for this instance's own rrsets beside what it carries for peers.
-        MAX_BATCH_RECORDS - 100
+    fn batch_limit(&self) -> BatchLimit {
+        // Route53's own limits, with room for this instance's own rrsets
+        // beside what it carries for peers.
+        BatchLimit {
+            records: MAX_BATCH_RECORDS - 100,
+            characters: MAX_BATCH_CHARACTERS - 4_000,
+        }
     }
 
     async fn connect(&mut self, known: Option<&KnownZone>) -> anyhow::Result<()> {

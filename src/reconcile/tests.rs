@@ -1064,3 +1064,68 @@ fn a_carried_value_always_comes_with_its_registry_flipped() {
         );
     }
 }
+
+#[test]
+fn a_carrying_write_stays_within_the_providers_batch_limit() {
+    // 150 waiting peers, each with a long SRV line, under Route53's limits
+    // (1,000 records, 32,000 characters of values): the write carries as
+    // many as fit, counting every rrset it rewrites whole, and no more.
+    let zone = DomainName::new("example.com").unwrap();
+    let mut ctx = Ctx::new(&zone, "i-m", false).unwrap();
+    ctx.batch_limit = BatchLimit {
+        records: 900,
+        characters: 28_000,
+    };
+    let srv = RrKey {
+        name: DomainName::new("_v1._theservice._tcp.example.com").unwrap(),
+        rtype: RType::SRV,
+    };
+    let line = |k: usize| {
+        value(&format!(
+            "_v1._theservice._tcp.example.com. SRV 0 0 8080 i-0123456789abcd{k:03}.example.com."
+        ))
+    };
+    let mut seen = Seen::default();
+    // 100 lines there already.
+    seen.rrsets.insert(
+        srv.clone(),
+        Rrset {
+            values: (500..600).map(line).collect(),
+            ttl: Some(60),
+        },
+    );
+    seen.rrsets.insert(ctx.registry.clone(), Rrset::default());
+    let mut others = BTreeMap::new();
+    for k in 0..150 {
+        let r = Registry {
+            wanted: [line(k)].into(),
+            lease: Some(unix_now() + 3600),
+            ..Registry::default()
+        };
+        let name = registry::name(&zone, &format!("i-{k}")).unwrap();
+        seen.rrsets.insert(
+            RrKey {
+                name: name.clone(),
+                rtype: RType::TXT,
+            },
+            Rrset {
+                values: r.to_values(&name).unwrap(),
+                ttl: Some(60),
+            },
+        );
+        others.insert(format!("i-{k}"), r);
+    }
+    seen.others = Some(others);
+    let mut i = intent("i-m", &[], false);
+    i.desired = vec![Record {
+        value: line(999),
+        ttl: 60,
+    }];
+    let Decision::Write(plan) = decide(&i, &ctx, &seen, How::Materialise).unwrap() else {
+        panic!("a write")
+    };
+    let cost = batch_cost(&plan.edit, &seen);
+    assert!(cost.within(ctx.batch_limit), "{cost:?}");
+    let carried = plan.outcome.carried;
+    assert!(carried > 10 && carried < 150, "carried {carried}");
+}
