@@ -383,6 +383,15 @@ pub async fn run(
         "stopping: removing this instance's records (at most {})",
         humantime::format_duration(stop_timeout)
     );
+    // A fleet stopped together (a scale-in) meets the provider's limit as its
+    // boot did: the instances refused once the burst is used up come back
+    // spread over `join_spread` (the fleet's size at the provider's rate),
+    // not all again within a second; over three quarters of stop_timeout at
+    // most, so that the last of them still has time to be refused and retry.
+    let spread = config.agent.join_spread.min(stop_timeout * 3 / 4);
+    if !spread.is_zero() {
+        engine.spread_retries(spread);
+    }
     // Each provider gets a little less than the whole, so that one that cannot
     // finish is reported by name before the hard limit cuts everything off.
     let per_provider = stop_timeout.saturating_sub((stop_timeout / 10).min(Duration::from_secs(1)));

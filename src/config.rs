@@ -373,7 +373,8 @@ pub struct AgentConfig {
     pub stop_timeout: Duration,
     /// The first join of `run` waits a random while up to this long, so that
     /// a fleet booting together reaches the provider at its rate instead of
-    /// all at once. Zero by default.
+    /// all at once; at the stop, the first throttled retry is spread over it
+    /// too (at most three quarters of `stop_timeout`). Zero by default.
     pub join_spread: Duration,
     pub state_dir: PathBuf,
 }

@@ -425,6 +425,14 @@ impl Engine {
             .min()
     }
 
+    /// Makes every provider's next first throttled answer wait a random
+    /// while up to `over` (see [`crate::retry::Pacer::spread`]).
+    pub fn spread_retries(&self, over: Duration) {
+        for s in &self.slots {
+            with_provider!(&s.provider, p => p.pacer().spread(over));
+        }
+    }
+
     /// Whether any provider is throttling this process now.
     pub fn busy(&self, within: Duration) -> bool {
         self.slots

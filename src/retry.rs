@@ -75,6 +75,9 @@ struct PacerState {
     asked_until: Option<Instant>,
     /// When the provider last said it was busy, and what it said.
     last_busy: Option<(Instant, String)>,
+    /// How long the next first "too many requests" spreads its retry over
+    /// (once; see [`Pacer::spread`]).
+    spread: Duration,
 }
 
 impl Pacer {
@@ -116,6 +119,13 @@ impl Pacer {
                 }
                 .delay(0)
             }
+            // A fleet that was told its size: the first refusal spreads the
+            // retry over the whole of it, once.
+            None if s.busy_in_a_row == 0 && !s.spread.is_zero() => {
+                let over =
+                    u64::try_from(std::mem::take(&mut s.spread).as_millis()).unwrap_or(u64::MAX);
+                Duration::from_millis(jitter(over))
+            }
             None => self.policy.delay(s.busy_in_a_row),
         };
         s.busy_in_a_row = s.busy_in_a_row.saturating_add(1);
@@ -145,6 +155,16 @@ impl Pacer {
             let left = u64::try_from((deadline - from).as_millis()).unwrap_or(0);
             s.not_before = Some(from + Duration::from_millis(jitter(left)));
         }
+    }
+
+    /// Makes the next first "too many requests" (with no Retry-After) wait a
+    /// random while up to `over` instead of the policy's first delay, once.
+    /// A fleet stopped together knows from `[agent] join_spread` how long its
+    /// requests take at the provider's rate: the instances refused because
+    /// the burst was used up come back spread over that time, at about the
+    /// rate, instead of all again within a second.
+    pub fn spread(&self, over: Duration) {
+        self.lock().spread = over;
     }
 
     /// The provider answered (anything but "too many requests").
@@ -284,6 +304,49 @@ mod tests {
         )
         .await;
         assert_eq!(r, Ok(2));
+    }
+
+    #[test]
+    fn a_fleet_told_its_size_spreads_its_first_retries_over_it_once() {
+        use rand::SeedableRng;
+        SEEDED.with(|r| *r.borrow_mut() = Some(rand::rngs::StdRng::seed_from_u64(7)));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let over = Duration::from_secs(100);
+            let waits: Vec<Duration> = (0..200)
+                .map(|_| {
+                    let pacer = Pacer::new(Backoff::BUSY);
+                    pacer.spread(over);
+                    let now = Instant::now();
+                    pacer.busy("Throttling", None);
+                    let first = pacer.lock().not_before.unwrap() - now;
+                    // Once: a second refusal in a row, and a first one after
+                    // an answer, are the policy's again.
+                    pacer.busy("Throttling", None);
+                    let second = pacer.lock().not_before.unwrap() - now;
+                    assert!(second <= first.max(Duration::from_secs(2)), "{second:?}");
+                    pacer.ok();
+                    pacer.busy("Throttling", None);
+                    assert!(
+                        pacer.lock().not_before.unwrap() - now <= first.max(Duration::from_secs(1))
+                    );
+                    first
+                })
+                .collect();
+            assert!(waits.iter().all(|w| *w <= over), "{waits:?}");
+            // Spread over the whole, not within the policy's first second:
+            // about a tenth in each tenth of it.
+            for tenth in 0..10u32 {
+                let (lo, hi) = (over * tenth / 10, over * (tenth + 1) / 10);
+                let n = waits.iter().filter(|w| **w >= lo && **w < hi).count();
+                assert!((8..=40).contains(&n), "{n} of 200 in [{lo:?}, {hi:?})");
+            }
+        });
+        SEEDED.with(|r| *r.borrow_mut() = None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -76,23 +76,25 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 const USAGE: &str = "\
 usage: bench --dnsreg BIN --aws BIN --baselines DIR --out DIR [--runs N]
-             [--only latency,fleet,legacy,reap,baseline] [--providers route53-multivalue,route53-simple,cloudflare,rfc2136]
-             [--fleet N,N,...] [--simple-max N] [--legacy N,N,...] [--reap N] [--fleet-deadline SECS]
+             [--only latency,fleet,spread,legacy,reap,baseline] [--providers route53-multivalue,route53-simple,cloudflare,rfc2136]
+             [--fleet N,N,...] [--simple-max N] [--spread N,N,...] [--legacy N,N,...] [--reap N] [--fleet-deadline SECS]
              [--baseline-fleet N,N,...] [--footprint FILE] [--command TEXT] [--revision TEXT]
        bench --render RESULTS_JSON --out DIR     (writes DIR/latest.md again from saved results)
 
   --only             parts to run (default all): latency (join/leave latency per provider), fleet (the
-                     fleets of --fleet per provider), legacy (route53-multivalue at Route53's legacy 5/s,
+                     fleets of --fleet per provider), spread (route53-multivalue with `[agent] join_spread`
+                     set as README says, N / rate, N of --spread), legacy (route53-multivalue at Route53's legacy 5/s,
                      N of --legacy), reap (the short-stop scenario, N of --reap), baseline (AWS CLI fleets)
   --providers        fleet flavours (default all; env BENCH_PROVIDERS when the flag is absent)
   --fleet            fleet sizes (default 10,200,1000)
   --simple-max       route53-simple runs only at N up to this (default 200): see ROUTE53_BATCH_SOURCE
+  --spread           sizes for the join_spread rows (default 200,1000; empty for none)
   --legacy           sizes for the legacy-quota rows (default 200; empty for none)
   --reap             the short-stop scenario's fleet size (default 200; 0 for none)
   --fleet-deadline   how long each fleet phase may take, in seconds (default 600)";
 
 /// Parts of the benchmark (`--only`).
-const PARTS: [&str; 5] = ["latency", "fleet", "legacy", "reap", "baseline"];
+const PARTS: [&str; 6] = ["latency", "fleet", "spread", "legacy", "reap", "baseline"];
 
 struct Options {
     dnsreg: PathBuf,
@@ -105,6 +107,7 @@ struct Options {
     fleet: Vec<usize>,
     simple_max: usize,
     legacy: Vec<usize>,
+    spread: Vec<usize>,
     reap: usize,
     fleet_deadline: Duration,
     baseline_fleet: Vec<usize>,
@@ -161,6 +164,7 @@ fn options() -> Result<Options> {
         fleet: vec![10, 200, 1000],
         simple_max: 200,
         legacy: vec![200],
+        spread: vec![200, 1000],
         reap: 200,
         fleet_deadline: Duration::from_secs(600),
         baseline_fleet: vec![10, 50],
@@ -199,6 +203,7 @@ fn options() -> Result<Options> {
             "--fleet" => o.fleet = parse_list(&value()?)?,
             "--simple-max" => o.simple_max = value()?.parse().context("--simple-max")?,
             "--legacy" => o.legacy = parse_list(&value()?)?,
+            "--spread" => o.spread = parse_list(&value()?)?,
             "--reap" => o.reap = value()?.parse().context("--reap")?,
             "--fleet-deadline" => {
                 o.fleet_deadline =
@@ -225,7 +230,11 @@ fn options() -> Result<Options> {
     }
     ensure!(o.runs >= 1, "--runs must be at least 1");
     ensure!(
-        o.fleet.iter().chain(&o.legacy).all(|n| *n >= 1),
+        o.fleet
+            .iter()
+            .chain(&o.legacy)
+            .chain(&o.spread)
+            .all(|n| *n >= 1),
         "fleet sizes must be at least 1"
     );
     Ok(o)
@@ -1240,8 +1249,12 @@ impl Spawner<'_> {
 }
 
 /// `[agent]` settings of a fleet's agents (after `state_dir`).
-fn agent_settings(stop_timeout_secs: u64) -> String {
-    format!("reconcile_interval = \"300s\"\nstop_timeout = \"{stop_timeout_secs}s\"\n")
+fn agent_settings(stop_timeout_secs: u64, join_spread_secs: Option<u64>) -> String {
+    let mut s = format!("reconcile_interval = \"300s\"\nstop_timeout = \"{stop_timeout_secs}s\"\n");
+    if let Some(j) = join_spread_secs {
+        s += &format!("join_spread = \"{j}s\"\n");
+    }
+    s
 }
 
 /// Looks for exits; returns how many agents exited just now.
@@ -1509,7 +1522,9 @@ fn stop_timeout_for(limit: Option<&Limit>, flavor: Flavor, n: usize) -> u64 {
 }
 
 /// One fleet: N agents started together, all published, then SIGTERM to all.
-fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize) -> Result<Json> {
+/// With `spread`, the agents' `[agent] join_spread` is what README tells an
+/// operator to set: the fleet's requests at the provider's rate, N × R_min / rate.
+fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize, spread: bool) -> Result<Json> {
     let deadline = o.fleet_deadline;
     let seed = 0x00be_7c4e_u64 ^ ((n as u64) << 8) ^ (flavor as u64);
     let backend = Backend::start(flavor, quota, seed);
@@ -1527,7 +1542,11 @@ fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize) -> Result<Json> {
         dir: &scratch.0,
     };
     let zone_before = backend.zone().context("read the zone before the fleet")?;
-    let settings = agent_settings(stop_timeout);
+    let join_spread = limit
+        .as_ref()
+        .filter(|_| spread)
+        .map(|l| (n as f64 * flavor.requests_per_change() / l.rate).ceil() as u64);
+    let settings = agent_settings(stop_timeout, join_spread);
 
     // Join: all at once.
     let tally0 = backend.tally();
@@ -1708,6 +1727,7 @@ fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize) -> Result<Json> {
         "n": n,
         "deadline_secs": deadline.as_secs(),
         "stop_timeout_secs": stop_timeout,
+        "join_spread_secs": join_spread,
         "requests_per_change_min": flavor.requests_per_change(),
         "floor_secs": floor,
         "prior_request_not_complete_seed": matches!(backend, Backend::Route53 { .. }).then_some(seed),
@@ -1761,7 +1781,7 @@ fn reap(o: &Options, n: usize) -> Result<Json> {
     // The survivors first, published before the fleet starts.
     let survivor_settings = format!(
         "{}\n{LEASE}reap = true\n",
-        agent_settings(MIN_STOP_TIMEOUT_SECS)
+        agent_settings(MIN_STOP_TIMEOUT_SECS, None)
     );
     let mut survivors = Vec::new();
     for m in &survivors_m {
@@ -2298,7 +2318,9 @@ fn fleet_markdown(r: &Json, s: &mut String) {
          three values are there; a value seen and then gone while its agent runs is *lost*. \
          **Leave** (scale-in): SIGTERM to all at once, with the provider's limits as after a quiet while (a full bucket, \
          an empty window); *all removed* is the time until no value of theirs is left; *left behind* is what is there \
-         once all have exited.\n\n\
+         once all have exited. Rows marked *join_spread* set `[agent] join_spread` to N × R_min / rate, as README \
+         tells an operator who knows how many machines may start at once: each agent's first join waits a random \
+         while up to it, and at the stop its first throttled retry is spread over it too.\n\n\
          Limits, as documented: Route53 {} requests/s with a burst of {} ({}); PriorRequestNotComplete {} ({}); \
          every request's SigV4 signature verified. Legacy rows: {} requests/s, burst {} ({}). \
          Cloudflare {} requests per {} s per user ({}). BIND (RFC 2136): no rate limit; {}.\n\n\
@@ -2400,6 +2422,8 @@ fn fleet_markdown(r: &Json, s: &mut String) {
             let limit_name = f["limit"]["name"].as_str().unwrap_or("");
             let label = if limit_name == "legacy" {
                 format!("{n} (legacy 5/s)")
+            } else if let Some(j) = f["join_spread_secs"].as_u64() {
+                format!("{n} (join_spread {j} s)")
             } else {
                 n.to_string()
             };
@@ -2832,7 +2856,7 @@ fn real_main() -> Result<()> {
                     continue;
                 }
                 eprintln!("bench: fleet {} N={n}", flavor.name());
-                fleet_results.push(fleet(&o, flavor, Quota::CURRENT, n)?);
+                fleet_results.push(fleet(&o, flavor, Quota::CURRENT, n, false)?);
             }
         }
     }
@@ -2842,10 +2866,32 @@ fn real_main() -> Result<()> {
                 "bench: fleet {} N={n} at the legacy quota",
                 Flavor::Route53Multivalue.name()
             );
-            fleet_results.push(fleet(&o, Flavor::Route53Multivalue, Quota::LEGACY, n)?);
+            fleet_results.push(fleet(
+                &o,
+                Flavor::Route53Multivalue,
+                Quota::LEGACY,
+                n,
+                false,
+            )?);
         }
     }
-    // Rows by provider, then by N, the legacy rows after the current ones.
+    if o.runs_part("spread") && o.runs_flavor(Flavor::Route53Multivalue) {
+        for &n in &o.spread {
+            eprintln!(
+                "bench: fleet {} N={n} with join_spread",
+                Flavor::Route53Multivalue.name()
+            );
+            fleet_results.push(fleet(
+                &o,
+                Flavor::Route53Multivalue,
+                Quota::CURRENT,
+                n,
+                true,
+            )?);
+        }
+    }
+    // Rows by provider, then by N, the join_spread and then the legacy rows
+    // after the current ones.
     fleet_results.sort_by_key(|f| {
         (
             Flavor::ALL
@@ -2853,6 +2899,7 @@ fn real_main() -> Result<()> {
                 .position(|x| f["provider"] == x.name())
                 .unwrap_or(9),
             f["limit"]["name"] == "legacy",
+            f["join_spread_secs"].is_u64(),
             f["n"].as_u64().unwrap_or(0),
         )
     });
