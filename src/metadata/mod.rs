@@ -116,6 +116,23 @@ async fn read(
     }
 }
 
+/// [`read`] for a cloud `auto` chose: a failure also says what chose it, so
+/// that a machine detected wrongly is told where the wrong idea came from.
+async fn read_detected(
+    kind: MetadataKind,
+    base: Option<&str>,
+    why: &str,
+) -> Result<Identity, MetadataError> {
+    let by = format!("auto: {why}");
+    read(kind, base, &by).await.map_err(|mut e| {
+        e.what = format!(
+            "{} (the cloud chosen by {by}; set [instance] metadata to say which)",
+            e.what
+        );
+        e
+    })
+}
+
 /// The clouds `auto` probes over HTTP, all at once.
 const PROBED: [MetadataKind; 8] = [
     MetadataKind::Aws,
@@ -296,16 +313,16 @@ async fn detect_from(
     aws_endpoint_set: bool,
 ) -> Result<Identity, MetadataError> {
     if let Some((kind, why)) = dmi.cloud() {
-        return read(kind, base, &format!("auto: {why}")).await;
+        return read_detected(kind, base, &why).await;
     }
     if let Some((kind, why)) = cloud_init_cloud(data) {
-        return read(kind, base, &format!("auto: {why}")).await;
+        return read_detected(kind, base, &why).await;
     }
     if base.is_none() && aws_endpoint_set {
-        return read(
+        return read_detected(
             MetadataKind::Aws,
             None,
-            "auto: AWS_EC2_METADATA_SERVICE_ENDPOINT is set",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT is set",
         )
         .await;
     }
@@ -317,8 +334,8 @@ async fn detect_from(
     while let Some(done) = probes.join_next().await {
         if let Ok((kind, true)) = done {
             probes.abort_all();
-            let by = format!("auto: the {} metadata service answered", kind.name());
-            return read(kind, base, &by).await;
+            let by = format!("the {} metadata service answered", kind.name());
+            return read_detected(kind, base, &by).await;
         }
     }
     let names: Vec<&str> = PROBED.iter().map(|k| k.name()).collect();

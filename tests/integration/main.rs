@@ -9,6 +9,7 @@ mod crash;
 mod discover;
 mod faults;
 mod fleet;
+mod hermetic;
 mod lease;
 mod metadata;
 mod moto;

@@ -79,6 +79,30 @@ pub fn isolate(c: &mut Command, dir: &Path) {
         // Any metadata lookup that escapes the overrides fails fast on loopback.
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
         .env("NO_COLOR", "1");
+    hermetic(c, dir);
+}
+
+/// Points every input of cloud detection (`metadata = "auto"`) away from the
+/// host: the DMI strings, cloud-init's instance-data.json and the metadata
+/// addresses, so that a test run on a cloud VM never reads that VM's identity
+/// nor asks its metadata service. The files are in `dir` and absent unless a
+/// test plants them ([`plant_cloud_init`]); a test that serves metadata sets
+/// its own endpoint after this.
+pub fn hermetic(c: &mut Command, dir: &Path) {
+    c.env("DNSREG_DMI_DIR", dir.join("dmi"))
+        .env("DNSREG_CLOUD_INIT_DATA", dir.join("instance-data.json"))
+        .env("DNSREG_METADATA_PROBE_ROOT", "http://127.0.0.1:9")
+        .env("DNSREG_MDATA_GET", dir.join("no-mdata-get"));
+}
+
+/// Writes the instance-data.json that [`hermetic`] points detection at,
+/// naming `cloud` as cloud-init's verdict.
+pub fn plant_cloud_init(dir: &Path, cloud: &str) {
+    std::fs::write(
+        dir.join("instance-data.json"),
+        format!(r#"{{"v1": {{"cloud_name": "{cloud}", "platform": "{cloud}"}}}}"#),
+    )
+    .unwrap();
 }
 
 /// Runs and returns the output; panics with both streams if the exit code differs.
