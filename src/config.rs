@@ -588,9 +588,43 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&source_name, &text)
 }
 
+/// Reads a configuration file for its `[instance]` table alone (`whoami`):
+/// the file must parse, but providers and records need not be there or be
+/// right, since nothing is published.
+pub fn load_instance(path: &Path) -> Result<InstanceConfig, ConfigError> {
+    let source_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source_name: source_name.clone(),
+        problems: vec![Problem {
+            line: None,
+            key: String::new(),
+            message: format!("cannot read it: {e}"),
+        }],
+    })?;
+    let mut raw = parse_raw(&source_name, &text)?;
+    let mut c = Checker {
+        text: Some(&text),
+        problems: Vec::new(),
+    };
+    let instance = validate_instance(&mut c, raw.instance.take().unwrap_or_default());
+    if c.problems.is_empty() {
+        Ok(instance)
+    } else {
+        Err(ConfigError {
+            source_name,
+            problems: c.problems,
+        })
+    }
+}
+
 /// Parses and validates configuration text; `source_name` is used in messages.
 pub fn parse(source_name: &str, text: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+    validate(source_name, Some(text), parse_raw(source_name, text)?)
+}
+
+/// The TOML of a configuration, its syntax and key names checked.
+fn parse_raw(source_name: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
         let snippet = line
             .and_then(|l| text.lines().nth(l - 1))
@@ -608,8 +642,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Config, ConfigError> {
                 message: e.message().trim().to_string(),
             }],
         }
-    })?;
-    validate(source_name, Some(text), raw)
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

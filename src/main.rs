@@ -214,7 +214,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..config::Flags::default()
                 })?
             } else {
-                config::load(&cli.config)?.instance
+                config::load_instance(&cli.config)?
             };
             let identity = metadata::identify(&instance_cfg).await?;
             if *json {

@@ -225,3 +225,32 @@ fn unreachable_metadata_names_the_url() {
         stderr(&out)
     );
 }
+
+#[test]
+fn whoami_needs_only_the_instance_table() {
+    let env = Env::new();
+    // A file with [instance] alone: no providers, no records, nothing to publish.
+    let only = env.config(
+        "instance-only.toml",
+        "[instance]\nmetadata = \"none\"\nid = \"i-only\"\nipv4 = \"192.0.2.9\"\n",
+    );
+    let out = run_expect(
+        env.dnsreg().arg("-c").arg(&only).args(["whoami", "--json"]),
+        0,
+    );
+    let id: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(id["instance_id"], "i-only", "{id}");
+    assert!(env.imds.requests().is_empty());
+    // What whoami does read is still checked, with its line; and a file that
+    // is not TOML is still refused. Other tables are not its business.
+    let bad = env.config(
+        "bad-instance.toml",
+        "[instance]\nmetadata = \"nonsense\"\n\n[providers.x]\ntype = \"bogus\"\n",
+    );
+    let out = run_expect(env.dnsreg().arg("-c").arg(&bad).arg("whoami"), 2);
+    let err = stderr(&out);
+    assert!(err.contains(":2: instance.metadata"), "{err}");
+    assert!(!err.contains("providers"), "{err}");
+    let broken = env.config("broken.toml", "[instance\n");
+    run_expect(env.dnsreg().arg("-c").arg(&broken).arg("whoami"), 2);
+}
