@@ -653,6 +653,10 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The longest duration any setting takes: far beyond any sensible value,
+/// and far from the arithmetic overflows (deadlines, lease expiry) of huge ones.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Collects problems with their lines while validating.
 struct Checker<'a> {
     text: Option<&'a str>,
@@ -689,6 +693,18 @@ impl Checker<'_> {
     fn duration(&mut self, v: &Option<S<String>>, key: &str, default: Duration) -> Duration {
         let Some(v) = v else { return default };
         match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if d > MAX_DURATION => {
+                self.problem(
+                    v.span(),
+                    key,
+                    format!(
+                        "`{}` is longer than dnsreg allows for any duration ({}); write e.g. \"30s\", \"5m\" or \"1h\"",
+                        v.get_ref(),
+                        humantime::format_duration(MAX_DURATION)
+                    ),
+                );
+                default
+            }
             Ok(d) => d,
             Err(e) => {
                 self.problem(
@@ -1722,11 +1738,21 @@ fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
             "must be between 500ms and 60s (a spot notice gives two minutes); write e.g. \"5s\"",
         );
     }
+    let stop_timeout = c.duration(&raw.stop_timeout, "agent.stop_timeout", d.stop_timeout);
+    if let Some(v) = &raw.stop_timeout
+        && stop_timeout < Duration::from_secs(1)
+    {
+        c.problem(
+            v.span(),
+            "agent.stop_timeout",
+            "must be at least 1s, or nothing is removed at the stop; write e.g. \"20s\"",
+        );
+    }
     AgentConfig {
         reconcile_interval,
         notice_interval,
         drain: c.duration(&raw.drain, "agent.drain", d.drain),
-        stop_timeout: c.duration(&raw.stop_timeout, "agent.stop_timeout", d.stop_timeout),
+        stop_timeout,
         join_spread: c.duration(&raw.join_spread, "agent.join_spread", d.join_spread),
         state_dir: raw
             .state_dir

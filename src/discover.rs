@@ -160,12 +160,20 @@ impl Request {
             .wait
             .as_deref()
             .map(|w| {
-                humantime::parse_duration(w).map_err(|e| {
+                let bad = |why: String| {
                     UsageError(format!(
-                        "discover {}: --wait {w}: {e}; expected a duration such as 30s or 5m",
+                        "discover {}: --wait {w}: {why}; expected a duration such as 30s or 5m",
                         args.name
                     ))
-                })
+                };
+                match humantime::parse_duration(w) {
+                    Ok(d) if d > crate::config::MAX_DURATION => Err(bad(format!(
+                        "longer than {}",
+                        humantime::format_duration(crate::config::MAX_DURATION)
+                    ))),
+                    Ok(d) => Ok(d),
+                    Err(e) => Err(bad(e.to_string())),
+                }
             })
             .transpose()?;
         Ok(Request {

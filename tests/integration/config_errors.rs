@@ -254,3 +254,50 @@ fn whoami_needs_only_the_instance_table() {
     let broken = env.config("broken.toml", "[instance\n");
     run_expect(env.dnsreg().arg("-c").arg(&broken).arg("whoami"), 2);
 }
+
+#[test]
+fn durations_are_bounded_before_anything_runs() {
+    let env = Env::new();
+    let huge = "18446744073709551615s";
+    let config = env.config(
+        "huge.toml",
+        &format!(
+            "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n\
+             [[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n\n\
+             [[check]]\ntcp = \"127.0.0.1:9\"\ninterval = \"{huge}\"\n\n\
+             [agent]\nreconcile_interval = \"{huge}\"\nstop_timeout = \"0s\"\n\n\
+             [lease]\nttl = \"{huge}\"\n"
+        ),
+    );
+    for cmd in ["check", "run"] {
+        let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg(cmd), 2);
+        let err = stderr(&out);
+        for (line, key) in [
+            (11, "check[0].interval"),
+            (14, "agent.reconcile_interval"),
+            (18, "lease.ttl"),
+        ] {
+            assert!(
+                err.contains(&format!(":{line}: {key}: `{huge}` is longer than")),
+                "{cmd} {key}: {err}"
+            );
+        }
+        assert!(
+            err.contains(":15: agent.stop_timeout: must be at least 1s"),
+            "{cmd}: {err}"
+        );
+    }
+    assert_eq!(env.r53.stats().total(), 0);
+    let out = run_expect(
+        env.dnsreg()
+            .args([
+                "discover",
+                "_http._tcp.example.com",
+                "--server",
+                "127.0.0.1:9",
+            ])
+            .args(["--wait", huge]),
+        2,
+    );
+    assert!(stderr(&out).contains("--wait"), "{}", stderr(&out));
+}
