@@ -79,9 +79,13 @@ impl AgentStatus {
     fn write(&self, state_dir: &Path) {
         let path = state_dir.join(STATUS_FILE);
         let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
-        let done = std::fs::create_dir_all(state_dir)
-            .and_then(|()| {
-                std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())
+        let done = crate::state::create_private_dir(state_dir)
+            .and_then(|()| crate::state::create_private_file(&tmp))
+            .and_then(|mut f| {
+                std::io::Write::write_all(
+                    &mut f,
+                    &serde_json::to_vec_pretty(self).unwrap_or_default(),
+                )
             })
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = done {

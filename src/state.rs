@@ -95,11 +95,11 @@ impl StateFile {
     /// Replaces the file atomically.
     pub fn save(&self, state: &State) -> anyhow::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
             .with_context(|| format!("creating state directory {}", dir.display()))?;
         let tmp = dir.join(format!(".{FILE}.{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = create_private_file(&tmp)?;
             f.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
             f.write_all(b"\n")?;
             f.sync_all()?;
@@ -112,6 +112,28 @@ impl StateFile {
             })
             .with_context(|| format!("writing state file {}", self.path.display()))
     }
+}
+
+/// Creates `dir` and its missing parents readable by this user alone (0700);
+/// an existing directory is left as it is (the operator's choice).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates (or truncates) a file readable by this user alone (0600): what
+/// dnsreg writes names this machine's records and the zone's layout.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -151,6 +173,11 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("state.json")]);
+        // Readable by this user alone, whatever the umask.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("sub")), 0o700);
+        assert_eq!(mode(&dir.path().join("sub/state.json")), 0o600);
         std::fs::write(f.path(), "{").unwrap();
         assert!(f.load().unwrap_err().to_string().contains("damaged"));
     }

@@ -918,6 +918,9 @@ impl Provider for Cloudflare {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(20))
+                // The API never redirects: a 3xx would re-send the token and
+                // a batch to wherever it points.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .context("building the HTTP client")?,
         );

@@ -10,6 +10,7 @@ mod discover;
 mod faults;
 mod fleet;
 mod hermetic;
+mod hostile;
 mod lease;
 mod metadata;
 mod moto;
