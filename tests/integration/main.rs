@@ -8,6 +8,7 @@ mod config_errors;
 mod crash;
 mod discover;
 mod faults;
+mod features;
 mod fleet;
 mod hermetic;
 mod hostile;
