@@ -142,3 +142,150 @@ pub fn venv_bin(tool: &str) -> PathBuf {
 
 /// The API token the Cloudflare stand-in knows, with DNS edit permission.
 pub const CF_TOKEN: &str = "cf-test-token-7f3a9c2e5b1d";
+
+// ---------------------------------------------------------------------------
+// Waiting for events instead of sleeping; bounding what must not hang
+// ---------------------------------------------------------------------------
+
+/// Polls `cond` every 50 ms until it holds; panics naming `what` after `limit`.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// What a child writes to one of its pipes, read in the background as it
+/// comes: a test waits for the line that says something happened instead of
+/// sleeping and hoping it did.
+pub struct Said {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Said {
+    /// Starts reading `pipe` (a child's `stdout` or `stderr`, taken) to its end.
+    pub fn read(mut pipe: impl std::io::Read + Send + 'static) -> Said {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let into = std::sync::Arc::clone(&text);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Said {
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    /// Everything read so far.
+    pub fn now(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits until the text read so far contains `needle`; panics with all of
+    /// it after `limit`.
+    pub fn wait_for(&self, limit: std::time::Duration, needle: &str) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.now().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {needle:?} in:\n{}",
+                self.now()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+
+    /// Everything, once the pipe is closed (call it after the child exited).
+    pub fn all(&mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.now()
+    }
+}
+
+/// Runs `c` with its output captured, like [`Command::output`], but kills it
+/// and panics (with what it said) if it is still running after `limit`: a
+/// command that must not hang fails its test instead of hanging it.
+pub fn output_within(c: &mut Command, limit: std::time::Duration) -> Output {
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dnsreg runs");
+    let mut out = Said::read(child.stdout.take().unwrap());
+    let mut err = Said::read(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{c:?} still ran after {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
+                out.all(),
+                err.all()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.all().into_bytes(),
+        stderr: err.all().into_bytes(),
+    }
+}
+
+/// A loopback TCP port held for a test, with nothing listening on it unless
+/// [`TcpPort::listen`]: connections to it are refused, and no other socket
+/// can take it meanwhile (it is bound with SO_REUSEPORT, which lets in only
+/// sockets that ask for it too, as `listen` does). Unlike a port found free
+/// and let go, it cannot be taken by another process before the test uses it.
+pub struct TcpPort {
+    _held: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl TcpPort {
+    pub fn new() -> TcpPort {
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.set_reuseport(true).unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = held.local_addr().unwrap();
+        TcpPort { _held: held, addr }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Listens on the port (connections complete; none is accepted) until the
+    /// listener is dropped, when connections are refused again.
+    pub fn listen(&self) -> std::net::TcpListener {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseport(true).unwrap();
+        socket.bind(self.addr).unwrap();
+        // tokio's listen registers with a reactor: a small one, for this call.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let _entered = rt.enter();
+        socket.listen(128).unwrap().into_std().unwrap()
+    }
+}
