@@ -622,6 +622,39 @@ state_dir = "{state}"
         )
     }
 
+    /// What the agent logs, as a user reads it on stderr.
+    #[derive(Clone, Default)]
+    struct Logged(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logged {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logged {
+        /// Collects this thread's log (the test's runtime and the agent's
+        /// task run on it) until the guard is dropped.
+        fn start(&self) -> tracing::subscriber::DefaultGuard {
+            let into = self.clone();
+            tracing::subscriber::set_default(
+                tracing_subscriber::fmt()
+                    .with_writer(move || into.clone())
+                    .with_ansi(false)
+                    .finish(),
+            )
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
     async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !cond() {
@@ -632,6 +665,8 @@ state_dir = "{state}"
 
     #[tokio::test]
     async fn reloads_and_shutdown_drive_the_loop() {
+        let logged = Logged::default();
+        let _log = logged.start();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), TOKEN).unwrap();
         let cf = CloudflareServer::start();
@@ -666,13 +701,31 @@ state_dir = "{state}"
         })
         .await;
 
-        // A broken file is refused: the running configuration and records stay.
+        // A broken file is refused: the running configuration and records
+        // stay. Once the agent has said so, the reload was handled.
         *text.lock().unwrap() = "[[round_robin]\n".into();
         hup.send(()).unwrap();
-        sleep(Duration::from_millis(2500)).await;
+        wait_until("the reload refused", || {
+            logged
+                .text()
+                .contains("reload refused, keeping the running configuration")
+        })
+        .await;
         assert_eq!(values("api.example.com"), ["203.0.113.7"]);
         assert_eq!(values("www.example.com"), ["203.0.113.7"]);
         assert!(!agent.is_finished());
+        // The reconciles after it (every second) run with the configuration
+        // kept: the status file, written after each, comes back saying
+        // published, and both names are still there.
+        std::fs::remove_file(state.join(STATUS_FILE)).unwrap();
+        wait_until("a reconcile after the refused reload", || {
+            AgentStatus::read(&state).is_some()
+        })
+        .await;
+        let status = AgentStatus::read(&state).unwrap();
+        assert_eq!(status.state, "published", "{status:?}");
+        assert_eq!(values("api.example.com"), ["203.0.113.7"]);
+        assert_eq!(values("www.example.com"), ["203.0.113.7"]);
 
         // A good one that drops `api`: only that name goes.
         *text.lock().unwrap() = config_text(&cf, &imds, dir.path(), false);
@@ -699,10 +752,11 @@ state_dir = "{state}"
         cf.create_zone("example.com");
         let imds = ImdsServer::start(AwsInstance::default());
         let mut text = config_text(&cf, &imds, dir.path(), false);
-        // Nothing listens here: identification keeps retrying.
-        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // Nothing listens here (bound, not listening: connections are
+        // refused, and the port stays ours): identification keeps retrying.
+        let dead = tokio::net::TcpSocket::new_v4().unwrap();
+        dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let dead_url = format!("http://{}", dead.local_addr().unwrap());
-        drop(dead);
         text = text.replace(&imds.url(), &dead_url);
         let config = crate::config::parse("dnsreg.toml", &text).unwrap();
         let (_hup, reload) = mpsc::unbounded_channel();
@@ -715,11 +769,11 @@ state_dir = "{state}"
         )
         .await;
         assert!(result.is_ok(), "{result:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
+        // It kept trying until told to stop (not giving up on its own), then
+        // returned without finishing a retry's wait (up to several seconds).
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1500), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
         assert_eq!(
             cf.stats().total(),
             0,
