@@ -2,12 +2,12 @@
 //! are removed by their peers — exactly the values each dead machine's registry
 //! lists, never anything else, once however many reapers run.
 
-use std::process::Stdio;
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::route53::RrSet;
 
-use crate::util::{Env, run_expect, stderr, stdout};
+use crate::util::{Env, Said, run_expect, stderr, stdout, wait_until};
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -38,6 +38,46 @@ fn add_value(env: &Env, name: &str, value: &str) {
         &env.zone_id,
         RrSet::simple(&format!("{name}.example.com."), "A", 60, &v),
     );
+}
+
+/// `dnsreg -c CONFIG run`, its stdout and stderr read as they come.
+fn run_agent(env: &Env, config: &std::path::Path) -> (Child, Said, Said) {
+    let mut child = env
+        .dnsreg()
+        .arg("-c")
+        .arg(config)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Said::read(child.stdout.take().unwrap());
+    let err = Said::read(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
+/// SIGTERM; the exit status, within `limit` (else the agent is killed and
+/// the test fails).
+fn stop_within(child: &mut Child, limit: Duration, err: &mut Said) -> ExitStatus {
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the agent did not exit within {limit:?} of SIGTERM:\n{}",
+                err.all()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 const REAPER: &str = r#"
@@ -145,27 +185,13 @@ fn the_agent_holds_a_lease_and_reaps_its_dead_peers() {
     );
     add_value(&env, "www", "192.0.2.66");
     let config = env.config("agent.toml", REAPER);
-    let mut child = env
-        .dnsreg()
-        .arg("-c")
-        .arg(&config)
-        .arg("run")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while env.values("www", "A") != ["192.0.2.50"] {
-        assert!(
-            Instant::now() < deadline,
-            "the crashed peer was not reaped: {:?}",
-            env.values("www", "A")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, mut out, mut err) = run_agent(&env, &config);
+    wait_until(Duration::from_secs(20), "the crashed peer reaped", || {
+        env.values("www", "A") == ["192.0.2.50"]
+    });
     // The zone changes when the change is submitted; the reaper reports once
-    // Route53 says INSYNC: give it that moment before stopping it.
-    std::thread::sleep(Duration::from_secs(2));
+    // Route53 says INSYNC: wait for that report before stopping it.
+    out.wait_for(Duration::from_secs(20), "reaped i-crashed");
     // Our own registry carries a lease about an hour out.
     let reg = env.values("i-reaper._dnsreg", "TXT");
     let lease: u64 = reg
@@ -179,21 +205,14 @@ fn the_agent_holds_a_lease_and_reaps_its_dead_peers() {
         .unwrap_or_else(|| panic!("no lease line in {reg:?}"));
     assert!(lease.abs_diff(now() + 3600) < 30, "{lease}");
 
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("reaped i-crashed"),
-        "{}",
-        stdout(&out)
+    // stop_timeout is 10 s.
+    let status = stop_within(&mut child, Duration::from_secs(15), &mut err);
+    assert_eq!(status.code(), Some(0), "{}", err.all());
+    let out = out.all();
+    assert_eq!(
+        out.matches("reaped i-crashed").count(),
+        1,
+        "reaped once:\n{out}"
     );
     assert_eq!(env.records(), Vec::<String>::new());
 }
@@ -324,29 +343,18 @@ fn a_stop_out_of_time_is_left_to_reapers_when_a_lease_covers_it() {
                 if lease { "[lease]\nttl = \"1h\"\n" } else { "" },
             );
         let config = env.config("agent.toml", &text);
-        let child = env
-            .dnsreg()
-            .arg("-c")
-            .arg(&config)
-            .arg("run")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while env.values("www", "A") != ["192.0.2.50"] {
-            assert!(Instant::now() < deadline, "never published");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (mut child, _out, mut err) = run_agent(&env, &config);
+        wait_until(Duration::from_secs(20), "www published", || {
+            env.values("www", "A") == ["192.0.2.50"]
+        });
         // Route53 answers nothing but Throttling from now on.
         env.r53
             .fail_next(10_000, testkit::route53::Fault::Throttling);
-        std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let err = stderr(&out);
+        // The stop gives up when stop_timeout (2 s) runs out, however long
+        // the provider would keep it retrying: 10 s leaves room for a loaded
+        // machine and catches a stop that retries past it.
+        let status = stop_within(&mut child, Duration::from_secs(10), &mut err);
+        let err = err.all();
         assert!(
             env.r53.pending_faults() < 10_000,
             "the stop never asked Route53"
@@ -357,10 +365,10 @@ fn a_stop_out_of_time_is_left_to_reapers_when_a_lease_covers_it() {
             "nothing could be removed"
         );
         if lease {
-            assert_eq!(out.status.code(), Some(0), "{err}");
+            assert_eq!(status.code(), Some(0), "{err}");
             assert!(err.contains("left for reapers"), "{err}");
         } else {
-            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert_eq!(status.code(), Some(1), "{err}");
             assert!(err.contains("a [lease] would let peers reap them"), "{err}");
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use testkit::imds::{CloudKind, ImdsServer, Instance};
 
-use crate::util::{Env, isolate, run_expect, stderr, stdout};
+use crate::util::{Env, TcpPort, isolate, output_within, run_expect, stderr, stdout};
 
 /// A scratch directory with an empty DMI dir, and `dnsreg` pointed at it.
 struct Box {
@@ -153,6 +153,15 @@ fn an_explicit_cloud_reads_its_endpoint() {
     );
 }
 
+/// How long `whoami` may take, process start included, when no metadata
+/// service answers. The probes run at once, each cut off at 300 ms: the
+/// in-process tests in src/metadata hold them to that, without a process to
+/// start. This bound is for the whole binary on a loaded machine, and catches
+/// a `whoami` that makes its user wait: probes without their cut-off, left to
+/// the client's 2 s timeout and its retries (about 9 s), or no timeout at all
+/// (the command is killed then, and the test fails rather than hangs).
+const GIVEN_UP_WITHIN: Duration = Duration::from_secs(5);
+
 #[test]
 fn a_silent_metadata_service_is_given_up_on_in_well_under_a_second() {
     // Accepts connections, never answers.
@@ -160,9 +169,12 @@ fn a_silent_metadata_service_is_given_up_on_in_well_under_a_second() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let b = Box::new();
     let start = Instant::now();
-    let out = run_expect(b.dnsreg(&url).arg("whoami"), 1);
-    let took = start.elapsed();
-    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    let out = output_within(b.dnsreg(&url).arg("whoami"), GIVEN_UP_WITHIN);
+    eprintln!(
+        "whoami gave up on a silent service in {:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!("auto metadata: {url}: no cloud recognised")),
         "{}",
@@ -173,16 +185,19 @@ fn a_silent_metadata_service_is_given_up_on_in_well_under_a_second() {
 
 #[test]
 fn a_refused_metadata_port_is_given_up_on_at_once() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    // Bound, not listening: connections are refused, and no other process
+    // can start answering there.
+    let port = TcpPort::new();
+    let url = format!("http://{}", port.addr());
     let b = Box::new();
     let start = Instant::now();
-    let out = run_expect(b.dnsreg(&url).arg("whoami"), 1);
+    let out = output_within(b.dnsreg(&url).arg("whoami"), GIVEN_UP_WITHIN);
+    eprintln!("whoami gave up on a refused port in {:?}", start.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        start.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        start.elapsed()
+        stderr(&out).contains(&format!("auto metadata: {url}: no cloud recognised")),
+        "{}",
+        stderr(&out)
     );
     assert!(
         stderr(&out).contains("set [instance] metadata to the cloud's name"),
