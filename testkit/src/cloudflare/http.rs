@@ -1,12 +1,14 @@
 //! The front of the Cloudflare stand-in: paths, the request pipeline, the
 //! response envelope, and the operations.
 //!
-//! Every request goes through the same steps: count it, check the
+//! Every request goes through the same steps (after the test's gate, which
+//! may hold it first: [`super::CloudflareServer::hold`]): count it, check the
 //! `Authorization: Bearer` header (400 `6003`/`6111` when malformed, 403 `9109`
-//! for a token the server does not know), take an injected fault if one is
-//! queued, take a slot in the sliding rate-limit window (429 `971` with
-//! `Retry-After` when full, and for every request until that time), then run
-//! the operation under the state lock.
+//! for a token the server does not know), note how long a token that was
+//! answered 429 waited, refuse it while the user is blocked (429 `971`, the
+//! seconds left), take an injected fault if one is queued, take a slot in the
+//! sliding rate-limit window (429 `971` with `Retry-After` when full, and a
+//! block until that time), then run the operation under the state lock.
 //! Every answer is Cloudflare's v4 envelope: `{success, errors, messages,
 //! result}` plus `result_info` on lists.
 
@@ -25,7 +27,7 @@ use http_body::Frame;
 use serde_json::{Value, json};
 
 use super::zone::{self, Fields, Record, Rules};
-use super::{CfFault, Shared, State as ServerState, Token, Zone};
+use super::{CfFault, RetryWait, Shared, State as ServerState, Token, Zone};
 use crate::serve::Connection;
 
 /// The path prefix of every operation.
@@ -285,6 +287,30 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let is_write = Op::recognise(&method, uri.path()).is_write();
+    match shared.gate.check(is_write) {
+        None => serve(shared, connection, method, uri, headers, body).await,
+        Some(verdict) => {
+            let gate = shared.clone();
+            crate::gate::after(
+                verdict,
+                serve(gate, connection, method, uri, headers, body),
+                || Response::new(Body::new(Abort)),
+            )
+            .await
+        }
+    }
+}
+
+/// The pipeline, for a request the gate let through.
+async fn serve(
+    shared: Arc<Shared>,
+    connection: Option<Connection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request = Request {
         method,
         path: uri.path().to_owned(),
@@ -313,8 +339,13 @@ async fn handle(
     }
 }
 
-/// Counting, authentication and faults.
+/// Counting, authentication, the block after a 429, and faults.
 pub(crate) fn front(state: &mut ServerState, request: &Request) -> Front {
+    front_at(state, request, Instant::now())
+}
+
+/// [`front`] for a request that arrived at `now`.
+pub(crate) fn front_at(state: &mut ServerState, request: &Request, now: Instant) -> Front {
     let op = Op::recognise(&request.method, &request.path);
     *state
         .stats
@@ -324,6 +355,20 @@ pub(crate) fn front(state: &mut ServerState, request: &Request) -> Front {
     if let Err(error) = authenticate(state, request.authorization.as_deref()) {
         state.stats.failed += 1;
         return Front::Reply(Answer::error(error, None));
+    }
+    let token = token_of(request);
+    if state.told.get(&token).is_some_and(|until| now < *until) {
+        state.stats.ignored_retry_after += 1;
+    }
+    if let Some((at, retry_after)) = state.waiting.remove(&token) {
+        state.stats.retry_waits.push(RetryWait {
+            retry_after,
+            waited: now.saturating_duration_since(at),
+        });
+    }
+    // Blocked: answered so before anything else, a queued fault included.
+    if let Some(refusal) = state.window.blocked(now) {
+        return Front::Reply(refuse(state, token, refusal, now));
     }
     if matches!(op, Op::Batch(_)) && state.batch_unsupported > 0 {
         state.batch_unsupported -= 1;
@@ -339,10 +384,22 @@ pub(crate) fn front(state: &mut ServerState, request: &Request) -> Front {
         Some(CfFault::Delay(delay)) => Front::Continue(Some(delay)),
         Some(CfFault::Drop) => Front::Drop,
         Some(CfFault::Reset) => Front::Reset,
+        Some(CfFault::RateLimited { retry_after_secs }) => {
+            state
+                .window
+                .block(now + Duration::from_secs(retry_after_secs));
+            let refusal = super::Refusal {
+                retry_after_secs,
+                early: false,
+            };
+            Front::Reply(refuse(state, token, refusal, now))
+        }
         Some(CfFault::TooManyRequests { retry_after_secs }) => {
-            state.stats.failed += 1;
-            state.stats.rate_limited += 1;
-            Front::Reply(Answer::error(ApiError::throttled(), Some(retry_after_secs)))
+            let refusal = super::Refusal {
+                retry_after_secs,
+                early: false,
+            };
+            Front::Reply(refuse(state, token, refusal, now))
         }
         Some(CfFault::ServerError(status)) => {
             state.stats.failed += 1;
@@ -357,27 +414,38 @@ pub(crate) fn front(state: &mut ServerState, request: &Request) -> Front {
     }
 }
 
-/// The rate limit, then the operation.
-pub(crate) fn back(state: &mut ServerState, request: &Request, now: Instant) -> Answer {
-    let token = request
+/// The token of a request's well-formed `Authorization` header ("" without one).
+fn token_of(request: &Request) -> String {
+    request
         .authorization
         .as_deref()
         .and_then(bearer)
         .map(str::to_string)
-        .unwrap_or_default();
-    if state.told.get(&token).is_some_and(|until| now < *until) {
-        state.stats.ignored_retry_after += 1;
+        .unwrap_or_default()
+}
+
+/// A 429 for `token`, counted, and remembered: until when it was told to wait,
+/// and since when, to measure its wait.
+fn refuse(state: &mut ServerState, token: String, refusal: super::Refusal, now: Instant) -> Answer {
+    state.stats.failed += 1;
+    state.stats.rate_limited += 1;
+    if refusal.early {
+        state.stats.early_retries += 1;
     }
+    let retry_after = Duration::from_secs(refusal.retry_after_secs);
+    state.told.insert(token.clone(), now + retry_after);
+    state.waiting.insert(token, (now, retry_after));
+    Answer::error(ApiError::throttled(), Some(refusal.retry_after_secs))
+}
+
+/// Cloudflare's answers to a write that found the zone changed under it:
+/// record gone, identical record exists.
+const CONFLICT_CODES: [u64; 2] = [81044, 81058];
+
+/// The rate limit, then the operation.
+pub(crate) fn back(state: &mut ServerState, request: &Request, now: Instant) -> Answer {
     if let Err(refusal) = state.window.admit(now) {
-        state.stats.failed += 1;
-        state.stats.rate_limited += 1;
-        if refusal.early {
-            state.stats.early_retries += 1;
-        }
-        state
-            .told
-            .insert(token, now + Duration::from_secs(refusal.retry_after_secs));
-        return Answer::error(ApiError::throttled(), Some(refusal.retry_after_secs));
+        return refuse(state, token_of(request), refusal, now);
     }
     let op = Op::recognise(&request.method, &request.path);
     let token = request
@@ -388,6 +456,7 @@ pub(crate) fn back(state: &mut ServerState, request: &Request, now: Instant) -> 
         .expect("front() admitted only known tokens");
     let query = Query::parse(&request.query);
     let batch = matches!(op, Op::Batch(_));
+    let write = op.is_write();
     match run(state, &token, op, &request.path, &query, &request.body) {
         Ok(answer) => {
             if batch {
@@ -397,6 +466,15 @@ pub(crate) fn back(state: &mut ServerState, request: &Request, now: Instant) -> 
         }
         Err(error) => {
             state.stats.failed += 1;
+            let code = |e: &Value| e.get("code").and_then(Value::as_u64);
+            if write
+                && error
+                    .errors
+                    .iter()
+                    .any(|e| code(e).is_some_and(|c| CONFLICT_CODES.contains(&c)))
+            {
+                state.stats.conflicts += 1;
+            }
             Answer::error(error, None)
         }
     }

@@ -34,7 +34,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::Running;
+use crate::gate::Gate;
+use crate::{Release, Requests, Running};
 use zone::Record;
 
 /// Cloudflare's global API rate limit: 1,200 requests per five minutes per
@@ -91,7 +92,21 @@ impl DnsRecord {
 /// A misbehaviour to inject (see [`CloudflareServer::fail_next`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CfFault {
-    /// HTTP 429, code 971, with this `Retry-After`.
+    /// HTTP 429, code 971, with this `Retry-After`, and what comes with it on
+    /// Cloudflare: the user is blocked until then ("Rate limits": "all API
+    /// calls for the next five minutes will be blocked"), as after the rate
+    /// limit's own 429. Every request before that time is answered 429 with
+    /// the seconds left (counted in [`CfStats::early_retries`], and in
+    /// [`CfStats::ignored_retry_after`] for the token that was told), and
+    /// uses up no queued fault; how long the token waited is in
+    /// [`CfStats::retry_waits`].
+    RateLimited { retry_after_secs: u64 },
+    /// HTTP 429, code 971, with this `Retry-After`, alone: unlike
+    /// Cloudflare (and [`CfFault::RateLimited`]) no block follows, and a
+    /// request that comes back earlier is served (still counted in
+    /// [`CfStats::ignored_retry_after`] and [`CfStats::retry_waits`]). For a
+    /// test of the answer itself; a test of a client's waiting wants
+    /// `RateLimited`.
     TooManyRequests { retry_after_secs: u64 },
     /// This HTTP status (5xx) with a JSON error body.
     ServerError(u16),
@@ -134,6 +149,32 @@ pub struct CfStats {
     pub failed: u64,
     /// Batches applied.
     pub applied_batches: u64,
+    /// Writes refused because the zone was not what the writer took it for:
+    /// a record it deletes, patches or replaces is gone (`81044`), or one it
+    /// creates exists already (`81058`, identical). On Cloudflare this is the
+    /// trace of a concurrent writer (or of a stale memory of record ids).
+    pub conflicts: u64,
+    /// For each time a token that was answered 429 came back (its next
+    /// request, in order): the `Retry-After` it was given and how long it
+    /// waited, from the 429 to the arrival of that request, as the server
+    /// measured them.
+    pub retry_waits: Vec<RetryWait>,
+}
+
+/// A client's wait after a 429 (see [`CfStats::retry_waits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryWait {
+    /// What `Retry-After` said.
+    pub retry_after: Duration,
+    /// From the 429 to the token's next request.
+    pub waited: Duration,
+}
+
+impl RetryWait {
+    /// Whether the client waited at least as long as it was told.
+    pub fn patient(&self) -> bool {
+        self.waited >= self.retry_after
+    }
 }
 
 impl CfStats {
@@ -197,24 +238,37 @@ impl Window {
         }
     }
 
+    /// Blocks every request until `until` (or the end of a longer block).
+    fn block(&mut self, until: Instant) {
+        self.blocked_until = Some(self.blocked_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// The refusal of a request at `now` while a block is on.
+    fn blocked(&mut self, now: Instant) -> Option<Refusal> {
+        let until = self.blocked_until?;
+        if now < until {
+            return Some(Refusal {
+                retry_after_secs: ceil_secs(until - now).max(1),
+                early: true,
+            });
+        }
+        self.blocked_until = None;
+        None
+    }
+
     /// Admits a request at `now`, or refuses it. The request that finds the
     /// window full starts a block of one window's length (rounded up to
     /// whole seconds, so that a client waiting exactly its `Retry-After`
     /// gets through); every request before the block ends is refused too,
-    /// with the seconds left, and does not prolong it.
+    /// with the seconds left, and does not prolong it. A block started by
+    /// [`CfFault::RateLimited`] holds with or without a limit.
     fn admit(&mut self, now: Instant) -> Result<(), Refusal> {
+        if let Some(refusal) = self.blocked(now) {
+            return Err(refusal);
+        }
         let Some((limit, window)) = self.limit else {
             return Ok(());
         };
-        if let Some(until) = self.blocked_until {
-            if now < until {
-                return Err(Refusal {
-                    retry_after_secs: ceil_secs(until - now).max(1),
-                    early: true,
-                });
-            }
-            self.blocked_until = None;
-        }
         while self
             .admitted
             .front()
@@ -246,6 +300,8 @@ pub(crate) struct State {
     window: Window,
     /// Per token, until when its last 429 told it to wait.
     told: HashMap<String, Instant>,
+    /// Per token answered 429 and not back yet: when, and the `Retry-After`.
+    waiting: HashMap<String, (Instant, Duration)>,
     comment_limit: usize,
     batch_max: usize,
     stats: CfStats,
@@ -261,6 +317,7 @@ impl State {
             batch_unsupported: 0,
             window: Window::new(Some(CLOUDFLARE_RATE_LIMIT)),
             told: HashMap::new(),
+            waiting: HashMap::new(),
             comment_limit: FREE_COMMENT_LIMIT,
             batch_max: http::BATCH_MAX_FREE,
             stats: CfStats::default(),
@@ -278,6 +335,8 @@ impl State {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// Holds a request on the test's word ([`CloudflareServer::hold`]).
+    gate: Gate,
 }
 
 impl Shared {
@@ -308,6 +367,7 @@ impl CloudflareServer {
     pub fn start_on(addr: SocketAddr) -> std::io::Result<CloudflareServer> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
+            gate: Gate::default(),
         });
         let running = Running::spawn(addr, http::router(shared.clone()))?;
         Ok(CloudflareServer { running, shared })
@@ -432,12 +492,13 @@ impl CloudflareServer {
     /// seconds left, and counts in [`CfStats::early_retries`]; the block
     /// does not grow with them. All tokens share the limit (it is the
     /// user's). `None`: unlimited. Default [`CLOUDFLARE_RATE_LIMIT`]. Resets
-    /// the window and lifts a block. (Injected 429s,
-    /// [`CfFault::TooManyRequests`], start no block.)
+    /// the window and lifts a block, also one [`CfFault::RateLimited`]
+    /// started.
     pub fn set_rate_limit(&self, limit: Option<(u32, Duration)>) {
         let mut state = self.shared.lock();
         state.window = Window::new(limit);
         state.told.clear();
+        state.waiting.clear();
     }
 
     /// The longest comment accepted, in characters: 100 on the Free plan (the
@@ -497,6 +558,42 @@ impl CloudflareServer {
     /// Sets every counter back to zero.
     pub fn reset_stats(&self) {
         self.shared.lock().stats = CfStats::default();
+    }
+
+    /// Holds the `nth` request of kind `which` from now on (1: the next
+    /// one) as it arrives, before anything else is done with it (token,
+    /// faults, rate limit, operation), until
+    /// [`release`](CloudflareServer::release): the client has sent it and
+    /// waits for its answer. Requests of that kind are counted from now
+    /// ([`seen_since_hold`](CloudflareServer::seen_since_hold)). A request
+    /// still held from an earlier call is served first.
+    pub fn hold(&self, nth: u32, which: Requests) {
+        self.shared.gate.arm(nth, which);
+    }
+
+    /// Waits until the request [`hold`](CloudflareServer::hold) named has
+    /// arrived and is held, for at most `limit`; whether it is.
+    pub fn wait_held(&self, limit: Duration) -> bool {
+        self.shared.gate.wait_held(limit)
+    }
+
+    /// Whether a request is held now.
+    pub fn is_holding(&self) -> bool {
+        self.shared.gate.is_holding()
+    }
+
+    /// Requests of the kind [`hold`](CloudflareServer::hold) counts that
+    /// arrived since it was called, the held one included, and any after it.
+    pub fn seen_since_hold(&self) -> u64 {
+        self.shared.gate.seen()
+    }
+
+    /// Lets the held request go: [`Release::Serve`] runs it as usual (its
+    /// answer goes to a client that may be gone), [`Release::Drop`] closes
+    /// its connection without an answer and changes nothing. Returns once
+    /// the server is done with it. Panics if no request is held.
+    pub fn release(&self, how: Release) {
+        self.shared.gate.release(how);
     }
 }
 

@@ -11,7 +11,9 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::http::{self, Answer, Front, Request};
-use super::{CLOUDFLARE_RATE_LIMIT, CfFault, CloudflareServer, State, Token, Zone, zone};
+use super::{
+    CLOUDFLARE_RATE_LIMIT, CfFault, CloudflareServer, RetryWait, State, Token, Zone, zone,
+};
 use crate::serve::probe;
 
 const TOKEN: &str = "edit-token";
@@ -1075,4 +1077,154 @@ fn reset_ends_the_connection_with_a_tcp_reset_and_drop_with_a_clean_close() {
     // Neither keeps the server's sockets (hyper's and the duplicate) open.
     assert_eq!(probe::settle_fds_of(dropped_socket, 0), 0);
     assert_eq!(probe::settle_fds_of(reset.server_socket, 0), 0);
+}
+
+impl Fixture {
+    /// A request with the edit token that arrives at `now`.
+    fn call_at(&mut self, method: &str, path: &str, now: Instant) -> Answer {
+        let request = Request {
+            method: Method::from_bytes(method.as_bytes()).unwrap(),
+            path: format!("/client/v4{path}"),
+            query: String::new(),
+            authorization: Some(format!("Bearer {TOKEN}")),
+            body: Vec::new(),
+        };
+        match http::front_at(&mut self.state, &request, now) {
+            Front::Reply(answer) => answer,
+            Front::Continue(None) => http::back(&mut self.state, &request, now),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_injected_rate_limit_blocks_until_its_retry_after_and_waits_are_measured() {
+    let mut f = Fixture::new();
+    let path = f.records_path();
+    f.state.window.limit = None;
+    f.state.faults.extend([
+        CfFault::RateLimited {
+            retry_after_secs: 2,
+        },
+        CfFault::ServerError(503),
+    ]);
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let limited = f.call_at("GET", &path, at(0));
+    assert_eq!(error(&limited).0, 429);
+    assert_eq!(limited.retry_after, Some(2));
+    // Back too early: refused with the time left, the next fault kept for later.
+    let early = f.call_at("GET", &path, at(1500));
+    assert_eq!((error(&early).0, early.retry_after), (429, Some(1)));
+    assert_eq!(f.state.faults.len(), 1);
+    // Waited as told (from the early 429's second): the fault, then served.
+    assert_eq!(error(&f.call_at("GET", &path, at(2500))).0, 503);
+    assert_eq!(f.call_at("GET", &path, at(2600)).status, StatusCode::OK);
+    let stats = &f.state.stats;
+    assert_eq!(
+        (
+            stats.rate_limited,
+            stats.early_retries,
+            stats.ignored_retry_after
+        ),
+        (2, 1, 1)
+    );
+    let ms = Duration::from_millis;
+    assert_eq!(
+        stats.retry_waits,
+        [
+            RetryWait {
+                retry_after: Duration::from_secs(2),
+                waited: ms(1500)
+            },
+            RetryWait {
+                retry_after: Duration::from_secs(1),
+                waited: ms(1000)
+            },
+        ]
+    );
+    assert!(!stats.retry_waits[0].patient() && stats.retry_waits[1].patient());
+
+    // TooManyRequests alone starts no block: an early request is served,
+    // and its wait measured all the same.
+    f.state.faults.push_back(CfFault::TooManyRequests {
+        retry_after_secs: 1,
+    });
+    assert_eq!(error(&f.call_at("GET", &path, at(3000))).0, 429);
+    assert_eq!(f.call_at("GET", &path, at(3100)).status, StatusCode::OK);
+    assert_eq!(
+        f.state.stats.retry_waits.last(),
+        Some(&RetryWait {
+            retry_after: Duration::from_secs(1),
+            waited: ms(100)
+        })
+    );
+    assert_eq!(f.state.stats.ignored_retry_after, 2);
+}
+
+#[test]
+fn writes_that_meet_a_changed_zone_count_as_conflicts() {
+    let mut f = Fixture::new();
+    let created = f.created(a("w", "192.0.2.1"));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let record = format!("{}/{id}", f.records_path());
+    // An identical record: 81058.
+    assert_eq!(error(&f.create(a("w", "192.0.2.1"))).1, 81058);
+    assert_eq!(f.state.stats.conflicts, 1);
+    assert_eq!(f.call("DELETE", &record, None).status, StatusCode::OK);
+    // Gone: deleting or patching it again, alone or in a batch, is 81044.
+    assert_eq!(error(&f.call("DELETE", &record, None)).1, 81044);
+    assert_eq!(
+        error(&f.call("PATCH", &record, Some(json!({"ttl": 60})))).1,
+        81044
+    );
+    let batch = f.batch(json!({"deletes": [{"id": id}], "posts": [a("v", "192.0.2.2")]}));
+    assert_eq!(error(&batch).1, 81044);
+    assert_eq!(f.state.stats.conflicts, 4);
+    // Reading a record that is gone is no conflict, nor is another refusal.
+    assert_eq!(error(&f.call("GET", &record, None)).1, 81044);
+    assert_eq!(error(&f.create(a("w", "not-an-address"))).1, 9005);
+    assert_eq!(f.state.stats.conflicts, 4);
+}
+
+#[test]
+fn a_held_request_waits_for_the_test_then_is_served_or_dropped() {
+    use crate::{Release, Requests};
+    let server = CloudflareServer::start();
+    let zone = server.create_zone("example.com");
+    server.add_token(TOKEN, true);
+    let records = format!("/zones/{zone}/dns_records");
+    let body = json!({"type": "A", "name": "held", "content": "192.0.2.1", "ttl": 300});
+    let write = raw_request(&server, "POST", &records, &body.to_string());
+    let read = raw_request(&server, "GET", &records, "");
+
+    server.hold(1, Requests::Writes);
+    assert!(probe::first_read(addr(&server), &read).unwrap() > 0);
+    assert_eq!(server.seen_since_hold(), 0, "reads are not counted");
+    std::thread::scope(|s| {
+        let held = s.spawn(|| probe::first_read(addr(&server), &write));
+        assert!(server.wait_held(Duration::from_secs(10)));
+        assert!(!held.is_finished());
+        assert!(server.values(&zone, "held.example.com", "A").is_empty());
+        server.release(Release::Serve);
+        assert_eq!(server.values(&zone, "held.example.com", "A"), ["192.0.2.1"]);
+        assert!(held.join().unwrap().unwrap() > 0, "answered");
+    });
+    assert_eq!(server.seen_since_hold(), 1);
+
+    server.hold(2, Requests::Any);
+    let other = json!({"type": "A", "name": "dropped", "content": "192.0.2.2", "ttl": 300});
+    let other = raw_request(&server, "POST", &records, &other.to_string());
+    assert!(probe::first_read(addr(&server), &read).unwrap() > 0);
+    std::thread::scope(|s| {
+        let held = s.spawn(|| probe::first_read(addr(&server), &other));
+        assert!(server.wait_held(Duration::from_secs(10)));
+        assert_eq!(server.seen_since_hold(), 2);
+        server.release(Release::Drop);
+        assert_eq!(held.join().unwrap().unwrap(), 0, "closed without an answer");
+    });
+    assert!(server.values(&zone, "dropped.example.com", "A").is_empty());
+    assert!(probe::first_read(addr(&server), &read).unwrap() > 0);
+    assert_eq!(server.seen_since_hold(), 3, "counted after the hold too");
+    assert!(!server.is_holding());
 }

@@ -5,11 +5,12 @@
 //! with the credential scope; AWS answers a missing or malformed one with 403
 //! (MissingAuthenticationToken, IncompleteSignature, InvalidClientTokenId,
 //! SignatureDoesNotMatch; "Common Errors" in the API reference, and the texts
-//! AWS front ends send). By default any access key is accepted and the
-//! signature value is not recomputed, so tests can use any credentials. Once a
-//! key pair is set ([`super::Route53Server::set_credentials`]) the signature is
-//! recomputed as described in "Create a signed AWS API request" (IAM User
-//! Guide) and must match.
+//! AWS front ends send). The signature is recomputed as described in "Create
+//! a signed AWS API request" (IAM User Guide) and must match, with the key
+//! pair [`super::TEST_CREDENTIALS`] unless another is set
+//! ([`super::Route53Server::set_credentials`]); only a test that says so
+//! (`set_credentials(None)`) gets any access key accepted and the signature
+//! value left unchecked.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use hmac::{Hmac, KeyInit, Mac};
@@ -190,6 +191,28 @@ pub(crate) fn check(request: &Request<'_>, keys: Option<&Keys>) -> Result<(), Ap
         return forbidden("SignatureDoesNotMatch", MISMATCH);
     }
     Ok(())
+}
+
+/// The `Authorization` header of a request signed as an SDK signs it (headers
+/// `host` and `x-amz-date`, region us-east-1), for the unit tests' client.
+#[cfg(test)]
+pub(super) fn authorization(
+    request: &Request<'_>,
+    amz_date: &str,
+    (access_key, secret): (&str, &str),
+) -> String {
+    let date = &amz_date[..8];
+    let signature = signature_for(
+        request,
+        "host;x-amz-date",
+        amz_date,
+        &[date, "us-east-1", "route53"],
+        secret,
+    );
+    format!(
+        "AWS4-HMAC-SHA256 Credential={access_key}/{date}/us-east-1/route53/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={signature}"
+    )
 }
 
 /// The signature of `request` for `signed_headers`, at `amz_date`, in the scope

@@ -1,7 +1,8 @@
 //! The front of the Route53 stand-in: paths, the request pipeline, error
 //! answers and query strings (the operations are in `ops`, signatures in `auth`).
 //!
-//! Every request goes through the same steps, in the order AWS applies them:
+//! Every request goes through the same steps, in the order AWS applies them
+//! (after the test's gate, which may hold it first: [`super::Route53Server::hold`]):
 //! count it, check the SigV4 `Authorization` header (403 without a well-formed
 //! one), take an injected fault if one is queued, take tokens from the rate
 //! limits' buckets (400 `Throttling` when one is short; see [`super::Quota`]),
@@ -229,6 +230,33 @@ impl Op {
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
+    connection: Option<Connection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_write = matches!(
+        Op::recognise(&method, uri.path()),
+        Op::ChangeResourceRecordSets(_)
+    );
+    match shared.gate.check(is_write) {
+        None => serve(shared, connection, method, uri, headers, body).await,
+        Some(verdict) => {
+            let gate = shared.clone();
+            crate::gate::after(
+                verdict,
+                serve(gate, connection, method, uri, headers, body),
+                || Response::new(Body::new(Abort)),
+            )
+            .await
+        }
+    }
+}
+
+/// The pipeline, for a request the gate let through.
+async fn serve(
+    shared: Arc<Shared>,
     connection: Option<Connection>,
     method: Method,
     uri: Uri,

@@ -15,8 +15,8 @@
 //!
 //! Layout: `names` (DNS names as Route53 prints and sorts them), `values`
 //! (RDATA checks), `zone` (record sets and batch semantics), `xml` (request
-//! parsing, response writing), `auth` (SigV4 header checks and, on request,
-//! signature verification), `http` (paths, the request pipeline with faults
+//! parsing, response writing), `auth` (SigV4 header checks and signature
+//! verification, with [`TEST_CREDENTIALS`] unless told otherwise), `http` (paths, the request pipeline with faults
 //! and throttling, error answers), `ops` (the operations).
 //!
 //! Supported operations: CreateHostedZone, GetHostedZone, ListHostedZones,
@@ -38,7 +38,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::Running;
+use crate::gate::Gate;
+use crate::{Release, Requests, Running};
 use names::Name;
 use zone::Zone;
 
@@ -216,6 +217,11 @@ impl PriorRequest {
         fraction < self.probability
     }
 }
+
+/// The key pair [`Route53Server::start`] verifies signatures with until told
+/// otherwise: the `AWS_ACCESS_KEY_ID=test` / `AWS_SECRET_ACCESS_KEY=test` that
+/// `dnsreg-testkit serve` prints and the tests give every AWS client.
+pub const TEST_CREDENTIALS: (&str, &str) = ("test", "test");
 
 /// How long a change stays PENDING before GetChange reports INSYNC, by default.
 pub const DEFAULT_INSYNC_AFTER: Duration = Duration::from_millis(200);
@@ -461,6 +467,8 @@ impl State {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// Holds a request on the test's word ([`Route53Server::hold`]).
+    gate: Gate,
 }
 
 impl Shared {
@@ -473,9 +481,10 @@ impl Shared {
 /// A running Route53 stand-in on loopback, plus the knobs tests need.
 ///
 /// It stops when dropped. Point a client at [`url`](Route53Server::url) with
-/// any access key: requests must carry a well-formed SigV4 `Authorization`
-/// header for `route53`, but the signature itself is only verified after
-/// [`set_credentials`](Route53Server::set_credentials). Zones live in memory.
+/// the key pair [`TEST_CREDENTIALS`] (`test` / `test`): every request must be
+/// signed with it (SigV4 for `route53`, verified as AWS does), unless a test
+/// says otherwise with [`set_credentials`](Route53Server::set_credentials).
+/// Zones live in memory.
 /// The handle is `Send + Sync`; every method takes effect at once, also for
 /// requests already on their way.
 pub struct Route53Server {
@@ -500,10 +509,14 @@ impl Route53Server {
                 write_faults: VecDeque::new(),
                 limits: Limits::default(),
                 prior_request: None,
-                keys: None,
+                keys: Some(auth::Keys {
+                    access_key: TEST_CREDENTIALS.0.to_owned(),
+                    secret_key: TEST_CREDENTIALS.1.to_owned(),
+                }),
                 insync_after: DEFAULT_INSYNC_AFTER,
                 stats: Stats::default(),
             }),
+            gate: Gate::default(),
         });
         let running = Running::spawn(addr, http::router(shared.clone()))?;
         Ok(Route53Server { running, shared })
@@ -609,7 +622,10 @@ impl Route53Server {
     /// `Some((access_key, secret_key))`: from now on every request must be
     /// signed with exactly this key pair (403 `InvalidClientTokenId` for another
     /// access key, 403 `SignatureDoesNotMatch` for a wrong signature), as AWS
-    /// would. `None` (the default): any access key, signature not recomputed.
+    /// would. The default is [`TEST_CREDENTIALS`]. `None`, for a test that
+    /// sends unsigned-looking requests on purpose: any access key, and the
+    /// signature is not recomputed (the `Authorization` header must still be
+    /// well-formed).
     pub fn set_credentials(&self, credentials: Option<(&str, &str)>) {
         self.shared.lock().keys = credentials.map(|(access_key, secret_key)| auth::Keys {
             access_key: access_key.to_owned(),
@@ -739,6 +755,41 @@ impl Route53Server {
     /// The counters.
     pub fn stats(&self) -> Stats {
         self.shared.lock().stats.clone()
+    }
+
+    /// Holds the `nth` request of kind `which` from now on (1: the next
+    /// one) as it arrives, before anything else is done with it, until
+    /// [`release`](Route53Server::release): the client has sent it and waits
+    /// for its answer. Requests of that kind are counted from now
+    /// ([`seen_since_hold`](Route53Server::seen_since_hold)). A request still
+    /// held from an earlier call is served first.
+    pub fn hold(&self, nth: u32, which: Requests) {
+        self.shared.gate.arm(nth, which);
+    }
+
+    /// Waits until the request [`hold`](Route53Server::hold) named has
+    /// arrived and is held, for at most `limit`; whether it is.
+    pub fn wait_held(&self, limit: Duration) -> bool {
+        self.shared.gate.wait_held(limit)
+    }
+
+    /// Whether a request is held now.
+    pub fn is_holding(&self) -> bool {
+        self.shared.gate.is_holding()
+    }
+
+    /// Requests of the kind [`hold`](Route53Server::hold) counts that arrived
+    /// since it was called, the held one included, and any after it.
+    pub fn seen_since_hold(&self) -> u64 {
+        self.shared.gate.seen()
+    }
+
+    /// Lets the held request go: [`Release::Serve`] runs it as usual (its
+    /// answer goes to a client that may be gone), [`Release::Drop`] closes
+    /// its connection without an answer and changes nothing. Returns once
+    /// the server is done with it. Panics if no request is held.
+    pub fn release(&self, how: Release) {
+        self.shared.gate.release(how);
     }
 
     /// Sets every counter back to zero.

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use super::xml::{self, Element};
 use super::{
     ActionQuotas, ChangeQuota, Fault, Limits, Quota, ROUTE53_ACCOUNT_RATE, Route53Server, RrSet,
+    TEST_CREDENTIALS, auth,
 };
 use crate::serve::probe;
 
+/// A well-formed header with a made-up signature: refused unless a test turns
+/// signature checks off (`set_credentials(None)`).
 const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/route53/aws4_request, \
     SignedHeaders=host;x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -98,15 +101,60 @@ fn raw(
     })
 }
 
-fn call(server: &Route53Server, method: &str, path: &str, body: &str) -> Reply {
-    raw(
-        server,
+/// The date every test request is signed at.
+const AMZ_DATE: &str = "20240101T000000Z";
+
+/// `Authorization` and `X-Amz-Date` for a request signed with `keys`, as an
+/// SDK signs it. `path` may carry a query string.
+fn signed_with(
+    server: &Route53Server,
+    keys: (&str, &str),
+    method: &str,
+    path: &str,
+    body: &str,
+) -> [(&'static str, String); 2] {
+    let addr = server.url().trim_start_matches("http://").to_owned();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("host", addr.parse().unwrap());
+    headers.insert("x-amz-date", AMZ_DATE.parse().unwrap());
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let request = auth::Request {
         method,
         path,
-        &[("Authorization", AUTH), ("X-Amz-Date", "20240101T000000Z")],
-        body,
-    )
-    .expect("the server answered")
+        query,
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    [
+        (
+            "Authorization",
+            auth::authorization(&request, AMZ_DATE, keys),
+        ),
+        ("X-Amz-Date", AMZ_DATE.to_owned()),
+    ]
+}
+
+/// The same with [`TEST_CREDENTIALS`], which the server checks by default.
+fn signed(
+    server: &Route53Server,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> [(&'static str, String); 2] {
+    signed_with(server, TEST_CREDENTIALS, method, path, body)
+}
+
+fn refs<'a>(headers: &'a [(&'static str, String); 2]) -> [(&'static str, &'a str); 2] {
+    [
+        (headers[0].0, headers[0].1.as_str()),
+        (headers[1].0, headers[1].1.as_str()),
+    ]
+}
+
+/// A request signed with [`TEST_CREDENTIALS`].
+fn call(server: &Route53Server, method: &str, path: &str, body: &str) -> Reply {
+    let headers = signed(server, method, path, body);
+    raw(server, method, path, &refs(&headers), body).expect("the server answered")
 }
 
 fn get(server: &Route53Server, path: &str) -> Reply {
@@ -1195,6 +1243,8 @@ fn apex_soa_and_ns_are_protected() {
 #[test]
 fn signature_header_is_required_and_checked() {
     let (server, zone) = setup();
+    // The header's shape alone: made-up signatures are let through here.
+    server.set_credentials(None);
     let path = format!("/2013-04-01/hostedzone/{zone}");
     let with = |headers: &[(&str, &str)]| raw(&server, "GET", &path, headers, "").unwrap();
     assert_error(
@@ -1266,26 +1316,64 @@ fn signature_header_is_required_and_checked() {
 }
 
 #[test]
-fn signatures_are_verified_once_credentials_are_set() {
+fn signatures_are_verified_with_the_test_key_pair_by_default() {
     let (server, zone) = setup();
-    let path = format!("hostedzone/{zone}");
-    server.set_credentials(Some(("AKIDEXAMPLE", "secret")));
+    let path = format!("/2013-04-01/hostedzone/{zone}");
+    let send = |headers: &[(&'static str, String); 2]| {
+        raw(&server, "GET", &path, &refs(headers), "").unwrap()
+    };
+    assert_eq!(send(&signed(&server, "GET", &path, "")).status, 200);
     // AUTH carries a made-up signature: well-formed, but not this key pair's.
+    let made_up = raw(
+        &server,
+        "GET",
+        &path,
+        &[("Authorization", AUTH), ("X-Amz-Date", AMZ_DATE)],
+        "",
+    )
+    .unwrap();
     assert_error(
-        &get(&server, &path),
-        403,
-        "SignatureDoesNotMatch",
-        "does not match the signature you provided",
-    );
-    server.set_credentials(Some(("OTHERKEY", "secret")));
-    assert_error(
-        &get(&server, &path),
+        &made_up,
         403,
         "InvalidClientTokenId",
         "security token included in the request is invalid",
     );
+    let wrong_secret = signed_with(&server, ("test", "not-the-secret"), "GET", &path, "");
+    assert_error(
+        &send(&wrong_secret),
+        403,
+        "SignatureDoesNotMatch",
+        "does not match the signature you provided",
+    );
+    // Signed for another body than the one sent.
+    let other_body = signed(&server, "GET", &path, "x");
+    assert_error(&send(&other_body), 403, "SignatureDoesNotMatch", "");
+    // Another key pair, once set.
+    server.set_credentials(Some(("AKIDEXAMPLE", "secret")));
+    assert_error(
+        &send(&signed(&server, "GET", &path, "")),
+        403,
+        "InvalidClientTokenId",
+        "",
+    );
+    let theirs = signed_with(&server, ("AKIDEXAMPLE", "secret"), "GET", &path, "");
+    assert_eq!(send(&theirs).status, 200);
+    // Checks off, as a test asks explicitly: any well-formed header.
     server.set_credentials(None);
-    assert_eq!(get(&server, &path).status, 200);
+    let made_up = raw(
+        &server,
+        "GET",
+        &path,
+        &[("Authorization", AUTH), ("X-Amz-Date", AMZ_DATE)],
+        "",
+    )
+    .unwrap();
+    assert_eq!(made_up.status, 200);
+    // Refused signatures are counted as requests, and use no fault up.
+    server.set_credentials(Some(TEST_CREDENTIALS));
+    server.fail_next(1, Fault::InternalError);
+    assert_error(&send(&wrong_secret), 403, "SignatureDoesNotMatch", "");
+    assert_eq!(server.pending_faults(), 1);
 }
 
 #[test]
@@ -1763,11 +1851,12 @@ fn injected_faults_answer_like_route53_then_stop() {
     assert_eq!(server.values(&zone, "late.example.com", "A"), ["192.0.2.1"]);
 
     server.fail_next(1, Fault::Drop);
+    let list = format!("/2013-04-01/{path}");
     let dropped = raw(
         &server,
         "GET",
-        &format!("/2013-04-01/{path}"),
-        &[("Authorization", AUTH), ("X-Amz-Date", "20240101T000000Z")],
+        &list,
+        &refs(&signed(&server, "GET", &list, "")),
         "",
     );
     assert!(dropped.is_none(), "the connection closes without a byte");
@@ -1775,11 +1864,12 @@ fn injected_faults_answer_like_route53_then_stop() {
     // A dropped change is not applied.
     server.fail_next(1, Fault::Drop);
     let body = batch_xml(&[("CREATE", &a("dropped.example.com", &["192.0.2.1"]))]);
+    let rrset = format!("/2013-04-01/hostedzone/{zone}/rrset");
     let dropped = raw(
         &server,
         "POST",
-        &format!("/2013-04-01/hostedzone/{zone}/rrset"),
-        &[("Authorization", AUTH), ("X-Amz-Date", "20240101T000000Z")],
+        &rrset,
+        &refs(&signed(&server, "POST", &rrset, &body)),
         &body,
     );
     assert!(dropped.is_none());
@@ -1787,12 +1877,13 @@ fn injected_faults_answer_like_route53_then_stop() {
     assert_eq!(server.stats().throttled, 2);
 }
 
-/// A whole signed-looking HTTP/1.1 request, for [`probe::first_read`].
+/// A whole signed HTTP/1.1 request, for [`probe::first_read`].
 fn raw_request(server: &Route53Server, method: &str, path: &str, body: &str) -> String {
     let addr = server.url().trim_start_matches("http://").to_owned();
+    let [(_, authorization), (_, date)] = signed(server, method, path, body);
     format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {AUTH}\r\n\
-         X-Amz-Date: 20240101T000000Z\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\n\
+         X-Amz-Date: {date}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }
@@ -2024,4 +2115,55 @@ fn concurrent_read_modify_write_swaps_lose_nothing() {
     let values = server.values(&zone, name, "A");
     assert_eq!(values.len(), 100, "{values:?}");
     assert_eq!(server.stats().applied_batches, 100);
+}
+
+#[test]
+fn a_held_request_waits_for_the_test_then_is_served_or_dropped() {
+    use crate::{Release, Requests};
+    let (server, zone) = setup();
+    let path = format!("hostedzone/{zone}");
+    let create = |name: &str| [("CREATE", a(name, &["192.0.2.1"]))];
+    let send = |server: &Route53Server, name: &str| {
+        let [(_, set)] = create(name);
+        change(server, &zone, &[("CREATE", &set)])
+    };
+    server.hold(2, Requests::Any);
+    assert_eq!(get(&server, &path).status, 200, "the first goes through");
+    std::thread::scope(|s| {
+        let held = s.spawn(|| send(&server, "held.example.com"));
+        assert!(server.wait_held(Duration::from_secs(10)));
+        assert!(!held.is_finished());
+        assert!(server.values(&zone, "held.example.com", "A").is_empty());
+        assert_eq!(server.seen_since_hold(), 2);
+        // Requests after the held one are served, and counted.
+        assert_eq!(get(&server, &path).status, 200);
+        assert_eq!(server.seen_since_hold(), 3);
+        server.release(Release::Serve);
+        assert!(!server.is_holding());
+        // Served before release returned.
+        assert_eq!(server.values(&zone, "held.example.com", "A"), ["192.0.2.1"]);
+        assert_eq!(held.join().unwrap().status, 200);
+    });
+
+    // Writes only: reads pass, the write is held; dropped, it changes nothing.
+    server.hold(1, Requests::Writes);
+    assert_eq!(get(&server, &path).status, 200);
+    assert_eq!(server.seen_since_hold(), 0);
+    let rrset = format!("/2013-04-01/hostedzone/{zone}/rrset");
+    let body = batch_xml(&[("CREATE", &a("dropped.example.com", &["192.0.2.1"]))]);
+    std::thread::scope(|s| {
+        let held = s.spawn(|| {
+            let headers = signed(&server, "POST", &rrset, &body);
+            raw(&server, "POST", &rrset, &refs(&headers), &body)
+        });
+        assert!(server.wait_held(Duration::from_secs(10)));
+        server.release(Release::Drop);
+        assert!(held.join().unwrap().is_none(), "closed without an answer");
+    });
+    assert!(server.values(&zone, "dropped.example.com", "A").is_empty());
+    assert_eq!(send(&server, "next.example.com").status, 200);
+    assert!(
+        !server.wait_held(Duration::from_millis(50)),
+        "held only once"
+    );
 }
