@@ -235,4 +235,43 @@ mod tests {
             "{e}"
         );
     }
+
+    /// An IPv6-enabled ENI: `network/interfaces/macs/<mac>/ipv6s` answers
+    /// `[address]`; one that is no address is refused, naming the URL and what
+    /// came back.
+    #[tokio::test]
+    async fn an_ipv6_eni_gives_its_address_and_a_malformed_one_is_refused() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::Alibaba,
+            Instance {
+                ipv6: Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18ba".into()),
+                ..Instance::example(CloudKind::Alibaba)
+            },
+        );
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(
+            id.ipv6,
+            Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18ba".parse().unwrap())
+        );
+        assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 16)));
+        let item = "/latest/meta-data/network/interfaces/macs/00:16:3e:0f:2a:4b/ipv6s";
+        assert!(
+            imds.requests().contains(&format!("GET {item}")),
+            "{:?}",
+            imds.requests()
+        );
+
+        imds.update_instance(|i| i.ipv6 = Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18bax".into()));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "alibaba metadata: {}{item}: not an address: \"2408:4005:39c:d300:e4e4:bf3c:8dd6:18bax\"",
+                imds.url()
+            )
+        );
+    }
 }

@@ -224,4 +224,34 @@ mod tests {
             .to_string();
         assert!(e.contains("HTTP 400"), "{e}");
     }
+
+    /// A dual-stack NIC: `network.interface[0].ipv6.ipAddress[0].privateIpAddress`
+    /// holds its IPv6 address; one that is no address is refused, naming the
+    /// URL and what came back.
+    #[tokio::test]
+    async fn a_dual_stack_nic_gives_its_ipv6_and_a_malformed_one_is_refused() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::Azure,
+            Instance {
+                ipv6: Some("ace:cab:deca:deed::4".into()),
+                ..Instance::example(CloudKind::Azure)
+            },
+        );
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.ipv6, Some("ace:cab:deca:deed::4".parse().unwrap()));
+        assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 1, 0, 4)));
+
+        imds.update_instance(|i| i.ipv6 = Some("ace:cab:deca:deed::4%eth0".into()));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "azure metadata: {}{INSTANCE_PATH}: not an address: \"ace:cab:deca:deed::4%eth0\"",
+                imds.url()
+            )
+        );
+    }
 }

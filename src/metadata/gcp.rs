@@ -217,4 +217,40 @@ mod tests {
             .to_string();
         assert!(e.starts_with("gcp metadata: "), "{e}");
     }
+
+    /// A dual-stack interface: `network-interfaces/0/ipv6s` holds its IPv6
+    /// address (the item gRPC's and Google's own clients read); a value that is
+    /// no address is refused, naming the URL and what came back.
+    #[tokio::test]
+    async fn a_dual_stack_interface_gives_its_ipv6_and_a_malformed_one_is_refused() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::Gcp,
+            Instance {
+                ipv6: Some("2600:1900:4000:7a1e:0:1::".into()),
+                ..Instance::example(CloudKind::Gcp)
+            },
+        );
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.ipv6, Some("2600:1900:4000:7a1e:0:1::".parse().unwrap()));
+        assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 10)));
+        assert!(
+            imds.requests()
+                .contains(&"GET /computeMetadata/v1/instance/network-interfaces/0/ipv6s".into()),
+            "{:?}",
+            imds.requests()
+        );
+
+        imds.update_instance(|i| i.ipv6 = Some("2600:1900:4000:7a1e::1::2".into()));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "gcp metadata: {}/computeMetadata/v1/instance/network-interfaces/0/ipv6s: not an address: \"2600:1900:4000:7a1e::1::2\"",
+                imds.url()
+            )
+        );
+    }
 }

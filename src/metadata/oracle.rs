@@ -113,4 +113,36 @@ mod tests {
             "{e}"
         );
     }
+
+    /// An IPv6-enabled VNIC lists `ipv6Addresses`; the first is the instance's,
+    /// and one that is no address is refused, naming the URL and what came back.
+    #[tokio::test]
+    async fn an_ipv6_vnic_gives_its_address_and_a_malformed_one_is_refused() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::Oracle,
+            Instance {
+                ipv6: Some("2603:c020:8000:1200:a3e2:81e0:b4c3:8a31".into()),
+                ..Instance::example(CloudKind::Oracle)
+            },
+        );
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(
+            id.ipv6,
+            Some("2603:c020:8000:1200:a3e2:81e0:b4c3:8a31".parse().unwrap())
+        );
+        assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 12)));
+
+        imds.update_instance(|i| i.ipv6 = Some("2603:c020:8000:1200:a3e2:81e0:b4c3".into()));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "oracle metadata: {}{VNICS_PATH}: not an address: \"2603:c020:8000:1200:a3e2:81e0:b4c3\"",
+                imds.url()
+            )
+        );
+    }
 }
