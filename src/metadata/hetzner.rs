@@ -39,6 +39,27 @@ fn yaml_values<'a>(doc: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> 
     })
 }
 
+/// The first global IPv6 address among `network-config`'s static subnets
+/// (`address: 2a01:4f8:c17:b8f::1/64`); IPv4 and link-local ones are passed
+/// over, and anything else is an error, not silently no IPv6.
+fn first_ipv6(http: &Http, doc: &str) -> Result<Option<Ipv6Addr>, MetadataError> {
+    for a in yaml_values(doc, "address") {
+        let ip = a.split('/').next().unwrap_or_default();
+        match ip.parse::<Ipv6Addr>() {
+            Ok(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => {}
+            Ok(v6) => return Ok(Some(v6)),
+            Err(_) if ip.parse::<Ipv4Addr>().is_ok() => {}
+            Err(_) => {
+                return Err(http.err(
+                    &format!("{ROOT}/network-config"),
+                    format!("not an address: {:?}", http::shown(a)),
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let id_path = format!("{ROOT}/instance-id");
@@ -58,11 +79,10 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         &format!("{ROOT}/private-networks"),
         private.as_deref(),
     )?;
-    let ipv6: Option<Ipv6Addr> = get(&http, "network-config").await?.and_then(|doc| {
-        yaml_values(&doc, "address")
-            .filter_map(|a| a.split('/').next()?.parse::<Ipv6Addr>().ok())
-            .find(|a| (a.segments()[0] & 0xffc0) != 0xfe80)
-    });
+    let ipv6 = match get(&http, "network-config").await? {
+        Some(doc) => first_ipv6(&http, &doc)?,
+        None => None,
+    };
     Ok(Identity {
         cloud: "hetzner".into(),
         detected_by: detected_by.to_string(),
@@ -92,6 +112,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn ipv4_and_link_local_addresses_are_passed_over() {
+        let http = client(Some("http://192.0.2.1"));
+        let doc = "config:\n- subnets:\n  - address: 10.0.0.2/24\n    type: static\n  - address: fe80::9400:2ff:fe8a:1b3c/64\n    type: static\n  - address: 2a01:4f8:c17:b8f::1/64\n    ipv6: true\n    type: static\n";
+        assert_eq!(
+            first_ipv6(&http, doc).unwrap(),
+            Some("2a01:4f8:c17:b8f::1".parse().unwrap())
+        );
+        let v4_only = "config:\n- subnets:\n  - ipv4: true\n    type: dhcp\n";
+        assert_eq!(first_ipv6(&http, v4_only).unwrap(), None);
+    }
+
     #[tokio::test]
     async fn reads_the_identity_key_by_key() {
         let want = Instance::example(CloudKind::Hetzner);
@@ -119,6 +151,37 @@ mod tests {
                 imds.url()
             )),
             "{e}"
+        );
+    }
+
+    /// The static IPv6 subnet of `network-config` gives the address (without
+    /// its prefix length); one that is no address is refused, naming the URL
+    /// and what came back, rather than leaving the instance silently without
+    /// AAAA records.
+    #[tokio::test]
+    async fn network_config_gives_the_ipv6_and_a_malformed_one_is_refused() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::Hetzner,
+            Instance {
+                ipv6: Some("2a01:4f8:c17:b8f::1".into()),
+                ..Instance::example(CloudKind::Hetzner)
+            },
+        );
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.ipv6, Some("2a01:4f8:c17:b8f::1".parse().unwrap()));
+        assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 13)));
+
+        imds.update_instance(|i| i.ipv6 = Some("2a01:4f8:c17:b8f::g1".into()));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "hetzner metadata: {}{ROOT}/network-config: not an address: \"2a01:4f8:c17:b8f::g1/64\"",
+                imds.url()
+            )
         );
     }
 }

@@ -42,6 +42,23 @@ async fn ec2(http: &Http, item: &str) -> Result<(String, Option<String>), Metada
     Ok((path, v))
 }
 
+/// The first IPv6 `ip_address` among `network_data.json`'s networks; IPv4
+/// ones are passed over, and anything else is an error, not silently no IPv6.
+fn first_ipv6(http: &Http, net: &Value) -> Result<Option<Ipv6Addr>, MetadataError> {
+    let addresses = net
+        .get("networks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| str_at(n, "/ip_address"));
+    for a in addresses {
+        if a.parse::<Ipv4Addr>().is_err() {
+            return parse_ip(http, NETWORK_DATA, Some(a));
+        }
+    }
+    Ok(None)
+}
+
 pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = http
@@ -62,13 +79,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
     let public_ipv4: Option<Ipv4Addr> = parse_ip(&http, &p, v.as_deref())?;
     // network_data.json lists static IPv6 networks as {"type": "ipv6", "ip_address": …}.
     let ipv6: Option<Ipv6Addr> = match http.json(NETWORK_DATA, &[]).await {
-        Ok(Some(net)) => net
-            .get("networks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|n| str_at(n, "/ip_address"))
-            .find_map(|a| a.parse::<Ipv6Addr>().ok()),
+        Ok(Some(net)) => first_ipv6(&http, &net)?,
         // Older Nova has no network_data.json; IPv6 is optional, the rest is not.
         Ok(None) | Err(_) => None,
     };
@@ -119,6 +130,37 @@ mod tests {
         assert!(
             e.starts_with(&format!("openstack metadata: {}{META_DATA}: ", imds.url())),
             "{e}"
+        );
+    }
+
+    /// `network_data.json` lists the port's IPv4 network and its static IPv6
+    /// one; the IPv6 `ip_address` is the instance's, and one that is no
+    /// address is refused, naming the URL and what came back, rather than
+    /// leaving the instance silently without AAAA records.
+    #[tokio::test]
+    async fn network_data_gives_the_ipv6_and_a_malformed_one_is_refused() {
+        let imds = ImdsServer::start_cloud(
+            CloudKind::OpenStack,
+            Instance {
+                ipv6: Some("2001:db8:1234:5678::5".into()),
+                ..Instance::example(CloudKind::OpenStack)
+            },
+        );
+        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        assert_eq!(id.ipv6, Some("2001:db8:1234:5678::5".parse().unwrap()));
+        assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 11)));
+
+        imds.update_instance(|i| i.ipv6 = Some("2001:db8:1234:5678::5::6".into()));
+        let e = identity(Some(&imds.url()), "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "openstack metadata: {}{NETWORK_DATA}: not an address: \"2001:db8:1234:5678::5::6\"",
+                imds.url()
+            )
         );
     }
 }
