@@ -471,13 +471,18 @@ impl Cloudflare {
                 )
                 .await
                 .map_err(|e| self.fail(doing, e))?;
-            let got = env.result.unwrap_or_default();
+            // A list always has both: without them, an answer cut short or
+            // rewritten on the way would read as "no records" (and a leave
+            // would remove nothing and forget what it published).
+            let (Some(got), Some(info)) = (env.result, &env.result_info) else {
+                return Err(Fail::permanent(format!(
+                    "{}: {doing}: the listing came without its result or result_info: not an answer Cloudflare gives (is a proxy rewriting answers?)",
+                    self.what()
+                )));
+            };
             let n = got.len();
             out.extend(got);
-            let more = match &env.result_info {
-                Some(info) => info.page.max(page) < info.total_pages,
-                None => false,
-            };
+            let more = info.page.max(page) < info.total_pages;
             if !more || n == 0 {
                 return Ok(out);
             }
@@ -680,6 +685,10 @@ impl Cloudflare {
         #[derive(Deserialize, Default)]
         struct BatchResult {
             #[serde(default)]
+            deletes: Vec<Json>,
+            #[serde(default)]
+            patches: Vec<Json>,
+            #[serde(default)]
             posts: Vec<RecordJson>,
         }
         let env: Envelope<BatchResult> = self
@@ -690,7 +699,19 @@ impl Cloudflare {
                 Some(&body),
             )
             .await?;
-        Ok(env.result.unwrap_or_default().posts)
+        // Cloudflare answers a batch with every record it deleted, patched
+        // and posted; a success without them is not taken as applied.
+        let done = env.result.unwrap_or_default();
+        let (d, p, n) = (done.deletes.len(), done.patches.len(), done.posts.len());
+        if (d, p, n) != (ops.deletes.len(), ops.patches.len(), ops.posts.len()) {
+            return Err(CallError::Permanent(format!(
+                "the batch answer accounts for {d} deletes, {p} patches and {n} posts of the {}, {} and {} sent: not an answer Cloudflare gives (is a proxy rewriting answers?); the change may or may not have been applied, and the next run reads the zone again",
+                ops.deletes.len(),
+                ops.patches.len(),
+                ops.posts.len()
+            )));
+        }
+        Ok(done.posts)
     }
 
     /// The change as single requests, ordered so that the registry always

@@ -407,6 +407,7 @@ impl Route53 {
                 req.send()
             })
             .await?;
+        self.real_listing(&got, false)?;
         // The first rrset at or after the key: the key's own, or absent.
         let first: Vec<ResourceRecordSet> = got.resource_record_sets.into_iter().take(1).collect();
         self.pick(key, &first)
@@ -427,11 +428,41 @@ impl Route53 {
                     .send()
             })
             .await?;
+        self.real_listing(&got, true)?;
         if got.is_truncated {
             self.zone_is_large.store(true, Relaxed);
             return Ok(None);
         }
         Ok(Some(got.resource_record_sets))
+    }
+
+    /// Refuses a listing Route53 cannot have sent, so that a truncated or
+    /// rewritten answer is never read as "nothing there" (a leave would then
+    /// remove nothing and forget what it published): Route53 always echoes
+    /// MaxItems, and a listing from the zone's start begins at its apex, which
+    /// always holds the SOA.
+    fn real_listing(
+        &self,
+        got: &aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsOutput,
+        from_the_start: bool,
+    ) -> Result<(), Fail> {
+        let bad = |what: &str| {
+            Err(Fail::permanent(format!(
+                "{}: ListResourceRecordSets answered without {what}: not an answer Route53 gives (is a proxy rewriting answers?); nothing was changed",
+                self.what()
+            )))
+        };
+        if got.max_items < 1 {
+            return bad("MaxItems");
+        }
+        let apex_soa = got
+            .resource_record_sets
+            .iter()
+            .any(|r| r.r#type == RrType::Soa && unescape_name(&r.name) == self.zone.as_str());
+        if from_the_start && !apex_soa {
+            return bad("the zone's SOA");
+        }
+        Ok(())
     }
 
     /// The rrset of `key` among `rrsets` (this instance's own under multivalue
@@ -850,6 +881,7 @@ impl Provider for Route53 {
                         .send()
                 })
                 .await?;
+            self.real_listing(&got, false)?;
             let mut left_subtree = false;
             for rs in got.resource_record_sets() {
                 let Ok(name) = DomainName::new(&unescape_name(&rs.name)) else {

@@ -2,11 +2,12 @@
 //! dnsreg must then not do.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::util::{Env, run_expect, stderr};
+use crate::battery::{CloudflareBackend, World};
+use crate::util::{CF_TOKEN, Env, ZONE, run_expect, stderr};
 
 /// Answers every HTTP request on a loopback port with `answer(path)`;
 /// counts the requests.
@@ -71,4 +72,244 @@ fn cloudflare_redirects_are_not_followed_so_the_token_and_batch_stay_put() {
     assert_eq!(elsewhere_seen.load(Ordering::SeqCst), 0, "{err}");
     assert!(err.contains("307"), "{err}");
     assert!(!err.contains("secret-token-value"), "{err}");
+}
+
+/// One HTTP message read off a connection: the head's lines and the body.
+struct Message {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+fn read_message(r: &mut impl BufRead) -> Option<Message> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push(line.trim_end().to_string());
+    }
+    let header = |name: &str| {
+        head.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = header("content-length").and_then(|v| v.parse().ok()) {
+        body = vec![0; n];
+        r.read_exact(&mut body).ok()?;
+    }
+    Some(Message { head, body })
+}
+
+/// A proxy in front of a stand-in that rewrites answers by rule: `rule`
+/// gets the request line and the answer's body and returns the body to send
+/// instead, or `None` to pass it on. Counts the answers it rewrote.
+fn rewriting_proxy(
+    upstream: &str,
+    rule: impl Fn(&str, &[u8]) -> Option<Vec<u8>> + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let rewritten = Arc::new(AtomicUsize::new(0));
+    let count = rewritten.clone();
+    let rule = Arc::new(rule);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { continue };
+            let (upstream, rule, count) = (upstream.clone(), rule.clone(), count.clone());
+            std::thread::spawn(move || {
+                let mut from_client = BufReader::new(client.try_clone().unwrap());
+                let mut to_client = client;
+                let server = TcpStream::connect(&upstream).unwrap();
+                let mut from_server = BufReader::new(server.try_clone().unwrap());
+                let mut to_server = server;
+                while let Some(req) = read_message(&mut from_client) {
+                    let mut out = req.head.join("\r\n").into_bytes();
+                    out.extend_from_slice(b"\r\n\r\n");
+                    out.extend_from_slice(&req.body);
+                    if to_server.write_all(&out).is_err() {
+                        return;
+                    }
+                    let Some(mut answer) = read_message(&mut from_server) else {
+                        return;
+                    };
+                    if let Some(body) = rule(&req.head[0], &answer.body) {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        answer.body = body;
+                    }
+                    let mut out = Vec::new();
+                    for h in &answer.head {
+                        let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
+                        if name != "content-length" && name != "transfer-encoding" {
+                            out.extend_from_slice(h.as_bytes());
+                            out.extend_from_slice(b"\r\n");
+                        }
+                    }
+                    out.extend_from_slice(
+                        format!("content-length: {}\r\n\r\n", answer.body.len()).as_bytes(),
+                    );
+                    out.extend_from_slice(&answer.body);
+                    if to_client.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, rewritten)
+}
+
+/// The state file's list of what the provider published.
+fn published(state_dir: &std::path::Path, provider: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(state_dir.join("state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    state["providers"][provider]["published"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn route53_a_leave_never_takes_a_hollow_listing_for_an_empty_zone() {
+    let env = Env::new();
+    // Joined once, as a machine does.
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    let before = env.records();
+    assert!(
+        before.iter().any(|r| r.starts_with("www.example.com. A")),
+        "{before:?}"
+    );
+    assert!(!published(&env.state_dir(), "route53").is_empty());
+    for hollow in [
+        "<ListResourceRecordSetsResponse/>",
+        "<ListResourceRecordSetsResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\">",
+    ] {
+        let (proxy, rewritten) = rewriting_proxy(&env.r53.url(), move |req, _| {
+            req.contains("/rrset").then(|| hollow.as_bytes().to_vec())
+        });
+        let mut c = env.flags("leave", "--name www");
+        c.env("AWS_ENDPOINT_URL_ROUTE_53", &proxy);
+        let out = run_expect(&mut c, 1);
+        let err = stderr(&out);
+        assert!(
+            rewritten.load(Ordering::SeqCst) >= 1,
+            "the hollow answer was sent"
+        );
+        assert!(err.contains("not an answer Route53 gives"), "{err}");
+        assert_eq!(env.records(), before, "{hollow}");
+        assert!(
+            !published(&env.state_dir(), "route53").is_empty(),
+            "{hollow}: the state file still knows what was published"
+        );
+    }
+    // Through no proxy, the leave removes it all.
+    run_expect(&mut env.flags("leave", "--name www"), 0);
+    assert!(
+        env.records().iter().all(|r| !r.starts_with("www.")),
+        "{:?}",
+        env.records()
+    );
+}
+
+#[test]
+fn cloudflare_a_success_without_its_result_is_not_taken_as_done() {
+    let w: World<CloudflareBackend> = World::new();
+    let cmd = |action: &str, endpoint: &str| {
+        let mut c = w.dnsreg();
+        c.env("CLOUDFLARE_API_TOKEN", CF_TOKEN)
+            .args([
+                action,
+                "--provider",
+                "cloudflare",
+                "--zone",
+                ZONE,
+                "--endpoint",
+                endpoint,
+            ])
+            .args(["--name", "www", "--state-dir"])
+            .arg(w.state_dir());
+        c
+    };
+    // A batch answered `success: true` with an empty result: not published.
+    let (proxy, rewritten) = rewriting_proxy(&w.cf.url(), |req, _| {
+        req.contains("/dns_records/batch")
+            .then(|| br#"{"success":true,"errors":[],"messages":[],"result":{}}"#.to_vec())
+    });
+    let out = run_expect(&mut cmd("join", &format!("{proxy}/client/v4")), 1);
+    assert!(rewritten.load(Ordering::SeqCst) >= 1);
+    assert!(
+        stderr(&out).contains("not an answer Cloudflare gives"),
+        "{}",
+        stderr(&out)
+    );
+    // (The batch did go through: the stand-in applied it before the proxy
+    // hollowed the answer, so the records are there but were never confirmed.)
+    run_expect(&mut cmd("join", &w.cf.url()), 0);
+    let before = w.records();
+    assert!(
+        before.iter().any(|r| r.contains("www.example.com. A")),
+        "{before:?}"
+    );
+    // A listing answered `success: true` with no result: a join with
+    // nothing to change checks its records with one listing, and must not
+    // take the hollow answer for "all gone" (and re-post) or for "all there".
+    let hollow_list = || {
+        rewriting_proxy(&w.cf.url(), |req, _| {
+            (req.starts_with("GET") && req.contains("/dns_records"))
+                .then(|| br#"{"success":true,"errors":[],"messages":[]}"#.to_vec())
+        })
+    };
+    let (proxy, rewritten) = hollow_list();
+    let out = run_expect(&mut cmd("join", &format!("{proxy}/client/v4")), 1);
+    assert!(rewritten.load(Ordering::SeqCst) >= 1);
+    assert!(
+        stderr(&out).contains("not an answer Cloudflare gives"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.records(), before);
+    assert!(!published(&w.state_dir(), "cloudflare").is_empty());
+    // Without its state file a leave must list what names this instance: the
+    // hollow listing is an error, not "nothing of ours to remove".
+    let saved = w.state_dir().join("state.json.saved");
+    std::fs::rename(w.state_dir().join("state.json"), &saved).unwrap();
+    let (proxy, rewritten) = hollow_list();
+    let out = run_expect(&mut cmd("leave", &format!("{proxy}/client/v4")), 1);
+    assert!(rewritten.load(Ordering::SeqCst) >= 1);
+    assert!(
+        stderr(&out).contains("not an answer Cloudflare gives"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.records(), before);
+    std::fs::rename(&saved, w.state_dir().join("state.json")).unwrap();
+    run_expect(&mut cmd("leave", &w.cf.url()), 0);
+    assert!(
+        w.records().iter().all(|r| !r.contains("www.example.com.")),
+        "{:?}",
+        w.records()
+    );
 }
