@@ -1144,7 +1144,16 @@ fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceConfig {
         .ipv4
         .as_ref()
         .and_then(|v| match v.get_ref().parse::<Ipv4Addr>() {
-            Ok(ip) => Some(ip),
+            Ok(ip) => {
+                if let Some(why) = crate::metadata::unusable_ipv4(ip) {
+                    c.problem(
+                        v.span(),
+                        "instance.ipv4",
+                        format!("{ip} is {why}, which no other machine can reach; write the address others should use"),
+                    );
+                }
+                Some(ip)
+            }
             Err(_) => {
                 c.problem(
                     v.span(),

@@ -419,6 +419,40 @@ pub async fn notice(
     }
 }
 
+/// Why `ip` can be no machine's address in DNS, if it cannot: the
+/// unspecified, loopback, broadcast, multicast and link-local addresses
+/// (private ranges are fine where they are wanted).
+pub fn unusable_ipv4(ip: std::net::Ipv4Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_broadcast() {
+        Some("the broadcast address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_link_local() {
+        Some("a link-local address")
+    } else {
+        None
+    }
+}
+
+/// [`unusable_ipv4`] for IPv6: unspecified, loopback, multicast, link-local.
+pub fn unusable_ipv6(ip: std::net::Ipv6Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_loopback() {
+        Some("the loopback address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_unicast_link_local() {
+        Some("a link-local address")
+    } else {
+        None
+    }
+}
+
 /// The template variables for `identity` under the configuration's choices.
 pub fn vars(identity: &Identity, cfg: &InstanceConfig) -> Result<Vars, String> {
     if identity.instance_id.is_empty() {
@@ -440,12 +474,35 @@ pub fn vars(identity: &Identity, cfg: &InstanceConfig) -> Result<Vars, String> {
             .private_ipv4
             .ok_or_else(|| format!("instance {} has no private IPv4 address; set [instance] ipv4", identity.instance_id))?,
     };
+    let from = || {
+        if cfg.ipv4.is_some() {
+            "[instance] ipv4".to_string()
+        } else {
+            format!("{} metadata", identity.cloud)
+        }
+    };
+    if let Some(why) = unusable_ipv4(ipv4) {
+        return Err(format!(
+            "instance {}: {ipv4} (from {}) is {why}, which no other machine can reach; set [instance] ipv4 (--ipv4) to the address to publish",
+            identity.instance_id,
+            from()
+        ));
+    }
+    let ipv6 = if cfg.ipv6 { identity.ipv6 } else { None };
+    if let Some(ip) = ipv6
+        && let Some(why) = unusable_ipv6(ip)
+    {
+        return Err(format!(
+            "instance {}: {ip} (from {} metadata) is {why}, which no other machine can reach; set ipv6 = false to publish no AAAA",
+            identity.instance_id, identity.cloud
+        ));
+    }
     Ok(Vars {
         instance_id: identity.instance_id.clone(),
         hostname: identity.hostname.clone(),
         region: identity.region.clone(),
         ipv4,
-        ipv6: if cfg.ipv6 { identity.ipv6 } else { None },
+        ipv6,
     })
 }
 

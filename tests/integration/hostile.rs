@@ -313,3 +313,65 @@ fn cloudflare_a_success_without_its_result_is_not_taken_as_done() {
         w.records()
     );
 }
+
+#[test]
+fn addresses_no_other_machine_can_reach_are_never_published() {
+    let env = Env::new();
+    // Given: refused by check (and by every command) with its line.
+    for (ip, why) in [
+        ("127.0.0.1", "a loopback address"),
+        ("0.0.0.0", "the unspecified address"),
+        ("255.255.255.255", "the broadcast address"),
+        ("224.0.0.251", "a multicast address"),
+        ("169.254.10.1", "a link-local address"),
+    ] {
+        let config = env.config(
+            "ip.toml",
+            &format!(
+                "[instance]\nmetadata = \"none\"\nid = \"i-1\"\nipv4 = \"{ip}\"\n\n\
+                 [providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n\
+                 [[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n"
+            ),
+        );
+        for cmd in ["check", "join"] {
+            let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg(cmd), 2);
+            assert!(
+                stderr(&out).contains(&format!(":4: instance.ipv4: {ip} is {why}")),
+                "{cmd} {ip}: {}",
+                stderr(&out)
+            );
+        }
+        let out = run_expect(&mut env.instance("join", "i-2", ip, "--name www"), 2);
+        assert!(stderr(&out).contains("--ipv4"), "{}", stderr(&out));
+    }
+    // Private ranges are fine when given.
+    run_expect(
+        &mut env.instance("join", "i-3", "10.1.2.3", "--name www"),
+        0,
+    );
+    // From metadata: a lying metadata service names loopback; nothing is
+    // sent, and the exit is 2 as for an instance with no public address
+    // (what to do is to set the address to publish).
+    let lying = testkit::imds::ImdsServer::start(testkit::imds::AwsInstance {
+        public_ipv4: Some("127.0.0.1".into()),
+        ..Default::default()
+    });
+    let before = env.r53.stats().total();
+    let mut c = env.flags("join", "--name www");
+    c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", lying.url());
+    let out = run_expect(&mut c, 2);
+    assert!(
+        stderr(&out).contains("127.0.0.1 (from aws metadata) is a loopback address"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        env.r53.stats().total() - before <= 1,
+        "at most the zone lookup was sent"
+    );
+    assert!(
+        !env.records().iter().any(|r| r.contains("127.0.0.1")),
+        "{:?}",
+        env.records()
+    );
+}
