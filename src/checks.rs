@@ -182,10 +182,28 @@ async fn probe(check: &CheckConfig, http: Option<&reqwest::Client>) -> (bool, St
     })
 }
 
+/// What of the agent's environment an `exec` check sees: enough to find and
+/// run a program, nothing more. The agent's environment holds provider
+/// secrets (CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY from dnsreg.env) and
+/// systemd's NOTIFY_SOCKET, which are no check's business.
+const EXEC_ENV: [&str; 4] = ["PATH", "LANG", "LC_ALL", "TZ"];
+
 /// Runs a program (no shell); exit status 0 passes. Killed if it outlives the
 /// timeout (the future is dropped, and `kill_on_drop` does the rest).
 async fn exec(argv: &[String]) -> (bool, String) {
     let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.env_clear();
+    for key in EXEC_ENV {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        cmd.env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    }
     cmd.args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

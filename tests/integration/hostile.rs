@@ -375,3 +375,51 @@ fn addresses_no_other_machine_can_reach_are_never_published() {
         env.records()
     );
 }
+
+#[test]
+fn exec_health_checks_see_no_secret_of_the_agent() {
+    let env = Env::new();
+    let state = env.state_dir();
+    // The check passes only when neither secret reached it (and PATH did).
+    let config = env.config(
+        "check.toml",
+        &format!(
+            "[instance]\nmetadata = \"aws\"\n\n\
+             [providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n\
+             [[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n\n\
+             [[check]]\nexec = [\"/bin/sh\", \"-c\", \"test -z \\\"$CLOUDFLARE_API_TOKEN$AWS_SECRET_ACCESS_KEY$NOTIFY_SOCKET\\\" && test -n \\\"$PATH\\\" || {{ echo leaked >&2; exit 1; }}\"]\n\
+             interval = \"200ms\"\ntimeout = \"150ms\"\nrise = 1\n\n\
+             [agent]\nstate_dir = \"{}\"\n",
+            state.display()
+        ),
+    );
+    let mut c = env.dnsreg();
+    c.env("CLOUDFLARE_API_TOKEN", "cf-secret-in-the-agents-env")
+        .arg("-c")
+        .arg(&config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut agent = c.spawn().unwrap();
+    let published = || {
+        env.records()
+            .iter()
+            .any(|r| r.starts_with("www.example.com. A"))
+    };
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::util::wait_until(
+            std::time::Duration::from_secs(20),
+            "the check to pass and www to be published",
+            published,
+        )
+    }));
+    std::process::Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    let out = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(waited.is_ok(), "{log}");
+    assert!(!log.contains("leaked"), "{log}");
+    assert!(!published(), "{:?}", env.records());
+}
