@@ -657,6 +657,34 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// and far from the arithmetic overflows (deadlines, lease expiry) of huge ones.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Whether two provider entries reach the same zone at the same service
+/// (so far as a configuration can tell: Route53's public and private zones
+/// may share a name, and are told apart by their ids when both are given).
+fn same_zone(a: &ProviderConfig, b: &ProviderConfig) -> bool {
+    match (&a.kind, &b.kind) {
+        (ProviderKind::Route53(x), ProviderKind::Route53(y)) => {
+            let parts = |z: &ZoneRef| match z {
+                ZoneRef::Name(n) => (Some(n.clone()), None),
+                ZoneRef::Id(i) => (None, Some(i.clone())),
+                ZoneRef::Both(n, i) => (Some(n.clone()), Some(i.clone())),
+            };
+            let ((xn, xi), (yn, yi)) = (parts(&x.zone), parts(&y.zone));
+            x.endpoint == y.endpoint
+                && match (xi, yi) {
+                    (Some(xi), Some(yi)) => xi == yi,
+                    _ => xn.is_some() && xn == yn,
+                }
+        }
+        (ProviderKind::Cloudflare(x), ProviderKind::Cloudflare(y)) => {
+            x.endpoint == y.endpoint && x.zone == y.zone
+        }
+        (ProviderKind::Rfc2136(x), ProviderKind::Rfc2136(y)) => {
+            x.server == y.server && x.zone == y.zone
+        }
+        _ => false,
+    }
+}
+
 /// Collects problems with their lines while validating.
 struct Checker<'a> {
     text: Option<&'a str>,
@@ -748,6 +776,21 @@ pub fn validate(
     for (name, p) in &raw.providers {
         if let Some(pc) = validate_provider(&mut c, name, p) {
             providers.push(pc);
+        }
+    }
+    for (i, a) in providers.iter().enumerate() {
+        for b in &providers[..i] {
+            if same_zone(a, b) {
+                let span = raw.providers.get(&a.name).map_or(0..0, S::span);
+                c.problem(
+                    span,
+                    format!("providers.{}", a.name),
+                    format!(
+                        "names the same zone as providers.{}: each entry would take the other's records in the zone's registry for its own to remove; put all the records of one zone under one provider entry",
+                        b.name
+                    ),
+                );
+            }
         }
     }
     let known: BTreeSet<&str> = raw.providers.keys().map(String::as_str).collect();

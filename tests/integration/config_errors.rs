@@ -301,3 +301,32 @@ fn durations_are_bounded_before_anything_runs() {
     );
     assert!(stderr(&out).contains("--wait"), "{}", stderr(&out));
 }
+
+#[test]
+fn two_provider_entries_on_one_zone_are_refused() {
+    let env = Env::new();
+    let config = env.config(
+        "two.toml",
+        "[providers.a]\ntype = \"route53\"\nzone = \"example.com\"\n\n\
+         [providers.b]\ntype = \"route53\"\nzone = \"Example.com.\"\n\n\
+         [[host]]\nproviders = [\"a\"]\nname = \"{instance_id}\"\n\n\
+         [[round_robin]]\nproviders = [\"b\"]\nname = \"www\"\n",
+    );
+    for cmd in ["check", "join", "run"] {
+        let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg(cmd), 2);
+        assert!(
+            stderr(&out).contains(":5: providers.b: names the same zone as providers.a"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(env.r53.stats().total(), 0);
+    // Route53's public and private zones of one name, told apart by id: fine.
+    let split = env.config(
+        "split.toml",
+        "[providers.public]\ntype = \"route53\"\nzone = \"example.com\"\nzone_id = \"Z0PUBLIC0000000000001\"\n\n\
+         [providers.private]\ntype = \"route53\"\nzone = \"example.com\"\nzone_id = \"Z0PRIVATE000000000002\"\n\n\
+         [[round_robin]]\nproviders = [\"public\", \"private\"]\nname = \"www\"\n",
+    );
+    run_expect(env.dnsreg().arg("-c").arg(&split).arg("check"), 0);
+}
