@@ -151,21 +151,33 @@ fn records_made_by_hand_keep_their_id_ttl_and_comment() {
 }
 
 /// A 429's Retry-After is waited out (the battery injects one too, among
-/// other faults), and a slow answer is waited for.
+/// other faults), and a slow answer is waited for. The stand-in blocks every
+/// request until the Retry-After, as Cloudflare does, and measures the wait.
 #[test]
 fn a_429_and_a_slow_answer_are_waited_out() {
     let env = CfEnv::new();
     env.cf.fail_next(
         1,
-        CfFault::TooManyRequests {
-            retry_after_secs: 1,
+        CfFault::RateLimited {
+            retry_after_secs: 2,
         },
     );
     env.cf
         .fail_next(1, CfFault::Delay(Duration::from_millis(300)));
     run_expect(&mut env.flags("join", SERVICE), 0);
     assert_eq!(env.values("203-0-113-7", "A"), vec!["203.0.113.7"]);
-    assert!(env.cf.stats().rate_limited >= 1);
+    assert_eq!(env.cf.pending_faults(), 0, "both faults were met");
+    let s = env.cf.stats();
+    assert_eq!(
+        (s.rate_limited, s.early_retries, s.ignored_retry_after),
+        (1, 0, 0),
+        "one 429, and nothing came before its Retry-After: {s:?}"
+    );
+    // Measured by the server: from the 429 to dnsreg's next request.
+    assert_eq!(s.retry_waits.len(), 1, "{s:?}");
+    let wait = s.retry_waits[0];
+    assert_eq!(wait.retry_after, Duration::from_secs(2));
+    assert!(wait.patient(), "dnsreg came back early: {wait:?}");
 }
 
 #[test]

@@ -10,16 +10,28 @@
 //! Route53 and Cloudflare stand-ins fail on request (aimed at writes where it
 //! matters); BIND cannot, so it is reached through [`DnsProxy`], which fails
 //! single DNS messages. Each cell also checks that every fault it queued was
-//! met, so that a pass means dnsreg went through it.
+//! met (and, where the server says when to come back, that dnsreg waited that
+//! long, by the server's clock), so that a pass means dnsreg went through it.
+//!
+//! The concurrent writer acts while dnsreg's write is held on its way: the
+//! server (for BIND, a [`DnsGate`] between the proxy and BIND) holds the write
+//! when it arrives, the other writer runs to its end, and only then is the
+//! write let go, so that it always meets the change; each such cell checks
+//! that the server refused it for that (a conflict) and that dnsreg recovered.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use testkit::bind::Bind;
 use testkit::cloudflare::CfFault;
 use testkit::dnsproxy::{DnsFault, DnsProxy, Kind};
 use testkit::route53::Fault;
+use testkit::{Release, Requests};
 
 use crate::battery::{Backend, CloudflareBackend, Rfc2136Backend, Route53Backend, World};
 use crate::util::{ZONE, stderr, stdout};
@@ -32,6 +44,9 @@ const MY_NEW_IP: &str = "198.51.100.9";
 /// An instance that joined before the test, and one that joins during it.
 const PEER: (&str, &str) = ("i-peer", "198.51.100.2");
 const PEER2: (&str, &str) = ("i-peer2", "198.51.100.3");
+/// An instance that publishes the address we publish (two private networks,
+/// or an address handed over), joining while we do.
+const PEER3: (&str, &str) = ("i-peer3", MY_IP);
 /// A value a person put into the shared round-robin name.
 const HAND: &str = "192.0.2.99";
 /// Another, added by a person while dnsreg works.
@@ -95,20 +110,24 @@ pub trait Faulty: Backend {
     fn inject(&self, t: Trouble);
     /// Every request from now on fails (a server error), for good.
     fn break_for_good(&self);
-    /// The next write reaches the server only after `d`: the window in which
-    /// a concurrent writer changes the rrsets it was computed from.
-    fn hold_next_write(&self, d: Duration);
-    /// Writes the server has received so far.
-    fn writes_seen(&self) -> u64;
+    /// The next write is held when it reaches the server, until
+    /// [`Faulty::release_write`]: the window in which a concurrent writer
+    /// changes what it was computed from.
+    fn hold_next_write(&self);
+    /// Until the write [`Faulty::hold_next_write`] waits for is held (at most
+    /// `limit`); whether it is.
+    fn wait_write_held(&self, limit: Duration) -> bool;
+    /// Lets the held write go on to the server.
+    fn release_write(&self);
     /// Faults queued and not met yet.
     fn pending(&self) -> usize;
     /// How long after injecting a [`Trouble::Timeout`] every late request has
     /// been served (and a stale write would have landed).
     fn timeout_settles(&self) -> Duration;
-    /// Writes the server refused because an rrset had changed since it was
-    /// read, when the provider has such a thing (Cloudflare has not: each value
-    /// is a record of its own).
-    fn conflicts(&self) -> Option<u64>;
+    /// Writes the server refused because what they were computed from had
+    /// changed: an rrset no longer as read (Route53, BIND), a record gone or
+    /// an identical one there (Cloudflare, where each value is a record).
+    fn conflicts(&self) -> u64;
 }
 
 impl Faulty for Route53Backend {
@@ -140,17 +159,16 @@ impl Faulty for Route53Backend {
         self.r53.fail_next(100_000, Fault::ServiceUnavailable);
     }
 
-    fn hold_next_write(&self, d: Duration) {
-        self.r53.fail_next_writes(1, Fault::Delay(d));
+    fn hold_next_write(&self) {
+        self.r53.hold(1, Requests::Writes);
     }
 
-    fn writes_seen(&self) -> u64 {
-        let stats = self.r53.stats();
-        stats
-            .requests
-            .get("ChangeResourceRecordSets")
-            .copied()
-            .unwrap_or(0)
+    fn wait_write_held(&self, limit: Duration) -> bool {
+        self.r53.wait_held(limit)
+    }
+
+    fn release_write(&self) {
+        self.r53.release(Release::Serve);
     }
 
     fn pending(&self) -> usize {
@@ -161,16 +179,17 @@ impl Faulty for Route53Backend {
         Duration::from_secs(17)
     }
 
-    fn conflicts(&self) -> Option<u64> {
-        Some(self.r53.stats().invalid_change_batch)
+    fn conflicts(&self) -> u64 {
+        self.r53.stats().invalid_change_batch
     }
 }
 
 impl Faulty for CloudflareBackend {
     fn inject(&self, t: Trouble) {
         match t {
+            // A 429 and the block until its Retry-After, as Cloudflare's.
             Trouble::Throttling => {
-                let slow_down = CfFault::TooManyRequests {
+                let slow_down = CfFault::RateLimited {
                     retry_after_secs: 1,
                 };
                 self.cf.fail_next(1, slow_down.clone());
@@ -197,18 +216,16 @@ impl Faulty for CloudflareBackend {
         self.cf.fail_next(100_000, CfFault::ServerError(503));
     }
 
-    fn hold_next_write(&self, d: Duration) {
-        self.cf.fail_next_writes(1, CfFault::Delay(d));
+    fn hold_next_write(&self) {
+        self.cf.hold(1, Requests::Writes);
     }
 
-    fn writes_seen(&self) -> u64 {
-        self.cf
-            .stats()
-            .requests
-            .iter()
-            .filter(|(op, _)| !op.starts_with("GET") && op.as_str() != "unknown")
-            .map(|(_, n)| n)
-            .sum()
+    fn wait_write_held(&self, limit: Duration) -> bool {
+        self.cf.wait_held(limit)
+    }
+
+    fn release_write(&self) {
+        self.cf.release(Release::Serve);
     }
 
     fn pending(&self) -> usize {
@@ -219,17 +236,19 @@ impl Faulty for CloudflareBackend {
         Duration::from_secs(22)
     }
 
-    fn conflicts(&self) -> Option<u64> {
-        None
+    fn conflicts(&self) -> u64 {
+        self.cf.stats().conflicts
     }
 }
 
-/// A real BIND behind a [`DnsProxy`]: dnsreg and the tests' own writers talk
+/// A real BIND behind a [`DnsProxy`] (and, between the two, a [`DnsGate`]
+/// that holds an UPDATE on request): dnsreg and the tests' own writers talk
 /// to the proxy; the zone is read from BIND directly. Everything but the
 /// faults is the battery's [`Rfc2136Backend`].
 pub struct ProxiedBind {
     pub inner: Rfc2136Backend,
     pub proxy: DnsProxy,
+    pub gate: DnsGate,
 }
 
 impl Backend for ProxiedBind {
@@ -239,9 +258,10 @@ impl Backend for ProxiedBind {
 
     fn start(_dir: &Path) -> ProxiedBind {
         let bind = Bind::start();
-        let proxy = DnsProxy::start(bind.addr());
+        let gate = DnsGate::start(bind.addr());
+        let proxy = DnsProxy::start(gate.addr);
         let inner = Rfc2136Backend::behind(bind, proxy.addr());
-        ProxiedBind { inner, proxy }
+        ProxiedBind { inner, proxy, gate }
     }
 
     fn env(&self, _cmd: &mut Command) {}
@@ -266,12 +286,20 @@ impl Backend for ProxiedBind {
         self.inner.put_by_hand(name, rtype, value, ttl);
     }
 
+    fn remove_by_hand(&self, name: &str, rtype: &str, value: &str) {
+        self.inner.remove_by_hand(name, rtype, value);
+    }
+
     fn records(&self) -> Vec<String> {
         self.inner.records()
     }
 
     fn inject_transient_faults(&self) -> bool {
         true
+    }
+
+    fn pending_faults(&self) -> usize {
+        self.proxy.pending()
     }
 }
 
@@ -304,12 +332,19 @@ impl Faulty for ProxiedBind {
         self.proxy.fail_next(100_000, DnsFault::ServFail);
     }
 
-    fn hold_next_write(&self, d: Duration) {
-        self.proxy.fail_next_of(Kind::Update, 1, DnsFault::Hold(d));
+    fn hold_next_write(&self) {
+        self.gate.hold_next_update();
     }
 
-    fn writes_seen(&self) -> u64 {
-        self.proxy.stats().updates
+    fn wait_write_held(&self, limit: Duration) -> bool {
+        self.gate.wait_held(limit)
+    }
+
+    /// To BIND, whose answer reaches dnsreg if it still waits for it (it
+    /// waits 3 s, then asks again: either way the held UPDATE's
+    /// prerequisites no longer hold, and BIND refuses and logs it).
+    fn release_write(&self) {
+        self.gate.release();
     }
 
     fn pending(&self) -> usize {
@@ -320,9 +355,166 @@ impl Faulty for ProxiedBind {
         Duration::from_secs(5)
     }
 
-    fn conflicts(&self) -> Option<u64> {
+    fn conflicts(&self) -> u64 {
         let log = self.inner.bind.log();
-        u64::try_from(log.matches("prerequisite not satisfied").count()).ok()
+        u64::try_from(log.matches("prerequisite not satisfied").count()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Between the proxy and BIND: relays every DNS message, over UDP and TCP,
+/// except the one UPDATE it is told to hold ([`DnsGate::hold_next_update`]),
+/// which waits until [`DnsGate::release`]. (UPDATEs go over UDP.) Behind the
+/// proxy, so that what the proxy's faults do to a client's connection, a
+/// reset say, is exactly what the client sees.
+pub struct DnsGate {
+    pub addr: SocketAddr,
+    udp: UdpSocket,
+    upstream: SocketAddr,
+    state: Arc<Mutex<GateState>>,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct GateState {
+    armed: bool,
+    /// The UPDATE held, and where its answer goes.
+    held: Option<(Vec<u8>, SocketAddr)>,
+}
+
+impl DnsGate {
+    fn start(upstream: SocketAddr) -> DnsGate {
+        let (udp, tcp) = (0..50)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let tcp = TcpListener::bind(udp.local_addr().ok()?).ok()?;
+                Some((udp, tcp))
+            })
+            .expect("a loopback port free for UDP and TCP");
+        let addr = udp.local_addr().unwrap();
+        let gate = DnsGate {
+            addr,
+            udp: udp.try_clone().unwrap(),
+            upstream,
+            state: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (state, stop) = (gate.state.clone(), gate.stop.clone());
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65535];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, client)) = udp.recv_from(&mut buf) else {
+                    continue;
+                };
+                let message = buf[..n].to_vec();
+                // Opcode UPDATE (5), RFC 2136 §2.2.
+                let update = n > 2 && (message[2] >> 3) & 0x0f == 5;
+                {
+                    let mut state = state.lock().unwrap();
+                    if update && state.armed {
+                        state.armed = false;
+                        state.held = Some((message, client));
+                        continue;
+                    }
+                }
+                relay_udp(udp.try_clone().unwrap(), message, client, upstream);
+            }
+        });
+        let stop = gate.stop.clone();
+        tcp.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((client, _)) => splice(client, upstream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        gate
+    }
+
+    fn hold_next_update(&self) {
+        let mut state = self.state.lock().unwrap();
+        assert!(state.held.is_none(), "an UPDATE is held already");
+        state.armed = true;
+    }
+
+    fn wait_held(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.state.lock().unwrap().held.is_none() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    fn release(&self) {
+        let (message, client) = self
+            .state
+            .lock()
+            .unwrap()
+            .held
+            .take()
+            .expect("an UPDATE is held");
+        relay_udp(
+            self.udp.try_clone().unwrap(),
+            message,
+            client,
+            self.upstream,
+        );
+    }
+}
+
+impl Drop for DnsGate {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One message to `upstream` from a socket of its own; the answer back to `client`.
+fn relay_udp(socket: UdpSocket, message: Vec<u8>, client: SocketAddr, upstream: SocketAddr) {
+    std::thread::spawn(move || {
+        let out = UdpSocket::bind("127.0.0.1:0").unwrap();
+        out.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 65535];
+        if out.send_to(&message, upstream).is_ok()
+            && let Ok(n) = out.recv(&mut buf)
+        {
+            let _ = socket.send_to(&buf[..n], client);
+        }
+    });
+}
+
+/// Copies a TCP connection both ways to `upstream` until either side closes.
+fn splice(client: TcpStream, upstream: SocketAddr) {
+    std::thread::spawn(move || {
+        let _ = client.set_nonblocking(false);
+        let Ok(server) = TcpStream::connect(upstream) else {
+            return;
+        };
+        let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let up = std::thread::spawn(move || {
+            let _ = copy(&mut c_in, &mut s_out);
+            let _ = s_out.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut s_in, mut c_out) = (server, client);
+        let _ = copy(&mut s_in, &mut c_out);
+        let _ = c_out.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+    });
+}
+
+fn copy(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
     }
 }
 
@@ -348,6 +540,8 @@ fn published(instances: &[(&str, &str)], by_hand: &[&str]) -> Vec<String> {
         out.push(format!("www.{ZONE}. A {ip}"));
     }
     out.sort();
+    // Two instances with one address publish its values once.
+    out.dedup();
     out
 }
 
@@ -425,15 +619,6 @@ fn check_exit(out: &Output, code: i32, what: &str) {
     );
 }
 
-/// Polls `cond` for up to `limit`.
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Until the zone is as described (or `limit`), then asserts it.
 fn wait_for_zone<B: Faulty>(
     w: &World<B>,
@@ -458,34 +643,40 @@ fn wait_for_zone<B: Faulty>(
     assert_zone(w, instances, by_hand, when);
 }
 
-/// A second writer acts while the next write is held on its way: the write
-/// is computed from rrsets that are no longer there when it arrives.
-fn while_the_next_write_is_held<B: Faulty>(
+/// The next write is held when it reaches the server while `writer` runs to
+/// its end, then let go: it was computed from what is no longer there when
+/// the server sees it. `start` sets off the write (a command, an address
+/// change); the result is its return value.
+fn while_the_next_write_is_held<B: Faulty, T>(
     w: &World<B>,
-    spawn: impl FnOnce() -> Child,
+    start: impl FnOnce() -> T,
     writer: impl FnOnce(),
-) -> Output {
-    let before = w.writes_seen();
-    w.hold_next_write(Duration::from_secs(2));
-    let child = spawn();
-    wait_for(Duration::from_secs(20), "dnsreg's first write", || {
-        w.writes_seen() > before
-    });
+) -> T {
+    w.hold_next_write();
+    let started = start();
+    assert!(
+        w.wait_write_held(Duration::from_secs(30)),
+        "{}: dnsreg's write never came",
+        w.name()
+    );
     writer();
-    child.wait_with_output().unwrap()
+    w.release_write();
+    started
 }
 
-/// The concurrent writer's change must have been in the way.
-fn assert_conflicted<B: Faulty>(w: &World<B>, before: Option<u64>) {
-    if let (Some(before), Some(after)) = (before, w.conflicts()) {
-        assert!(
-            after > before,
-            "{}: the held write met the concurrent change ({before} → {after} conflicts)",
-            w.name()
-        );
-    }
+/// The concurrent writer's change was in the way: the server refused the
+/// held write for it.
+fn assert_conflicted<B: Faulty>(w: &World<B>, before: u64) {
+    let after = w.conflicts();
+    assert!(
+        after > before,
+        "{}: the held write met the concurrent change ({before} → {after} conflicts)",
+        w.name()
+    );
 }
 
+/// Every fault queued met a request, and every time the server said when to
+/// come back, dnsreg waited that long (by the server's clock).
 fn assert_faults_met<B: Faulty>(w: &World<B>, t: Trouble) {
     assert_eq!(
         w.pending(),
@@ -493,6 +684,24 @@ fn assert_faults_met<B: Faulty>(w: &World<B>, t: Trouble) {
         "{}: every {t:?} fault injected was met",
         w.name()
     );
+    if let Some(waits) = w.retry_waits() {
+        for (told, waited) in &waits {
+            assert!(
+                waited >= told,
+                "{}: told to come back after {told:?}, came back after {waited:?}",
+                w.name()
+            );
+        }
+        if t == Trouble::Throttling {
+            assert!(!waits.is_empty(), "{}: no 429 was ever answered", w.name());
+        }
+    }
+}
+
+/// Injects `t`, and checks that there is something to meet.
+fn inject<B: Faulty>(w: &World<B>, t: Trouble) {
+    w.inject(t);
+    assert!(w.pending() > 0, "{}: {t:?} queued no fault", w.name());
 }
 
 fn quiet(mut c: Command) -> Command {
@@ -508,7 +717,7 @@ fn quiet(mut c: Command) -> Command {
 pub fn join_under<B: Faulty>(t: Trouble) {
     let w = world::<B>();
     let injected = Instant::now();
-    w.inject(t);
+    inject(&w, t);
     let out = expect(&mut w.flags("join", ARGS), 0, "join under faults");
     let said = stdout(&out);
     // Also after a lost answer: dnsreg tells its own landed write (its
@@ -534,24 +743,35 @@ pub fn join_under<B: Faulty>(t: Trouble) {
     );
 }
 
-/// Another instance joins the same shared names between our read and write.
+/// Other instances join the same shared names between our read and write:
+/// one with an address of its own, one with ours (on Cloudflare, where each
+/// value is a record, only the latter is in the way: it makes the records
+/// we are about to create).
 pub fn join_with_a_concurrent_writer<B: Faulty>() {
     let w = world::<B>();
     let conflicts = w.conflicts();
-    let out = while_the_next_write_is_held(
+    let child = while_the_next_write_is_held(
         &w,
         || quiet(w.flags("join", ARGS)).spawn().unwrap(),
         || {
-            expect(
-                &mut w.instance("join", PEER2.0, PEER2.1, ARGS),
-                0,
-                "the second peer joins meanwhile",
-            );
+            for (id, ip) in [PEER2, PEER3] {
+                expect(
+                    &mut w.instance("join", id, ip, ARGS),
+                    0,
+                    &format!("{id} joins meanwhile"),
+                );
+            }
         },
     );
+    let out = child.wait_with_output().unwrap();
     check_exit(&out, 0, "join with a concurrent writer");
     assert_conflicted(&w, conflicts);
-    assert_zone(&w, &[PEER, PEER2, (ME, MY_IP)], &[HAND], "after join");
+    assert_zone(
+        &w,
+        &[PEER, PEER2, PEER3, (ME, MY_IP)],
+        &[HAND],
+        "after join",
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -569,7 +789,7 @@ fn joined<B: Faulty>() -> World<B> {
 pub fn leave_under<B: Faulty>(t: Trouble) {
     let w = joined::<B>();
     let injected = Instant::now();
-    w.inject(t);
+    inject(&w, t);
     let out = expect(&mut w.flags("leave", ARGS), 0, "leave under faults");
     let said = stdout(&out);
     assert!(
@@ -584,15 +804,21 @@ pub fn leave_under<B: Faulty>(t: Trouble) {
     assert_zone(&w, &[PEER], &[HAND], "after leave");
 }
 
-/// A person adds a value to the shared name between our read and write.
+/// A person adds a value to the shared name between our read and write, and
+/// takes ours out of it (on Cloudflare: deletes the record we are about to
+/// delete).
 pub fn leave_with_a_concurrent_writer<B: Faulty>() {
     let w = joined::<B>();
     let conflicts = w.conflicts();
-    let out = while_the_next_write_is_held(
+    let child = while_the_next_write_is_held(
         &w,
         || quiet(w.flags("leave", ARGS)).spawn().unwrap(),
-        || w.put_by_hand("www", "A", HAND2, 300),
+        || {
+            w.put_by_hand("www", "A", HAND2, 300);
+            w.remove_by_hand("www", "A", MY_IP);
+        },
     );
+    let out = child.wait_with_output().unwrap();
     check_exit(&out, 0, "leave with a concurrent writer");
     assert_conflicted(&w, conflicts);
     assert_zone(&w, &[PEER], &[HAND, HAND2], "after leave");
@@ -648,7 +874,7 @@ pub fn reconcile_under<B: Faulty>(t: Trouble) {
     let w = world::<B>();
     let child = agent(&w, "10s");
     let injected = Instant::now();
-    w.inject(t);
+    inject(&w, t);
     w.imds
         .update(|i| i.public_ipv4 = Some(MY_NEW_IP.to_string()));
     let limit = w.timeout_settles() + Duration::from_secs(30);
@@ -674,22 +900,27 @@ pub fn reconcile_under<B: Faulty>(t: Trouble) {
     assert_zone(&w, &[PEER], &[HAND], "after the agent stopped");
 }
 
-/// Another instance joins while the agent's reconcile write is on its way.
+/// Another instance joins while the agent's reconcile write is on its way,
+/// and a person takes the agent's old value out of the shared name (on
+/// Cloudflare: deletes a record the write deletes).
 pub fn reconcile_with_a_concurrent_writer<B: Faulty>() {
     let w = world::<B>();
     let mut child = Some(agent(&w, "10s"));
     let conflicts = w.conflicts();
-    let before = w.writes_seen();
-    w.hold_next_write(Duration::from_secs(2));
-    w.imds
-        .update(|i| i.public_ipv4 = Some(MY_NEW_IP.to_string()));
-    wait_for(Duration::from_secs(20), "the agent's write", || {
-        w.writes_seen() > before
-    });
-    expect(
-        &mut w.instance("join", PEER2.0, PEER2.1, ARGS),
-        0,
-        "the second peer joins meanwhile",
+    while_the_next_write_is_held(
+        &w,
+        || {
+            w.imds
+                .update(|i| i.public_ipv4 = Some(MY_NEW_IP.to_string()))
+        },
+        || {
+            expect(
+                &mut w.instance("join", PEER2.0, PEER2.1, ARGS),
+                0,
+                "the second peer joins meanwhile",
+            );
+            w.remove_by_hand("www", "A", MY_IP);
+        },
     );
     wait_for_zone(
         &w,
@@ -714,6 +945,7 @@ pub fn a_provider_down_at_stop_fails_clearly_within_stop_timeout<B: Faulty>() {
     let w = world::<B>();
     let child = agent(&w, "4s");
     w.break_for_good();
+    let queued = w.pending();
     let started = Instant::now();
     let out = stop(child, Duration::from_secs(10));
     check_exit(&out, 1, "the agent stops with the provider down");
@@ -726,6 +958,11 @@ pub fn a_provider_down_at_stop_fails_clearly_within_stop_timeout<B: Faulty>() {
         "{}: {said}",
         w.name()
     );
+    assert!(
+        w.pending() < queued,
+        "{}: the agent never met the failing server",
+        w.name()
+    );
     assert_zone(&w, &[PEER, (ME, MY_IP)], &[HAND], "after a failed stop");
 }
 
@@ -735,11 +972,13 @@ pub fn a_provider_down_at_stop_fails_clearly_within_stop_timeout<B: Faulty>() {
 pub fn a_join_against_a_failing_server_exits_1_and_publishes_nothing<B: Faulty>() {
     let w = world::<B>();
     w.break_for_good();
+    let queued = w.pending();
     let out = expect(
         &mut w.flags("join", ARGS),
         1,
         "join against a failing server",
     );
+    assert!(w.pending() < queued, "{}: never met the failures", w.name());
     let said = stderr(&out);
     assert!(
         said.contains(&format!("dnsreg: {}", w.name())) || said.contains("dnsreg: "),

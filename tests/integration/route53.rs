@@ -71,12 +71,41 @@ fn prior_request_not_complete_and_a_slow_answer_are_waited_out() {
     env.r53
         .fail_next(1, Fault::Delay(std::time::Duration::from_millis(300)));
     env.r53.fail_next(1, Fault::PriorRequestNotComplete);
+    assert_eq!(env.r53.pending_faults(), 3);
+    let started = std::time::Instant::now();
     run_expect(&mut env.flags("join", SERVICE), 0);
     assert_eq!(env.values("203-0-113-7", "A"), vec!["203.0.113.7"]);
     assert_eq!(
         env.values("_v1._theservice._tcp", "SRV"),
         vec!["0 0 8080 203-0-113-7.example.com."]
     );
+    // Every fault met a request: both refusals answered, the slow answer waited for.
+    assert_eq!(env.r53.pending_faults(), 0, "every fault injected was met");
+    assert_eq!(env.r53.stats().prior_request_not_complete, 2);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+/// A secret that is not the account's: the stand-in refuses every request
+/// as Route53 does (HTTP 403 SignatureDoesNotMatch), and dnsreg says it is
+/// the credentials, changing nothing.
+#[test]
+fn a_wrong_secret_key_is_refused_and_reported_as_a_credentials_problem() {
+    let env = Env::new();
+    let mut join = env.flags("join", SERVICE);
+    join.env("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+    let out = run_expect(&mut join, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("SignatureDoesNotMatch") && err.contains("check the AWS credentials"),
+        "{err}"
+    );
+    let stats = env.r53.stats();
+    assert!(stats.total() >= 1, "dnsreg asked: {stats:?}");
+    assert_eq!(stats.applied_batches, 0);
+    assert_eq!(env.records(), Vec::<String>::new());
+    // The same command with the right secret goes through.
+    run_expect(&mut env.flags("join", SERVICE), 0);
+    assert_eq!(env.values("203-0-113-7", "A"), vec!["203.0.113.7"]);
 }
 
 #[test]

@@ -84,6 +84,31 @@ impl Backend for Route53Backend {
             .put_rrset(&self.zone_id, RrSet::simple(&name, rtype, ttl, &values));
     }
 
+    /// Out of the simple-routing rrset there (the rrset goes with its last value).
+    fn remove_by_hand(&self, name: &str, rtype: &str, value: &str) {
+        let name = absolute(name);
+        let Some(rrset) = self
+            .r53
+            .rrsets(&self.zone_id)
+            .into_iter()
+            .find(|r| r.name == name && r.rtype == rtype && r.set_identifier.is_none())
+        else {
+            return;
+        };
+        let rest: Vec<&str> = rrset
+            .records
+            .iter()
+            .map(String::as_str)
+            .filter(|v| *v != value)
+            .collect();
+        if rest.is_empty() {
+            self.r53.remove_rrset(&self.zone_id, &name, rtype, None);
+        } else {
+            self.r53
+                .put_rrset(&self.zone_id, RrSet::simple(&name, rtype, rrset.ttl, &rest));
+        }
+    }
+
     fn records(&self) -> Vec<String> {
         let apex = format!("{ZONE}.");
         let mut out: Vec<String> = self
@@ -110,6 +135,10 @@ impl Backend for Route53Backend {
         self.r53.fail_next(1, Fault::ServiceUnavailable);
         self.r53.fail_next(1, Fault::Drop);
         true
+    }
+
+    fn pending_faults(&self) -> usize {
+        self.r53.pending_faults()
     }
 
     /// Faster than the real account rate (five a second) so that the test
@@ -262,6 +291,18 @@ impl Backend for CloudflareBackend {
         );
     }
 
+    /// Deletes every record at the name holding the value, marked as
+    /// anyone's or no one's.
+    fn remove_by_hand(&self, name: &str, rtype: &str, value: &str) {
+        let name = Self::fqdn(name);
+        let content = Self::content(rtype, value);
+        for r in self.cf.records(&self.zone_id) {
+            if r.name == name && r.rtype == rtype && r.content == content {
+                self.cf.delete_record(&self.zone_id, &r.id);
+            }
+        }
+    }
+
     fn records(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .cf
@@ -280,11 +321,12 @@ impl Backend for CloudflareBackend {
         out
     }
 
-    /// HTTP 429 with Retry-After, 502, a connection closed without an answer, 503.
+    /// HTTP 429 with Retry-After (and the block until then that comes with
+    /// it), 502, a connection closed without an answer, 503.
     fn inject_transient_faults(&self) -> bool {
         self.cf.fail_next(
             1,
-            CfFault::TooManyRequests {
+            CfFault::RateLimited {
                 retry_after_secs: 1,
             },
         );
@@ -292,6 +334,21 @@ impl Backend for CloudflareBackend {
         self.cf.fail_next(1, CfFault::Drop);
         self.cf.fail_next(1, CfFault::ServerError(503));
         true
+    }
+
+    fn pending_faults(&self) -> usize {
+        self.cf.pending_faults()
+    }
+
+    fn retry_waits(&self) -> Option<Vec<(Duration, Duration)>> {
+        let stats = self.cf.stats();
+        Some(
+            stats
+                .retry_waits
+                .iter()
+                .map(|w| (w.retry_after, w.waited))
+                .collect(),
+        )
     }
 
     /// A tighter window than Cloudflare's 1,200 per five minutes, so that the
@@ -373,6 +430,12 @@ impl Backend for Rfc2136Backend {
             "update add {} {ttl} {rtype} {value}",
             absolute(name)
         ));
+    }
+
+    /// With nsupdate.
+    fn remove_by_hand(&self, name: &str, rtype: &str, value: &str) {
+        self.bind
+            .nsupdate(&format!("update delete {} {rtype} {value}", absolute(name)));
     }
 
     /// From a zone transfer, without the TTL column.

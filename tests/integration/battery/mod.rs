@@ -59,12 +59,26 @@ pub trait Backend: Sized {
     }
     /// Adds one value by hand, as a person or another tool would (not marked as dnsreg's).
     fn put_by_hand(&self, name: &str, rtype: &str, value: &str, ttl: u32);
+    /// Takes one value out by hand, whoever put it there (on Cloudflare: deletes
+    /// the record holding it), as a person tidying the zone would.
+    fn remove_by_hand(&self, name: &str, rtype: &str, value: &str);
     /// Every record in the zone except the zone's own apex SOA/NS (and, for BIND, the ns. glue),
     /// as canonical "name. TYPE value" lines sorted — used to assert "the zone is empty" / exact contents.
     fn records(&self) -> Vec<String>;
     /// Makes the next few requests fail the way this provider fails transiently (throttling, 5xx,
     /// dropped connections); returns false if the provider has no way to inject faults.
     fn inject_transient_faults(&self) -> bool;
+    /// Faults injected and not met by a request yet.
+    fn pending_faults(&self) -> usize {
+        0
+    }
+    /// Every time the server told the client when to come back (a
+    /// `Retry-After`), what it said and how long the client really waited,
+    /// as the server measured it; `None` where the provider says no such
+    /// thing.
+    fn retry_waits(&self) -> Option<Vec<(std::time::Duration, std::time::Duration)>> {
+        None
+    }
 
     /// Throttles requests the way the real service does, scaled so that 50 agents
     /// starting at once are held back within a short test; false if the provider

@@ -318,7 +318,8 @@ pub fn an_old_address_now_used_by_another_instance_is_not_removed<B: Backend>() 
     assert_eq!(w.records(), none(), "{name}");
 }
 
-/// SPEC §3 rule 7: throttling, 5xx and dropped connections are retried.
+/// SPEC §3 rule 7: throttling, 5xx and dropped connections are retried, and
+/// a `Retry-After` is waited out.
 pub fn transient_failures_are_retried<B: Backend>() {
     let w = World::<B>::new();
     let name = w.name();
@@ -326,7 +327,24 @@ pub fn transient_failures_are_retried<B: Backend>() {
         w.inject_transient_faults(),
         "{name} cannot inject faults: leave this test out in its battery! line"
     );
+    let injected = w.pending_faults();
+    assert!(injected >= 4, "{name}: {injected} faults queued");
     run_expect(&mut w.flags("join", SERVICE), 0);
+    // The join went through every fault, not around them.
+    assert_eq!(
+        w.pending_faults(),
+        0,
+        "{name}: of {injected} faults injected, some were never met"
+    );
+    if let Some(waits) = w.retry_waits() {
+        assert!(!waits.is_empty(), "{name}: no Retry-After was ever given");
+        for (told, waited) in waits {
+            assert!(
+                waited >= told,
+                "{name}: told to come back after {told:?}, came back after {waited:?}"
+            );
+        }
+    }
     assert_eq!(w.values("203-0-113-7", "A"), ["203.0.113.7"], "{name}");
     assert_eq!(
         w.values("_v1._theservice._tcp", "SRV"),
