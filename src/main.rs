@@ -12,6 +12,7 @@ mod config;
 mod discover;
 mod engine;
 mod metadata;
+mod net;
 mod plan;
 mod provider;
 mod reconcile;

@@ -14,6 +14,10 @@ use super::MetadataError;
 use super::aws::error_chain;
 use crate::retry::{Backoff, retry};
 
+/// The longest metadata answer read: the largest real ones (Azure's
+/// instance document, OpenStack's meta_data.json) are a few KiB.
+const MAX_ANSWER: usize = 1024 * 1024;
+
 /// How long a probe (`auto`) may take, all requests of it together.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -134,10 +138,9 @@ impl Http {
                     Ok(r) => {
                         let status = r.status();
                         let headers = r.headers().clone();
-                        let body = r
-                            .text()
+                        let body = crate::net::read_capped(r, MAX_ANSWER)
                             .await
-                            .map_err(|e| Fail::Transient(error_chain(&e)))?;
+                            .map_err(Fail::Transient)?;
                         Ok(Reply {
                             status,
                             body,
@@ -238,7 +241,7 @@ impl Http {
         let r = self.build(&call).send().await.ok()?;
         let status = r.status();
         let headers = r.headers().clone();
-        let body = r.text().await.ok()?;
+        let body = crate::net::read_capped(r, MAX_ANSWER).await.ok()?;
         Some(Reply {
             status,
             body,

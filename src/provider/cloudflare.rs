@@ -416,9 +416,10 @@ impl Cloudflare {
         })?;
         let status = resp.status();
         let wait = retry_after(resp.headers());
-        let text = resp.text().await.map_err(|e| {
-            CallError::Transient(format!("reading the response: {}", error_chain(&e)))
-        })?;
+        // Real answers (a page of 100 records, a batch's records) are far smaller.
+        let text = crate::net::read_capped(resp, 32 * 1024 * 1024)
+            .await
+            .map_err(CallError::Transient)?;
         let errors = match serde_json::from_str::<Envelope<T>>(&text) {
             Ok(env) if status.is_success() && env.success => return Ok(env),
             Ok(env) => env.errors,

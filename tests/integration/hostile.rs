@@ -423,3 +423,46 @@ fn exec_health_checks_see_no_secret_of_the_agent() {
     assert!(!log.contains("leaked"), "{log}");
     assert!(!published(), "{:?}", env.records());
 }
+
+#[test]
+fn an_endless_metadata_answer_is_cut_off_not_read_into_memory() {
+    let env = Env::new();
+    // Answers every request with 200 and a body that ends only when the
+    // client hangs up (no length given): 64 MiB if read to the end.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
+                let chunk = vec![b'a'; 64 * 1024];
+                for _ in 0..1024 {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len(), Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let mut c = env.dnsreg();
+    c.args(["whoami", "--metadata", "aws", "--metadata-endpoint", &url]);
+    let out = run_expect(&mut c, 1);
+    assert!(
+        stderr(&out).contains("longer than 1024 KiB"),
+        "{}",
+        stderr(&out)
+    );
+    // dnsreg hung up long before the end (socket buffers hold a few MiB).
+    assert!(
+        sent.load(Ordering::SeqCst) < 32 * 1024 * 1024,
+        "{}",
+        sent.load(Ordering::SeqCst)
+    );
+}

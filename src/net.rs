@@ -1,0 +1,31 @@
+//! Reading what another machine sent, within bounds.
+
+/// Reads a response body as text, refusing one longer than `limit` bytes
+/// before it is all in memory: a metadata service or an API answering with
+/// gigabytes (broken, or hostile) must not take the machine's memory.
+pub async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<String, String> {
+    if let Some(len) = resp.content_length()
+        && len > limit as u64
+    {
+        return Err(too_long(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_long(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn too_long(limit: usize) -> String {
+    format!(
+        "the answer is longer than {} KiB, more than any real one",
+        limit / 1024
+    )
+}
