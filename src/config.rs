@@ -861,7 +861,7 @@ pub fn validate(
         let s = s.get_ref();
         let providers = check_providers(&mut c, &s.providers, &origin);
         let ttl = ttl(&mut c, &s.ttl, &origin);
-        let port = c.u32_in::<u16>(&s.port, &format!("{origin}.port"), 0, 65535);
+        let port = c.u32_in::<u16>(&s.port, &format!("{origin}.port"), 1, 65535);
         let priority = s.priority.as_ref().map_or(Some(0), |v| {
             c.u32_in::<u16>(v, &format!("{origin}.priority"), 0, 65535)
         });
@@ -899,7 +899,7 @@ pub fn validate(
         let s = s.get_ref();
         let providers = check_providers(&mut c, &s.providers, &origin);
         let ttl = ttl(&mut c, &s.ttl, &origin);
-        let port = c.u32_in::<u16>(&s.port, &format!("{origin}.port"), 0, 65535);
+        let port = c.u32_in::<u16>(&s.port, &format!("{origin}.port"), 1, 65535);
         let priority = s.priority.as_ref().map_or(Some(0), |v| {
             c.u32_in::<u16>(v, &format!("{origin}.priority"), 0, 65535)
         });
@@ -1374,6 +1374,12 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
                 format!("{key}.endpoint"),
                 format!("`{s}` is not a URL; write e.g. \"https://route53.amazonaws.com\""),
             );
+        } else if !s.starts_with("https://") && !crate::provider::is_loopback_url(s) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not https; credentials travel only over TLS (plain http only to a stand-in on loopback)"),
+            );
         }
         s.clone()
     });
@@ -1457,6 +1463,14 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
         // Checked without reading the secret: exists, is a readable file, not
         // readable by others (a warning: the agent still works).
         match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                c.problem(
+                    t.span(),
+                    format!("{key}.token_file"),
+                    format!("{} is empty; write the API token into it", path.display()),
+                );
+                None
+            }
             Ok(m) if m.is_file() => {
                 warn_if_others_can_read(&format!("{key}.token_file"), &path);
                 Some(path)
@@ -1486,6 +1500,12 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
                 e.span(),
                 format!("{key}.endpoint"),
                 format!("`{s}` is not a URL; write e.g. \"https://api.cloudflare.com/client/v4\""),
+            );
+        } else if !s.starts_with("https://") && !crate::provider::is_loopback_url(s) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not https; credentials travel only over TLS (plain http only to a stand-in on loopback)"),
             );
         }
         s.clone()
@@ -1614,7 +1634,6 @@ fn validate_check(c: &mut Checker, i: usize, ch: &S<RawCheck>) -> Option<CheckCo
     })
 }
 
-/// A secret file others can read still works, but deserves a word.
 /// What `dnsreg check` can say of a fleet's limits without knowing its size:
 /// a Route53 provider with simple routing that instances share names through.
 pub fn fleet_notes(config: &Config) -> Vec<String> {
@@ -1641,6 +1660,7 @@ pub fn fleet_notes(config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// A secret file others can read still works, but deserves a word.
 fn warn_if_others_can_read(key: &str, path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = std::fs::metadata(path)

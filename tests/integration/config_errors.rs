@@ -330,3 +330,30 @@ fn two_provider_entries_on_one_zone_are_refused() {
     );
     run_expect(env.dnsreg().arg("-c").arg(&split).arg("check"), 0);
 }
+
+#[test]
+fn check_refuses_what_would_only_fail_at_run_time() {
+    let env = Env::new();
+    let empty = env.dir.path().join("empty.token");
+    std::fs::write(&empty, "").unwrap();
+    let config = env.config(
+        "late.toml",
+        &format!(
+            "[providers.cf]\ntype = \"cloudflare\"\nzone = \"example.com\"\ntoken_file = \"{}\"\n\n\
+             [providers.r53]\ntype = \"route53\"\nzone = \"example.org\"\nendpoint = \"http://route53.example.net\"\n\n\
+             [[srv]]\nproviders = [\"cf\"]\nname = \"_app._tcp\"\nport = 0\ntarget = \"host.example.com.\"\n\n\
+             [[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n",
+            empty.display()
+        ),
+    );
+    let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("check"), 2);
+    let err = stderr(&out);
+    for want in [
+        ":4: providers.cf.token_file: ",
+        "is empty; write the API token into it",
+        ":9: providers.r53.endpoint: `http://route53.example.net` is not https",
+        ":14: srv[0].port: 0 is out of range",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}
