@@ -441,7 +441,27 @@ pub async fn run(
             "draining for {}: clients' caches expire while the service still answers",
             humantime::format_duration(drain)
         );
-        sleep(drain).await;
+        // A second SIGTERM or SIGINT cuts the drain short (the operator who
+        // asks twice means now): the first one's listener is gone, and the
+        // runtime's handler would otherwise swallow it.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        let again = async {
+            match (&mut term, &mut int) {
+                (Some(t), Some(i)) => {
+                    tokio::select! {
+                        _ = t.recv() => {}
+                        _ = i.recv() => {}
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep(drain) => {}
+            () = again => tracing::info!("signalled again: the drain is cut short"),
+        }
     }
     let _ = std::fs::remove_file(config.agent.state_dir.join(STATUS_FILE));
     tracing::debug!(ran = ?started.elapsed(), "agent done");

@@ -466,3 +466,54 @@ fn an_endless_metadata_answer_is_cut_off_not_read_into_memory() {
         sent.load(Ordering::SeqCst)
     );
 }
+
+#[test]
+fn a_second_sigterm_cuts_the_drain_short() {
+    let env = Env::new();
+    let config = env.config(
+        "drain.toml",
+        &format!(
+            "[instance]\nmetadata = \"aws\"\n\n\
+             [providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n\
+             [[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n\n\
+             [agent]\ndrain = \"120s\"\nstop_timeout = \"150s\"\nstate_dir = \"{}\"\n",
+            env.state_dir().display()
+        ),
+    );
+    let mut c = env.dnsreg();
+    c.arg("-c")
+        .arg(&config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut agent = c.spawn().unwrap();
+    let log = crate::util::Said::read(agent.stderr.take().unwrap());
+    let term = |pid: u32| {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    let published = || {
+        env.records()
+            .iter()
+            .any(|r| r.starts_with("www.example.com. A"))
+    };
+    crate::util::wait_until(
+        std::time::Duration::from_secs(20),
+        "www published",
+        published,
+    );
+    term(agent.id());
+    log.wait_for(std::time::Duration::from_secs(20), "draining for 2m");
+    assert!(!published(), "removed before the drain");
+    assert!(agent.try_wait().unwrap().is_none(), "draining, not gone");
+    term(agent.id());
+    crate::util::wait_until(
+        std::time::Duration::from_secs(10),
+        "the agent to exit on the second SIGTERM",
+        || agent.try_wait().unwrap().is_some(),
+    );
+    assert_eq!(agent.wait().unwrap().code(), Some(0), "{}", log.now());
+    log.wait_for(std::time::Duration::from_secs(5), "the drain is cut short");
+}
