@@ -316,7 +316,6 @@ impl Engine {
             exclusive,
             leaving: action == Action::Leave,
             known,
-            leave_under_way: before.leaving,
             memory: before.memory.clone().filter(|_| same_zone),
             deadline,
             lease,

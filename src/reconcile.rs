@@ -3,8 +3,10 @@
 //!
 //! The rules, whatever the provider:
 //! - desired values that are missing are added;
-//! - values this instance owns (its registry ∪ its state file) and no longer
-//!   wants are removed, unless another instance's registry claims them too;
+//! - values this instance owns (as its registry in the zone says, or where
+//!   ownership is kept in the records, as they say) and no longer wants are
+//!   removed, unless another instance's registry claims them too; the state
+//!   file only says where to look, never what is owned;
 //! - a desired value already present but not owned is someone else's: left
 //!   alone and never claimed (a person's), or claimed too (another instance's,
 //!   an address released and reused), so that neither instance's cleanup
@@ -60,14 +62,9 @@ pub struct Intent {
     /// True for leave: publish nothing, remove everything owned, drop the registry.
     pub leaving: bool,
     /// Values the local state file says this instance owned after its last
-    /// change that completed. Consulted only when the registry in the zone is
-    /// gone (deleted by hand): the registry is written in the same atomic
-    /// change as the values, so while it exists it is the truth.
+    /// change that completed: which rrsets to read or presume, never what may
+    /// be removed (only the zone's own ownership data says that).
     pub known: Values,
-    /// The state file says a leave was under way and may have completed (the
-    /// process died before noting it): a missing registry then means that
-    /// leave removed it, and `known` is stale.
-    pub leave_under_way: bool,
     /// What this instance's last change left at the provider (the state
     /// file's copy of [`crate::provider::Written::after`]), to presume instead
     /// of reading.
@@ -223,13 +220,12 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     let shared = |k: &RrKey| !ctx.keeps_apart && intent.is_shared(k, &ctx.registry);
 
     // What this instance owns: its registry's owned lines and the values it
-    // announced for removal; the state file's list only when the registry is
-    // gone, unless a leave may have removed it. A value it only announced
-    // wanting is not its own until a write carried it.
+    // announced for removal, as the zone says, never the state file (a stale
+    // or tampered file must not be enough to remove a person's or another
+    // instance's value; a registry deleted by hand leaves its values behind
+    // rather than risk that). A value it only announced wanting is not its
+    // own until a write carried it.
     let mut owned: Values = mine.owned.union(&mine.dropped).cloned().collect();
-    if reg_values.is_empty() && !intent.leave_under_way {
-        owned.extend(intent.known.iter().cloned());
-    }
     owned.retain(|v| v.name.is_in(zone));
 
     // The keys to know: desired, owned, wanted; shared ones only when written.

@@ -296,7 +296,6 @@ fn intent(id: &str, lines: &[&str], leaving: bool) -> Intent {
         desired: if leaving { Vec::new() } else { desired },
         leaving,
         known: Values::new(),
-        leave_under_way: false,
         memory: None,
         deadline: Duration::from_secs(30),
         lease: None,
@@ -397,7 +396,7 @@ async fn endless_conflicts_give_up_at_the_deadline() {
 }
 
 #[tokio::test]
-async fn old_values_from_the_state_file_are_removed_unless_someone_claims_them() {
+async fn values_only_the_state_file_names_are_never_removed() {
     let m = Memory::new();
     m.put("www.example.com. A 192.0.2.7");
     apply(&m, &intent("i-2", &["www.example.com. A 192.0.2.8"], false))
@@ -411,12 +410,23 @@ async fn old_values_from_the_state_file_are_removed_unless_someone_claims_them()
     .iter()
     .map(|l| value(l))
     .collect();
+    // A stale or tampered state file: .7 is a person's (no registry claims
+    // it), .8 is i-2's. Neither is this instance's to remove.
     let o = apply(&m, &i).await.unwrap();
-    assert_eq!(o.removed, vec![value("www.example.com. A 192.0.2.7")]);
-    assert_eq!(o.protected, vec![value("www.example.com. A 192.0.2.8")]);
+    assert!(o.removed.is_empty(), "{:?}", o.removed);
     assert_eq!(
         m.lines("www.example.com", RType::A),
-        vec!["192.0.2.1", "192.0.2.8"]
+        vec!["192.0.2.1", "192.0.2.7", "192.0.2.8"]
+    );
+    let mut leave = intent("i-1", &MINE, true);
+    leave.known = i.known.clone();
+    let o = apply(&m, &leave).await.unwrap();
+    let mut own: Vec<Value> = MINE.iter().map(|l| value(l)).collect();
+    own.sort();
+    assert_eq!(o.removed, own, "only its own");
+    assert_eq!(
+        m.lines("www.example.com", RType::A),
+        vec!["192.0.2.7", "192.0.2.8"]
     );
 }
 
@@ -654,7 +664,6 @@ struct Agent {
     id: String,
     lines: Vec<String>,
     known: Values,
-    leave_under_way: bool,
     memory: Option<serde_json::Value>,
     lease: Duration,
 }
@@ -664,7 +673,6 @@ impl Agent {
         let refs: Vec<&str> = self.lines.iter().map(String::as_str).collect();
         let mut i = intent(&self.id, &refs, leaving);
         i.known = self.known.clone();
-        i.leave_under_way = self.leave_under_way;
         i.memory = self.memory.clone();
         i.lease = Some(self.lease);
         i.deadline = Duration::from_secs(3600);
@@ -680,7 +688,6 @@ impl Agent {
         if leaving {
             truth.lock().unwrap().published.remove(&self.id);
         }
-        self.leave_under_way = leaving;
         let i = self.intent(leaving);
         let done = match cut {
             Some(ms) => tokio::time::timeout(Duration::from_millis(ms), apply(m, &i))
@@ -700,7 +707,6 @@ impl Agent {
             );
         }
         self.known = o.owned.clone();
-        self.leave_under_way = false;
         self.memory = o.memory.clone();
         if !leaving {
             truth
@@ -790,7 +796,6 @@ async fn schedule(seed: u64) {
                     format!("h{k}.example.com. A 192.0.2.{ip}"),
                 ],
                 known: Values::new(),
-                leave_under_way: false,
                 memory: None,
                 lease: Duration::from_secs(3600),
             }
@@ -878,7 +883,6 @@ async fn schedule(seed: u64) {
                     }
                     Op::LoseState => {
                         a.known.clear();
-                        a.leave_under_way = false;
                         a.memory = None;
                     }
                 }

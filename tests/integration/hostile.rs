@@ -400,7 +400,7 @@ fn exec_health_checks_see_no_secret_of_the_agent() {
         .arg("run")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut agent = c.spawn().unwrap();
+    let agent = c.spawn().unwrap();
     let published = || {
         env.records()
             .iter()
