@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::battery::{CloudflareBackend, World};
+use crate::battery::{Backend, CloudflareBackend, World};
 use crate::util::{CF_TOKEN, Env, ZONE, run_expect, stderr};
 
 /// Answers every HTTP request on a loopback port with `answer(path)`;
@@ -516,4 +516,55 @@ fn a_second_sigterm_cuts_the_drain_short() {
     );
     assert_eq!(agent.wait().unwrap().code(), Some(0), "{}", log.now());
     log.wait_for(std::time::Duration::from_secs(5), "the drain is cut short");
+}
+
+#[test]
+fn a_tampered_state_file_cannot_make_a_leave_remove_what_is_not_ours() {
+    let env = Env::new();
+    env.put_by_hand("www", "A", "192.0.2.99", 300);
+    env.put_by_hand("other", "TXT", "\"a person's\"", 300);
+    let state = env.state_dir().join("state.json");
+    // Lines as the file writes them, naming values that are not this instance's.
+    let forge = || {
+        let mut s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        let list = s["providers"]["route53"]["published"]
+            .as_array_mut()
+            .unwrap();
+        list.push("www.example.com. A 192.0.2.99".into());
+        list.push("other.example.com. TXT \"a person's\"".into());
+        std::fs::write(&state, serde_json::to_vec_pretty(&s).unwrap()).unwrap();
+    };
+    // While the registry is there it is the truth: the forged lines count
+    // for nothing, and the leave removes exactly ours.
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    forge();
+    run_expect(&mut env.flags("leave", "--name www"), 0);
+    let left = env.records();
+    assert!(left.iter().any(|r| r.contains("192.0.2.99")), "{left:?}");
+    assert!(
+        left.iter().any(|r| r.starts_with("other.example.com. TXT")),
+        "{left:?}"
+    );
+    assert!(
+        !left.iter().any(|r| r.contains("203.0.113.7")),
+        "ours went: {left:?}"
+    );
+    // With no registry in the zone (deleted by hand), nothing says what is
+    // ours: the forged state file must not make the leave remove anything.
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    let registry = "i-0123456789abcdef0._dnsreg";
+    let lines = env.values(registry, "TXT");
+    assert!(!lines.is_empty());
+    for v in &lines {
+        env.remove_by_hand(registry, "TXT", v);
+    }
+    forge();
+    let before = env.records();
+    run_expect(&mut env.flags("leave", "--name www"), 0);
+    assert_eq!(
+        env.records(),
+        before,
+        "nothing provably ours, nothing removed"
+    );
 }
