@@ -188,6 +188,60 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_id_is_one_dns_label() {
+        assert_eq!(instance_label("I-0ab_C").as_deref(), Ok("i-0ab_c"));
+        assert!(instance_label(&"a".repeat(63)).is_ok());
+        for bad in ["", &"a".repeat(64), "has.dot", "has space", "i/1", "é"] {
+            assert!(instance_label(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_lease_runs_out_only_after_its_expiry_and_the_later_of_two_counts() {
+        let zone = DomainName::new("example.com").unwrap();
+        let at = name(&zone, "i-1").unwrap();
+        let values: Values = [
+            txt(&at, "dnsreg1-lease 100".into()),
+            txt(&at, "dnsreg1-lease 200".into()),
+        ]
+        .into();
+        let r = Registry::parse(&values);
+        assert_eq!(r.lease, Some(200));
+        assert!(!r.expired(199));
+        assert!(!r.expired(200), "the expiry itself is still live");
+        assert!(r.expired(201));
+        assert!(!Registry::default().expired(u64::MAX), "no lease: never");
+    }
+
+    #[test]
+    fn an_instance_claims_what_it_owns_and_wants_not_what_it_drops() {
+        let r = Registry {
+            owned: [v("www.example.com. A 192.0.2.1")].into(),
+            wanted: [v("www.example.com. A 192.0.2.2")].into(),
+            dropped: [v("www.example.com. A 192.0.2.3")].into(),
+            lease: None,
+        };
+        let claims: Vec<&Value> = r.claims().collect();
+        assert_eq!(
+            claims,
+            vec![
+                &v("www.example.com. A 192.0.2.1"),
+                &v("www.example.com. A 192.0.2.2")
+            ]
+        );
+    }
+
+    #[test]
+    fn registry_names_are_found_in_the_zone_and_no_others() {
+        let zone = DomainName::new("example.com").unwrap();
+        let elsewhere = DomainName::new("i-1._dnsreg.example.org").unwrap();
+        assert_eq!(label_of(&elsewhere, &zone), None);
+        let plain = DomainName::new("www.example.com").unwrap();
+        assert_eq!(label_of(&plain, &zone), None);
+        assert!(unix_now() > 1_700_000_000);
+    }
+
+    #[test]
     fn registry_names_and_labels() {
         let zone = DomainName::new("example.com").unwrap();
         let n = name(&zone, "I-0ABC").unwrap();

@@ -266,6 +266,153 @@ mod tests {
         }
     }
 
+    #[test]
+    fn delays_fill_their_whole_window() {
+        // Full jitter: the draws cover [0, min(cap, base * 2^n)], so the
+        // largest of many comes close to that bound, which doubles per attempt.
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(800),
+            attempts: 10,
+        };
+        for n in 0..6 {
+            let bound = Duration::from_millis((100u64 << n).min(800));
+            let longest = (0..500).map(|_| b.delay(n)).max().unwrap();
+            assert!(
+                longest > bound * 3 / 4 && longest <= bound,
+                "attempt {n}: longest {longest:?} of a window of {bound:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_without_retry_after_holds_requests_back_in_growing_windows() {
+        let policy = Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(8),
+            attempts: u32::MAX,
+        };
+        // One refusal: a wait up to the policy's first second.
+        let mut once = Vec::new();
+        // Four in a row: up to 8 s (1, 2, 4, then 8).
+        let mut four = Vec::new();
+        for (refusals, waits) in [(1, &mut once), (4, &mut four)] {
+            for _ in 0..50 {
+                let pacer = Pacer::new(policy);
+                for _ in 0..refusals {
+                    pacer.busy("Throttling", None);
+                }
+                let t = Instant::now();
+                pacer.ready().await;
+                waits.push(t.elapsed());
+            }
+        }
+        let longest = |w: &[Duration]| w.iter().max().copied().unwrap();
+        assert!(longest(&once) <= Duration::from_secs(1), "{once:?}");
+        assert!(longest(&once) > Duration::from_millis(500), "{once:?}");
+        assert!(longest(&four) <= Duration::from_secs(8), "{four:?}");
+        assert!(longest(&four) > Duration::from_secs(5), "{four:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_waited_then_spread_over_a_quarter_more() {
+        let ra = Duration::from_secs(40);
+        let mut waits = Vec::new();
+        for _ in 0..50 {
+            let pacer = Pacer::new(Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(60),
+                attempts: u32::MAX,
+            });
+            pacer.busy("429", Some(ra));
+            let t = Instant::now();
+            pacer.ready().await;
+            waits.push(t.elapsed());
+        }
+        assert!(
+            waits.iter().all(|w| *w >= ra && *w <= ra + ra / 4),
+            "{waits:?}"
+        );
+        // Spread over the whole quarter, not the policy's first second.
+        assert!(waits.iter().any(|w| *w > ra + ra / 8), "{waits:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_draws_the_next_try_within_it_never_before_retry_after() {
+        let long = Backoff {
+            base: Duration::from_secs(1000),
+            cap: Duration::from_secs(1000),
+            attempts: u32::MAX,
+        };
+        let within = Duration::from_secs(10);
+        // Throttled far beyond the deadline: the next try is drawn anew within it.
+        let mut waits = Vec::new();
+        for _ in 0..20 {
+            let pacer = Pacer::new(long);
+            for _ in 0..5 {
+                pacer.busy("Throttling", None);
+            }
+            let t = Instant::now();
+            pacer.fit(t + within);
+            pacer.ready().await;
+            waits.push(t.elapsed());
+        }
+        assert!(waits.iter().all(|w| *w <= within), "{waits:?}");
+        assert!(waits.iter().any(|w| *w > within / 2), "{waits:?}");
+        // The provider asked for 5 s, within the deadline: drawn between the two.
+        for _ in 0..20 {
+            let pacer = Pacer::new(long);
+            pacer.busy("429", Some(Duration::from_secs(5)));
+            pacer.busy("Throttling", None);
+            pacer.busy("Throttling", None);
+            let t = Instant::now();
+            pacer.fit(t + within);
+            pacer.ready().await;
+            let w = t.elapsed();
+            assert!(w >= Duration::from_secs(5) && w <= within, "{w:?}");
+        }
+        // The provider asked for longer than the deadline: that is kept.
+        let pacer = Pacer::new(long);
+        pacer.busy("429", Some(Duration::from_secs(100)));
+        let t = Instant::now();
+        pacer.fit(t + within);
+        pacer.ready().await;
+        assert!(t.elapsed() >= Duration::from_secs(100), "{:?}", t.elapsed());
+        // A deadline already past, or a next try already before the deadline,
+        // changes nothing.
+        let pacer = Pacer::new(long);
+        for _ in 0..5 {
+            pacer.busy("Throttling", None);
+        }
+        let t = Instant::now();
+        let before = pacer.lock().not_before;
+        pacer.fit(t - Duration::from_secs(1));
+        assert_eq!(pacer.lock().not_before, before);
+        for _ in 0..10 {
+            let pacer = Pacer::new(Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(1),
+                attempts: u32::MAX,
+            });
+            pacer.busy("Throttling", None);
+            let t = Instant::now();
+            pacer.fit(t + Duration::from_secs(100));
+            pacer.ready().await;
+            assert!(t.elapsed() <= Duration::from_secs(1), "{:?}", t.elapsed());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_within_is_the_last_refusal_s_age() {
+        let pacer = Pacer::new(Backoff::BUSY);
+        assert!(!pacer.busy_within(Duration::from_secs(60)), "never refused");
+        pacer.busy("Throttling", None);
+        assert!(pacer.busy_within(Duration::from_secs(60)));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(!pacer.busy_within(Duration::from_secs(60)));
+        assert!(pacer.busy_within(Duration::from_secs(120)));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn retries_transient_errors_then_gives_up() {
         let b = Backoff {
