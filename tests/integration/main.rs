@@ -4,6 +4,7 @@
 mod agent;
 mod battery;
 mod cloudflare;
+mod cloudflare_sdk;
 mod config_errors;
 mod crash;
 mod discover;
