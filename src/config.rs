@@ -979,6 +979,11 @@ pub fn validate(
         }
     }
 
+    let drain_span = raw
+        .agent
+        .as_ref()
+        .and_then(|a| a.drain.as_ref())
+        .map(S::span);
     let agent = validate_agent(&mut c, raw.agent.take().unwrap_or_default());
 
     // Cloudflare proxies only A/AAAA (and CNAME): an SRV, TXT or PTR record
@@ -1066,11 +1071,7 @@ pub fn validate(
         }
     });
     if agent.drain >= agent.stop_timeout && !agent.drain.is_zero() {
-        let span = raw
-            .agent
-            .as_ref()
-            .and_then(|a| a.drain.as_ref())
-            .map(S::span);
+        let span = drain_span;
         let message = format!(
             "drain ({}) must be shorter than stop_timeout ({}), which bounds the whole stop (removal, then drain)",
             humantime::format_duration(agent.drain),

@@ -348,6 +348,18 @@ fn check_refuses_what_would_only_fail_at_run_time() {
     );
     let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("check"), 2);
     let err = stderr(&out);
+    let drain = env.config(
+        "drain.toml",
+        "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n\
+         [[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n\n\
+         [agent]\ndrain = \"30s\"\nstop_timeout = \"10s\"\n",
+    );
+    let out = run_expect(env.dnsreg().arg("-c").arg(&drain).arg("check"), 2);
+    assert!(
+        stderr(&out).contains(":10: agent.drain: drain (30s) must be shorter than stop_timeout"),
+        "{}",
+        stderr(&out)
+    );
     for want in [
         ":4: providers.cf.token_file: ",
         "is empty; write the API token into it",
