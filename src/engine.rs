@@ -75,8 +75,9 @@ impl Report {
         Report {
             provider,
             result: Err(format!(
-                "gave up after {}: its records may be partly changed; \
-                 the next run or reconcile finishes the work",
+                "gave up after {} without finishing: nothing more is sent, a \
+                 change already accepted stands whole (each is atomic), and the \
+                 next run or reconcile finishes the work",
                 humantime::format_duration(deadline)
             )),
             out_of_time: true,
