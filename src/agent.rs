@@ -288,16 +288,25 @@ pub async fn run(
             r = engine.sync(action, interval.max(Duration::from_secs(60))) => r?,
             () = &mut shutdown => break,
         };
+        let first_sync = !synced_once;
         synced_once = true;
         let ok = print_reports(action, &reports);
         if reports
             .iter()
             .any(|r| r.result.as_ref().is_ok_and(|o| o.change.is_some()))
         {
-            // Route53 takes up to a minute to make a change live: ask once, then.
+            // Route53 takes up to a minute to make a change live: ask once,
+            // then. After a fleet's spread first joins, not before the
+            // spread is over: the fleet's confirmations would otherwise
+            // compete with its last joins for the account's rate.
+            let not_before = if first_sync {
+                config.agent.join_spread
+            } else {
+                Duration::ZERO
+            };
             next_confirm = engine
                 .confirm_due(CONFIRM_FIRST)
-                .map(|d| Instant::now() + d.max(Duration::from_secs(1)));
+                .map(|d| Instant::now() + d.max(not_before).max(Duration::from_secs(1)));
         }
         if config.lease.is_some_and(|l| l.reap) && mode == Mode::Up {
             let reaped = tokio::select! {
