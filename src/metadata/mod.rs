@@ -48,11 +48,47 @@ pub struct Identity {
 
 /// A metadata failure: which cloud, which URL, what came back.
 #[derive(Debug, thiserror::Error)]
-#[error("{cloud} metadata: {url}: {what}")]
+#[error("{cloud} metadata: {}: {}", printable(url), printable(what))]
 pub struct MetadataError {
     pub cloud: &'static str,
     pub url: String,
     pub what: String,
+}
+
+/// `s` with control characters escaped (`\u{1b}`): what a metadata service
+/// said is shown, never let loose on the operator's terminal.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Refuses an identity whose strings hold control characters: no cloud
+/// writes them, and they would reach terminals, logs and DNS names.
+fn printable_identity(cloud: &'static str, id: &Identity) -> Result<(), MetadataError> {
+    for (field, value) in [
+        ("instance id", Some(&id.instance_id)),
+        ("region", id.region.as_ref()),
+        ("availability zone", id.availability_zone.as_ref()),
+        ("hostname", id.hostname.as_ref()),
+    ] {
+        if let Some(v) = value
+            && v.chars().any(char::is_control)
+        {
+            return Err(MetadataError {
+                cloud,
+                url: "its answers".into(),
+                what: format!("the {field} {v:?} holds control characters; no cloud writes them"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads this instance's identity as the configuration says, overrides applied.
@@ -100,7 +136,7 @@ async fn read(
     base: Option<&str>,
     detected_by: &str,
 ) -> Result<Identity, MetadataError> {
-    match kind {
+    let id = match kind {
         MetadataKind::Aws => Aws::new(base).identity(detected_by).await,
         MetadataKind::Gcp => gcp::identity(base, detected_by).await,
         MetadataKind::Azure => azure::identity(base, detected_by).await,
@@ -113,7 +149,9 @@ async fn read(
         MetadataKind::Auto | MetadataKind::None => {
             unreachable!("auto and none are not metadata services")
         }
-    }
+    }?;
+    printable_identity(kind.name(), &id)?;
+    Ok(id)
 }
 
 /// [`read`] for a cloud `auto` chose: a failure also says what chose it, so

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::battery::{Backend, CloudflareBackend, World};
-use crate::util::{CF_TOKEN, Env, ZONE, run_expect, stderr};
+use crate::util::{CF_TOKEN, Env, ZONE, run_expect, stderr, stdout};
 
 /// Answers every HTTP request on a loopback port with `answer(path)`;
 /// counts the requests.
@@ -567,4 +567,25 @@ fn a_tampered_state_file_cannot_make_a_leave_remove_what_is_not_ours() {
         before,
         "nothing provably ours, nothing removed"
     );
+}
+
+#[test]
+fn metadata_with_control_characters_is_refused_and_never_printed_raw() {
+    let env = Env::new();
+    let lying = testkit::imds::ImdsServer::start(testkit::imds::AwsInstance {
+        region: "us-east-1\u{1b}[2J\u{1b}[31m".into(),
+        ..Default::default()
+    });
+    let mut c = env.dnsreg();
+    c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", lying.url())
+        .args(["whoami", "--metadata", "aws"]);
+    let out = run_expect(&mut c, 1);
+    let err = stderr(&out);
+    assert!(
+        !err.contains('\u{1b}') && !stdout(&out).contains('\u{1b}'),
+        "{err:?}"
+    );
+    assert!(err.contains("region"), "{err}");
+    assert!(err.contains("holds control characters"), "{err}");
+    assert!(err.contains("\\u{1b}"), "shown escaped: {err}");
 }
