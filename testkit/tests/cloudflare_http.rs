@@ -345,20 +345,9 @@ fn authentication_over_http() {
 fn faults_on_the_wire() {
     let (server, zone) = setup();
     let path = format!("/zones/{zone}/dns_records");
-    server.fail_next(
-        1,
-        CfFault::TooManyRequests {
-            retry_after_secs: 3,
-        },
-    );
     server.fail_next(1, CfFault::ServerError(502));
     server.fail_next(1, CfFault::Drop);
     server.fail_next(1, CfFault::Delay(Duration::from_millis(300)));
-    let throttled = send(&server, "GET", &path, None);
-    assert_eq!(
-        (throttled.status, throttled.header("retry-after")),
-        (429, Some("3"))
-    );
     assert_eq!(send(&server, "GET", &path, None).status, 502);
     assert!(
         try_send(&server, "GET", &path, Some(TOKEN), None).is_none(),
@@ -393,6 +382,23 @@ fn faults_on_the_wire() {
         .status,
         200
     );
+
+    // A 429 blocks as Cloudflare's does: a retry before its Retry-After is
+    // refused again, without using up the next fault.
+    server.fail_next(
+        1,
+        CfFault::RateLimited {
+            retry_after_secs: 3,
+        },
+    );
+    server.fail_next(1, CfFault::ServerError(502));
+    let throttled = send(&server, "GET", &path, None);
+    assert_eq!(
+        (throttled.status, throttled.header("retry-after")),
+        (429, Some("3"))
+    );
+    let early = send(&server, "GET", &path, None);
+    assert_eq!(early.status, 429);
 }
 
 #[test]

@@ -394,13 +394,6 @@ pub(crate) fn front_at(state: &mut ServerState, request: &Request, now: Instant)
             };
             Front::Reply(refuse(state, token, refusal, now))
         }
-        Some(CfFault::TooManyRequests { retry_after_secs }) => {
-            let refusal = super::Refusal {
-                retry_after_secs,
-                early: false,
-            };
-            Front::Reply(refuse(state, token, refusal, now))
-        }
         Some(CfFault::ServerError(status)) => {
             state.stats.failed += 1;
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -101,13 +101,6 @@ pub enum CfFault {
     /// uses up no queued fault; how long the token waited is in
     /// [`CfStats::retry_waits`].
     RateLimited { retry_after_secs: u64 },
-    /// HTTP 429, code 971, with this `Retry-After`, alone: unlike
-    /// Cloudflare (and [`CfFault::RateLimited`]) no block follows, and a
-    /// request that comes back earlier is served (still counted in
-    /// [`CfStats::ignored_retry_after`] and [`CfStats::retry_waits`]). For a
-    /// test of the answer itself; a test of a client's waiting wants
-    /// `RateLimited`.
-    TooManyRequests { retry_after_secs: u64 },
     /// This HTTP status (5xx) with a JSON error body.
     ServerError(u16),
     /// Answer normally, but only after this long.

@@ -904,22 +904,19 @@ fn faults_come_in_order_after_authentication() {
     let mut f = Fixture::new();
     let path = f.records_path();
     f.state.faults.extend([
-        CfFault::TooManyRequests {
-            retry_after_secs: 7,
-        },
         CfFault::ServerError(503),
         CfFault::Delay(Duration::from_millis(5)),
         CfFault::Drop,
         CfFault::Reset,
+        CfFault::RateLimited {
+            retry_after_secs: 7,
+        },
     ]);
     // An unauthenticated request does not use a fault up.
     assert_eq!(
         f.send("GET", &path, None, None).status,
         StatusCode::BAD_REQUEST
     );
-    let throttled = f.call("GET", &path, None);
-    assert_eq!((error(&throttled).0, error(&throttled).1), (429, 971));
-    assert_eq!(throttled.retry_after, Some(7));
     let unavailable = f.call("POST", &path, Some(a("w", "192.0.2.1")));
     assert_eq!(error(&unavailable).0, 503);
     assert!(
@@ -939,11 +936,12 @@ fn faults_come_in_order_after_authentication() {
     ));
     assert!(matches!(http::front(&mut f.state, &request), Front::Drop));
     assert!(matches!(http::front(&mut f.state, &request), Front::Reset));
-    assert!(matches!(
-        http::front(&mut f.state, &request),
-        Front::Continue(None)
-    ));
-    assert_eq!(f.state.stats.rate_limited, 1);
+    // Then the 429, and the block it starts: an early retry is refused too.
+    let throttled = f.call("GET", &path, None);
+    assert_eq!((error(&throttled).0, error(&throttled).1), (429, 971));
+    assert_eq!(throttled.retry_after, Some(7));
+    assert_eq!(error(&f.call("GET", &path, None)).0, 429);
+    assert!(f.state.faults.is_empty());
 }
 
 #[test]
@@ -1145,21 +1143,7 @@ fn an_injected_rate_limit_blocks_until_its_retry_after_and_waits_are_measured() 
     );
     assert!(!stats.retry_waits[0].patient() && stats.retry_waits[1].patient());
 
-    // TooManyRequests alone starts no block: an early request is served,
-    // and its wait measured all the same.
-    f.state.faults.push_back(CfFault::TooManyRequests {
-        retry_after_secs: 1,
-    });
-    assert_eq!(error(&f.call_at("GET", &path, at(3000))).0, 429);
-    assert_eq!(f.call_at("GET", &path, at(3100)).status, StatusCode::OK);
-    assert_eq!(
-        f.state.stats.retry_waits.last(),
-        Some(&RetryWait {
-            retry_after: Duration::from_secs(1),
-            waited: ms(100)
-        })
-    );
-    assert_eq!(f.state.stats.ignored_retry_after, 2);
+    assert_eq!(f.state.stats.ignored_retry_after, 1);
 }
 
 #[test]
