@@ -212,8 +212,19 @@ fn describe(errors: &[ApiMessage]) -> String {
         .join("; ")
 }
 
-/// Classifies a non-successful response.
-fn classify(status: StatusCode, errors: &[ApiMessage], batch: bool) -> CallError {
+/// The permission a request needs: what a 403 most likely says is missing.
+fn needed(method: &Method, path: &str) -> &'static str {
+    if !path.contains("/dns_records") {
+        "Zone → Zone → Read (to find the zone)"
+    } else if *method == Method::GET {
+        "Zone → DNS → Read or Edit (to list records)"
+    } else {
+        "Zone → DNS → Edit (to change records)"
+    }
+}
+
+/// Classifies a non-successful response to a request that needs `needs`.
+fn classify(status: StatusCode, errors: &[ApiMessage], batch: bool, needs: &str) -> CallError {
     let detail = format!("HTTP {} ({})", status.as_u16(), describe(errors));
     let codes: Vec<i64> = errors.iter().map(|e| e.code).collect();
     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -249,8 +260,10 @@ fn classify(status: StatusCode, errors: &[ApiMessage], batch: bool) -> CallError
         ));
     }
     if status == StatusCode::FORBIDDEN {
+        // Cloudflare answers a token without the right permission and one
+        // it no longer accepts alike (403, often code 10000).
         return CallError::Permanent(format!(
-            "the API token lacks a permission: {detail}; give it {PERMISSIONS} for this zone"
+            "Cloudflare refused the request: {detail}; this request needs {needs}: give the token {PERMISSIONS} for this zone, or check that it is still valid"
         ));
     }
     CallError::Permanent(detail)
@@ -402,7 +415,7 @@ impl Cloudflare {
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base), query)
             .map_err(|e| CallError::Permanent(format!("bad URL {}{path}: {e}", self.base)))?;
         let mut req = client
-            .request(method, url)
+            .request(method.clone(), url)
             .header(AUTHORIZATION, self.auth.clone().expect("connect() first"));
         if let Some(b) = body {
             req = req.json(b);
@@ -434,7 +447,12 @@ impl Cloudflare {
                 describe(&errors)
             )));
         }
-        match classify(status, &errors, path.ends_with("/batch")) {
+        match classify(
+            status,
+            &errors,
+            path.ends_with("/batch"),
+            needed(&method, path),
+        ) {
             CallError::Busy(why, _) => {
                 tracing::debug!(provider = %self.name, ?wait, "rate limited: waiting as asked");
                 Err(CallError::Busy(why, wait))
@@ -1240,34 +1258,42 @@ mod tests {
             }]
         };
         assert!(matches!(
-            classify(StatusCode::BAD_REQUEST, &e(81058), true),
+            classify(StatusCode::BAD_REQUEST, &e(81058), true, "X"),
             CallError::Conflict(_)
         ));
         assert!(matches!(
-            classify(StatusCode::NOT_FOUND, &e(81044), false),
+            classify(StatusCode::NOT_FOUND, &e(81044), false, "X"),
             CallError::Conflict(_)
         ));
         assert!(matches!(
-            classify(StatusCode::TOO_MANY_REQUESTS, &e(971), false),
+            classify(StatusCode::TOO_MANY_REQUESTS, &e(971), false, "X"),
             CallError::Busy(..)
         ));
         assert!(matches!(
-            classify(StatusCode::BAD_GATEWAY, &[], true),
+            classify(StatusCode::BAD_GATEWAY, &[], true, "X"),
             CallError::Transient(_)
         ));
         assert!(matches!(
-            classify(StatusCode::NOT_FOUND, &e(7000), true),
+            classify(StatusCode::NOT_FOUND, &e(7000), true, "X"),
             CallError::BatchRefused(_)
         ));
         assert!(matches!(
-            classify(StatusCode::NOT_FOUND, &e(7000), false),
+            classify(StatusCode::NOT_FOUND, &e(7000), false, "X"),
             CallError::Permanent(_)
         ));
-        let CallError::Permanent(m) = classify(StatusCode::FORBIDDEN, &e(10000), false) else {
+        let needs = needed(&Method::POST, "/zones/z/dns_records/batch");
+        let CallError::Permanent(m) = classify(StatusCode::FORBIDDEN, &e(10000), false, needs)
+        else {
             panic!()
         };
-        assert!(m.contains("Zone → DNS → Edit"), "{m}");
-        let CallError::Permanent(m) = classify(StatusCode::UNAUTHORIZED, &e(9109), false) else {
+        assert!(
+            m.contains("needs Zone → DNS → Edit (to change records)"),
+            "{m}"
+        );
+        assert!(needed(&Method::GET, "/zones").contains("Zone → Zone → Read"));
+        assert!(needed(&Method::GET, "/zones/z/dns_records").contains("DNS → Read or Edit"));
+        let CallError::Permanent(m) = classify(StatusCode::UNAUTHORIZED, &e(9109), false, "X")
+        else {
             panic!()
         };
         assert!(m.contains("refused the API token"), "{m}");
