@@ -130,12 +130,23 @@ pub struct Written<S> {
 pub struct BatchLimit {
     pub records: usize,
     pub characters: usize,
+    /// 0 where only values count (Route53); else `characters` bounds the
+    /// bytes of a DNS message (RFC 2136), where each record counts its name
+    /// but for the zone's part besides its value, and this many more.
+    pub per_record: usize,
+    /// Whether a write names each rrset it touches as it will be, besides as
+    /// it is (Route53 DELETEs and CREATEs it whole), or only the records that
+    /// change (an RFC 2136 UPDATE names it as it is in its prerequisite, then
+    /// the records it deletes and adds).
+    pub whole_after: bool,
 }
 
 impl BatchLimit {
     pub const NONE: BatchLimit = BatchLimit {
         records: usize::MAX,
         characters: usize::MAX,
+        per_record: 0,
+        whole_after: true,
     };
 }
 

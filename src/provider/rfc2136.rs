@@ -345,13 +345,21 @@ fn value_of(key: &RrKey, data: &HData) -> Option<Value> {
 #[derive(Debug)]
 struct Failure {
     transient: bool,
+    /// The server said it is busy (too many transfers at once): worth
+    /// trying again, later and later, until the deadline.
+    busy: bool,
     message: String,
 }
 
 impl Failure {
     /// As the retry loop takes it, saying what was being done where.
     fn into_fail(self, what: &str, doing: &str) -> Fail {
-        if self.transient {
+        if self.busy {
+            Fail::Busy {
+                why: format!("{what}: {doing}: {}", self.message),
+                retry_after: None,
+            }
+        } else if self.transient {
             Fail::Transient(format!("{what}: {doing}: {}", self.message))
         } else {
             Fail::permanent(format!("{what}: {doing}: {}", self.message))
@@ -361,12 +369,21 @@ impl Failure {
     fn transient(message: impl Into<String>) -> Failure {
         Failure {
             transient: true,
+            busy: false,
+            message: message.into(),
+        }
+    }
+    fn busy(message: impl Into<String>) -> Failure {
+        Failure {
+            transient: true,
+            busy: true,
             message: message.into(),
         }
     }
     fn permanent(message: impl Into<String>) -> Failure {
         Failure {
             transient: false,
+            busy: false,
             message: message.into(),
         }
     }
@@ -465,9 +482,12 @@ impl Transport {
             match part.metadata.response_code {
                 ResponseCode::NoError => records.extend(part.answers.iter().cloned()),
                 // BIND answers SERVFAIL beyond `transfers-out` (10) concurrent
-                // transfers: a fleet leaving at once meets it. Try again.
+                // transfers: a fleet joining or leaving at once meets it.
+                // Busy: try again later and later (the pacer's growing,
+                // jittered waits) until the deadline, not a few times within
+                // seconds, which failed most of a fleet of 300's leaves.
                 ResponseCode::ServFail => {
-                    return Err(Failure::transient("SERVFAIL (too many transfers at once?)"));
+                    return Err(Failure::busy("SERVFAIL (too many transfers at once?)"));
                 }
                 code => {
                     return Err(Failure::permanent(format!(
@@ -731,13 +751,24 @@ impl Provider for Rfc2136 {
         BACKOFF
     }
 
-    /// An UPDATE names every rrset it changes in full (its prerequisite) and
-    /// must fit in one DNS message: about a thousand records of the sizes
-    /// dnsreg writes, with room to spare.
+    /// An UPDATE names every rrset it changes as it is (its prerequisite),
+    /// then only the records it deletes and adds, and must fit in one DNS
+    /// message: counted in bytes, each record's value as text (no shorter on
+    /// the wire; an AAAA counts 16), its name but for the zone (hickory
+    /// compresses only the first 64 names, and within the first 16 KiB) and
+    /// 16 around it (type, class, TTL, length and a pointer to the zone are
+    /// 12; measured, a fleet's carrying UPDATE comes out a few percent above
+    /// that count, see `fleet_size`), with room to spare for this instance's
+    /// own registry, the header and the signature. Counting the rrsets as they will be too, as for
+    /// Route53, stopped a fleet's writes from carrying any peer once its
+    /// shared rrsets held a few hundred values; counting values alone let a
+    /// carrying UPDATE grow past what DNS can carry.
     fn batch_limit(&self) -> super::BatchLimit {
         super::BatchLimit {
-            records: 600,
-            characters: 40_000,
+            records: usize::MAX,
+            characters: MAX_MESSAGE - 6_000,
+            per_record: 16,
+            whole_after: false,
         }
     }
 
@@ -892,10 +923,20 @@ impl Provider for Rfc2136 {
     async fn registries(&self) -> Result<(BTreeMap<String, Values>, Snapshot), Fail> {
         let origin = hname(&self.zone);
         let t = self.transport();
-        let records = t
-            .transfer(&origin)
-            .await
-            .map_err(|f| f.into_fail(&self.what(), "listing the ownership registries (AXFR)"))?;
+        self.pacer.ready().await;
+        let records = match t.transfer(&origin).await {
+            Ok(records) => {
+                self.pacer.ok();
+                records
+            }
+            Err(f) => {
+                let fail = f.into_fail(&self.what(), "listing the ownership registries (AXFR)");
+                if let Fail::Busy { why, .. } = &fail {
+                    self.pacer.busy(why, None);
+                }
+                return Err(fail);
+            }
+        };
         let mut out: BTreeMap<String, Values> = BTreeMap::new();
         let mut snap = Snapshot::default();
         for r in records
@@ -1142,5 +1183,147 @@ mod tests {
         let up = m.updates();
         assert_eq!(up.len(), 1);
         assert_eq!((up[0].ttl, up[0].dns_class), (60, DNSClass::IN));
+    }
+}
+
+#[cfg(test)]
+mod fleet_size {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::reconcile::{Ctx, Decision, How, Intent, Rrset, Seen, decide};
+    use crate::record::{RData, RType, Record};
+    use crate::registry::{self, Registry};
+
+    fn v(name: &str, data: RData) -> Value {
+        Value {
+            name: DomainName::new(name).unwrap(),
+            data,
+        }
+    }
+
+    fn srv(target: String) -> Value {
+        v(
+            "_v1._theservice._tcp.example.com",
+            RData::Srv {
+                priority: 0,
+                weight: 0,
+                port: 8080,
+                target: DomainName::new(&target).unwrap(),
+            },
+        )
+    }
+
+    /// The UPDATE of an instance carrying a waiting fleet's values into a
+    /// round-robin name and an SRV rrset of `n` values each.
+    fn carrying_update(n: usize) -> (usize, usize) {
+        let zone = DomainName::new("example.com").unwrap();
+        let me = "i-0bench5999999999";
+        let p = Rfc2136::new(
+            "ns",
+            Rfc2136Config {
+                zone: zone.clone(),
+                server: crate::config::ServerAddr::parse("127.0.0.1:53").unwrap(),
+                tsig_key_file: None,
+            },
+        );
+        let mut ctx = Ctx::new(&zone, me, false).unwrap();
+        ctx.batch_limit = p.batch_limit();
+        let addr = |i: usize| format!("10.{}.{}.{}", 50 + i / 60_000, i / 250 % 240, i % 250 + 1);
+        let www = |i: usize| v("www.example.com", RData::A(addr(i).parse().unwrap()));
+        let line = |i: usize| srv(format!("i-0bench5{i:012}.example.com"));
+        let host = |i: usize| {
+            v(
+                &format!("i-0bench5{i:012}.example.com"),
+                RData::A(addr(i).parse().unwrap()),
+            )
+        };
+        let (w, s, a) = (www(999_999), line(999_999), host(999_999));
+        let intent = Intent {
+            instance_id: me.into(),
+            exclusive: [a.key()].into(),
+            desired: [&w, &s, &a]
+                .map(|x| Record {
+                    value: x.clone(),
+                    ttl: 60,
+                })
+                .into(),
+            leaving: false,
+            known: Values::new(),
+            memory: None,
+            deadline: std::time::Duration::from_secs(30),
+            lease: None,
+        };
+        let mut seen = Seen::default();
+        let rrset = |values: Values| Rrset {
+            values,
+            ttl: Some(60),
+        };
+        seen.rrsets
+            .insert(w.key(), rrset((0..n).map(www).collect()));
+        seen.rrsets
+            .insert(s.key(), rrset((0..n).map(line).collect()));
+        seen.rrsets.insert(a.key(), rrset([a.clone()].into()));
+        let mine = Registry {
+            owned: [a.clone()].into(),
+            wanted: [w.clone(), s.clone()].into(),
+            ..Registry::default()
+        };
+        seen.rrsets.insert(
+            ctx.registry.clone(),
+            rrset(mine.to_values(&ctx.registry.name).unwrap()),
+        );
+        let mut others = BTreeMap::new();
+        for i in n..n + 150 {
+            let label = format!("i-0bench5{i:012}");
+            let r = Registry {
+                owned: [host(i)].into(),
+                wanted: [www(i), line(i)].into(),
+                ..Registry::default()
+            };
+            let name = registry::name(&zone, &label).unwrap();
+            let key = RrKey {
+                name: name.clone(),
+                rtype: RType::TXT,
+            };
+            seen.rrsets.insert(key, rrset(r.to_values(&name).unwrap()));
+            others.insert(label, r);
+        }
+        seen.others = Some(others);
+        let Decision::Write(plan) = decide(&intent, &ctx, &seen, How::Materialise).unwrap() else {
+            panic!("a write")
+        };
+        let mut snap = Snapshot::default();
+        for (k, r) in &seen.rrsets {
+            snap.sets.insert(
+                k.clone(),
+                RrSet {
+                    raw: r.values.iter().map(|x| hrecord(x, 60)).collect(),
+                    values: r.values.clone(),
+                    ttl: r.ttl,
+                },
+            );
+        }
+        let size = p.update_message(&snap, &plan.edit).to_vec().unwrap().len();
+        (plan.outcome.carried / 2, size)
+    }
+
+    #[test]
+    fn a_carrying_update_fits_in_one_message_and_carries_peers_at_hundreds() {
+        for n in [0, 50, 300, 500] {
+            let (peers, size) = carrying_update(n);
+            assert!(
+                size <= MAX_MESSAGE,
+                "{n} values: {size} bytes, {peers} peers"
+            );
+            // Counting the rrsets as they will be too (as for Route53), or
+            // in records, carried none from about 150 values on.
+            if n <= 300 {
+                assert!(
+                    peers >= 20,
+                    "{n} values: only {peers} peers carried ({size} bytes)"
+                );
+            }
+        }
     }
 }
