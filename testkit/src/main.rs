@@ -532,7 +532,12 @@ fn run(serve: Serve) -> anyhow::Result<()> {
         }
         None => None,
     };
-    environment.push_str("export AWS_ACCESS_KEY_ID=test\nexport AWS_SECRET_ACCESS_KEY=test\n");
+    // The key pair the Route53 stand-in verifies SigV4 signatures with.
+    let (key, secret) = testkit::route53::TEST_CREDENTIALS;
+    writeln!(
+        environment,
+        "export AWS_ACCESS_KEY_ID={key}\nexport AWS_SECRET_ACCESS_KEY={secret}"
+    )?;
     // AWS_DEFAULT_REGION too: the AWS CLI v1 reads only that one.
     let region = &serve.instance.region;
     writeln!(
