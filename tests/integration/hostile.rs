@@ -376,6 +376,30 @@ fn addresses_no_other_machine_can_reach_are_never_published() {
     );
 }
 
+/// `dnsreg -c CONFIG run` from `c`: stdout dropped, stderr piped.
+fn run_agent(mut c: std::process::Command, config: &std::path::Path) -> std::process::Child {
+    c.arg("-c")
+        .arg(config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    c.spawn().unwrap()
+}
+
+fn sigterm(agent: &std::process::Child) {
+    std::process::Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// Whether this instance's address is in `www`.
+fn www_published(env: &Env) -> bool {
+    env.records()
+        .iter()
+        .any(|r| r.starts_with("www.example.com. A"))
+}
+
 #[test]
 fn exec_health_checks_see_no_secret_of_the_agent() {
     let env = Env::new();
@@ -394,18 +418,9 @@ fn exec_health_checks_see_no_secret_of_the_agent() {
         ),
     );
     let mut c = env.dnsreg();
-    c.env("CLOUDFLARE_API_TOKEN", "cf-secret-in-the-agents-env")
-        .arg("-c")
-        .arg(&config)
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let agent = c.spawn().unwrap();
-    let published = || {
-        env.records()
-            .iter()
-            .any(|r| r.starts_with("www.example.com. A"))
-    };
+    c.env("CLOUDFLARE_API_TOKEN", "cf-secret-in-the-agents-env");
+    let agent = run_agent(c, &config);
+    let published = || www_published(&env);
     let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         crate::util::wait_until(
             std::time::Duration::from_secs(20),
@@ -413,10 +428,7 @@ fn exec_health_checks_see_no_secret_of_the_agent() {
             published,
         )
     }));
-    std::process::Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&agent);
     let out = agent.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(waited.is_ok(), "{log}");
@@ -480,35 +492,19 @@ fn a_second_sigterm_cuts_the_drain_short() {
             env.state_dir().display()
         ),
     );
-    let mut c = env.dnsreg();
-    c.arg("-c")
-        .arg(&config)
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut agent = c.spawn().unwrap();
+    let mut agent = run_agent(env.dnsreg(), &config);
     let log = crate::util::Said::read(agent.stderr.take().unwrap());
-    let term = |pid: u32| {
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-    };
-    let published = || {
-        env.records()
-            .iter()
-            .any(|r| r.starts_with("www.example.com. A"))
-    };
+    let published = || www_published(&env);
     crate::util::wait_until(
         std::time::Duration::from_secs(20),
         "www published",
         published,
     );
-    term(agent.id());
+    sigterm(&agent);
     log.wait_for(std::time::Duration::from_secs(20), "draining for 2m");
     assert!(!published(), "removed before the drain");
     assert!(agent.try_wait().unwrap().is_none(), "draining, not gone");
-    term(agent.id());
+    sigterm(&agent);
     crate::util::wait_until(
         std::time::Duration::from_secs(10),
         "the agent to exit on the second SIGTERM",
