@@ -287,6 +287,10 @@ fn isolated(program: &Path, home: &Path) -> Command {
         .env("DNSREG_METADATA_PROBE_ROOT", "http://127.0.0.1:9")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
+    // To read what the agents did (with BENCH_KEEP): DNSREG_LOG=debug scripts/bench …
+    if let Some(filter) = std::env::var_os("DNSREG_LOG") {
+        c.env("DNSREG_LOG", filter);
+    }
     c
 }
 
