@@ -20,14 +20,16 @@
 //! (`routing = "simple"`, RFC 2136) conflict: each write is conditional on the
 //! rrset it read, so only one per round lands, and N instances would need N
 //! rounds each. Instead, once an instance meets contention (a refused write, or
-//! a provider that throttles), it *announces*: it writes `want` (or `drop`)
+//! a provider that throttles, even its reads), it *announces*: it writes `want` (or `drop`)
 //! lines into its own registry, which nobody else writes in the normal course,
 //! and waits. Whoever writes the shared rrset next carries every announced
 //! value it sees ([`How::Materialise`]) and flips those lines to owned in the
 //! same atomic change, conditional on each registry being as it read it, so a
 //! value never lands for a claim withdrawn meanwhile, and none is ever unowned.
 //! An instance that finds its lines flipped is done without writing the rrset
-//! at all; one that finds them untouched writes for everyone itself. Where each
+//! at all; one that finds them untouched writes for everyone itself. It looks
+//! seldom, spread out, so that a fleet's looks leave the provider's rate to
+//! the writes that carry it (see `look_after`). Where each
 //! instance keeps its own rrsets (Route53 multivalue) there is nothing to share
 //! and every change is one write, presumed from the state file without a read.
 
@@ -44,9 +46,16 @@ use crate::retry::Backoff;
 /// Other instances' announced values carried in one write, at most (the
 /// provider's batch limit usually binds first).
 const MAX_PEERS_PER_WRITE: usize = 100;
-/// Rounds an instance waits for the first of the waiting instances to carry
-/// its announced values before it carries them (and everyone's) itself.
-const PATIENCE: u32 = 3;
+/// Where one listing shows every waiting instance (Route53), how far apart
+/// each instance's looks are, per instance in the zone: a fleet of N waiting
+/// together looks about 4 times a second in all, under half of Route53's 10
+/// requests per second, so that its looks never crowd out the writes that
+/// carry it.
+const LOOK_SPACING: Duration = Duration::from_millis(250);
+/// Where a throttled provider told an instance that a fleet is at it, but it
+/// has not seen how many they are yet: its first look comes this long after
+/// its announcement, at most (and at least a twentieth of it).
+const FIRST_LOOK_CROWDED: Duration = Duration::from_secs(20);
 
 /// What one instance wants of one provider.
 #[derive(Clone, Debug)]
@@ -284,9 +293,16 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     let present_unowned = desired
         .keys()
         .any(|v| !intent.leaving && !owned.contains(*v) && written(&v.key()) && present(v));
-    let withdraw = owned
-        .iter()
-        .any(|v| (intent.leaving || !desired.contains_key(v)) && written(&v.key()) && present(v));
+    // An announcement writes only this instance's own rrsets (and its
+    // registry): a value at an rrset that is its alone is nobody else's to
+    // claim, so taking it out needs no look at the others, which a fleet
+    // short of requests cannot spare.
+    let withdraw = owned.iter().any(|v| {
+        (intent.leaving || !desired.contains_key(v))
+            && written(&v.key())
+            && present(v)
+            && (how != How::Announce || shared(&v.key()))
+    });
     let needs_others =
         !ctx.keeps_apart && (how == How::Materialise || (!tracks && (withdraw || present_unowned)));
     if needs_others && seen.others.is_none() {
@@ -835,6 +851,41 @@ impl<'a> Attempts<'a> {
     }
 }
 
+/// A read for a direct write of shared rrsets was throttled: a fleet is at
+/// it, and racing it would only waste requests. The instance announces
+/// instead, without reading them.
+#[derive(Debug)]
+struct Crowded;
+
+impl std::fmt::Display for Crowded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the provider is throttling a fleet")
+    }
+}
+
+impl std::error::Error for Crowded {}
+
+/// [`attempt`], except that with `crowd` a throttled answer ends it with
+/// [`Crowded`] instead of waiting to try again.
+async fn attempt_unless_crowded<T, F, Fut>(
+    tries: &mut Attempts<'_>,
+    doing: &str,
+    crowd: bool,
+    mut op: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Fail>>,
+{
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(Fail::Busy { .. }) if crowd => return Err(Crowded.into()),
+            Err(f) => tries.after(doing, f).await?,
+        }
+    }
+}
+
 /// Calls `op` until it succeeds or [`Attempts::after`] gives up.
 pub async fn attempt<T, F, Fut>(
     tries: &mut Attempts<'_>,
@@ -894,6 +945,10 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
     let mut landed = Outcome::default();
     // Registries listed while waiting, for the write that follows.
     let mut prelisted: Option<(BTreeMap<String, Values>, P::Snapshot)> = None;
+    // What this instance's announcement left of its own rrsets.
+    let mut announced_after: Option<P::Snapshot> = None;
+    // How many instances' registries the last listing showed.
+    let mut fleet: Option<usize> = None;
     let contention = Duration::from_secs(60);
     let mut step = if !p.keeps_apart()
         && p.rewrites_rrsets()
@@ -944,19 +999,29 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
         }
         if let Step::Await(round) = step {
             // Give peers a moment to carry the announced values, then look.
-            let wait = Backoff {
-                base: Duration::from_secs(2),
-                cap: Duration::from_secs(30),
-                attempts: u32::MAX,
-            }
-            .delay(round)
-            .max(Duration::from_millis(500));
+            let wait = if p.lists_cheaply() {
+                look_after(
+                    fleet,
+                    p.pacer().busy_within(contention),
+                    tries.deadline.saturating_duration_since(Instant::now()),
+                )
+            } else {
+                Backoff {
+                    base: Duration::from_secs(2),
+                    cap: Duration::from_secs(30),
+                    attempts: u32::MAX,
+                }
+                .delay(round)
+                .max(Duration::from_millis(500))
+            };
             tries.sleep(wait).await;
             // Where listing every registry costs one request, look at all of
-            // them: the first waiting instance (by label) carries, the others
-            // wait for it (up to PATIENCE rounds), so that one write per round
-            // carries the fleet instead of many racing each other.
-            let (reg, first) = if p.lists_cheaply() {
+            // them: an instance that finds its lines still waiting carries
+            // them and everyone else's at once. The looks are spread so
+            // thinly (see `look_after`) that one write usually carries every
+            // instance that announced since the last, and the others find
+            // their lines carried when they look.
+            let reg = if p.lists_cheaply() {
                 let listed = match attempt(&mut tries, "listing ownership registries", || {
                     p.registries()
                 })
@@ -970,16 +1035,10 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     .iter()
                     .map(|(l, v)| (l.clone(), Registry::parse(v)))
                     .collect();
-                let first = parsed
-                    .iter()
-                    .filter(|(_, r)| {
-                        !r.expired(ctx.now) && (!r.wanted.is_empty() || !r.dropped.is_empty())
-                    })
-                    .map(|(l, _)| l.clone())
-                    .next();
+                fleet = Some(parsed.len());
                 let mine = parsed.get(&ctx.label).cloned().unwrap_or_default();
                 prelisted = Some(listed);
-                (mine, first)
+                mine
             } else {
                 let keys = BTreeSet::from([ctx.registry.clone()]);
                 let snap = match attempt(&mut tries, "reading this instance's registry", || {
@@ -990,8 +1049,19 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     Ok(s) => s,
                     Err(e) => return handoff(&announced, conflicts).ok_or(e),
                 };
-                (Registry::parse(&p.values(&snap, &ctx.registry)), None)
+                Registry::parse(&p.values(&snap, &ctx.registry))
             };
+            tracing::debug!(
+                provider = p.name(),
+                round,
+                ?fleet,
+                "waiting: this instance's lines {}",
+                if reg.wanted.is_empty() && reg.dropped.is_empty() {
+                    "carried"
+                } else {
+                    "still pending"
+                }
+            );
             if reg.wanted.is_empty() && reg.dropped.is_empty() {
                 // Carried by a peer: report what the announcement asked for.
                 let plan = announced.take().unwrap_or_else(|| Plan {
@@ -1011,19 +1081,22 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                 out.removed.extend(mine.dropped.iter().cloned());
                 out.foreign.clear();
                 out.by_peers = mine.wanted.len() + mine.dropped.len();
-                out.owned = reg.owned;
                 out.conflicts = conflicts;
-                // The registry was rewritten by a peer: read, not presumed, next time.
-                out.memory = None;
+                // The registry was rewritten by a peer: remembered as the
+                // listing showed it, with this instance's own rrsets as its
+                // announcement left them; else read, not presumed, next time.
+                out.memory = match (prelisted.take(), announced_after.take()) {
+                    (Some((_, mut seen)), Some(after)) => {
+                        p.merge(&mut seen, after);
+                        remember(p, intent, &ctx, &seen, &reg.owned)
+                    }
+                    _ => None,
+                };
+                out.owned = reg.owned;
                 return Ok(merged(out, &landed));
             }
-            step = match first {
-                Some(l) if l != ctx.label && round + 1 < PATIENCE => {
-                    prelisted = None;
-                    Step::Await(round + 1)
-                }
-                _ => Step::Write(How::Materialise),
-            };
+            // Still waiting: carry them, and everyone's.
+            step = Step::Write(How::Materialise);
             continue;
         }
         let how = match step {
@@ -1036,7 +1109,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             step = Step::Announce;
             continue;
         }
-        let (mut plan, snap, presumed) = observe(
+        let (mut plan, snap, presumed) = match observe(
             p,
             intent,
             &ctx,
@@ -1045,7 +1118,18 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             prelisted.take(),
             &mut tries,
         )
-        .await?;
+        .await
+        {
+            Err(e) if e.is::<Crowded>() => {
+                tracing::debug!(
+                    provider = p.name(),
+                    "throttled while reading: announcing instead"
+                );
+                step = Step::Announce;
+                continue;
+            }
+            r => r?,
+        };
         if how == How::Direct
             && writes_shared
             && !plan.edit.is_empty()
@@ -1111,7 +1195,28 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                 .cloned(),
         );
         tracing::debug!(provider = p.name(), ?how, "writing:\n{}", plan.edit);
-        match p.write(&snap, &plan.edit).await {
+        let direct_shared = how == How::Direct
+            && writes_shared
+            && plan
+                .edit
+                .keys()
+                .iter()
+                .any(|k| intent.is_shared(k, &ctx.registry));
+        let result = loop {
+            let r = p.write(&snap, &plan.edit).await;
+            match r {
+                // Throttled: nothing was applied, and the write is
+                // conditional on what it presumes, so the same write is sent
+                // again once the pacer allows (reading again would only cost
+                // more of the budget a fleet is short of). A direct write of
+                // shared rrsets announces instead (below).
+                Err(Fail::Busy { .. }) if !direct_shared && !tries.expired() => {
+                    p.pacer().fit(tries.deadline);
+                }
+                r => break r,
+            }
+        };
+        match result {
             Ok(written) => {
                 if plan.announces {
                     tracing::debug!(
@@ -1120,6 +1225,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     );
                     landed = merged(plan.outcome.clone(), &landed);
                     announced = Some(plan);
+                    announced_after = Some(written.after);
                     trust_memory = false;
                     step = Step::Await(0);
                     continue;
@@ -1176,9 +1282,40 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     }
                 };
             }
+            Err(Fail::Busy { .. }) if direct_shared => {
+                // Throttled: a fleet is at it, and by the time this write
+                // goes through what it read will have changed. Announce
+                // (memory still holds: nothing was applied).
+                step = Step::Announce;
+            }
             Err(f) => tries.after("writing the change", f).await?,
         }
     }
+}
+
+/// How long an instance that announced waits before it looks whether it was
+/// carried, where one listing shows the whole fleet: about `LOOK_SPACING` per
+/// instance of the `fleet` it last saw (so the fleet's looks stay a small
+/// share of the provider's rate), drawn at random so that the looks spread
+/// out; before it has seen the fleet, up to `FIRST_LOOK_CROWDED` when the
+/// provider is throttling (`crowded`: many are at it), else a couple of
+/// seconds. Never more than half the time `left`, so that a leave near its
+/// deadline still looks, and carries, in time.
+fn look_after(fleet: Option<usize>, crowded: bool, left: Duration) -> Duration {
+    let span = match fleet {
+        Some(n) => LOOK_SPACING
+            .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+            .max(Duration::from_secs(2)),
+        None if crowded => FIRST_LOOK_CROWDED,
+        None => Duration::from_secs(2),
+    };
+    let (lo, hi) = match fleet {
+        Some(_) => (span / 2, span * 3 / 2),
+        None => (span / 20, span),
+    };
+    crate::retry::uniform(lo, hi)
+        .min(left / 2)
+        .max(Duration::from_millis(500))
 }
 
 /// `out` with what earlier writes of the same operation added and removed.
@@ -1216,7 +1353,15 @@ fn remember<P: Provider>(
         .filter(|k| intent.is_shared(k, &ctx.registry))
         .cloned()
         .collect();
-    let (part, _) = p.presume(snap, &keys, &shared, owned)?;
+    if ctx.keeps_apart || !p.rewrites_rrsets() {
+        let (part, _) = p.presume(snap, &keys, &shared, owned)?;
+        return serde_json::to_value(&part).ok();
+    }
+    // Shared rrsets are never presumed; this instance's own are kept
+    // whatever the zone's size (a zone small enough to read in one request
+    // when this was written may not be when the memory is used).
+    let own: BTreeSet<RrKey> = keys.difference(&shared).cloned().collect();
+    let (part, _) = p.presume(snap, &own, &BTreeSet::new(), owned)?;
     serde_json::to_value(&part).ok()
 }
 
@@ -1242,6 +1387,12 @@ async fn observe<P: Provider>(
         .collect();
     keys.insert(ctx.registry.clone());
     let mut memory = memory;
+    // Reading shared rrsets to write them directly: a throttled read means a
+    // fleet is at it; announce instead (see `Crowded`).
+    let crowd = how == How::Direct
+        && !ctx.keeps_apart
+        && p.rewrites_rrsets()
+        && intent.shares_any(&ctx.registry);
     loop {
         let mut fresh: BTreeSet<RrKey> = keys
             .difference(&seen.rrsets.keys().cloned().collect())
@@ -1249,7 +1400,8 @@ async fn observe<P: Provider>(
             .collect();
         if !refresh.is_empty() {
             // Presumed keys that must be read for real after all.
-            let read = attempt(tries, "reading records", || p.read(&refresh)).await?;
+            let read = attempt_unless_crowded(tries, "reading records", crowd, || p.read(&refresh))
+                .await?;
             for k in &refresh {
                 let values = p.values(&read, k);
                 for v in &values {
@@ -1292,7 +1444,9 @@ async fn observe<P: Provider>(
             };
             let mut part = presumed;
             if !to_read.is_empty() {
-                let read = attempt(tries, "reading records", || p.read(&to_read)).await?;
+                let read =
+                    attempt_unless_crowded(tries, "reading records", crowd, || p.read(&to_read))
+                        .await?;
                 match &mut part {
                     Some(s) => p.merge(s, read),
                     None => part = Some(read),
@@ -1328,7 +1482,10 @@ async fn observe<P: Provider>(
                 let (all, regs) = match prelisted.take() {
                     Some(listed) => listed,
                     None => {
-                        attempt(tries, "listing ownership registries", || p.registries()).await?
+                        attempt_unless_crowded(tries, "listing ownership registries", crowd, || {
+                            p.registries()
+                        })
+                        .await?
                     }
                 };
                 let mut others = BTreeMap::new();
