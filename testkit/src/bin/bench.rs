@@ -82,7 +82,7 @@ usage: bench --dnsreg BIN --aws BIN --baselines DIR --out DIR [--runs N]
        bench --render RESULTS_JSON --out DIR     (writes DIR/latest.md again from saved results)
 
   --only             parts to run (default all): latency (join/leave latency per provider), fleet (the
-                     fleets of --fleet per provider), spread (route53-multivalue with `[agent] join_spread`
+                     fleets of --fleet per provider), spread (route53-multivalue and -simple with `[agent] join_spread`
                      set as README says, N / rate, N of --spread), legacy (route53-multivalue at Route53's legacy 5/s,
                      N of --legacy), reap (the short-stop scenario, N of --reap), baseline (AWS CLI fleets)
   --providers        fleet flavours (default all; env BENCH_PROVIDERS when the flag is absent)
@@ -1517,12 +1517,20 @@ fn log_offsets(agents: &[Agent]) -> Vec<u64> {
         .collect()
 }
 
-/// The least `stop_timeout` for a fleet: 1.3 × the leave floor, rounded up, at least 20 s.
+/// The `stop_timeout` README tells an operator to give a fleet: 1.3 × the
+/// leave floor, and twice it for Route53 simple routing, whose leaves each
+/// take an announcement, a look and a share of the carrying writes; rounded
+/// up, at least 20 s.
 fn stop_timeout_for(limit: Option<&Limit>, flavor: Flavor, n: usize) -> u64 {
     let floor = limit.map_or(0.0, |l| {
         l.floor_secs(n as f64 * flavor.requests_per_change())
     });
-    ((floor * 1.3).ceil() as u64).max(MIN_STOP_TIMEOUT_SECS)
+    let factor = if flavor == Flavor::Route53Simple {
+        2.0
+    } else {
+        1.3
+    };
+    ((floor * factor).ceil() as u64).max(MIN_STOP_TIMEOUT_SECS)
 }
 
 /// One fleet: N agents started together, all published, then SIGTERM to all.
@@ -2317,7 +2325,7 @@ fn fleet_markdown(r: &Json, s: &mut String) {
          its own instance id and address) and publishes its A record (`{{instance_id}}`), its address in the round-robin \
          name `www` and its line in the SRV rrset `_v1._theservice._tcp`; `www` also holds a value a person put there, \
          which must survive everything. The agents are given the zone id (no agent looks the zone up), \
-         `reconcile_interval = \"300s\"` and a `stop_timeout` of 1.3 × the leave floor (at least 20 s). \
+         `reconcile_interval = \"300s\"` and a `stop_timeout` of 1.3 × the leave floor (twice it for Route53 simple routing; at least 20 s). \
          **Join**: all N started at once; the zone is read every {} ms; *all published* is the time until every agent's \
          three values are there; a value seen and then gone while its agent runs is *lost*. \
          **Leave** (scale-in): SIGTERM to all at once, with the provider's limits as after a quiet while (a full bucket, \
@@ -2879,19 +2887,17 @@ fn real_main() -> Result<()> {
             )?);
         }
     }
-    if o.runs_part("spread") && o.runs_flavor(Flavor::Route53Multivalue) {
-        for &n in &o.spread {
-            eprintln!(
-                "bench: fleet {} N={n} with join_spread",
-                Flavor::Route53Multivalue.name()
-            );
-            fleet_results.push(fleet(
-                &o,
-                Flavor::Route53Multivalue,
-                Quota::CURRENT,
-                n,
-                true,
-            )?);
+    for flavor in [Flavor::Route53Multivalue, Flavor::Route53Simple] {
+        if !o.runs_part("spread") || !o.runs_flavor(flavor) {
+            continue;
+        }
+        for &n in o
+            .spread
+            .iter()
+            .filter(|&&n| flavor != Flavor::Route53Simple || n <= o.simple_max)
+        {
+            eprintln!("bench: fleet {} N={n} with join_spread", flavor.name());
+            fleet_results.push(fleet(&o, flavor, Quota::CURRENT, n, true)?);
         }
     }
     // Rows by provider, then by N, the join_spread and then the legacy rows
