@@ -945,6 +945,10 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
     let mut landed = Outcome::default();
     // Registries listed while waiting, for the write that follows.
     let mut prelisted: Option<(BTreeMap<String, Values>, P::Snapshot)> = None;
+    // Who was waiting at this instance's last look (where one listing shows
+    // it), and whether it carries at this one.
+    let mut last_pending: Option<BTreeSet<String>> = None;
+    let mut carry = true;
     // What this instance's announcement left of its own rrsets.
     let mut announced_after: Option<P::Snapshot> = None;
     // How many instances' registries the last listing showed.
@@ -1036,6 +1040,22 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     .map(|(l, v)| (l.clone(), Registry::parse(v)))
                     .collect();
                 fleet = Some(parsed.len());
+                let pending: BTreeSet<String> = parsed
+                    .iter()
+                    .filter(|(_, r)| {
+                        !r.expired(ctx.now) && (!r.wanted.is_empty() || !r.dropped.is_empty())
+                    })
+                    .map(|(l, _)| l.clone())
+                    .collect();
+                // Carry when first in line, or when nobody carried anyone
+                // since the last look: else a carrier is at work, and a
+                // second one would only race it.
+                let first = pending.first() == Some(&ctx.label);
+                let progress = last_pending
+                    .as_ref()
+                    .is_some_and(|before| before.iter().any(|l| !pending.contains(l)));
+                carry = first || (last_pending.is_some() && !progress);
+                last_pending = Some(pending);
                 let mine = parsed.get(&ctx.label).cloned().unwrap_or_default();
                 prelisted = Some(listed);
                 mine
@@ -1094,6 +1114,11 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                 };
                 out.owned = reg.owned;
                 return Ok(merged(out, &landed));
+            }
+            if !carry {
+                prelisted = None;
+                step = Step::Await(round + 1);
+                continue;
             }
             // Still waiting: carry them, and everyone's.
             step = Step::Write(How::Materialise);
