@@ -175,15 +175,27 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 | "ExpiredToken" => Fail::permanent(format!(
                     "{code}: {message}; check the AWS credentials dnsreg runs with"
                 )),
+                "" => {
+                    // No Route53 error document at all: an HTML page from a
+                    // proxy or a wrong endpoint, say. Say so, with the start
+                    // of what came, made printable.
+                    let status = se.raw().status().as_u16();
+                    let what = format!(
+                        "HTTP {status} with no Route53 error in it (is the endpoint Route53, or is a proxy answering?): {}",
+                        excerpt(se.raw().body().bytes().unwrap_or_default())
+                    );
+                    if status >= 500 {
+                        Fail::Transient(what)
+                    } else {
+                        Fail::permanent(what)
+                    }
+                }
                 _ => {
                     let status = se.raw().status().as_u16();
                     if status >= 500 {
                         Fail::Transient(format!("HTTP {status} {code}: {message}"))
                     } else {
-                        Fail::permanent(format!(
-                            "{}: {message}",
-                            if code.is_empty() { "error" } else { code }
-                        ))
+                        Fail::permanent(format!("{code}: {message}"))
                     }
                 }
             }
@@ -194,6 +206,33 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         SdkError::ResponseError(_) => Fail::Transient(format!("bad response: {}", error_chain(e))),
         _ => Fail::permanent(error_chain(e)),
+    }
+}
+
+/// The first 200 characters of an answer's body, text only: markup tags
+/// dropped, whitespace runs and control characters made single spaces.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if in_tag => {}
+            c if c.is_whitespace() || c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let joined = words.join(" ");
+    match joined.char_indices().nth(200) {
+        Some((i, _)) => format!("\"{}…\"", &joined[..i]),
+        None if joined.is_empty() => "(an empty body)".to_string(),
+        None => format!("\"{joined}\""),
     }
 }
 

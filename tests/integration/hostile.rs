@@ -585,3 +585,36 @@ fn metadata_with_control_characters_is_refused_and_never_printed_raw() {
     assert!(err.contains("holds control characters"), "{err}");
     assert!(err.contains("\\u{1b}"), "shown escaped: {err}");
 }
+
+#[test]
+fn route53_an_html_page_instead_of_route53_is_named_as_such_and_shown_as_text() {
+    let env = Env::new();
+    let page = "<html><head><title>Blocked</title></head><body>\n<h1>Access denied</h1>\
+                <p>The proxy policy of Example Corp does not allow this site.</p>\x07</body></html>";
+    let answer = format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{page}",
+        page.len()
+    );
+    let (endpoint, seen) = http_server(move |_| answer.clone());
+    let mut c = env.flags("join", "--name www");
+    c.env("AWS_ENDPOINT_URL_ROUTE_53", &endpoint);
+    let out = run_expect(&mut c, 1);
+    let err = stderr(&out);
+    assert!(seen.load(Ordering::SeqCst) >= 1, "the page was asked for");
+    assert!(
+        err.contains("HTTP 403 with no Route53 error in it")
+            && err.contains("is a proxy answering?"),
+        "{err}"
+    );
+    // The page's words, not its markup or its control characters.
+    assert!(
+        err.contains(
+            "\"Blocked Access denied The proxy policy of Example Corp does not allow this site.\""
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("<h1>") && !err.contains('\x07'), "{err}");
+    // Refused for good: asked once, not retried like a failing server.
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert!(env.records().iter().all(|r| !r.starts_with("www.")));
+}
