@@ -29,7 +29,9 @@
 //! An instance that finds its lines flipped is done without writing the rrset
 //! at all; one that finds them untouched writes for everyone itself. It looks
 //! seldom, spread out, so that a fleet's looks leave the provider's rate to
-//! the writes that carry it (see `look_after`). Where each
+//! the writes that carry it (see `look_after`); where one listing shows who
+//! is waiting, it carries only when first in line or when nobody was carried
+//! since its last look, so that carriers do not race. Where each
 //! instance keeps its own rrsets (Route53 multivalue) there is nothing to share
 //! and every change is one write, presumed from the state file without a read.
 
