@@ -889,21 +889,12 @@ where
 }
 
 /// Calls `op` until it succeeds or [`Attempts::after`] gives up.
-pub async fn attempt<T, F, Fut>(
-    tries: &mut Attempts<'_>,
-    doing: &str,
-    mut op: F,
-) -> anyhow::Result<T>
+pub async fn attempt<T, F, Fut>(tries: &mut Attempts<'_>, doing: &str, op: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Fail>>,
 {
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(f) => tries.after(doing, f).await?,
-        }
-    }
+    attempt_unless_crowded(tries, doing, false, op).await
 }
 
 /// What the loop is doing with shared rrsets.
