@@ -1274,16 +1274,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                 tracing::debug!(provider = p.name(), conflicts, %why, ?how, "conflict, reading again");
                 step = match how {
                     // Shared rrsets raced: announce rather than race again.
-                    How::Direct
-                        if writes_shared
-                            && plan
-                                .edit
-                                .keys()
-                                .iter()
-                                .any(|k| intent.is_shared(k, &ctx.registry)) =>
-                    {
-                        Step::Announce
-                    }
+                    How::Direct if direct_shared => Step::Announce,
                     How::Materialise => Step::Await(conflicts),
                     _ => {
                         tries
