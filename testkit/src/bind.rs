@@ -59,7 +59,7 @@ pub struct Bind {
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Where the BIND tools are, or a panic that says how to get them.
-fn tool(name: &str) -> PathBuf {
+pub(crate) fn tool(name: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
         let p = Path::new(dir).join(name);
         if p.exists() {
@@ -72,7 +72,7 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a UDP port");
         let port = udp.local_addr().unwrap().port();

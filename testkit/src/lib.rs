@@ -11,9 +11,12 @@ pub mod bind;
 pub mod cloudflare;
 pub mod dnsproxy;
 pub mod imds;
+pub mod knot;
+pub mod pdns;
 mod query;
 pub mod route53;
 mod serve;
+pub mod servers;
 
 pub use gate::{Release, Requests};
 pub use serve::Running;

@@ -18,4 +18,5 @@ mod metadata;
 mod moto;
 mod rfc2136;
 mod route53;
+mod servers;
 mod util;

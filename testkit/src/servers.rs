@@ -1,0 +1,526 @@
+//! The three RFC 2136 servers operators run — BIND, Knot DNS and PowerDNS —
+//! behind one face, so that a test can be run against each of them alike.
+//!
+//! [`Kind::start`] starts one with [`ServerOptions`] and hands back a
+//! [`DnsServer`]: the server's address, the key file dnsreg is given (as
+//! `tsig-keygen` wrote it), and the harness's own reading and writing of the
+//! zone with `dig` and `nsupdate`, tools independent of dnsreg's DNS code.
+//!
+//! Rights: dnsreg's key may always update the zones (and query them); it may
+//! transfer them (AXFR) only with [`ServerOptions::allow_transfer`]. The
+//! harness reads a whole zone ([`DnsServer::records`]) whatever dnsreg's key
+//! may do: Knot and PowerDNS have a second key, the harness's own
+//! ([`ADMIN_KEY`]), that may always transfer; BIND's configuration is
+//! [`crate::bind`]'s and has only dnsreg's key, so the harness reads BIND's
+//! zone from its files (the zone file and the journal named writes before it
+//! answers an update) with `named-compilezone`.
+//!
+//! How each server grants the rights (the settings the README quotes):
+//!
+//! | right | BIND | Knot | PowerDNS |
+//! |---|---|---|---|
+//! | update | `update-policy { grant KEY zonesub A AAAA SRV TXT PTR; };` | `acl: [{ id: dnsreg, key: KEY, action: update, update-type: [A, AAAA, SRV, TXT, PTR] }]` | `pdnsutil set-meta ZONE TSIG-ALLOW-DNSUPDATE KEY` (and `dnsupdate=yes`, `allow-dnsupdate-from`) |
+//! | update and transfer | the same and `allow-transfer { key KEY; };` | `action: [update, transfer]` | the same and `pdnsutil set-meta ZONE TSIG-ALLOW-AXFR KEY` |
+
+use std::fmt::Debug;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::bind::{Bind, BindOptions, tool};
+use crate::knot::Knot;
+use crate::pdns::Pdns;
+
+/// The name of the harness's own key on Knot and PowerDNS: it may update and
+/// transfer every zone, whatever dnsreg's key may do.
+pub const ADMIN_KEY: &str = "dnsreg-harness-admin";
+
+/// What to start; the same for every server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Zones served as primary, each accepting updates signed with the key.
+    pub zones: Vec<String>,
+    /// The key's algorithm: hmac-sha256, hmac-sha384 or hmac-sha512.
+    pub algorithm: String,
+    /// The name of dnsreg's key.
+    pub key_name: String,
+    /// Whether dnsreg's key may also transfer the zones (AXFR); without it the
+    /// key may only update them (and query them, as anyone may).
+    pub allow_transfer: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            zones: vec!["example.com".to_string()],
+            algorithm: "hmac-sha256".to_string(),
+            key_name: "dnsreg-key".to_string(),
+            allow_transfer: true,
+        }
+    }
+}
+
+/// Which server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Bind,
+    Knot,
+    Pdns,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Bind, Kind::Knot, Kind::Pdns];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Bind => "BIND",
+            Kind::Knot => "Knot",
+            Kind::Pdns => "PowerDNS",
+        }
+    }
+
+    /// Starts the server; it answers and takes a signed update when this returns.
+    pub fn start(self, options: ServerOptions) -> Box<dyn DnsServer> {
+        match self {
+            Kind::Bind => Box::new(Bind::start_with(BindOptions {
+                zones: options.zones,
+                algorithm: options.algorithm,
+                key_name: options.key_name,
+                allow_transfer: options.allow_transfer,
+                // What the README advises: the types dnsreg writes, nothing else.
+                least_privilege: true,
+                max_records_per_type: None,
+            })),
+            Kind::Knot => Box::new(Knot::start_with(options)),
+            Kind::Pdns => Box::new(Pdns::start_with(options)),
+        }
+    }
+}
+
+/// A running DNS server with dynamic zones; stopped (and its directory
+/// removed) on drop.
+pub trait DnsServer: Debug + Send + Sync {
+    fn kind(&self) -> Kind;
+
+    /// The server's address (UDP and TCP).
+    fn addr(&self) -> SocketAddr;
+
+    /// dnsreg's key file, exactly as `tsig-keygen` wrote it.
+    fn key_file(&self) -> PathBuf;
+
+    /// The first zone.
+    fn zone(&self) -> &str;
+
+    /// The scratch directory (configuration, zone data, log).
+    fn dir(&self) -> &Path;
+
+    /// What the server logged so far.
+    fn log(&self) -> String;
+
+    /// The values at an absolute `name` and `rtype` as `dig +short` prints them, sorted.
+    fn values(&self, name: &str, rtype: &str) -> Vec<String>;
+
+    /// The TTL of the rrset at `name` and `rtype`, if it exists.
+    fn ttl(&self, name: &str, rtype: &str) -> Option<u32>;
+
+    /// Every record of the first zone but its SOA, NS and the name server's
+    /// address, as `name ttl type data` lines, sorted; read whatever dnsreg's
+    /// key may do. Panics if the zone cannot be read.
+    fn records(&self) -> Vec<String>;
+
+    /// Runs `nsupdate` signed with dnsreg's key against the first zone:
+    /// `commands` are `update …` / `prereq …` lines; `send` is appended.
+    /// Panics (with the server's log) if the server refuses.
+    fn nsupdate(&self, commands: &str) {
+        if let Err(e) = self.try_nsupdate(self.zone(), commands) {
+            panic!("{e}\n{} log:\n{}", self.kind().name(), self.log());
+        }
+    }
+
+    /// The same against `zone`; the error says what nsupdate printed.
+    fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String>;
+
+    /// Stops the server (as on drop).
+    fn stop(self: Box<Self>);
+}
+
+impl DnsServer for Bind {
+    fn kind(&self) -> Kind {
+        Kind::Bind
+    }
+    fn addr(&self) -> SocketAddr {
+        Bind::addr(self)
+    }
+    fn key_file(&self) -> PathBuf {
+        Bind::key_file(self)
+    }
+    fn zone(&self) -> &str {
+        Bind::zone(self)
+    }
+    fn dir(&self) -> &Path {
+        Bind::dir(self)
+    }
+    fn log(&self) -> String {
+        Bind::log(self)
+    }
+    fn values(&self, name: &str, rtype: &str) -> Vec<String> {
+        Bind::values(self, name, rtype)
+    }
+    fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
+        Bind::ttl(self, name, rtype)
+    }
+    /// From the zone file and named's journal, with `named-compilezone`: a
+    /// transfer with dnsreg's key (what [`Bind::records`] does) needs
+    /// `allow_transfer`, and the harness has no key of its own in BIND.
+    fn records(&self) -> Vec<String> {
+        let zone = Bind::zone(self).trim_end_matches('.');
+        let file = Bind::dir(self).join(format!("{zone}.zone"));
+        let out = Command::new(tool("named-compilezone"))
+            .args(["-j", "-q", "-s", "full", "-o", "-", zone])
+            .arg(&file)
+            .output()
+            .expect("named-compilezone runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "named-compilezone {}: {text}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        zone_lines(&text, zone)
+    }
+    fn nsupdate(&self, commands: &str) {
+        Bind::nsupdate(self, commands)
+    }
+    fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String> {
+        Bind::try_nsupdate(self, zone, commands)
+    }
+    fn stop(self: Box<Self>) {
+        Bind::stop(*self)
+    }
+}
+
+impl DnsServer for Knot {
+    fn kind(&self) -> Kind {
+        Kind::Knot
+    }
+    fn addr(&self) -> SocketAddr {
+        Knot::addr(self)
+    }
+    fn key_file(&self) -> PathBuf {
+        Knot::key_file(self)
+    }
+    fn zone(&self) -> &str {
+        Knot::zone(self)
+    }
+    fn dir(&self) -> &Path {
+        Knot::dir(self)
+    }
+    fn log(&self) -> String {
+        Knot::log(self)
+    }
+    fn values(&self, name: &str, rtype: &str) -> Vec<String> {
+        Knot::values(self, name, rtype)
+    }
+    fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
+        Knot::ttl(self, name, rtype)
+    }
+    fn records(&self) -> Vec<String> {
+        Knot::records(self)
+    }
+    fn nsupdate(&self, commands: &str) {
+        Knot::nsupdate(self, commands)
+    }
+    fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String> {
+        Knot::try_nsupdate(self, zone, commands)
+    }
+    fn stop(self: Box<Self>) {
+        Knot::stop(*self)
+    }
+}
+
+impl DnsServer for Pdns {
+    fn kind(&self) -> Kind {
+        Kind::Pdns
+    }
+    fn addr(&self) -> SocketAddr {
+        Pdns::addr(self)
+    }
+    fn key_file(&self) -> PathBuf {
+        Pdns::key_file(self)
+    }
+    fn zone(&self) -> &str {
+        Pdns::zone(self)
+    }
+    fn dir(&self) -> &Path {
+        Pdns::dir(self)
+    }
+    fn log(&self) -> String {
+        Pdns::log(self)
+    }
+    fn values(&self, name: &str, rtype: &str) -> Vec<String> {
+        Pdns::values(self, name, rtype)
+    }
+    fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
+        Pdns::ttl(self, name, rtype)
+    }
+    fn records(&self) -> Vec<String> {
+        Pdns::records(self)
+    }
+    fn nsupdate(&self, commands: &str) {
+        Pdns::nsupdate(self, commands)
+    }
+    fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String> {
+        Pdns::try_nsupdate(self, zone, commands)
+    }
+    fn stop(self: Box<Self>) {
+        Pdns::stop(*self)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What Knot and PowerDNS share: keys, dig and nsupdate against a port.
+// ---------------------------------------------------------------------------
+
+/// Where a server's program is, or a panic that names the Debian package.
+pub(crate) fn server_tool(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: run scripts/setup-test-env (apt-get install {package})")
+}
+
+/// A key made by `tsig-keygen`: the file as it wrote it, and its secret.
+pub(crate) struct Key {
+    pub(crate) file: String,
+    pub(crate) secret: String,
+}
+
+/// `tsig-keygen -a ALGORITHM NAME`, and the secret read back from its output
+/// (Knot and PowerDNS take the secret in their own syntax).
+pub(crate) fn tsig_keygen(algorithm: &str, name: &str) -> Key {
+    let out = Command::new(tool("tsig-keygen"))
+        .args(["-a", algorithm, name])
+        .output()
+        .expect("tsig-keygen runs");
+    assert!(
+        out.status.success(),
+        "tsig-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = String::from_utf8(out.stdout).expect("tsig-keygen writes text");
+    // key "NAME" {\n\talgorithm hmac-sha256;\n\tsecret "BASE64";\n};
+    let secret = file
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret "))
+        .and_then(|s| s.split('"').nth(1))
+        .unwrap_or_else(|| panic!("no secret in tsig-keygen's output:\n{file}"))
+        .to_string();
+    Key { file, secret }
+}
+
+/// Writes a key file readable by its owner only, as a user would keep it.
+pub(crate) fn write_key(path: &Path, key: &Key) {
+    std::fs::write(path, &key.file).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
+/// The harness's reading and writing of a server on a loopback port.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) port: u16,
+    /// dnsreg's key: nsupdate signs with it.
+    pub(crate) key: PathBuf,
+    /// The harness's key: transfers are signed with it.
+    pub(crate) admin_key: PathBuf,
+}
+
+impl Client {
+    fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new(tool("dig"))
+            .args(["@127.0.0.1", "-p", &self.port.to_string()])
+            .args(["+tries=3", "+time=2"])
+            .args(args)
+            .output()
+            .expect("dig runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "dig {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    pub(crate) fn values(&self, name: &str, rtype: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .dig(&["+short", name, rtype])
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub(crate) fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
+        self.dig(&["+noall", "+answer", name, rtype])
+            .lines()
+            .find_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+    }
+
+    /// The zone by AXFR signed with the harness's key; panics when refused
+    /// (dig prints "; Transfer failed." and exits 0: an empty zone is not
+    /// taken for an answer).
+    pub(crate) fn records(&self, zone: &str) -> Vec<String> {
+        let apex = format!("{}.", zone.trim_end_matches('.'));
+        let out = self.dig(&[
+            "-k",
+            self.admin_key.to_str().unwrap(),
+            "+noall",
+            "+answer",
+            "+onesoa",
+            &apex,
+            "AXFR",
+        ]);
+        assert!(
+            !out.contains("Transfer failed") && !out.contains("communications error"),
+            "the harness's AXFR of {apex} failed:\n{out}"
+        );
+        assert!(
+            out.lines().any(|l| l.contains("\tSOA\t")),
+            "the harness's AXFR of {apex} has no SOA:\n{out}"
+        );
+        zone_lines(&out, &apex)
+    }
+
+    pub(crate) fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String> {
+        nsupdate(self.port, &self.key, zone, commands)
+    }
+
+    /// Waits until every zone takes a signed no-op update (the server answers
+    /// and has loaded it): what a start returns after.
+    pub(crate) fn wait_writable(&self, zones: &[String], within: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        for zone in zones {
+            let noop = format!(
+                "update delete dnsreg-harness-probe.{}. TXT",
+                zone.trim_end_matches('.')
+            );
+            while let Err(e) = self.try_nsupdate(zone, &noop) {
+                if start.elapsed() > within {
+                    return Err(format!("{zone} never took an update: {e}"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `nsupdate -k KEY` with `commands` for `zone` at 127.0.0.1:`port`.
+pub(crate) fn nsupdate(port: u16, key: &Path, zone: &str, commands: &str) -> Result<(), String> {
+    let script = format!(
+        "server 127.0.0.1 {port}\nzone {zone}\n{}\nsend\n",
+        commands.trim()
+    );
+    let mut child = Command::new(tool("nsupdate"))
+        .arg("-k")
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nsupdate runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("nsupdate failed: {err}\nscript:\n{script}"))
+    }
+}
+
+/// `name ttl type data` lines of a zone as dig or named-compilezone print it
+/// (`name ttl class type data…`), without the apex SOA and NS and the name
+/// server's own name (`ns.ZONE`), sorted.
+pub(crate) fn zone_lines(text: &str, zone: &str) -> Vec<String> {
+    let apex = format!("{}.", zone.trim_end_matches('.'));
+    let ns = format!("ns.{apex}");
+    let mut v: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 5 || f[2] != "IN" || f[1].parse::<u32>().is_err() {
+                return None;
+            }
+            let (name, ttl, rtype) = (f[0], f[1], f[3]);
+            if (name.eq_ignore_ascii_case(&apex) && (rtype == "SOA" || rtype == "NS"))
+                || name.eq_ignore_ascii_case(&ns)
+            {
+                return None;
+            }
+            Some(format!("{name} {ttl} {rtype} {}", f[4..].join(" ")))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A scratch directory of its own for a server of `kind` (a prefix such as
+/// "knot"), emptied.
+pub(crate) fn scratch_dir(kind: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "dnsreg-{kind}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits until `log` contains every one of `ready` (true) or any of `failed`
+/// (false), or `within` passes (false), or the child exits (false).
+pub(crate) fn wait_for_log(
+    log: &Path,
+    ready: &[&str],
+    failed: &[&str],
+    child: &mut std::process::Child,
+    within: Duration,
+) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if ready.iter().all(|r| text.contains(r)) {
+            return true;
+        }
+        if failed.iter().any(|f| text.contains(f)) {
+            return false;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
