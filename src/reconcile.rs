@@ -17,7 +17,7 @@
 //! loop that reads, decides, writes, and tries again.
 //!
 //! **A fleet at once.** Many instances adding their value to one shared rrset
-//! (`routing = "simple"`, RFC 2136) conflict: each write is conditional on the
+//! rewritten whole (`routing = "simple"`) conflict: each write is conditional on the
 //! rrset it read, so only one per round lands, and N instances would need N
 //! rounds each. Instead, once an instance meets contention (a refused write, or
 //! a provider that throttles, even its reads), it *announces*: it writes `want` (or `drop`)
@@ -34,6 +34,9 @@
 //! since its last look, so that carriers do not race. Where each
 //! instance keeps its own rrsets (Route53 multivalue) there is nothing to share
 //! and every change is one write, presumed from the state file without a read.
+//! Where each value is changed on its own and who claims it is kept beside it
+//! (Cloudflare's record comments, RFC 2136 claims by name), writes to one
+//! shared rrset do not conflict either, and no instance announces.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -179,6 +182,8 @@ pub struct Ctx {
     pub batch_limit: BatchLimit,
     /// Each record has its own TTL (see [`Provider::ttl_per_record`]).
     pub ttl_per_record: bool,
+    /// Claims are kept by name (see [`Provider::claims_by_name`]).
+    pub claims_by_name: bool,
 }
 
 impl Ctx {
@@ -194,6 +199,7 @@ impl Ctx {
             now: registry::unix_now(),
             batch_limit: BatchLimit::NONE,
             ttl_per_record: false,
+            claims_by_name: false,
         })
     }
 }
@@ -238,6 +244,20 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     // own until a write carried it.
     let mut owned: Values = mine.owned.union(&mine.dropped).cloned().collect();
     owned.retain(|v| v.name.is_in(zone));
+    // Where claims are kept by name, those of the values this instance wants
+    // or owns are read like any other rrset: who else claims them is known
+    // without listing every registry. Its own rrsets' values too: another
+    // instance given its address (reused) publishes the same host name.
+    let claim_keys: BTreeMap<Value, RrKey> = if ctx.claims_by_name {
+        desired
+            .keys()
+            .copied()
+            .chain(owned.iter())
+            .map(|v| (v.clone(), registry::claim_key(zone, v)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
 
     // The keys to know: desired, owned, wanted; shared ones only when written.
     let mut need: BTreeSet<RrKey> = desired
@@ -255,6 +275,7 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     need.insert(ctx.registry.clone());
     let missing: BTreeSet<RrKey> = need
         .iter()
+        .chain(claim_keys.values())
         .filter(|k| !seen.rrsets.contains_key(*k))
         .cloned()
         .collect();
@@ -268,15 +289,18 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
             owned.extend(seen.values(k));
         }
     }
-    let tracks = seen.claimants.is_some();
+    let by_name: Option<BTreeMap<Value, BTreeSet<String>>> = ctx.claims_by_name.then(|| {
+        claim_keys
+            .iter()
+            .map(|(v, k)| (v.clone(), registry::claimants(&seen.values(k))))
+            .collect()
+    });
+    let claims = by_name.as_ref().or(seen.claimants.as_ref());
+    let tracks = claims.is_some();
     let claimants = |v: &Value| -> BTreeSet<String> {
-        seen.claimants
-            .as_ref()
-            .and_then(|m| m.get(v))
-            .cloned()
-            .unwrap_or_default()
+        claims.and_then(|m| m.get(v)).cloned().unwrap_or_default()
     };
-    if let Some(m) = &seen.claimants {
+    if let Some(m) = claims {
         let registries = registry::root(zone);
         owned.extend(
             m.iter()
@@ -296,15 +320,12 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
         .keys()
         .any(|v| !intent.leaving && !owned.contains(*v) && written(&v.key()) && present(v));
     // An announcement writes only this instance's own rrsets (and its
-    // registry): a value at an rrset that is its alone is nobody else's to
-    // claim, so taking it out needs no look at the others, which a fleet
-    // short of requests cannot spare.
-    let withdraw = owned.iter().any(|v| {
-        (intent.leaving || !desired.contains_key(v))
-            && written(&v.key())
-            && present(v)
-            && (how != How::Announce || shared(&v.key()))
-    });
+    // registry), but even those may hold a value another instance claims
+    // too: a host name made from an address, given to another machine since
+    // (measured: taking it out unlooked removed that machine's record).
+    let withdraw = owned
+        .iter()
+        .any(|v| (intent.leaving || !desired.contains_key(v)) && written(&v.key()) && present(v));
     let needs_others =
         !ctx.keeps_apart && (how == How::Materialise || (!tracks && (withdraw || present_unowned)));
     if needs_others && seen.others.is_none() {
@@ -374,6 +395,38 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
             } else {
                 edit.remove.entry(key.clone()).or_default().push(v.clone());
                 out.removed.push(v.clone());
+            }
+        }
+    }
+    if ctx.claims_by_name {
+        // Claims kept by name change in the same edit as the values: what it
+        // adds names this instance, what it removes nobody any more.
+        let mut changed = std::mem::take(&mut edit.claimants);
+        for v in out.added.iter().filter(|v| claim_keys.contains_key(*v)) {
+            changed.entry(v.clone()).or_insert_with(|| with_me(v));
+        }
+        for v in &out.removed {
+            changed.insert(v.clone(), BTreeSet::new());
+        }
+        for (v, who) in changed {
+            let Some(k) = claim_keys.get(&v) else {
+                continue;
+            };
+            let before = seen.values(k);
+            let after = registry::claim_values(&k.name, &who);
+            let gone: Vec<Value> = before.difference(&after).cloned().collect();
+            let new: Vec<Record> = after
+                .difference(&before)
+                .map(|c| Record {
+                    value: c.clone(),
+                    ttl: desired_ttl,
+                })
+                .collect();
+            if !gone.is_empty() {
+                edit.remove.insert(k.clone(), gone);
+            }
+            if !new.is_empty() {
+                edit.add.insert(k.clone(), new);
             }
         }
     }
@@ -914,6 +967,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
     let mut ctx = Ctx::new(p.zone(), &intent.instance_id, p.keeps_apart())?;
     ctx.batch_limit = p.batch_limit();
     ctx.ttl_per_record = p.ttl_per_record();
+    ctx.claims_by_name = p.claims_by_name();
     let mut tries = Attempts::new(p.name(), intent.deadline).with(p.transient_backoff());
     // Without a memory (a new instance), what it would remember is nothing at
     // all: a first join writes without reading, and only a refused write
@@ -1583,12 +1637,16 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
             rtype: RType::TXT,
         };
         let mut conflicts = 0u32;
+        // Where claims are kept by name, each value's claim rrset is read
+        // and written with it: the dead instance's name comes off it.
+        let claim_key = |v: &Value| p.claims_by_name().then(|| registry::claim_key(p.zone(), v));
         loop {
             let mut keys: BTreeSet<RrKey> = registry
                 .owned
                 .iter()
                 .chain(registry.dropped.iter())
-                .map(Value::key)
+                .flat_map(|v| [Some(v.key()), claim_key(v)])
+                .flatten()
                 .collect();
             keys.insert(reg_key.clone());
             let snap = attempt(&mut tries, "reading records", || p.read(&keys)).await?;
@@ -1612,9 +1670,16 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
                     c.remove(label);
                     c
                 });
-                let others = match &on_record {
-                    Some(c) => !c.is_empty(),
-                    None => claimed_by_others.contains(v),
+                let by_name = claim_key(v).map(|k| {
+                    let held = p.values(&snap, &k);
+                    let mut c = registry::claimants(&held);
+                    c.remove(label);
+                    (k, held, c)
+                });
+                let others = match (&on_record, &by_name) {
+                    (Some(c), _) => !c.is_empty(),
+                    (None, Some((_, _, c))) => !c.is_empty() || claimed_by_others.contains(v),
+                    (None, None) => claimed_by_others.contains(v),
                 };
                 if others {
                     reaped.protected.push(v.clone());
@@ -1624,6 +1689,21 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
                 } else if p.values(&snap, &v.key()).contains(v) && !reaped.removed.contains(v) {
                     edit.remove.entry(v.key()).or_default().push(v.clone());
                     reaped.removed.push(v.clone());
+                }
+                // The dead instance's name off the claim (all of it when the
+                // value goes), whether or not the value is still there.
+                if let Some((k, held, c)) = by_name {
+                    let after = if others {
+                        registry::claim_values(&k.name, &c)
+                    } else {
+                        Values::new()
+                    };
+                    let gone = edit.remove.entry(k).or_default();
+                    for c in held.difference(&after) {
+                        if !gone.contains(c) {
+                            gone.push(c.clone());
+                        }
+                    }
                 }
             }
             edit.remove

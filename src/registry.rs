@@ -19,11 +19,22 @@
 //! Every registry lives under one subtree so that all of them can be listed in
 //! one pass (for `reap`, and to see who else claims a value). Strings that are
 //! none of these lines are ignored (and kept), so a later format can add lines.
+//!
+//! **Claims by name.** Where a listing of every registry needs a right a
+//! machine should not need (RFC 2136: a zone transfer), who claims each value
+//! is kept by name instead: a TXT rrset at
+//! `<h>._claims._dnsreg.<zone>` ([`claim_name`]), with one string per claiming
+//! instance's label, where `h` is derived from the value's line. An instance
+//! reads the claims of just the values it wants or owns, with plain queries,
+//! and changes them in the same atomic update as the values (see
+//! `Provider::claims_by_name`).
 
-use crate::record::{DomainName, RData, Value};
+use std::collections::BTreeSet;
+
+use crate::record::{DomainName, RData, RType, RrKey, Value};
 
 /// Values, as the provider contract speaks of them.
-pub type Values = std::collections::BTreeSet<Value>;
+pub type Values = BTreeSet<Value>;
 
 /// The prefix of an owned line: the format's version.
 const OWNED: &str = "dnsreg1 ";
@@ -70,6 +81,48 @@ pub fn label_of(name: &DomainName, zone: &DomainName) -> Option<String> {
     let rest = name.as_str().strip_suffix(root.as_str())?;
     let label = rest.strip_suffix('.')?;
     (!label.contains('.')).then(|| label.to_string())
+}
+
+/// The label under the registry subtree that holds claims kept by name.
+const CLAIMS: &str = "_claims";
+
+/// `<h>._claims._dnsreg.<zone>`: the TXT rrset naming the instances that claim
+/// `value`, where claims are kept by name. `h` is the first 16 bytes of the
+/// SHA-256 of the value's registry line (`NAME TYPE DATA`), in the lowercase
+/// base32 DNSSEC uses for NSEC3 (26 characters): a label whatever the value.
+pub fn claim_name(zone: &DomainName, value: &Value) -> DomainName {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(value.to_line().as_bytes());
+    let label = data_encoding::BASE32_DNSSEC.encode(&digest[..16]);
+    root(zone)
+        .child(CLAIMS)
+        .and_then(|c| c.child(&label))
+        .expect("a base32 label under `_claims._dnsreg` is a valid name")
+}
+
+/// The claim rrset of `value` (see [`claim_name`]).
+pub fn claim_key(zone: &DomainName, value: &Value) -> RrKey {
+    RrKey {
+        name: claim_name(zone, value),
+        rtype: RType::TXT,
+    }
+}
+
+/// The instance labels a claim rrset's TXT values name; strings that are not
+/// a label are ignored.
+pub fn claimants(values: &Values) -> BTreeSet<String> {
+    values
+        .iter()
+        .filter_map(|v| match &v.data {
+            RData::Txt(strings) => instance_label(&strings.concat()).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A claim rrset's TXT values naming exactly `labels`.
+pub fn claim_values(name: &DomainName, labels: &BTreeSet<String>) -> Values {
+    labels.iter().map(|l| txt(name, l.clone())).collect()
 }
 
 /// What one instance's registry rrset says.
@@ -239,6 +292,34 @@ mod tests {
         let plain = DomainName::new("www.example.com").unwrap();
         assert_eq!(label_of(&plain, &zone), None);
         assert!(unix_now() > 1_700_000_000);
+    }
+
+    #[test]
+    fn a_value_has_one_claim_name_of_its_own_under_the_registry_subtree() {
+        let zone = DomainName::new("example.com").unwrap();
+        let a = v("www.example.com. A 192.0.2.1");
+        let b = v("www.example.com. A 192.0.2.2");
+        let n = claim_name(&zone, &a);
+        assert_eq!(
+            n,
+            claim_name(&zone, &a.clone()),
+            "the same value, the same name"
+        );
+        assert_ne!(n, claim_name(&zone, &b));
+        assert!(n.as_str().ends_with("._claims._dnsreg.example.com."), "{n}");
+        let label = n.as_str().split('.').next().unwrap();
+        assert_eq!(label.len(), 26);
+        assert!(
+            label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        // Not a registry: a listing of registries never takes it for an instance.
+        assert_eq!(label_of(&n, &zone), None);
+        let labels: BTreeSet<String> = ["i-1".into(), "i-2".into()].into();
+        let mut values = claim_values(&n, &labels);
+        values.insert(txt(&n, "not a label.".into()));
+        assert_eq!(claimants(&values), labels);
     }
 
     #[test]

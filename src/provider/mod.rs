@@ -246,6 +246,17 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// Whether claims are kept by name (RFC 2136): each value dnsreg
+    /// publishes has a TXT rrset of its own naming the instances that claim
+    /// it ([`crate::registry::claim_name`]), read and written like any other
+    /// rrset. A write then changes the other rrsets value by value, guarded
+    /// only by the claim and registry rrsets it touches (each exactly as
+    /// read), so instances adding to one shared rrset never conflict, and no
+    /// join or leave needs to list the registries (a zone transfer).
+    fn claims_by_name(&self) -> bool {
+        false
+    }
+
     /// Adds `more` (a read of other keys) to `snapshot`; keys `snapshot`
     /// already holds keep what it holds.
     fn merge(&self, snapshot: &mut Self::Snapshot, more: Self::Snapshot);

@@ -1,8 +1,9 @@
 //! The ownership rules against an in-memory provider whose writes are
-//! conditional on values, as Route53's exact DELETE is: unit tests of each rule,
-//! and a randomized interleaving of many instances joining, leaving, crashing
-//! and a person editing, checking after every write that nothing is lost,
-//! clobbered or left unowned.
+//! conditional on values, as Route53's exact DELETE is (or, keeping claims by
+//! name, on the ownership rrsets alone, as dnsreg's RFC 2136 UPDATEs are):
+//! unit tests of each rule, and a randomized interleaving of many instances
+//! joining, leaving, crashing and a person editing, checking after every
+//! write that nothing is lost, clobbered or left unowned.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -50,6 +51,10 @@ struct Memory {
     apart: bool,
     /// Listing the registries is as cheap as a read (waiters elect a carrier).
     lists: bool,
+    /// Behaves like RFC 2136 with claims kept by name: a write is conditional
+    /// only on the ownership rrsets it touches; values are added and removed
+    /// one by one (adding one present, or removing one absent, does nothing).
+    by_name: bool,
     sets: Mutex<BTreeMap<RrKey, Set>>,
     pacer: Pacer,
     /// Before each of the next N writes, another writer adds a value.
@@ -67,6 +72,7 @@ impl Memory {
             zone: DomainName::new("example.com").unwrap(),
             apart: false,
             lists: false,
+            by_name: false,
             sets: Mutex::default(),
             pacer: Pacer::new(Backoff::BUSY),
             interfere: AtomicU32::new(0),
@@ -143,6 +149,12 @@ impl Provider for Memory {
     fn lists_cheaply(&self) -> bool {
         self.lists
     }
+    fn claims_by_name(&self) -> bool {
+        self.by_name
+    }
+    fn rewrites_rrsets(&self) -> bool {
+        !self.by_name
+    }
     async fn check(&self, snapshot: &Snap, keys: &BTreeSet<RrKey>) -> Result<Option<bool>, Fail> {
         if !self.apart || keys.iter().any(|k| self.values(snapshot, k).is_empty()) {
             return Ok(None);
@@ -209,7 +221,9 @@ impl Provider for Memory {
         let mut z = self.sets.lock().unwrap();
         self.counts.lock().unwrap().writes += 1;
         let touched = edit.keys();
-        for key in touched.iter().chain(edit.guard.iter()) {
+        let ownership = registry::root(&self.zone);
+        let guarded = |k: &&RrKey| !self.by_name || k.name.is_in(&ownership);
+        for key in touched.iter().chain(edit.guard.iter()).filter(guarded) {
             let now = z.get(key).cloned().unwrap_or_default();
             let then = snapshot.sets.get(key).cloned().unwrap_or_default();
             if now != then {
@@ -220,15 +234,16 @@ impl Provider for Memory {
         let mut after = snapshot.clone();
         for key in &touched {
             let mut set = z.get(key).cloned().unwrap_or_default();
+            let strict = guarded(&key);
             for v in edit.remove.get(key).into_iter().flatten() {
                 assert!(
-                    set.values.remove(v),
+                    set.values.remove(v) || !strict,
                     "the edit removes only present values: {v}"
                 );
             }
             for r in edit.add.get(key).into_iter().flatten() {
                 assert!(
-                    set.values.insert(r.value.clone()),
+                    set.values.insert(r.value.clone()) || !strict,
                     "the edit adds only absent values: {}",
                     r.value
                 );
@@ -645,6 +660,11 @@ struct Truth {
     /// For each instance whose join finished and whose leave has not begun:
     /// the values it owns. They must stay until it leaves.
     published: BTreeMap<String, Values>,
+    /// Values a join under way may add, and how many joins: where claims are
+    /// kept by name, a value the person adds while a join adds it too is
+    /// taken for the instance's (see README, RFC 2136), so the person does
+    /// not race a join here.
+    adding: BTreeMap<Value, u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -689,12 +709,29 @@ impl Agent {
             truth.lock().unwrap().published.remove(&self.id);
         }
         let i = self.intent(leaving);
+        if !leaving {
+            let mut t = truth.lock().unwrap();
+            for v in self.desired() {
+                *t.adding.entry(v).or_default() += 1;
+            }
+        }
         let done = match cut {
             Some(ms) => tokio::time::timeout(Duration::from_millis(ms), apply(m, &i))
                 .await
                 .ok(),
             None => Some(apply(m, &i).await),
         };
+        if !leaving {
+            let mut t = truth.lock().unwrap();
+            for v in self.desired() {
+                if let Some(n) = t.adding.get_mut(&v) {
+                    *n -= 1;
+                    if *n == 0 {
+                        t.adding.remove(&v);
+                    }
+                }
+            }
+        }
         let Some(result) = done else {
             return; // killed: the state file stays as it was before the change
         };
@@ -718,18 +755,54 @@ impl Agent {
     }
 }
 
-fn check_zone(zone: &DomainName, sets: &BTreeMap<RrKey, Set>, truth: &Truth) -> Result<(), String> {
+fn check_zone(
+    zone: &DomainName,
+    sets: &BTreeMap<RrKey, Set>,
+    truth: &Truth,
+    by_name: bool,
+) -> Result<(), String> {
     // Owned, or announced for removal (owned until a peer removes it).
     let mut owned = Values::new();
+    let mut owners: BTreeMap<Value, BTreeSet<String>> = BTreeMap::new();
     for (k, s) in sets {
-        if registry::label_of(&k.name, zone).is_some() {
+        if let Some(label) = registry::label_of(&k.name, zone) {
             let r = Registry::parse(&s.values);
+            for v in r.owned.iter().chain(&r.dropped) {
+                owners.entry(v.clone()).or_default().insert(label.clone());
+            }
             owned.extend(r.owned);
             owned.extend(r.dropped);
         }
     }
+    let ownership = registry::root(zone);
+    if by_name {
+        // Each value's claim names exactly the instances whose registry owns
+        // it, and no claim is left without one.
+        let mut claims: BTreeMap<RrKey, BTreeSet<String>> = sets
+            .iter()
+            .filter(|(k, _)| {
+                k.name.is_in(&ownership) && registry::label_of(&k.name, zone).is_none()
+            })
+            .map(|(k, s)| (k.clone(), registry::claimants(&s.values)))
+            .collect();
+        for (v, who) in &owners {
+            let claim = claims
+                .remove(&registry::claim_key(zone, v))
+                .unwrap_or_default();
+            if claim != *who {
+                return Err(format!(
+                    "{v} is owned by {who:?} but its claim names {claim:?}"
+                ));
+            }
+        }
+        if let Some((k, who)) = claims.first_key_value() {
+            return Err(format!(
+                "a claim {k} of {who:?} for a value no registry owns"
+            ));
+        }
+    }
     for (k, s) in sets {
-        if registry::label_of(&k.name, zone).is_some() {
+        if k.name.is_in(&ownership) {
             continue;
         }
         for v in &s.values {
@@ -777,10 +850,12 @@ async fn schedule(seed: u64) {
     let mut m = Memory::new();
     m.jitter = Some(Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed)));
     m.lists = rng.random_range(0..2) == 0;
+    m.by_name = rng.random_range(0..3) == 0;
+    let by_name = m.by_name;
     let t = truth.clone();
     let z = zone.clone();
     m.check = Some(Box::new(move |sets| {
-        check_zone(&z, sets, &t.lock().unwrap())
+        check_zone(&z, sets, &t.lock().unwrap(), by_name)
     }));
     let m = Arc::new(m);
     let n = rng.random_range(2..7usize);
@@ -855,7 +930,7 @@ async fn schedule(seed: u64) {
                     .unwrap()
                     .get(&theirs.key())
                     .is_some_and(|s| s.values.contains(&theirs));
-                if !already {
+                if !(already || by_name && t.adding.contains_key(&theirs)) {
                     m.put(&theirs.to_line());
                     t.persons.insert(theirs);
                 }
@@ -921,6 +996,9 @@ async fn schedule(seed: u64) {
 
     let persons = truth.lock().unwrap().persons.clone();
     let sets = m.sets.lock().unwrap().clone();
+    if let Err(broken) = check_zone(&zone, &sets, &truth.lock().unwrap(), by_name) {
+        panic!("at the end: {broken}");
+    }
     let mut expected: BTreeMap<RrKey, Values> = BTreeMap::new();
     for v in &persons {
         expected.entry(v.key()).or_default().insert(v.clone());
@@ -958,9 +1036,10 @@ async fn schedule(seed: u64) {
             );
         }
     }
+    let ownership = registry::root(&zone);
     let actual: BTreeMap<RrKey, Values> = sets
         .into_iter()
-        .filter(|(k, _)| registry::label_of(&k.name, &zone).is_none())
+        .filter(|(k, _)| !k.name.is_in(&ownership))
         .map(|(k, s)| (k, s.values))
         .collect();
     assert_eq!(

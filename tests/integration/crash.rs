@@ -33,7 +33,7 @@ use testkit::{Release, Requests};
 
 use crate::battery::{Backend, CloudflareBackend, Route53Backend, World};
 use crate::faults::ProxiedBind;
-use crate::util::{ZONE, run_expect};
+use crate::util::{ZONE, claim_name, run_expect};
 
 /// Our instance and what it publishes.
 const ID: &str = "i-crash";
@@ -185,9 +185,9 @@ impl Crashable for ProxiedBind {
     }
 }
 
-/// What the zone holds (every record, registries included), as the battery's
-/// canonical lines, sorted.
-fn joined_at(ip: &str) -> Vec<String> {
+/// What the zone holds (every record, registries and claims kept by name
+/// included), as the battery's canonical lines, sorted.
+fn joined_at(ip: &str, claims_by_name: bool) -> Vec<String> {
     let dashed = ip.replace('.', "-");
     let host = format!("{dashed}.{ZONE}.");
     let registry = format!("{ID}._dnsreg.{ZONE}. TXT");
@@ -199,6 +199,15 @@ fn joined_at(ip: &str) -> Vec<String> {
         format!("{registry} \"dnsreg1 _v1._theservice._tcp.{ZONE}. SRV 0 0 8080 {host}\""),
         format!("{registry} \"dnsreg1 www.{ZONE}. A {ip}\""),
     ];
+    if claims_by_name {
+        for line in v.clone().iter().filter(|l| !l.starts_with(&registry)) {
+            v.push(format!(
+                "{} TXT \"{}\"",
+                claim_name(line),
+                ID.to_ascii_lowercase()
+            ));
+        }
+    }
     v.sort();
     v
 }
@@ -211,10 +220,10 @@ enum Zone {
 }
 
 impl Zone {
-    fn records(self) -> Vec<String> {
+    fn records(self, claims_by_name: bool) -> Vec<String> {
         match self {
             Zone::Empty => Vec::new(),
-            Zone::Joined(ip) => joined_at(ip),
+            Zone::Joined(ip) => joined_at(ip, claims_by_name),
         }
     }
 }
@@ -282,7 +291,7 @@ impl<B: Crashable> Crash<'_, B> {
         };
         assert_eq!(
             self.w.records(),
-            self.now.records(),
+            self.now.records(self.w.claims_by_name()),
             "{}: {when}: {action} at {ip}",
             self.w.name()
         );

@@ -34,7 +34,7 @@ use testkit::route53::Fault;
 use testkit::{Release, Requests};
 
 use crate::battery::{Backend, CloudflareBackend, Rfc2136Backend, Route53Backend, World};
-use crate::util::{ZONE, stderr, stdout};
+use crate::util::{ZONE, claims, expected_claims, stderr, stdout};
 
 /// The instance the metadata stand-in describes, and its address.
 const ME: &str = "i-0123456789abcdef0";
@@ -294,6 +294,10 @@ impl Backend for ProxiedBind {
         self.inner.records()
     }
 
+    fn claims_by_name(&self) -> bool {
+        self.inner.claims_by_name()
+    }
+
     fn inject_transient_faults(&self) -> bool {
         true
     }
@@ -546,12 +550,32 @@ fn published(instances: &[(&str, &str)], by_hand: &[&str]) -> Vec<String> {
 }
 
 /// Panics unless the zone holds exactly `instances`' records, the values by
-/// hand, and one registry per instance listing exactly its three values.
+/// hand, one registry per instance listing exactly its three values, and
+/// where claims are kept by name, one claim per value naming exactly the
+/// instances that publish it.
 fn assert_zone<B: Faulty>(w: &World<B>, instances: &[(&str, &str)], by_hand: &[&str], when: &str) {
-    let (registries, rest): (Vec<String>, Vec<String>) = w
+    let (claimed, records): (Vec<String>, Vec<String>) = w
         .records()
         .into_iter()
-        .partition(|r| r.contains("._dnsreg."));
+        .partition(|r| r.contains("._claims._dnsreg."));
+    let want = if w.claims_by_name() {
+        expected_claims(instances.iter().flat_map(|(id, ip)| {
+            let host = format!("{}.{ZONE}.", dashed(ip));
+            [
+                (*id, format!("{host} A {ip}")),
+                (*id, format!("www.{ZONE}. A {ip}")),
+                (
+                    *id,
+                    format!("_v1._theservice._tcp.{ZONE}. SRV 0 0 8080 {host}"),
+                ),
+            ]
+        }))
+    } else {
+        Default::default()
+    };
+    assert_eq!(claims(&claimed), want, "{}, {when}: the claims", w.name());
+    let (registries, rest): (Vec<String>, Vec<String>) =
+        records.into_iter().partition(|r| r.contains("._dnsreg."));
     assert_eq!(
         rest,
         published(instances, by_hand),
@@ -804,9 +828,12 @@ pub fn leave_under<B: Faulty>(t: Trouble) {
     assert_zone(&w, &[PEER], &[HAND], "after leave");
 }
 
-/// A person adds a value to the shared name between our read and write, and
+/// Between our read and write, a person adds a value to the shared name and
 /// takes ours out of it (on Cloudflare: deletes the record we are about to
-/// delete).
+/// delete), and then another instance joins with our address (an address
+/// released and reused): its values, the same as the ones we are about to
+/// remove, stay (where claims are kept by name, its claims are what the
+/// held write finds changed).
 pub fn leave_with_a_concurrent_writer<B: Faulty>() {
     let w = joined::<B>();
     let conflicts = w.conflicts();
@@ -816,12 +843,17 @@ pub fn leave_with_a_concurrent_writer<B: Faulty>() {
         || {
             w.put_by_hand("www", "A", HAND2, 300);
             w.remove_by_hand("www", "A", MY_IP);
+            expect(
+                &mut w.instance("join", PEER3.0, PEER3.1, ARGS),
+                0,
+                "an instance with our address joins meanwhile",
+            );
         },
     );
     let out = child.wait_with_output().unwrap();
     check_exit(&out, 0, "leave with a concurrent writer");
     assert_conflicted(&w, conflicts);
-    assert_zone(&w, &[PEER], &[HAND, HAND2], "after leave");
+    assert_zone(&w, &[PEER, PEER3], &[HAND, HAND2], "after leave");
 }
 
 // ---------------------------------------------------------------------------
@@ -901,8 +933,11 @@ pub fn reconcile_under<B: Faulty>(t: Trouble) {
 }
 
 /// Another instance joins while the agent's reconcile write is on its way,
-/// and a person takes the agent's old value out of the shared name (on
-/// Cloudflare: deletes a record the write deletes).
+/// a person takes the agent's old value out of the shared name (on
+/// Cloudflare: deletes a record the write deletes), and then an instance
+/// joins with the agent's old address, whose values the write was about to
+/// remove (where claims are kept by name, its claims are what the held
+/// write finds changed).
 pub fn reconcile_with_a_concurrent_writer<B: Faulty>() {
     let w = world::<B>();
     let mut child = Some(agent(&w, "10s"));
@@ -920,19 +955,29 @@ pub fn reconcile_with_a_concurrent_writer<B: Faulty>() {
                 "the second peer joins meanwhile",
             );
             w.remove_by_hand("www", "A", MY_IP);
+            expect(
+                &mut w.instance("join", PEER3.0, PEER3.1, ARGS),
+                0,
+                "an instance with the old address joins meanwhile",
+            );
         },
     );
     wait_for_zone(
         &w,
         Duration::from_secs(30),
-        &[PEER, PEER2, (ME, MY_NEW_IP)],
+        &[PEER, PEER2, PEER3, (ME, MY_NEW_IP)],
         &[HAND],
         "after the address changed",
     );
     assert_conflicted(&w, conflicts);
     let out = stop(child.take().unwrap(), Duration::from_secs(15));
     check_exit(&out, 0, "the agent stops");
-    assert_zone(&w, &[PEER, PEER2], &[HAND], "after the agent stopped");
+    assert_zone(
+        &w,
+        &[PEER, PEER2, PEER3],
+        &[HAND],
+        "after the agent stopped",
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -157,7 +157,8 @@ fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
         1,
     );
     let err = stderr(&out);
-    assert!(err.contains("TSIG"), "{err}");
+    assert!(err.contains("TSIG signature (BADSIG)"), "{err}");
+    assert!(err.contains("another secret"), "{err}");
     assert!(err.contains("dnsreg-key"), "{err}");
     assert!(err.contains(&wrong.display().to_string()), "{err}");
     assert!(
@@ -168,6 +169,63 @@ fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
     let secret = std::fs::read_to_string(&wrong).unwrap();
     let secret = secret.split('"').nth(3).unwrap();
     assert!(!err.contains(secret), "{err}");
+    assert_eq!(ns.bind.records(), Vec::<String>::new());
+}
+
+/// A key the server does not have at all (another name): BADKEY, said so.
+#[test]
+fn an_unknown_key_is_named_as_such() {
+    let ns = Ns::new();
+    let out = Command::new("tsig-keygen")
+        .args(["-a", "hmac-sha256", "some-other-key"])
+        .output()
+        .unwrap();
+    let unknown = ns.dir.path().join("unknown.key");
+    std::fs::write(&unknown, out.stdout).unwrap();
+    let out = run_expect(
+        &mut ns.cmd_with_key("join", "i-1", "192.0.2.1", Some(&unknown), SERVICE),
+        1,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("TSIG signature (BADKEY)"), "{err}");
+    assert!(err.contains("some-other-key"), "{err}");
+    assert_eq!(ns.bind.records(), Vec::<String>::new());
+}
+
+/// This machine's clock an hour ahead (libfaketime, for dnsreg alone): BIND
+/// refuses the signature's time, and the error says so, with the skew,
+/// rather than blaming the key.
+#[test]
+fn a_clock_off_by_an_hour_is_named_with_the_skew() {
+    let ns = Ns::new();
+    let c = ns.cmd("join", "i-1", "192.0.2.1", SERVICE);
+    let program = c.get_program().to_owned();
+    let args: Vec<std::ffi::OsString> = c.get_args().map(ToOwned::to_owned).collect();
+    let mut faked = Command::new("faketime");
+    faked.env_clear();
+    // Only the wall clock: timers keep the real monotonic one.
+    faked.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => faked.env(k, v),
+            None => faked.env_remove(k),
+        };
+    }
+    if let Some(dir) = c.get_current_dir() {
+        faked.current_dir(dir);
+    }
+    faked.arg("-f").arg("+1h").arg(program).args(args);
+    let out = run_expect(&mut faked, 1);
+    let err = stderr(&out);
+    assert!(err.contains("TSIG signature's time (BADTIME)"), "{err}");
+    let skew = err
+        .split("its clock is ")
+        .nth(1)
+        .and_then(|r| r.split(" s behind").next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the skew, in seconds: {err}"));
+    assert!((3590..=3610).contains(&skew), "{skew}: {err}");
+    assert!(!err.contains("another secret"), "{err}");
     assert_eq!(ns.bind.records(), Vec::<String>::new());
 }
 
@@ -262,22 +320,83 @@ fn an_unreachable_server_is_a_clear_error_after_a_few_retries() {
     );
 }
 
+/// A leased instance sharing `www`, configured from a file.
+const LEASED: &str = r#"
+[instance]
+metadata = "none"
+id = "{id}"
+ipv4 = "{ip}"
+
+[providers.ns]
+type = "rfc2136"
+zone = "example.com"
+server = "{server}"
+tsig_key_file = "{key}"
+
+[[host]]
+providers = ["ns"]
+name = "{instance_id}"
+
+[[round_robin]]
+providers = ["ns"]
+name = "www"
+
+[lease]
+ttl = "1h"
+
+[agent]
+state_dir = "{state}"
+"#;
+
+/// A key that may update the zone but not transfer it: join and leave need
+/// no more (claims are read by name), and only `reap`, whose job is a
+/// listing of every registry, says which right it lacks, without blaming
+/// the key, and changes nothing.
 #[test]
-fn leave_without_transfer_rights_says_what_to_allow_and_leaves_the_records() {
+fn a_key_that_may_not_transfer_joins_and_leaves_and_reap_says_what_to_allow() {
     let ns = Ns::with(BindOptions {
         allow_transfer: false,
         ..BindOptions::default()
     });
-    run_expect(&mut ns.cmd("join", "i-1", "192.0.2.1", SERVICE), 0);
+    let leased =
+        |id: &str, ip: &str| ns.config(id, &LEASED.replace("{id}", id).replace("{ip}", ip));
+    let (one, two) = (leased("i-1", "192.0.2.1"), leased("i-2", "192.0.2.2"));
+    for c in [&one, &two] {
+        run_expect(ns.dnsreg().arg("-c").arg(c).arg("join"), 0);
+    }
+    assert_eq!(
+        ns.bind.values("www.example.com.", "A"),
+        ["192.0.2.1", "192.0.2.2"]
+    );
+    let out = run_expect(ns.dnsreg().arg("-c").arg(&one).arg("leave"), 0);
+    assert!(
+        stdout(&out).contains("- www.example.com. A 192.0.2.1"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(ns.bind.values("www.example.com.", "A"), ["192.0.2.2"]);
+    assert_eq!(
+        ns.bind.values("192-0-2-1.example.com.", "A"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ns.bind.values("i-1._dnsreg.example.com.", "TXT"),
+        Vec::<String>::new()
+    );
+
     let before = ns.bind.records();
-    let out = run_expect(&mut ns.cmd("leave", "i-1", "192.0.2.1", SERVICE), 1);
+    let out = run_expect(ns.dnsreg().arg("-c").arg(&two).arg("reap"), 1);
     let err = stderr(&out);
+    assert!(err.contains("refused to transfer the zone"), "{err}");
     assert!(
         err.contains("allow-transfer { key \"dnsreg-key\"; }"),
         "{err}"
     );
-    // Nothing half-done: every record (and the registry) is still there.
-    assert_eq!(ns.bind.records(), before);
+    assert!(
+        !err.contains("BADSIG") && !err.contains("not the key"),
+        "{err}"
+    );
+    assert_eq!(ns.bind.records(), before, "reap changed nothing");
 }
 
 #[test]

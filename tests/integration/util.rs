@@ -289,3 +289,52 @@ impl TcpPort {
         socket.listen(128).unwrap().into_std().unwrap()
     }
 }
+
+/// Where claims are kept by name (RFC 2136), the owner name of the claim
+/// rrset of the value whose canonical line is `line` (`NAME TYPE DATA`, as
+/// [`World::records`] prints it): computed here independently of dnsreg, from
+/// the format README documents (the first 16 bytes of the line's SHA-256, in
+/// DNSSEC base32, under `_claims._dnsreg.<zone>`).
+pub fn claim_name(line: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(line.as_bytes());
+    format!(
+        "{}._claims._dnsreg.{ZONE}.",
+        data_encoding::BASE32_DNSSEC.encode(&digest[..16])
+    )
+}
+
+/// The claims among `records` (canonical lines): claim name → the instance
+/// labels it names.
+pub fn claims(records: &[String]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in records.iter().filter(|r| r.contains("._claims._dnsreg.")) {
+        let (name, rest) = r.split_once(' ').unwrap();
+        let label = rest.rsplit_once(' ').unwrap().1.trim_matches('"');
+        out.entry(name.to_string())
+            .or_default()
+            .push(label.to_string());
+    }
+    for labels in out.values_mut() {
+        labels.sort();
+    }
+    out
+}
+
+/// The claims expected for `owners`: each shared value's line and the
+/// instances that publish it.
+pub fn expected_claims<'a>(
+    owners: impl IntoIterator<Item = (&'a str, String)>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (id, line) in owners {
+        out.entry(claim_name(&line))
+            .or_default()
+            .push(id.to_ascii_lowercase());
+    }
+    for labels in out.values_mut() {
+        labels.sort();
+        labels.dedup();
+    }
+    out
+}

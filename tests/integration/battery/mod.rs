@@ -57,6 +57,12 @@ pub trait Backend: Sized {
     fn ttl_per_record(&self) -> bool {
         false
     }
+    /// Whether claims on shared values are kept by name (rfc2136): each
+    /// shared value dnsreg publishes has a claim rrset naming its instances
+    /// (see `util::claim_name`).
+    fn claims_by_name(&self) -> bool {
+        false
+    }
     /// Adds one value by hand, as a person or another tool would (not marked as dnsreg's).
     fn put_by_hand(&self, name: &str, rtype: &str, value: &str, ttl: u32);
     /// Takes one value out by hand, whoever put it there (on Cloudflare: deletes
