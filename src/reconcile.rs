@@ -458,7 +458,7 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     let removing: Values = edit.remove.values().flatten().cloned().collect();
     if how == How::Materialise || (writes_shared && !removing.is_empty()) {
         let carry = how == How::Materialise;
-        let mut cost = batch_cost(&edit, seen, ctx);
+        let mut cost = batch_cost(&edit, seen);
         // The rrsets the write names so far: a peer's value at another one
         // brings that rrset in whole.
         let mut counted = edit.keys();
@@ -534,14 +534,9 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
                 } else {
                     after.to_values(&reg_key.name)?
                 };
-            // This peer's share: its registry as it is and as it will be (or
-            // the lines that change), and its values in the shared rrsets
-            // (each rewritten whole already counts once).
-            let registry_after: Vec<&Value> = if ctx.batch_limit.whole_after {
-                after_values.iter().collect()
-            } else {
-                before_values.symmetric_difference(&after_values).collect()
-            };
+            // This peer's share: its registry as it is and as it will be,
+            // and its values in the shared rrsets (each rewritten whole, as
+            // it is and as it will be, already counts once).
             let brought: BTreeSet<RrKey> = add
                 .iter()
                 .chain(&remove)
@@ -552,22 +547,16 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
                 .iter()
                 .flat_map(|k| {
                     let v = seen.values(k);
-                    let twice = if ctx.batch_limit.whole_after {
-                        v.clone()
-                    } else {
-                        Values::new()
-                    };
-                    v.into_iter().chain(twice)
+                    v.clone().into_iter().chain(v)
                 })
                 .collect();
             let step = Cost::of(
                 before_values
                     .iter()
-                    .chain(registry_after)
+                    .chain(&after_values)
                     .chain(&add)
                     .chain(&remove)
                     .chain(&whole),
-                Cost::wire(ctx),
             );
             if !cost.plus(step).within(ctx.batch_limit) {
                 continue;
@@ -739,33 +728,14 @@ fn will_hold(edit: &Edit, seen: &Seen, key: &RrKey) -> Values {
     after
 }
 
-/// Records a write of `edit` carries: what each touched rrset holds before,
-/// and after where rrsets are rewritten whole, else the values it removes and
-/// adds (and all that stays again where its TTL changes).
-fn batch_cost(edit: &Edit, seen: &Seen, ctx: &Ctx) -> Cost {
-    let limit = ctx.batch_limit;
-    let wire = Cost::wire(ctx);
+/// Records a write of `edit` carries: each touched rrset as it is and as it
+/// will be (Route53 DELETEs and CREATEs it whole).
+fn batch_cost(edit: &Edit, seen: &Seen) -> Cost {
     let mut cost = Cost::default();
     for k in edit.keys() {
         let before = seen.values(&k);
         let after = will_hold(edit, seen, &k);
-        let ttl_changes = edit
-            .ttl
-            .get(&k)
-            .is_some_and(|t| seen.rrsets.get(&k).and_then(|r| r.ttl) != Some(*t));
-        let records = if limit.whole_after {
-            Cost::of(before.iter().chain(&after), wire)
-        } else {
-            Cost::of(
-                before
-                    .iter()
-                    .chain(edit.remove.get(&k).into_iter().flatten())
-                    .chain(edit.add.get(&k).into_iter().flatten().map(|r| &r.value))
-                    .chain(after.iter().filter(|_| ttl_changes)),
-                wire,
-            )
-        };
-        cost = cost.plus(records);
+        cost = cost.plus(Cost::of(before.iter().chain(&after)));
     }
     cost
 }
@@ -778,31 +748,11 @@ struct Cost {
 }
 
 impl Cost {
-    /// `wire`: the zone, where the limit bounds a DNS message (see
-    /// [`Cost::wire`]): each record counts its name too, but for the zone's
-    /// part (compressed: the zone is the message's first name, and its
-    /// other names are compressed only while there are few), and an AAAA
-    /// its 16 bytes where its text is shorter.
-    fn of<'a>(values: impl Iterator<Item = &'a Value>, wire: Option<&DomainName>) -> Cost {
-        let zone = wire.map_or(0, |z| z.to_string().len());
-        values.fold(Cost::default(), |c, v| {
-            let mut characters = v.data.to_string().len();
-            if wire.is_some() {
-                if matches!(v.data, crate::record::RData::Aaaa(_)) {
-                    characters = characters.max(16);
-                }
-                characters += v.name.to_string().len().saturating_sub(zone);
-            }
-            Cost {
-                records: c.records + 1,
-                characters: c.characters + characters,
-            }
+    fn of<'a>(values: impl Iterator<Item = &'a Value>) -> Cost {
+        values.fold(Cost::default(), |c, v| Cost {
+            records: c.records + 1,
+            characters: c.characters + v.data.to_string().len(),
         })
-    }
-
-    /// The zone, where the limit counts records as a DNS message carries them.
-    fn wire(ctx: &Ctx) -> Option<&DomainName> {
-        (ctx.batch_limit.per_record > 0).then_some(&ctx.zone)
     }
 
     fn plus(self, other: Cost) -> Cost {
@@ -813,11 +763,7 @@ impl Cost {
     }
 
     fn within(self, limit: BatchLimit) -> bool {
-        self.records <= limit.records
-            && self
-                .characters
-                .saturating_add(self.records.saturating_mul(limit.per_record))
-                <= limit.characters
+        self.records <= limit.records && self.characters <= limit.characters
     }
 }
 

@@ -125,28 +125,18 @@ pub struct Written<S> {
 }
 
 /// The size of one write a provider takes, in records and in characters of
-/// their values.
+/// their values, counting each rrset it touches whole, as it is and as it
+/// will be (Route53 DELETEs and CREATEs it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchLimit {
     pub records: usize,
     pub characters: usize,
-    /// 0 where only values count (Route53); else `characters` bounds the
-    /// bytes of a DNS message (RFC 2136), where each record counts its name
-    /// but for the zone's part besides its value, and this many more.
-    pub per_record: usize,
-    /// Whether a write names each rrset it touches as it will be, besides as
-    /// it is (Route53 DELETEs and CREATEs it whole), or only the records that
-    /// change (an RFC 2136 UPDATE names it as it is in its prerequisite, then
-    /// the records it deletes and adds).
-    pub whole_after: bool,
 }
 
 impl BatchLimit {
     pub const NONE: BatchLimit = BatchLimit {
         records: usize::MAX,
         characters: usize::MAX,
-        per_record: 0,
-        whole_after: true,
     };
 }
 
@@ -335,9 +325,8 @@ pub trait Provider: Send + Sync {
         false
     }
 
-    /// What one write may carry, counting each rrset it touches whole, as it
-    /// is and as it will be (Route53 DELETEs and CREATEs it; an RFC 2136
-    /// UPDATE names it in its prerequisite).
+    /// What one write carrying other instances' announced values may hold
+    /// (see [`BatchLimit`]), where rrsets are rewritten whole.
     fn batch_limit(&self) -> BatchLimit {
         BatchLimit::NONE
     }

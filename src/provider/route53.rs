@@ -716,7 +716,6 @@ impl Provider for Route53 {
         BatchLimit {
             records: MAX_BATCH_RECORDS - 100,
             characters: MAX_BATCH_CHARACTERS - 4_000,
-            ..BatchLimit::NONE
         }
     }
 

@@ -1158,7 +1158,6 @@ fn a_carrying_write_stays_within_the_providers_batch_limit() {
     ctx.batch_limit = BatchLimit {
         records: 900,
         characters: 28_000,
-        ..BatchLimit::NONE
     };
     let srv = RrKey {
         name: DomainName::new("_v1._theservice._tcp.example.com").unwrap(),
@@ -1208,7 +1207,7 @@ fn a_carrying_write_stays_within_the_providers_batch_limit() {
     let Decision::Write(plan) = decide(&i, &ctx, &seen, How::Materialise).unwrap() else {
         panic!("a write")
     };
-    let cost = batch_cost(&plan.edit, &seen, &ctx);
+    let cost = batch_cost(&plan.edit, &seen);
     assert!(cost.within(ctx.batch_limit), "{cost:?}");
     let carried = plan.outcome.carried;
     assert!(carried > 10 && carried < 150, "carried {carried}");
