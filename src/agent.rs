@@ -158,6 +158,12 @@ pub async fn run(
     };
     tracing::info!(instance = %identity.instance_id, cloud = %identity.cloud, "identified");
     let mut engine = Engine::new(config.clone(), &identity).context("planning records")?;
+    if config.lease.is_some_and(|l| l.reap) {
+        tokio::select! {
+            r = engine.check_reap_rights() => r?,
+            () = &mut shutdown => return Ok(()),
+        }
+    }
     let mut health = checks::spawn(&config.checks);
     if !config.checks.is_empty() {
         tracing::info!(

@@ -446,6 +446,39 @@ impl Engine {
             .any(|s| with_provider!(&s.provider, p => p.pacer().busy_within(within)))
     }
 
+    /// Where this agent reaps (`[lease] reap = true`): one listing of every
+    /// registry at each provider before anything is published, so that a
+    /// right only reaping needs (RFC 2136: a zone transfer) is found missing
+    /// at the start, not at the first reap after the records are out. A
+    /// refusal is returned; a failure that may pass (a busy or silent
+    /// server) is logged, and the start goes on.
+    pub async fn check_reap_rights(&mut self) -> anyhow::Result<()> {
+        let state = self.load_state();
+        for slot in &mut self.slots {
+            let known = state.providers.get(&slot.name).and_then(known_zone);
+            if let Err(e) = Self::connect(slot, known.as_ref()).await {
+                // The join says it too, and retries.
+                tracing::warn!(provider = %slot.name, "could not check the rights reaping needs: {e:#}");
+                continue;
+            }
+            let listed = with_provider!(&slot.provider, p => p.registries().await.map(|_| ()));
+            match listed {
+                Ok(()) => {}
+                Err(crate::provider::Fail::Permanent(e)) => {
+                    return Err(e.context(format!(
+                        "{}: this agent reaps expired leases ([lease] reap = true), which needs every registry listed; refusing to publish what it could not reap",
+                        slot.name
+                    )));
+                }
+                Err(f) => tracing::warn!(
+                    provider = %slot.name,
+                    "could not check now that this agent may list every registry, as reaping needs: {f}"
+                ),
+            }
+        }
+        Ok(())
+    }
+
     /// Reaps expired leases at every provider, concurrently (see [`crate::reconcile::reap`]).
     pub async fn reap(&mut self, deadline: Duration) -> Vec<ReapReport> {
         let state = self.load_state();

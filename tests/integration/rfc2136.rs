@@ -399,6 +399,33 @@ fn a_key_that_may_not_transfer_joins_and_leaves_and_reap_says_what_to_allow() {
     assert_eq!(ns.bind.records(), before, "reap changed nothing");
 }
 
+/// An agent that reaps (`[lease] reap = true`) with a key that may not
+/// transfer the zone: it says so at the start and publishes nothing, rather
+/// than join and fail at every reap after.
+#[test]
+fn a_reaping_agent_without_transfer_rights_refuses_to_start_and_publishes_nothing() {
+    let ns = Ns::with(BindOptions {
+        allow_transfer: false,
+        ..BindOptions::default()
+    });
+    let text = LEASED
+        .replace("{id}", "i-1")
+        .replace("{ip}", "192.0.2.1")
+        .replace("ttl = \"1h\"", "ttl = \"1h\"\nreap = true");
+    let config = ns.config("i-1", &text);
+    let out = crate::util::output_within(
+        ns.dnsreg().arg("-c").arg(&config).arg("run"),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("reap = true"), "{err}");
+    assert!(err.contains("allow-transfer { key \"dnsreg-key\"; }"), "{err}");
+    assert!(!err.contains("BADSIG") && !err.contains("not the key"), "{err}");
+    assert_eq!(ns.bind.values("www.example.com.", "A"), Vec::<String>::new());
+    assert_eq!(ns.bind.values("i-1._dnsreg.example.com.", "TXT"), Vec::<String>::new());
+}
+
 #[test]
 fn a_large_shared_rrset_is_read_over_tcp_and_only_our_value_changes() {
     let ns = Ns::new();
