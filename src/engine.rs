@@ -117,10 +117,20 @@ pub struct Engine {
     state: StateFile,
 }
 
+/// The variables, or whose fault they are not (see [`Engine::new`]).
+fn usable(vars: Result<Vars, crate::metadata::Unusable>) -> anyhow::Result<Vars> {
+    vars.map_err(|e| match e {
+        crate::metadata::Unusable::Config(why) => UsageError(why).into(),
+        crate::metadata::Unusable::Metadata(why) => anyhow::anyhow!(why),
+    })
+}
+
 impl Engine {
-    /// Prepares providers for `identity`; no network call yet.
-    pub fn new(config: Config, identity: &Identity) -> Result<Engine, UsageError> {
-        let vars = crate::metadata::vars(identity, &config.instance).map_err(UsageError)?;
+    /// Prepares providers for `identity`; no network call yet. An identity
+    /// the metadata service made unusable is a runtime failure; one the
+    /// configuration did, a [`UsageError`].
+    pub fn new(config: Config, identity: &Identity) -> anyhow::Result<Engine> {
+        let vars = usable(crate::metadata::vars(identity, &config.instance))?;
         let slots = config
             .providers
             .iter()
@@ -166,13 +176,14 @@ impl Engine {
     }
 
     /// Follows a new identity (an address change); the next join removes the old values.
-    pub fn set_identity(&mut self, identity: &Identity) -> Result<bool, UsageError> {
-        let vars = crate::metadata::vars(identity, &self.config.instance).map_err(UsageError)?;
+    pub fn set_identity(&mut self, identity: &Identity) -> anyhow::Result<bool> {
+        let vars = usable(crate::metadata::vars(identity, &self.config.instance))?;
         if vars.instance_id != self.vars.instance_id {
-            return Err(UsageError(format!(
+            anyhow::bail!(
                 "the instance id changed from {} to {}; restart dnsreg",
-                self.vars.instance_id, vars.instance_id
-            )));
+                self.vars.instance_id,
+                vars.instance_id
+            );
         }
         let changed = vars != self.vars;
         self.vars = vars;

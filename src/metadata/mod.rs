@@ -69,9 +69,12 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
-/// Refuses an identity whose strings hold control characters: no cloud
-/// writes them, and they would reach terminals, logs and DNS names.
-fn printable_identity(cloud: &'static str, id: &Identity) -> Result<(), MetadataError> {
+/// Refuses an identity whose strings hold control characters (no cloud
+/// writes them, and they would reach terminals, logs and DNS names), or
+/// whose hostname or region is no DNS name: they go into record names
+/// (`{hostname}`, `{region}`), and a name the metadata service made
+/// unusable is its failure (exit 1), not the configuration's.
+fn usable_identity(cloud: &'static str, id: &Identity) -> Result<(), MetadataError> {
     for (field, value) in [
         ("instance id", Some(&id.instance_id)),
         ("region", id.region.as_ref()),
@@ -88,7 +91,37 @@ fn printable_identity(cloud: &'static str, id: &Identity) -> Result<(), Metadata
             });
         }
     }
+    for (field, value) in [
+        ("hostname", id.hostname.as_ref()),
+        ("region", id.region.as_ref()),
+    ] {
+        if let Some(v) = value
+            && !is_dns_name(v)
+        {
+            return Err(MetadataError {
+                cloud,
+                url: "its answers".into(),
+                what: format!(
+                    "the {field} {v:?} is not a DNS name (labels of 1 to 63 letters, digits, `-` or `_`, separated by dots); set [instance] {field} to the one to use"
+                ),
+            });
+        }
+    }
     Ok(())
+}
+
+/// Whether `s` is a DNS name as record names take it: dot-separated labels
+/// of 1 to 63 letters, digits, `-` or `_`, 253 characters in all (a final
+/// dot allowed).
+fn is_dns_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 /// Reads this instance's identity as the configuration says, overrides applied.
@@ -150,7 +183,7 @@ async fn read(
             unreachable!("auto and none are not metadata services")
         }
     }?;
-    printable_identity(kind.name(), &id)?;
+    usable_identity(kind.name(), &id)?;
     Ok(id)
 }
 
@@ -491,10 +524,32 @@ pub fn unusable_ipv6(ip: std::net::Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// Why an identity cannot be published, and whose answer is to blame: the
+/// configuration's (exit 2, as `check` would say) or the metadata
+/// service's (exit 1: what this machine was told cannot be used).
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Metadata(String),
+}
+
 /// The template variables for `identity` under the configuration's choices.
-pub fn vars(identity: &Identity, cfg: &InstanceConfig) -> Result<Vars, String> {
+pub fn vars(identity: &Identity, cfg: &InstanceConfig) -> Result<Vars, Unusable> {
+    // Without a metadata service, every value is the configuration's.
+    let blame = |from_config: bool, why: String| {
+        if from_config || identity.cloud == "none" {
+            Unusable::Config(why)
+        } else {
+            Unusable::Metadata(why)
+        }
+    };
     if identity.instance_id.is_empty() {
-        return Err("the instance has no id; set [instance] id (or --instance-id)".into());
+        return Err(blame(
+            true,
+            "the instance has no id; set [instance] id (or --instance-id)".into(),
+        ));
     }
     let ipv4 = match cfg.address {
         AddressKind::Public => identity.public_ipv4.ok_or_else(|| {
@@ -503,14 +558,20 @@ pub fn vars(identity: &Identity, cfg: &InstanceConfig) -> Result<Vars, String> {
                 "oracle" => " (OCI metadata does not show public IPs)",
                 _ => "",
             };
-            format!(
+            blame(false, format!(
                 "instance {} has no public IPv4 address{why}; publish its private one with [instance] address = \"private\" (--address private), or set [instance] ipv4 (--ipv4)",
                 identity.instance_id
+            ))
+        })?,
+        AddressKind::Private => identity.private_ipv4.ok_or_else(|| {
+            blame(
+                false,
+                format!(
+                    "instance {} has no private IPv4 address; set [instance] ipv4",
+                    identity.instance_id
+                ),
             )
         })?,
-        AddressKind::Private => identity
-            .private_ipv4
-            .ok_or_else(|| format!("instance {} has no private IPv4 address; set [instance] ipv4", identity.instance_id))?,
     };
     let from = || {
         if cfg.ipv4.is_some() {
@@ -520,19 +581,25 @@ pub fn vars(identity: &Identity, cfg: &InstanceConfig) -> Result<Vars, String> {
         }
     };
     if let Some(why) = unusable_ipv4(ipv4) {
-        return Err(format!(
-            "instance {}: {ipv4} (from {}) is {why}, which no other machine can reach; set [instance] ipv4 (--ipv4) to the address to publish",
-            identity.instance_id,
-            from()
+        return Err(blame(
+            cfg.ipv4.is_some(),
+            format!(
+                "instance {}: {ipv4} (from {}) is {why}, which no other machine can reach; set [instance] ipv4 (--ipv4) to the address to publish",
+                identity.instance_id,
+                from()
+            ),
         ));
     }
     let ipv6 = if cfg.ipv6 { identity.ipv6 } else { None };
     if let Some(ip) = ipv6
         && let Some(why) = unusable_ipv6(ip)
     {
-        return Err(format!(
-            "instance {}: {ip} (from {} metadata) is {why}, which no other machine can reach; set ipv6 = false to publish no AAAA",
-            identity.instance_id, identity.cloud
+        return Err(blame(
+            false,
+            format!(
+                "instance {}: {ip} (from {} metadata) is {why}, which no other machine can reach; set ipv6 = false to publish no AAAA",
+                identity.instance_id, identity.cloud
+            ),
         ));
     }
     Ok(Vars {
@@ -763,6 +830,11 @@ mod tests {
             ipv6: None,
         };
         let e = vars(&identity, &cfg).unwrap_err();
+        assert!(
+            matches!(e, Unusable::Metadata(_)),
+            "Azure's answer is to blame: {e:?}"
+        );
+        let e = e.to_string();
         assert!(
             e.contains("Standard-SKU") && e.contains("address = \"private\"") && e.contains("ipv4"),
             "{e}"

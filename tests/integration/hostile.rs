@@ -350,8 +350,8 @@ fn addresses_no_other_machine_can_reach_are_never_published() {
         0,
     );
     // From metadata: a lying metadata service names loopback; nothing is
-    // sent, and the exit is 2 as for an instance with no public address
-    // (what to do is to set the address to publish).
+    // sent, and the exit is 1, as for any metadata answer that cannot be
+    // published (2 is for what `check` finds in the file or flags).
     let lying = testkit::imds::ImdsServer::start(testkit::imds::AwsInstance {
         public_ipv4: Some("127.0.0.1".into()),
         ..Default::default()
@@ -359,7 +359,7 @@ fn addresses_no_other_machine_can_reach_are_never_published() {
     let before = env.r53.stats().total();
     let mut c = env.flags("join", "--name www");
     c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", lying.url());
-    let out = run_expect(&mut c, 2);
+    let out = run_expect(&mut c, 1);
     assert!(
         stderr(&out).contains("127.0.0.1 (from aws metadata) is a loopback address"),
         "{}",
@@ -617,4 +617,64 @@ fn route53_an_html_page_instead_of_route53_is_named_as_such_and_shown_as_text() 
     // Refused for good: asked once, not retried like a failing server.
     assert_eq!(seen.load(Ordering::SeqCst), 1);
     assert!(env.records().iter().all(|r| !r.starts_with("www.")));
+}
+
+/// What a metadata service answers that cannot be published is a runtime
+/// failure of this machine (exit 1), whichever field and whichever check
+/// finds it, and says it came from metadata; the same values given in the
+/// configuration or flags are the configuration's error (exit 2). Before,
+/// a hostname that is no DNS name and a loopback address exited 2, the
+/// others 1.
+#[test]
+fn unusable_metadata_answers_exit_1_and_the_same_values_in_configuration_exit_2() {
+    type Lie = fn(&mut testkit::imds::AwsInstance);
+    let lies: [(&str, Lie, &str); 4] = [
+        (
+            "an instance id that is no DNS label",
+            |i| i.instance_id = "i-bad.id".into(),
+            "i-bad.id",
+        ),
+        (
+            "a hostname that is no DNS name",
+            |i| i.hostname = "bad_host!.ec2.internal".into(),
+            "not a DNS name",
+        ),
+        (
+            "a loopback public address",
+            |i| i.public_ipv4 = Some("127.0.0.1".into()),
+            "loopback",
+        ),
+        (
+            "an address that is none",
+            |i| i.public_ipv4 = Some("999.1.1.1".into()),
+            "not an address",
+        ),
+    ];
+    for (what, lie, says) in lies {
+        let env = Env::new();
+        env.imds.update(lie);
+        let out = run_expect(
+            &mut env.flags("join", "--name www --host {hostname} --metadata aws"),
+            1,
+        );
+        let err = stderr(&out);
+        assert!(err.contains(says), "{what}: {err}");
+        assert!(env.records().is_empty(), "{what}: nothing published");
+    }
+    // The configuration's own: exit 2, nothing sent.
+    let env = Env::new();
+    for (what, flags) in [
+        (
+            "--ipv4 127.0.0.1",
+            "--name www --metadata none --instance-id i-1 --ipv4 127.0.0.1",
+        ),
+        (
+            "--instance-id i-bad.id",
+            "--name www --metadata none --instance-id i-bad.id --ipv4 192.0.2.1",
+        ),
+    ] {
+        let out = run_expect(&mut env.flags("join", flags), 2);
+        assert!(!stderr(&out).is_empty(), "{what}");
+    }
+    assert!(env.records().is_empty());
 }

@@ -277,7 +277,7 @@ fn azure_without_a_visible_public_address_says_what_to_configure() {
             imds.url()
         ),
     );
-    let out = run_expect(&mut c, 2);
+    let out = run_expect(&mut c, 1);
     let e = stderr(&out);
     assert!(
         e.contains("Standard-SKU") && e.contains("address = \"private\"") && e.contains("ipv4"),

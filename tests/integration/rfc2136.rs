@@ -420,10 +420,22 @@ fn a_reaping_agent_without_transfer_rights_refuses_to_start_and_publishes_nothin
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("reap = true"), "{err}");
-    assert!(err.contains("allow-transfer { key \"dnsreg-key\"; }"), "{err}");
-    assert!(!err.contains("BADSIG") && !err.contains("not the key"), "{err}");
-    assert_eq!(ns.bind.values("www.example.com.", "A"), Vec::<String>::new());
-    assert_eq!(ns.bind.values("i-1._dnsreg.example.com.", "TXT"), Vec::<String>::new());
+    assert!(
+        err.contains("allow-transfer { key \"dnsreg-key\"; }"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("BADSIG") && !err.contains("not the key"),
+        "{err}"
+    );
+    assert_eq!(
+        ns.bind.values("www.example.com.", "A"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ns.bind.values("i-1._dnsreg.example.com.", "TXT"),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
