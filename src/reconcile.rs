@@ -380,6 +380,11 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
                     }
                 } else {
                     out.foreign.push((*v).clone());
+                    if let Some(k) = claim_keys.get(*v) {
+                        // A person's because nobody claims it: the write
+                        // applies only if nobody claimed it since.
+                        edit.guard.insert(k.clone());
+                    }
                 }
             }
         }
@@ -1342,6 +1347,22 @@ fn merged(mut out: Outcome, earlier: &Outcome) -> Outcome {
     out
 }
 
+/// Where claims are kept by name, the claim rrsets of the values this
+/// instance wants or knows it published: read, or presumed, with the rest.
+fn claims_of(intent: &Intent, ctx: &Ctx) -> BTreeSet<RrKey> {
+    if !ctx.claims_by_name {
+        return BTreeSet::new();
+    }
+    intent
+        .desired
+        .iter()
+        .map(|r| &r.value)
+        .chain(&intent.known)
+        .filter(|v| v.name.is_in(&ctx.zone))
+        .map(|v| registry::claim_key(&ctx.zone, v))
+        .collect()
+}
+
 /// The part of `snap` the provider would presume next time, as the state file keeps it.
 fn remember<P: Provider>(
     p: &P,
@@ -1357,6 +1378,7 @@ fn remember<P: Provider>(
         .chain(intent.known.iter().map(Value::key))
         .collect();
     keys.insert(ctx.registry.clone());
+    keys.extend(claims_of(intent, ctx));
     let shared: BTreeSet<RrKey> = keys
         .iter()
         .filter(|k| intent.is_shared(k, &ctx.registry))
@@ -1395,6 +1417,7 @@ async fn observe<P: Provider>(
         .filter(|k| how != How::Announce || ctx.keeps_apart || !intent.is_shared(k, &ctx.registry))
         .collect();
     keys.insert(ctx.registry.clone());
+    keys.extend(claims_of(intent, ctx));
     let mut memory = memory;
     // Reading shared rrsets to write them directly: a throttled read means a
     // fleet is at it; announce instead (see `Crowded`).
@@ -1441,12 +1464,26 @@ async fn observe<P: Provider>(
                 .filter(|k| intent.is_shared(k, &ctx.registry))
                 .cloned()
                 .collect();
+            // Where claims are kept by name, a join reads the records and
+            // their claims together (memory would not show a value added or
+            // removed by someone else since, nor whose it is): only its own
+            // registry is presumed. A leave presumes them all.
+            let presumable: BTreeSet<RrKey> = if ctx.claims_by_name && !intent.leaving {
+                fresh
+                    .iter()
+                    .filter(|k| **k == ctx.registry)
+                    .cloned()
+                    .collect()
+            } else {
+                fresh.clone()
+            };
             let (presumed, to_read) = match memory
                 .take()
-                .and_then(|m| p.presume(m, &fresh, &shared, &intent.known))
+                .and_then(|m| p.presume(m, &presumable, &shared, &intent.known))
             {
-                Some((s, rest)) => {
-                    seen.presumed.extend(fresh.difference(&rest).cloned());
+                Some((s, mut rest)) => {
+                    seen.presumed.extend(presumable.difference(&rest).cloned());
+                    rest.extend(fresh.difference(&presumable).cloned());
                     (Some(s), rest)
                 }
                 None => (None, fresh.clone()),

@@ -720,19 +720,70 @@ pub struct Snapshot {
     sets: BTreeMap<RrKey, RrSet>,
 }
 
-/// Nothing of an RFC 2136 snapshot is kept in the state file: a prerequisite
-/// must name the rrset exactly as the server holds it, so every change reads
-/// first (DNS queries cost the server next to nothing).
+/// What the state file keeps of a snapshot: each rrset's values and TTL, as
+/// this instance's last UPDATE left them. The records are rebuilt from the
+/// values, exactly as dnsreg writes them (see [`Rfc2136::presume`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    #[serde(with = "crate::record::by_key")]
+    sets: BTreeMap<RrKey, KeptSet>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptSet {
+    values: Values,
+    ttl: Option<u32>,
+}
+
 impl serde::Serialize for Snapshot {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_unit()
+        Kept {
+            sets: self
+                .sets
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        KeptSet {
+                            values: v.values.clone(),
+                            ttl: v.ttl,
+                        },
+                    )
+                })
+                .collect(),
+        }
+        .serialize(s)
     }
 }
 
+/// A state file of an earlier dnsreg kept nothing here (`null`): then
+/// nothing is presumed.
 impl<'de> serde::Deserialize<'de> for Snapshot {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde::de::IgnoredAny::deserialize(d)?;
-        Ok(Snapshot::default())
+        let kept = Option::<Kept>::deserialize(d)?;
+        Ok(Snapshot {
+            sets: kept
+                .map(|k| k.sets)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, RrSet::of(v.values, v.ttl)))
+                .collect(),
+        })
+    }
+}
+
+impl RrSet {
+    /// An rrset as dnsreg wrote it: its records rebuilt from the values.
+    fn of(values: Values, ttl: Option<u32>) -> RrSet {
+        let ttl = ttl.filter(|_| !values.is_empty());
+        RrSet {
+            raw: values
+                .iter()
+                .map(|v| hrecord(v, ttl.unwrap_or(0)))
+                .collect(),
+            values,
+            ttl,
+        }
     }
 }
 
@@ -827,24 +878,24 @@ impl Rfc2136 {
 
         let empty = RrSet::default();
         let ownership = registry::root(&self.zone);
-        for key in edit.keys() {
+        // Ownership rrsets the edit rests on without changing them (presumed
+        // from memory): each exactly as presumed.
+        let changed = edit.keys();
+        for key in edit
+            .guard
+            .iter()
+            .filter(|k| k.name.is_in(&ownership) && !changed.contains(*k))
+        {
+            require_exactly(&mut message, key, snapshot.sets.get(key).unwrap_or(&empty));
+        }
+        for key in changed {
             let current = snapshot.sets.get(&key).unwrap_or(&empty);
             // Prerequisite, for the ownership rrsets (registries and claims)
             // only: the rrset is exactly what we read (RFC 2136 §2.4.2), or
             // absent (§2.4.3); TTL 0 and class IN / NONE as the RFC says. The
             // records themselves change value by value, guarded by the claims.
             if key.name.is_in(&ownership) {
-                if current.raw.is_empty() {
-                    let mut absent = HRecord::update0(hname(&key.name), 0, htype(key.rtype));
-                    absent.dns_class = DNSClass::NONE;
-                    message.add_pre_requisite(absent);
-                }
-                for r in &current.raw {
-                    let mut r = r.clone();
-                    r.ttl = 0;
-                    r.dns_class = DNSClass::IN;
-                    message.add_pre_requisite(r);
-                }
+                require_exactly(&mut message, &key, current);
             }
             // Deletes of single RRs (§2.5.4): class NONE, TTL 0, the exact data
             // as the server holds it.
@@ -964,22 +1015,33 @@ impl Provider for Rfc2136 {
         Ok(())
     }
 
+    /// The ownership rrsets (registries, claims) first, then the records,
+    /// each group's queries at once. In that order, a value found without a
+    /// claim was not added by an instance meanwhile (one adds the value and
+    /// its claim in one UPDATE, which the claim's query would have seen, or
+    /// which the next UPDATE's prerequisite on that claim refuses): it is a
+    /// person's.
     async fn read(&self, keys: &BTreeSet<RrKey>) -> Result<Snapshot, Fail> {
-        let mut tasks = tokio::task::JoinSet::new();
-        for key in keys {
-            let me = self.reader();
-            let key = key.clone();
-            tasks.spawn(async move {
-                let set = me.read_one(&key).await;
-                (key, set)
-            });
-        }
+        let ownership = registry::root(&self.zone);
+        let (first, then): (Vec<&RrKey>, Vec<&RrKey>) =
+            keys.iter().partition(|k| k.name.is_in(&ownership));
         let mut snapshot = Snapshot::default();
-        while let Some(done) = tasks.join_next().await {
-            let (key, set) =
-                done.map_err(|e| Fail::permanent(format!("a read task failed: {e}")))?;
-            let set = set.map_err(|f| f.into_fail(&self.what(), &format!("reading {key}")))?;
-            snapshot.sets.insert(key, set);
+        for group in [first, then] {
+            let mut tasks = tokio::task::JoinSet::new();
+            for key in group {
+                let me = self.reader();
+                let key = key.clone();
+                tasks.spawn(async move {
+                    let set = me.read_one(&key).await;
+                    (key, set)
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                let (key, set) =
+                    done.map_err(|e| Fail::permanent(format!("a read task failed: {e}")))?;
+                let set = set.map_err(|f| f.into_fail(&self.what(), &format!("reading {key}")))?;
+                snapshot.sets.insert(key, set);
+            }
         }
         Ok(snapshot)
     }
@@ -988,6 +1050,39 @@ impl Provider for Rfc2136 {
         for (k, v) in more.sets {
             snapshot.sets.entry(k).or_insert(v);
         }
+    }
+
+    /// What this instance's last UPDATE left stands in for a read of the
+    /// ownership rrsets it wrote (its registry, its values' claims: nobody
+    /// else writes them in the normal course), absent ones included: each
+    /// is a prerequisite of the next UPDATE, so a wrong guess is refused
+    /// (NXRRSET/YXRRSET) and costs a read, never a wrong write. In the
+    /// record rrsets, only this instance's own values are remembered: what
+    /// a leave deletes, one by one, without a prerequisite (the claims guard
+    /// it); a join reads them anyway (see `reconcile::decide`).
+    fn presume(
+        &self,
+        memory: &Snapshot,
+        keys: &BTreeSet<RrKey>,
+        _shared: &BTreeSet<RrKey>,
+        owned: &Values,
+    ) -> Option<(Snapshot, BTreeSet<RrKey>)> {
+        let ownership = registry::root(&self.zone);
+        let mut out = Snapshot::default();
+        let mut rest = BTreeSet::new();
+        for k in keys {
+            let kept = memory.sets.get(k);
+            if k.name.is_in(&ownership) {
+                out.sets
+                    .insert(k.clone(), kept.cloned().unwrap_or_default());
+            } else if let Some(set) = kept {
+                let mine: Values = set.values.intersection(owned).cloned().collect();
+                out.sets.insert(k.clone(), RrSet::of(mine, set.ttl));
+            } else {
+                rest.insert(k.clone());
+            }
+        }
+        Some((out, rest))
     }
 
     fn values(&self, snapshot: &Snapshot, key: &RrKey) -> Values {
@@ -1021,8 +1116,7 @@ impl Provider for Rfc2136 {
             .unwrap_or("no key (tsig_key_file is not set)");
         match answer.metadata.response_code {
             ResponseCode::NoError => Ok(Written {
-                // Not kept (see `Snapshot`): the next change reads again.
-                after: Snapshot::default(),
+                after: applied(snapshot, edit),
                 change: None,
             }),
             // A prerequisite failed: someone changed an rrset since we read it.
@@ -1115,6 +1209,43 @@ impl Provider for Rfc2136 {
         }
         Ok((out, snap))
     }
+}
+
+/// The prerequisite that the rrset at `key` is exactly `current` (RFC 2136
+/// §2.4.2), or absent when `current` is empty (§2.4.3); TTL 0 and class IN
+/// or NONE as the RFC says.
+fn require_exactly(message: &mut Message, key: &RrKey, current: &RrSet) {
+    if current.raw.is_empty() {
+        let mut absent = HRecord::update0(hname(&key.name), 0, htype(key.rtype));
+        absent.dns_class = DNSClass::NONE;
+        message.add_pre_requisite(absent);
+    }
+    for r in &current.raw {
+        let mut r = r.clone();
+        r.ttl = 0;
+        r.dns_class = DNSClass::IN;
+        message.add_pre_requisite(r);
+    }
+}
+
+/// `snapshot` with `edit` applied: what the server holds at those rrsets
+/// once the UPDATE is accepted.
+fn applied(snapshot: &Snapshot, edit: &Edit) -> Snapshot {
+    let mut after = snapshot.clone();
+    for key in edit.keys() {
+        let set = after.sets.entry(key.clone()).or_default();
+        let mut values = set.values.clone();
+        for v in edit.remove.get(&key).into_iter().flatten() {
+            values.remove(v);
+        }
+        let mut ttl = edit.ttl.get(&key).copied().or(set.ttl);
+        for r in edit.add.get(&key).into_iter().flatten() {
+            values.insert(r.value.clone());
+            ttl = ttl.or(Some(r.ttl));
+        }
+        *set = RrSet::of(values, ttl);
+    }
+    after
 }
 
 impl Rfc2136 {
