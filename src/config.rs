@@ -1290,7 +1290,7 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
     }
     let hosted_zone_id = |c: &mut Checker, id: &S<String>| {
         let bare = id.get_ref().trim_start_matches("/hostedzone/");
-        if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric()) {
+        if !plausible_hosted_zone_id(bare) {
             c.problem(
                 id.span(),
                 format!("{key}.zone_id"),
@@ -1331,7 +1331,7 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
         }
         (None, Some(id)) => {
             let id = id.get_ref().trim_start_matches("/hostedzone/");
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            if !plausible_hosted_zone_id(id) {
                 c.problem(
                     raw.zone_id.as_ref().unwrap().span(),
                     format!("{key}.zone_id"),
@@ -1392,6 +1392,13 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
             endpoint,
         }),
     })
+}
+
+/// A Route53 hosted zone id as Route53 writes them (`Z0123456789ABCDEFGHIJ`,
+/// at most 32 characters): it goes into every request's URL, and the SDK
+/// panics building a URL over 64 KiB.
+pub fn plausible_hosted_zone_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// `[providers.NAME]` with `type = "cloudflare"`.

@@ -122,7 +122,7 @@ enum Upstream {
 
 /// The checked command line.
 #[derive(Debug)]
-struct Request {
+pub(crate) struct Request {
     name: Name,
     upstream: Upstream,
     /// Servers as the user should read them in messages.
@@ -135,7 +135,7 @@ struct Request {
 }
 
 impl Request {
-    fn parse(args: &DiscoverArgs) -> Result<Request, UsageError> {
+    pub(crate) fn parse(args: &DiscoverArgs) -> Result<Request, UsageError> {
         let mut name = Name::from_utf8(&args.name).map_err(|e| {
             UsageError(format!(
                 "discover {}: not a domain name ({e}); expected e.g. _http._tcp.example.com",
@@ -224,7 +224,7 @@ impl Request {
 }
 
 /// `--server`: an IP address, or IP:PORT (`[v6]:port`); port 53 by default.
-fn parse_server(s: &str) -> Result<SocketAddr, UsageError> {
+pub(crate) fn parse_server(s: &str) -> Result<SocketAddr, UsageError> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -493,7 +493,7 @@ async fn finish(
     Ok(endpoints)
 }
 
-fn address(data: &RData) -> Option<IpAddr> {
+pub(crate) fn address(data: &RData) -> Option<IpAddr> {
     match data {
         RData::A(a) => Some(IpAddr::V4(a.0)),
         RData::AAAA(a) => Some(IpAddr::V6(a.0)),
@@ -505,7 +505,7 @@ fn address(data: &RData) -> Option<IpAddr> {
 /// the PTR's owner (`<Instance>.<Service>.<Domain>`, RFC 6763 §4.1). Other
 /// PTRs are not a service browse: hickory, for one, answers a PTR query for
 /// `localhost` with `localhost.` itself.
-fn instances(ptr: Vec<Record>) -> Vec<Name> {
+pub(crate) fn instances(ptr: Vec<Record>) -> Vec<Name> {
     let mut out: Vec<Name> = ptr
         .into_iter()
         .filter_map(|r| match r.data {
@@ -522,7 +522,7 @@ fn instances(ptr: Vec<Record>) -> Vec<Name> {
     out
 }
 
-fn srv_records(records: Vec<Record>) -> Vec<(SRV, u32)> {
+pub(crate) fn srv_records(records: Vec<Record>) -> Vec<(SRV, u32)> {
     records
         .into_iter()
         .filter_map(|r| match r.data {
@@ -534,7 +534,7 @@ fn srv_records(records: Vec<Record>) -> Vec<(SRV, u32)> {
 
 /// An instance's own name: the first label of `<Instance>.<Service>.<Domain>`
 /// (RFC 6763 §4.1), which may hold spaces and dots.
-fn instance_label(name: &Name) -> String {
+pub(crate) fn instance_label(name: &Name) -> String {
     name.iter()
         .next()
         .map(|l| String::from_utf8_lossy(l).into_owned())
@@ -547,7 +547,7 @@ fn instance_label(name: &Name) -> String {
 
 /// What an SRV rrset says.
 #[derive(Debug, PartialEq)]
-enum SrvAnswer {
+pub(crate) enum SrvAnswer {
     /// A single record with target "." (RFC 2782: "the service is decidedly
     /// not available at this domain").
     Unavailable,
@@ -555,7 +555,7 @@ enum SrvAnswer {
     Targets(Vec<(SRV, u32)>),
 }
 
-fn classify_srv(mut records: Vec<(SRV, u32)>) -> SrvAnswer {
+pub(crate) fn classify_srv(mut records: Vec<(SRV, u32)>) -> SrvAnswer {
     if records.len() == 1 && records[0].0.target.is_root() {
         return SrvAnswer::Unavailable;
     }
@@ -563,7 +563,7 @@ fn classify_srv(mut records: Vec<(SRV, u32)>) -> SrvAnswer {
     SrvAnswer::Targets(records)
 }
 
-fn order(records: Vec<(SRV, u32)>) -> Vec<(SRV, u32)> {
+pub(crate) fn order(records: Vec<(SRV, u32)>) -> Vec<(SRV, u32)> {
     let mut rng = rand::rng();
     rfc2782_order(records, |(s, _)| (s.priority, s.weight), &mut |max| {
         rand::RngExt::random_range(&mut rng, 0..=max)
@@ -724,7 +724,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn srv(srv: &SRV, ttl: u32, dnssd: Option<(String, Txt)>) -> Endpoint {
+    pub(crate) fn srv(srv: &SRV, ttl: u32, dnssd: Option<(String, Txt)>) -> Endpoint {
         let (kind, instance, txt) = match dnssd {
             Some((i, t)) => (Kind::DnsSd, Some(i), Some(t)),
             None => (Kind::Srv, None, None),
@@ -743,7 +743,7 @@ impl Endpoint {
         }
     }
 
-    fn address(ip: IpAddr, ttl: u32, port: Option<u16>) -> Endpoint {
+    pub(crate) fn address(ip: IpAddr, ttl: u32, port: Option<u16>) -> Endpoint {
         Endpoint {
             kind: Kind::Address,
             target: ip.to_string(),
@@ -760,7 +760,7 @@ impl Endpoint {
     /// Text lines: `host:port`, then for DNS-SD the instance and each TXT
     /// attribute, all TAB-separated (`cut -f1` gives the endpoints). With
     /// `--resolve`, one line per address in place of the target.
-    fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         let hosts: Vec<String> = match &self.addresses {
             Some(addrs) => addrs.iter().map(|a| a.to_string()).collect(),
             None => vec![self.target.clone()],

@@ -11,6 +11,8 @@ mod cli;
 mod config;
 mod discover;
 mod engine;
+#[cfg(test)]
+mod fuzz;
 mod metadata;
 mod net;
 mod plan;

@@ -17,7 +17,7 @@ mod hetzner;
 mod http;
 mod openstack;
 mod oracle;
-mod triton;
+pub(crate) mod triton;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};

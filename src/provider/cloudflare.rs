@@ -83,6 +83,9 @@ fn comment_for(claimants: &BTreeSet<String>) -> String {
 
 /// Records per page when listing (Cloudflare's default page size).
 const PER_PAGE: u32 = 100;
+/// The most pages a listing follows: a million records, more than any plan
+/// lets a zone hold, and an end to an answer that never says it is the last.
+const MAX_PAGES: u32 = 10_000;
 
 /// A Retry-After longer than this is cut short (Cloudflare's window is five minutes).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -499,9 +502,28 @@ impl Cloudflare {
                     self.what()
                 )));
             };
+            // The page asked for, or an end: an answer that is another page
+            // (a proxy or cache replaying one), or pages without end, would
+            // be followed forever.
+            let wrong = if info.page != 0 && info.page != page {
+                Some(format!("page {page} came back as page {}", info.page))
+            } else if page > MAX_PAGES {
+                Some(format!(
+                    "it goes on past {MAX_PAGES} pages ({} in all, it says)",
+                    info.total_pages
+                ))
+            } else {
+                None
+            };
+            if let Some(wrong) = wrong {
+                return Err(Fail::permanent(format!(
+                    "{}: {doing}: the listing is not one Cloudflare gives: {wrong} (is a proxy or cache answering?)",
+                    self.what()
+                )));
+            }
             let n = got.len();
             out.extend(got);
-            let more = info.page.max(page) < info.total_pages;
+            let more = page < info.total_pages;
             if !more || n == 0 {
                 return Ok(out);
             }

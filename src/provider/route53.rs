@@ -49,6 +49,10 @@ use crate::retry::{Backoff, Pacer};
 /// Route53's largest page of ListResourceRecordSets. A zone that fits in one
 /// is read whole with a single request, instead of one request per rrset.
 const PAGE: i32 = 300;
+/// The most pages a listing of the registries follows: 3 million rrsets,
+/// far more than a hosted zone holds, and an end to a listing that never
+/// stops saying it is truncated.
+const MAX_PAGES: usize = 10_000;
 
 /// ResourceRecord elements one change batch may carry, a DELETE and a CREATE
 /// each counting ("Quotas" in the Route53 Developer Guide).
@@ -211,7 +215,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
 
 /// The first 200 characters of an answer's body, text only: markup tags
 /// dropped, whitespace runs and control characters made single spaces.
-fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let mut out = String::new();
     let mut in_tag = false;
@@ -236,6 +240,13 @@ fn excerpt(body: &[u8]) -> String {
     }
 }
 
+/// Whether `id` is a change id as Route53 gives them (`C2682N5HXP0BZ4`). Any
+/// other (from a rewritten answer, or a damaged state file) is never asked
+/// about: the SDK panics building a request whose URL is over 64 KiB.
+fn plausible_change_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 /// The conflict messages of InvalidChangeBatch: the zone changed under us.
 fn is_conflict(message: &str) -> bool {
     message.contains("but it already exists")
@@ -254,7 +265,7 @@ fn rr_type(t: RType) -> RrType {
 }
 
 /// Route53 writes some characters of names as `\DDD` octal escapes.
-fn unescape_name(name: &str) -> String {
+pub(crate) fn unescape_name(name: &str) -> String {
     let mut out = String::new();
     let mut chars = name.chars().peekable();
     while let Some(c) = chars.next() {
@@ -294,6 +305,22 @@ impl Route53 {
             pacer: std::sync::Arc::new(Pacer::new(Backoff::BUSY)),
             zone_is_large: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// A provider that talks through `client` to the hosted zone `zone_id`
+    /// (the fuzz tests' client, to a fake Route53 on loopback).
+    #[cfg(test)]
+    pub(crate) fn with_client(
+        name: &str,
+        cfg: Route53Config,
+        instance_id: &str,
+        client: Client,
+        zone_id: &str,
+    ) -> Route53 {
+        let mut r = Route53::new(name, cfg, instance_id);
+        r.client = Some(client);
+        r.zone_id = zone_id.to_string();
+        r
     }
 
     /// The SDK client for this provider's endpoint and credentials.
@@ -728,11 +755,15 @@ impl Provider for Route53 {
         if !self.zone_id.is_empty() {
             return Ok(());
         }
-        let usable = known.filter(|k| match &self.cfg.zone {
-            ZoneRef::Name(name) => *name == k.name,
-            ZoneRef::Id(id) => *id == k.id,
-            ZoneRef::Both(..) => false,
-        });
+        // The state file's word, if it names this zone with an id Route53 could
+        // have given (a damaged file's could panic the SDK in every URL).
+        let usable = known
+            .filter(|k| crate::config::plausible_hosted_zone_id(&k.id))
+            .filter(|k| match &self.cfg.zone {
+                ZoneRef::Name(name) => *name == k.name,
+                ZoneRef::Id(id) => *id == k.id,
+                ZoneRef::Both(..) => false,
+            });
         if let Some(k) = usable {
             self.zone = k.name.clone();
             self.zone_id = k.id.clone();
@@ -894,10 +925,28 @@ impl Provider for Route53 {
             .change_info()
             .map(|c| c.id().trim_start_matches("/change/").to_string())
             .filter(|id| !id.is_empty() && !edit.keys().is_empty());
+        let change = match change {
+            Some(id) if !plausible_change_id(&id) => {
+                tracing::warn!(
+                    provider = %self.name,
+                    "the change was accepted with the id {:?}, which is not one Route53 gives (is a proxy rewriting answers?); it is not asked about",
+                    id.chars().take(60).collect::<String>()
+                );
+                None
+            }
+            other => other,
+        };
         Ok(Written { after, change })
     }
 
     async fn confirm(&self, change: &str) -> Result<bool, Fail> {
+        if !plausible_change_id(change) {
+            return Err(Fail::permanent(format!(
+                "{}: {:?} is not a change id Route53 gives; it cannot be asked about (the next change replaces it)",
+                self.what(),
+                change.chars().take(60).collect::<String>()
+            )));
+        }
         let got = self.call(|c| c.get_change().id(change).send()).await?;
         Ok(got.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync))
     }
@@ -908,7 +957,19 @@ impl Provider for Route53 {
         let mut snap = Snapshot::default();
         let mut start: Option<(String, RrType, Option<String>)> =
             Some((root.as_str().to_string(), RrType::Txt, None));
+        // Where each page started: an answer that sends the listing back to
+        // one of them (a proxy or cache replaying a page) would page forever.
+        let mut asked: BTreeSet<(String, RrType, Option<String>)> = BTreeSet::new();
         while let Some((name, rtype, ident)) = start.take() {
+            if !asked.insert((name.clone(), rtype.clone(), ident.clone()))
+                || asked.len() > MAX_PAGES
+            {
+                return Err(Fail::permanent(format!(
+                    "{}: ListResourceRecordSets pages through the registries without end (page {} starts again at {name} {rtype}): not an answer Route53 gives (is a proxy replaying answers?)",
+                    self.what(),
+                    asked.len() + 1
+                )));
+            }
             let got = self
                 .call(|c| {
                     c.list_resource_record_sets()
@@ -958,6 +1019,19 @@ impl Provider for Route53 {
                         got.next_record_identifier().map(str::to_string),
                     )
                 });
+                // Where the next page starts goes back into a URL: a name that
+                // is none (or a SetIdentifier over Route53's 128 characters)
+                // is not from Route53, and one long enough panics the SDK.
+                if let Some((name, _, ident)) = &start
+                    && (DomainName::new(&unescape_name(name)).is_err()
+                        || ident.as_ref().is_some_and(|i| i.len() > 128))
+                {
+                    return Err(Fail::permanent(format!(
+                        "{}: ListResourceRecordSets says the next page starts at {:?}: not an answer Route53 gives (is a proxy rewriting answers?)",
+                        self.what(),
+                        name.chars().take(60).collect::<String>()
+                    )));
+                }
             }
         }
         Ok((out, snap))
