@@ -334,9 +334,12 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     let empty = BTreeMap::new();
     let others = seen.others.as_ref().unwrap_or(&empty);
     // What other instances own: claimed too when present, never removed.
+    // A value another instance announced for removal is still its own until
+    // a write takes it out: one joining with it claims it too (and keeps it),
+    // rather than take it for a person's.
     let owned_by_others: Values = others
         .values()
-        .flat_map(|r| r.owned.iter().cloned())
+        .flat_map(|r| r.owned.iter().chain(&r.dropped).cloned())
         .collect();
     let others_claim = |v: &Value| {
         if tracks {

@@ -826,12 +826,10 @@ impl Agent {
         }
         self.known = o.owned.clone();
         self.memory = o.memory.clone();
-        if !leaving && m.by_name {
+        if !leaving {
             // A join that finished owns every value it wants but the person's
-            // (a value another instance publishes is claimed too). Where the
-            // registries are listed, a value a leaving peer announced for
-            // removal is taken for a person's until the next reconcile: not
-            // checked there.
+            // (a value another instance publishes, or announced for removal,
+            // is claimed too).
             let t = truth.lock().unwrap();
             for v in self.desired() {
                 assert!(
