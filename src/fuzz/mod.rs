@@ -385,6 +385,18 @@ const TOKENS: &[&[u8]] = &[
     b"\xe2\x82",
 ];
 
+/// The numbers at every integer type's edges, for [`Mutation::Boundary`].
+const BOUNDARIES: &[&[u8]] = &[
+    b"0",
+    b"-1",
+    b"65536",
+    b"4294967295",
+    b"4294967296",
+    b"9223372036854775807",
+    b"18446744073709551615",
+    b"18446744073709551616",
+];
+
 #[derive(Clone, Debug)]
 enum Mutation {
     Truncate(Index),
@@ -395,6 +407,14 @@ enum Mutation {
     Insert(Index, Index),
     /// A token in place of the run of digits (or the byte) at the position.
     ReplaceNumber(Index, Index),
+    /// A number of [`BOUNDARIES`] in place of the next run of digits.
+    Boundary(Index, Index),
+    /// Where the input is JSON: one of its scalar values replaced with one
+    /// of [`json_values`], the rest kept (so that the reader gets past its
+    /// syntax check to what it does with the values).
+    JsonValue(Index, Index),
+    /// The same where the input is a TOML document, with [`toml_values`].
+    TomlValue(Index, Index),
     InsertBytes(Index, Vec<u8>),
     /// Copies `len` bytes from the first position to the second.
     Duplicate(Index, u8, Index),
@@ -413,6 +433,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         2 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::SetByte(i, b)),
         4 => (any::<Index>(), any::<Index>()).prop_map(|(i, t)| Mutation::Insert(i, t)),
         3 => (any::<Index>(), any::<Index>()).prop_map(|(i, t)| Mutation::ReplaceNumber(i, t)),
+        3 => (any::<Index>(), any::<Index>()).prop_map(|(i, t)| Mutation::Boundary(i, t)),
+        3 => (any::<Index>(), any::<Index>()).prop_map(|(i, t)| Mutation::JsonValue(i, t)),
+        3 => (any::<Index>(), any::<Index>()).prop_map(|(i, t)| Mutation::TomlValue(i, t)),
         1 => (any::<Index>(), prop::collection::vec(any::<u8>(), 1..16))
             .prop_map(|(i, b)| Mutation::InsertBytes(i, b)),
         2 => (any::<Index>(), 1u8..64, any::<Index>())
@@ -460,7 +483,11 @@ fn apply(seed: &[u8], mutations: &[Mutation], seeds: &[Vec<u8>], extra: &[&[u8]]
                 let at = pos(i, b.len());
                 b.splice(at..at, token(t).iter().copied());
             }
-            Mutation::ReplaceNumber(i, t) => {
+            Mutation::ReplaceNumber(i, t) | Mutation::Boundary(i, t) => {
+                let number = match m {
+                    Mutation::Boundary(..) => BOUNDARIES[t.index(BOUNDARIES.len())],
+                    _ => token(t),
+                };
                 let at = pos(i, b.len());
                 // The next run of digits at or after the position, else the byte there.
                 let start = b[at..]
@@ -472,7 +499,37 @@ fn apply(seed: &[u8], mutations: &[Mutation], seeds: &[Vec<u8>], extra: &[&[u8]]
                     .position(|c| !c.is_ascii_digit())
                     .map_or(b.len(), |p| start + p)
                     .max((start + 1).min(b.len()));
-                b.splice(start..end, token(t).iter().copied());
+                b.splice(start..end, number.iter().copied());
+            }
+            Mutation::JsonValue(i, t) => {
+                if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&b) {
+                    let mut leaves = Vec::new();
+                    json_leaves(&mut v, &mut leaves);
+                    if !leaves.is_empty() {
+                        let values = json_values();
+                        *leaves.swap_remove(i.index(leaves.len())) =
+                            values[t.index(values.len())].clone();
+                        b = serde_json::to_vec(&v).expect("JSON");
+                    }
+                }
+            }
+            Mutation::TomlValue(i, t) => {
+                if let Ok(text) = std::str::from_utf8(&b)
+                    && let Ok(mut v) = text.parse::<toml::Table>()
+                {
+                    let mut leaves = Vec::new();
+                    for (_, x) in v.iter_mut() {
+                        toml_leaves(x, &mut leaves);
+                    }
+                    if !leaves.is_empty() {
+                        let values = toml_values();
+                        *leaves.swap_remove(i.index(leaves.len())) =
+                            values[t.index(values.len())].clone();
+                        if let Ok(text) = toml::to_string(&v) {
+                            b = text.into_bytes();
+                        }
+                    }
+                }
             }
             Mutation::InsertBytes(i, bytes) => {
                 let at = pos(i, b.len());
@@ -513,6 +570,86 @@ fn apply(seed: &[u8], mutations: &[Mutation], seeds: &[Vec<u8>], extra: &[&[u8]]
         b.truncate(MAX_INPUT);
     }
     b
+}
+
+/// The scalar values of a JSON document, in document order.
+fn json_leaves<'a>(v: &'a mut serde_json::Value, out: &mut Vec<&'a mut serde_json::Value>) {
+    match v {
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| json_leaves(x, out)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| json_leaves(x, out)),
+        other => out.push(other),
+    }
+}
+
+/// Values a JSON field should not hold: numbers at the edges, the wrong
+/// type, empty and huge strings, control characters.
+fn json_values() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!(u64::MAX),
+        json!(u64::from(u32::MAX) + 1),
+        json!(i64::MIN),
+        json!(-1),
+        json!(0),
+        json!(0.5),
+        json!(1.0e308),
+        json!(null),
+        json!(true),
+        json!([]),
+        json!({}),
+        json!(""),
+        json!("\u{0}\u{1b}[31m\r\n\t"),
+        json!("x".repeat(70_000)),
+        json!("dnsreg1 www.example.com. A 192.0.2.1"),
+        json!("::"),
+        json!("255.255.255.255"),
+    ]
+}
+
+/// The scalar values of a TOML document, in document order.
+fn toml_leaves<'a>(v: &'a mut toml::Value, out: &mut Vec<&'a mut toml::Value>) {
+    match v {
+        toml::Value::Array(a) => a.iter_mut().for_each(|x| toml_leaves(x, out)),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, x)| toml_leaves(x, out)),
+        other => out.push(other),
+    }
+}
+
+/// Values a configuration setting should not hold.
+fn toml_values() -> Vec<toml::Value> {
+    use toml::Value;
+    let s = |s: &str| Value::String(s.to_string());
+    vec![
+        Value::Integer(i64::MAX),
+        Value::Integer(i64::MIN),
+        Value::Integer(-1),
+        Value::Integer(0),
+        Value::Integer(65_536),
+        Value::Integer(4_294_967_296),
+        Value::Float(f64::NAN),
+        Value::Float(f64::INFINITY),
+        Value::Boolean(true),
+        Value::Array(Vec::new()),
+        Value::Table(toml::Table::new()),
+        s(""),
+        s("{"),
+        s("}{"),
+        s("{instance_id}{hostname}{region}{ipv4}{ipv4_dashed}{ipv6}"),
+        s("\u{0}\u{1b}[31m\n"),
+        s(&"a".repeat(300)),
+        s(&"a.".repeat(200)),
+        s("0s"),
+        s("1ns"),
+        s("18446744073709551615s"),
+        s("9999999999999999999999d"),
+        s("-1s"),
+        s("_x._tcp"),
+        s("@"),
+        s("."),
+        s("http://127.0.0.1:0/"),
+        s("[::1]:0"),
+        s("/dev/null"),
+    ]
 }
 
 /// Arbitrary bytes, arbitrary text, and (mostly) mutated seeds.

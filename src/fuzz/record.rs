@@ -140,11 +140,24 @@ fn registry_lines() {
 // ---------------------------------------------------------------------------
 
 fn name() -> impl Strategy<Value = DomainName> {
-    let label = prop::collection::vec(prop::sample::select(b"abz09-_".to_vec()), 1..12)
-        .prop_map(|b| String::from_utf8(b).unwrap());
-    prop::collection::vec(label, 1..5).prop_filter_map("not a name", |labels| {
-        DomainName::new(&labels.join(".")).ok()
-    })
+    // Labels that are always valid (no hyphen at either end), so that no
+    // generated name is rejected.
+    let end = prop::sample::select(b"abz09_".to_vec());
+    let label = (
+        end.clone(),
+        prop::collection::vec(prop::sample::select(b"abz09-_".to_vec()), 0..10),
+        end,
+    )
+        .prop_map(|(a, mid, b)| {
+            let mut l = vec![a];
+            if !mid.is_empty() {
+                l.extend(mid);
+                l.push(b);
+            }
+            String::from_utf8(l).unwrap()
+        });
+    prop::collection::vec(label, 1..5)
+        .prop_map(|labels| DomainName::new(&labels.join(".")).unwrap())
 }
 
 fn rdata() -> impl Strategy<Value = RData> {

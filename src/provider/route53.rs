@@ -1019,15 +1019,15 @@ impl Provider for Route53 {
                         got.next_record_identifier().map(str::to_string),
                     )
                 });
-                // Where the next page starts goes back into a URL: a name that
-                // is none (or a SetIdentifier over Route53's 128 characters)
-                // is not from Route53, and one long enough panics the SDK.
+                // Where the next page starts goes back into a URL: a name or
+                // SetIdentifier past Route53's limits (1,024 and 128
+                // characters) is not from Route53, and one long enough panics
+                // the SDK building the URL.
                 if let Some((name, _, ident)) = &start
-                    && (DomainName::new(&unescape_name(name)).is_err()
-                        || ident.as_ref().is_some_and(|i| i.len() > 128))
+                    && (name.len() > 1024 || ident.as_ref().is_some_and(|i| i.len() > 128))
                 {
                     return Err(Fail::permanent(format!(
-                        "{}: ListResourceRecordSets says the next page starts at {:?}: not an answer Route53 gives (is a proxy rewriting answers?)",
+                        "{}: ListResourceRecordSets says the next page starts at {:?}…: not an answer Route53 gives (is a proxy rewriting answers?)",
                         self.what(),
                         name.chars().take(60).collect::<String>()
                     )));
