@@ -430,7 +430,9 @@ impl Engine {
             .filter_map(|p| {
                 let pending = p.pending.as_ref()?;
                 let expect = p.live_after_ms.map_or(first, Duration::from_millis);
-                let due = pending.accepted_ms + u64::try_from(expect.as_millis()).unwrap_or(0);
+                let due = pending
+                    .accepted_ms
+                    .saturating_add(u64::try_from(expect.as_millis()).unwrap_or(u64::MAX));
                 Some(Duration::from_millis(due.saturating_sub(now)))
             })
             .min()

@@ -145,32 +145,13 @@ fn check_state(f: &Fixture, bytes: &[u8]) {
                 let _ = serde_json::from_value::<cloudflare::Snapshot>(m.clone());
             }
         }
-        // When to ask whether pending changes are live.
-        if !open_finding_confirm_due_overflow(&state) {
-            let _ = f.engine.confirm_due(Duration::from_secs(1));
-        }
+        // When to ask whether pending changes are live (a state file whose
+        // accepted_ms + live_after_ms passes u64::MAX overflowed here).
+        let _ = f.engine.confirm_due(Duration::from_secs(1));
     }
     if let Some(status) = crate::agent::AgentStatus::read(f.dir.path()) {
         let _ = status.to_string();
     }
-}
-
-/// An open finding, fixed in `src/engine.rs` (not this fuzzer's to edit):
-/// `Engine::confirm_due` adds `pending.accepted_ms` and `live_after_ms` from
-/// the state file without saturating, so a state file whose sum passes
-/// `u64::MAX` panics a debug build ("attempt to add with overflow"; release
-/// wraps, and asks at once). Regression input:
-/// `tests/fuzz-corpus/state/regression-pending-accepted-max.json`. Until the
-/// addition saturates, such states skip `confirm_due`; then delete this.
-fn open_finding_confirm_due_overflow(state: &State) -> bool {
-    state.providers.values().any(|p| {
-        p.pending.as_ref().is_some_and(|pending| {
-            pending
-                .accepted_ms
-                .checked_add(p.live_after_ms.unwrap_or(1000))
-                .is_none()
-        })
-    })
 }
 
 #[test]
