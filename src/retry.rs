@@ -459,14 +459,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_next_try_due_by_the_deadline_stands_and_a_reached_deadline_draws_none() {
+        let long = Backoff {
+            base: Duration::from_secs(1000),
+            cap: Duration::from_secs(1000),
+            attempts: u32::MAX,
+        };
+        // Due exactly at the deadline: not after it, so not drawn anew.
+        let pacer = Pacer::new(long);
+        pacer.busy("Throttling", None);
+        let due = pacer.lock().not_before.unwrap();
+        pacer.fit(due);
+        pacer.ready().await;
+        assert_eq!(Instant::now(), due);
+        // The deadline is now: no time is left to draw a try in, and the
+        // throttled provider is not sent one at once.
+        for _ in 0..20 {
+            let pacer = Pacer::new(long);
+            pacer.busy("Throttling", None);
+            let t = Instant::now();
+            let due = pacer.lock().not_before.unwrap();
+            pacer.fit(t);
+            pacer.ready().await;
+            assert_eq!(Instant::now(), due);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn busy_within_is_the_last_refusal_s_age() {
         let pacer = Pacer::new(Backoff::BUSY);
         assert!(!pacer.busy_within(Duration::from_secs(60)), "never refused");
         pacer.busy("Throttling", None);
         assert!(pacer.busy_within(Duration::from_secs(60)));
-        tokio::time::advance(Duration::from_secs(61)).await;
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(
+            !pacer.busy_within(Duration::from_secs(60)),
+            "a refusal a whole `within` ago is out of it"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(!pacer.busy_within(Duration::from_secs(60)));
         assert!(pacer.busy_within(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn a_uniform_draw_lies_between_its_bounds_and_reaches_both_ends() {
+        let (lo, hi) = (Duration::from_secs(2), Duration::from_secs(3));
+        let draws: Vec<Duration> = (0..500).map(|_| uniform(lo, hi)).collect();
+        assert!(draws.iter().all(|d| *d >= lo && *d <= hi), "{draws:?}");
+        let (least, most) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+        assert!(*least < lo + Duration::from_millis(100), "{least:?}");
+        assert!(*most > hi - Duration::from_millis(100), "{most:?}");
+        assert_eq!(uniform(lo, lo), lo);
     }
 
     #[tokio::test(start_paused = true)]
@@ -646,6 +689,37 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         pacer.ok();
         assert_eq!(pacer.lock().pressure, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_quiet_half_minute_halves_the_pressure_once_however_the_answers_fall() {
+        let pacer = Pacer::new(Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(1),
+            attempts: u32::MAX,
+        });
+        for _ in 0..25 {
+            pacer.busy("Throttling", None);
+        }
+        assert_eq!(pacer.lock().pressure, 100);
+        let end = pacer.lock().not_before.unwrap();
+        // Half a minute of quiet after the window (and a second): halved once.
+        tokio::time::sleep_until(end + Duration::from_secs(31)).await;
+        pacer.ok();
+        assert_eq!(pacer.lock().pressure, 100 / 2 - 1);
+        // A minute later: two more half minutes, counted from the last one
+        // that halved it, not from the window's end again.
+        tokio::time::sleep_until(end + Duration::from_secs(91)).await;
+        pacer.ok();
+        assert_eq!(pacer.lock().pressure, 49 / 4 - 1);
+        // 29 s on: no further half minute has passed since those two.
+        tokio::time::sleep_until(end + Duration::from_secs(119)).await;
+        pacer.ok();
+        assert_eq!(pacer.lock().pressure, 11 - 1);
+        // One more second: it has.
+        tokio::time::sleep_until(end + Duration::from_secs(120)).await;
+        pacer.ok();
+        assert_eq!(pacer.lock().pressure, 10 / 2 - 1);
     }
 
     #[tokio::test(start_paused = true)]
