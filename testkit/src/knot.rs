@@ -7,184 +7,58 @@
 //! no BIND key file: the secret `tsig-keygen` made is written into Knot's own
 //! `key:` section. Two keys: dnsreg's, granted `update` (only the types dnsreg
 //! writes) and, with `allow_transfer`, `transfer`; and the harness's, which may
-//! always update and transfer, for [`Knot::records`]. Needs the Debian package
+//! always update and transfer, for the harness's own reads. Needs the Debian package
 //! `knot` (scripts/setup-test-env installs it) and the BIND tools (`dig`,
 //! `nsupdate`, `tsig-keygen`).
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use crate::bind::free_port;
 use crate::servers::{
-    ADMIN_KEY, Client, ServerOptions, scratch_dir, server_tool, tsig_keygen, wait_for_log,
+    ADMIN_KEY, Kind, Launch, Launched, ServerOptions, scratch_dir, server_tool, tsig_keygen,
     write_key,
 };
 
-/// A running `knotd`; stopped (and its directory removed) on drop.
-#[derive(Debug)]
-pub struct Knot {
-    child: Child,
-    dir: PathBuf,
-    client: Client,
-    options: ServerOptions,
-}
-
-impl Knot {
-    /// Knot serving `example.com` with an hmac-sha256 key that may update and transfer.
-    pub fn start() -> Knot {
-        Knot::start_with(ServerOptions::default())
-    }
-
-    pub fn start_with(options: ServerOptions) -> Knot {
-        let knotd = server_tool("knotd", "knot");
-        let dir = scratch_dir("knot");
-        let key = tsig_keygen(&options.algorithm, &options.key_name);
-        let admin = tsig_keygen("hmac-sha256", ADMIN_KEY);
-        write_key(&dir.join("key.conf"), &key);
-        write_key(&dir.join("admin.key.conf"), &admin);
-        std::fs::create_dir_all(dir.join("db")).unwrap();
-        let log = dir.join("knotd.log");
-
-        // The port can be taken between our probe and knotd's bind (knotd
-        // then exits: "cannot bind address"): try a few.
-        let mut last_log = String::new();
-        for _ in 0..5 {
-            let port = free_port();
+/// Knot serving `options.zones`; it answers and takes a signed update when
+/// this returns.
+pub fn start(options: ServerOptions) -> Launched {
+    let knotd = server_tool("knotd", "knot");
+    let dir = scratch_dir("knot");
+    let key = tsig_keygen(&options.algorithm, &options.key_name);
+    let admin = tsig_keygen("hmac-sha256", ADMIN_KEY);
+    write_key(&dir.join("key.conf"), &key);
+    write_key(&dir.join("admin.key.conf"), &admin);
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    let log = dir.join("knotd.log");
+    let mut ready: Vec<String> = options
+        .zones
+        .iter()
+        .map(|z| format!("[{}.] loaded", z.trim_end_matches('.')))
+        .collect();
+    ready.push("server started".into());
+    let launch = Launch {
+        kind: Kind::Knot,
+        program: "knotd",
+        dir: dir.clone(),
+        log: log.clone(),
+        options: options.clone(),
+        fatal: &["critical:", "failed to configure server"],
+    };
+    Launched::start(
+        launch,
+        |port| {
             write_config(&dir, port, &options, &key.secret, &admin.secret);
-            let mut child = Command::new(&knotd)
+            Command::new(&knotd)
                 .arg("-c")
                 .arg(dir.join("knot.conf"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
-                .expect("knotd starts");
-            let loaded: Vec<String> = options
-                .zones
-                .iter()
-                .map(|z| format!("[{}.] loaded", z.trim_end_matches('.')))
-                .collect();
-            let mut ready: Vec<&str> = loaded.iter().map(String::as_str).collect();
-            ready.push("server started");
-            if wait_for_log(
-                &log,
-                &ready,
-                &["critical:", "failed to configure server"],
-                &mut child,
-                Duration::from_secs(10),
-            ) {
-                let client = Client {
-                    port,
-                    key: dir.join("key.conf"),
-                    admin_key: dir.join("admin.key.conf"),
-                };
-                let knot = Knot {
-                    child,
-                    dir,
-                    client,
-                    options,
-                };
-                if let Err(e) = knot
-                    .client
-                    .wait_writable(&knot.options.zones, Duration::from_secs(10))
-                {
-                    panic!(
-                        "knotd never took an update: {e}\nknotd log:\n{}",
-                        knot.log()
-                    );
-                }
-                return knot;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            last_log = std::fs::read_to_string(&log).unwrap_or_default();
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        panic!("knotd did not start; its log:\n{last_log}");
-    }
-
-    /// The server's address (UDP and TCP).
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.client.port))
-    }
-
-    /// dnsreg's key file, exactly as `tsig-keygen` wrote it.
-    pub fn key_file(&self) -> PathBuf {
-        self.dir.join("key.conf")
-    }
-
-    /// The harness's key file: it may always update and transfer.
-    pub fn admin_key_file(&self) -> PathBuf {
-        self.dir.join("admin.key.conf")
-    }
-
-    /// The first zone.
-    pub fn zone(&self) -> &str {
-        &self.options.zones[0]
-    }
-
-    /// The scratch directory (configuration, zone files, databases, log).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// What knotd logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("knotd.log")).unwrap_or_default()
-    }
-
-    /// The values at an absolute `name` and `rtype` as `dig +short` prints them, sorted.
-    pub fn values(&self, name: &str, rtype: &str) -> Vec<String> {
-        self.client.values(name, rtype)
-    }
-
-    /// The TTL of the rrset at `name` and `rtype`, if it exists.
-    pub fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
-        self.client.ttl(name, rtype)
-    }
-
-    /// Every record of the first zone but its SOA, NS and the name server's
-    /// address, as `name ttl type data` lines from an AXFR signed with the
-    /// harness's key (whatever dnsreg's key may do), sorted.
-    pub fn records(&self) -> Vec<String> {
-        self.client.records(self.zone())
-    }
-
-    pub fn records_of(&self, zone: &str) -> Vec<String> {
-        self.client.records(zone)
-    }
-
-    /// Runs `nsupdate` signed with dnsreg's key against the first zone;
-    /// `send` is appended. Panics if the server refuses.
-    pub fn nsupdate(&self, commands: &str) {
-        if let Err(e) = self.try_nsupdate(self.zone(), commands) {
-            panic!("{e}\nknotd log:\n{}", self.log());
-        }
-    }
-
-    /// The same against `zone`; the error says what nsupdate printed.
-    pub fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String> {
-        self.client.try_nsupdate(zone, commands)
-    }
-
-    /// Stops the server (as on drop).
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        self.shutdown();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+                .expect("knotd starts")
+        },
+        |_| ready.clone(),
+    )
 }
 
 /// The ACL entries that grant dnsreg's key its rights: `update` of the types

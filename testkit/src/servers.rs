@@ -24,14 +24,12 @@
 
 use std::fmt::Debug;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bind::{Bind, BindOptions, tool};
-use crate::knot::Knot;
-use crate::pdns::Pdns;
+use crate::bind::{Bind, BindOptions, free_port, tool};
 
 /// The name of the harness's own key on Knot and PowerDNS: it may update and
 /// transfer every zone, whatever dnsreg's key may do.
@@ -93,8 +91,8 @@ impl Kind {
                 least_privilege: true,
                 max_records_per_type: None,
             })),
-            Kind::Knot => Box::new(Knot::start_with(options)),
-            Kind::Pdns => Box::new(Pdns::start_with(options)),
+            Kind::Knot => Box::new(crate::knot::start(options)),
+            Kind::Pdns => Box::new(crate::pdns::start(options)),
         }
     }
 }
@@ -202,81 +200,136 @@ impl DnsServer for Bind {
     }
 }
 
-impl DnsServer for Knot {
-    fn kind(&self) -> Kind {
-        Kind::Knot
+/// A Knot or PowerDNS started by this harness in a scratch directory (see
+/// [`Launched::start`]); stopped, and its directory removed, on drop.
+#[derive(Debug)]
+pub struct Launched {
+    kind: Kind,
+    child: Child,
+    dir: PathBuf,
+    log: PathBuf,
+    client: Client,
+    options: ServerOptions,
+}
+
+/// What differs between starting Knot and PowerDNS.
+pub(crate) struct Launch<'a> {
+    pub(crate) kind: Kind,
+    /// The program, as messages name it.
+    pub(crate) program: &'a str,
+    /// The scratch directory, with `key.conf` and `admin.key.conf` in it.
+    pub(crate) dir: PathBuf,
+    /// The server's log file, where it says it is ready or has failed.
+    pub(crate) log: PathBuf,
+    pub(crate) options: ServerOptions,
+    /// Log lines that mean the start failed.
+    pub(crate) fatal: &'a [&'a str],
+}
+
+impl Launched {
+    /// Starts the server with `spawn` on a free port, until its log shows
+    /// every line `ready` names for that port and it takes a signed update.
+    /// The port can be taken between the probe and the server's bind (it
+    /// then exits): a few ports are tried.
+    pub(crate) fn start(
+        launch: Launch<'_>,
+        mut spawn: impl FnMut(u16) -> Child,
+        ready: impl Fn(u16) -> Vec<String>,
+    ) -> Launched {
+        let Launch {
+            kind,
+            program,
+            dir,
+            log,
+            options,
+            fatal,
+        } = launch;
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = spawn(port);
+            let lines = ready(port);
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            if wait_for_log(&log, &lines, fatal, &mut child, Duration::from_secs(10)) {
+                let server = Launched {
+                    kind,
+                    child,
+                    client: Client {
+                        port,
+                        key: dir.join("key.conf"),
+                        admin_key: dir.join("admin.key.conf"),
+                    },
+                    dir,
+                    log,
+                    options,
+                };
+                if let Err(e) = server
+                    .client
+                    .wait_writable(&server.options.zones, Duration::from_secs(10))
+                {
+                    panic!(
+                        "{program} never took an update: {e}\n{program} log:\n{}",
+                        server.log()
+                    );
+                }
+                return server;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("{program} did not start; its log:\n{last_log}");
     }
-    fn addr(&self) -> SocketAddr {
-        Knot::addr(self)
-    }
-    fn key_file(&self) -> PathBuf {
-        Knot::key_file(self)
-    }
-    fn zone(&self) -> &str {
-        Knot::zone(self)
-    }
-    fn dir(&self) -> &Path {
-        Knot::dir(self)
-    }
-    fn log(&self) -> String {
-        Knot::log(self)
-    }
-    fn values(&self, name: &str, rtype: &str) -> Vec<String> {
-        Knot::values(self, name, rtype)
-    }
-    fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
-        Knot::ttl(self, name, rtype)
-    }
-    fn records(&self) -> Vec<String> {
-        Knot::records(self)
-    }
-    fn nsupdate(&self, commands: &str) {
-        Knot::nsupdate(self, commands)
-    }
-    fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String> {
-        Knot::try_nsupdate(self, zone, commands)
-    }
-    fn stop(self: Box<Self>) {
-        Knot::stop(*self)
+
+    fn shutdown(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-impl DnsServer for Pdns {
+impl Drop for Launched {
+    fn drop(&mut self) {
+        self.shutdown();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads are signed with the harness's key ([`ADMIN_KEY`]), whatever
+/// dnsreg's key may do; updates with dnsreg's.
+impl DnsServer for Launched {
     fn kind(&self) -> Kind {
-        Kind::Pdns
+        self.kind
     }
     fn addr(&self) -> SocketAddr {
-        Pdns::addr(self)
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.client.port))
     }
     fn key_file(&self) -> PathBuf {
-        Pdns::key_file(self)
+        self.client.key.clone()
     }
     fn zone(&self) -> &str {
-        Pdns::zone(self)
+        &self.options.zones[0]
     }
     fn dir(&self) -> &Path {
-        Pdns::dir(self)
+        &self.dir
     }
     fn log(&self) -> String {
-        Pdns::log(self)
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
     fn values(&self, name: &str, rtype: &str) -> Vec<String> {
-        Pdns::values(self, name, rtype)
+        self.client.values(name, rtype)
     }
     fn ttl(&self, name: &str, rtype: &str) -> Option<u32> {
-        Pdns::ttl(self, name, rtype)
+        self.client.ttl(name, rtype)
     }
     fn records(&self) -> Vec<String> {
-        Pdns::records(self)
-    }
-    fn nsupdate(&self, commands: &str) {
-        Pdns::nsupdate(self, commands)
+        self.client.records(self.zone())
     }
     fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String> {
-        Pdns::try_nsupdate(self, zone, commands)
+        self.client.try_nsupdate(zone, commands)
     }
-    fn stop(self: Box<Self>) {
-        Pdns::stop(*self)
+    fn stop(mut self: Box<Self>) {
+        self.shutdown();
     }
 }
 
