@@ -7,7 +7,6 @@
 //! `nsupdate`: tools independent of dnsreg's own DNS code. It needs the Debian
 //! packages `bind9` and `bind9-dnsutils` (scripts/setup-test-env installs them).
 
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -269,40 +268,7 @@ impl Bind {
 
     /// The same against `zone`; the error says what nsupdate printed.
     pub fn try_nsupdate(&self, zone: &str, commands: &str) -> Result<(), String> {
-        let script = format!(
-            "server 127.0.0.1 {}\nzone {}\n{}\nsend\n",
-            self.port,
-            zone,
-            commands.trim()
-        );
-        let mut child = Command::new(tool("nsupdate"))
-            .arg("-k")
-            .arg(self.key_file())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nsupdate runs");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = child.wait().unwrap();
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("nsupdate failed: {err}\nscript:\n{script}"))
-        }
+        crate::servers::nsupdate(self.port, &self.key_file(), zone, commands)
     }
 
     /// Stops the server (as on drop); the port is free about a second later.

@@ -84,11 +84,16 @@ impl Ns {
 
     /// A key file with the same name as the server's but another secret.
     fn wrong_key(&self) -> PathBuf {
+        self.new_key("dnsreg-key", "wrong.key")
+    }
+
+    /// A new key named `name`, in `file` of the scratch directory.
+    fn new_key(&self, name: &str, file: &str) -> PathBuf {
         let out = Command::new("tsig-keygen")
-            .args(["-a", "hmac-sha256", "dnsreg-key"])
+            .args(["-a", "hmac-sha256", name])
             .output()
             .unwrap();
-        let path = self.dir.path().join("wrong.key");
+        let path = self.dir.path().join(file);
         std::fs::write(&path, out.stdout).unwrap();
         path
     }
@@ -176,12 +181,7 @@ fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
 #[test]
 fn an_unknown_key_is_named_as_such() {
     let ns = Ns::new();
-    let out = Command::new("tsig-keygen")
-        .args(["-a", "hmac-sha256", "some-other-key"])
-        .output()
-        .unwrap();
-    let unknown = ns.dir.path().join("unknown.key");
-    std::fs::write(&unknown, out.stdout).unwrap();
+    let unknown = ns.new_key("some-other-key", "unknown.key");
     let out = run_expect(
         &mut ns.cmd_with_key("join", "i-1", "192.0.2.1", Some(&unknown), SERVICE),
         1,
