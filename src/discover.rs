@@ -408,15 +408,7 @@ async fn browse(
                 Vec::new()
             }
         };
-        let strings: Vec<&[u8]> = txt
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(t) => Some(t.txt_data.iter().map(|s| &s[..])),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        let txt = parse_txt(&strings);
+        let txt = txt_of(&txt);
         let label = instance_label(instance);
         match classify_srv(srv) {
             SrvAnswer::Targets(t) if !t.is_empty() => {
@@ -640,6 +632,19 @@ fn weighted_order<T>(
 /// (a key without '=').
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Txt(pub Vec<(String, Option<String>)>);
+
+/// The attributes an instance's TXT records carry (RFC 6763 §6).
+pub(crate) fn txt_of(records: &[Record]) -> Txt {
+    let strings: Vec<&[u8]> = records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(t) => Some(t.txt_data.iter().map(|s| &s[..])),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    parse_txt(&strings)
+}
 
 /// Parses TXT strings as RFC 6763 §6 key/value pairs.
 pub fn parse_txt(strings: &[&[u8]]) -> Txt {

@@ -17,11 +17,14 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::fake_http::{FakeHttp, Request, Response};
-use super::{Mutation, Target, apply, cases, corpus, mutation, runtime};
+use super::{
+    Mutation, Target, adding, apply, cases, corpus, mine_and_keys, mutation, name,
+    registries_are_labels, runtime, values_at_their_keys,
+};
 use crate::config::CloudflareConfig;
+use crate::provider::Provider;
 use crate::provider::cloudflare::Cloudflare;
-use crate::provider::{Edit, Provider};
-use crate::record::{DomainName, RType, Record, RrKey, Value};
+use crate::record::{RType, RrKey};
 
 const TOKENS: &[&[u8]] = &[
     b"\"success\": true",
@@ -97,10 +100,6 @@ fn answer(n: usize) -> impl Strategy<Value = Answer> {
     })
 }
 
-fn name(s: &str) -> DomainName {
-    DomainName::new(s).unwrap()
-}
-
 /// A provider connected to the fake API, or `None` when connecting failed.
 /// Each operation gets its own: a 429 holds back every later request of a
 /// provider for its Retry-After (up to five minutes), which is the pacer's
@@ -114,22 +113,7 @@ async fn connected(cfg: &CloudflareConfig) -> Option<Cloudflare> {
 /// What an instance does with the API: connect, read, list registries,
 /// check its memory, write.
 async fn use_api(cfg: &CloudflareConfig) {
-    let www = RrKey {
-        name: name("www.example.com"),
-        rtype: RType::A,
-    };
-    let keys: BTreeSet<RrKey> = [
-        www.clone(),
-        RrKey {
-            name: name("i-1._dnsreg.example.com"),
-            rtype: RType::TXT,
-        },
-        RrKey {
-            name: name("_x._tcp.example.com"),
-            rtype: RType::SRV,
-        },
-    ]
-    .into();
+    let (mine, keys) = mine_and_keys();
     let Some(cf) = connected(cfg).await else {
         return;
     };
@@ -140,36 +124,20 @@ async fn use_api(cfg: &CloudflareConfig) {
             Default::default()
         }
     };
-    let mine = Value::from_line("www.example.com. A 203.0.113.7").unwrap();
-    for k in &keys {
-        for v in cf.values(&snapshot, k) {
-            assert_eq!(v.key(), *k, "a value read for {k} is at another key");
-        }
-        let _ = cf.ttl(&snapshot, k);
-    }
+    values_at_their_keys(&cf, &snapshot, &keys);
     let _ = cf.claimants(&snapshot, &mine);
     let _ = cf.presume(&snapshot, &keys, &keys, &[mine.clone()].into());
     if let Some(cf) = connected(cfg).await
         && let Ok((registries, _)) = cf.registries().await
     {
-        for (label, values) in &registries {
-            assert!(!label.is_empty() && !label.contains('.'), "{label:?}");
-            let _ = crate::registry::Registry::parse(values);
-        }
+        registries_are_labels(&registries);
     }
     if let Some(cf) = connected(cfg).await {
         let _ = cf.check(&snapshot, &keys).await;
     }
-    let mut edit = Edit::default();
-    edit.add.insert(
-        www.clone(),
-        vec![Record {
-            value: mine.clone(),
-            ttl: 60,
-        }],
-    );
+    let mut edit = adding(&mine);
     edit.remove.insert(
-        www,
+        mine.key(),
         cf.values(&snapshot, &mine.key())
             .into_iter()
             .take(1)

@@ -12,7 +12,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use super::{Input, Target, corpus};
 use crate::discover::{
     Endpoint, SrvAnswer, address, classify_srv, instance_label, instances, order, parse_txt,
-    srv_records,
+    srv_records, txt_of,
 };
 
 const TOKENS: &[&[u8]] = &[
@@ -78,15 +78,7 @@ fn check_message(bytes: &[u8]) {
     }
     // A DNS-SD browse: each instance with the message's SRV and TXT.
     let txt = of_type(&records, RecordType::TXT);
-    let strings: Vec<&[u8]> = txt
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::TXT(t) => Some(t.txt_data.iter().map(|s| &s[..])),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let attributes = parse_txt(&strings);
+    let attributes = txt_of(&txt);
     for (k, _) in &attributes.0 {
         assert!(!k.is_empty() && !k.contains('='), "{k:?}");
     }

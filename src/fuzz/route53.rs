@@ -22,11 +22,14 @@ use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
 use proptest::prelude::*;
 
 use super::fake_http::{FakeHttp, Request, Response};
-use super::{Input, Mutation, Target, apply, cases, corpus, mutation, runtime};
+use super::{
+    Input, Mutation, Target, adding, apply, cases, corpus, mine_and_keys, mutation, name,
+    registries_are_labels, runtime, values_at_their_keys,
+};
 use crate::config::{Route53Config, Routing, ZoneRef};
+use crate::provider::Provider;
 use crate::provider::route53::{Route53, excerpt, unescape_name};
-use crate::provider::{Edit, Provider};
-use crate::record::{DomainName, RType, Record, RrKey, Value};
+use crate::record::{DomainName, RType, RrKey};
 
 const TOKENS: &[&[u8]] = &[
     b"<IsTruncated>true</IsTruncated>",
@@ -93,10 +96,6 @@ fn answer(n: usize) -> impl Strategy<Value = Answer> {
     (status, body).prop_map(|(status, body)| Answer { status, body })
 }
 
-fn name(s: &str) -> DomainName {
-    DomainName::new(s).unwrap()
-}
-
 fn client(url: &str) -> Client {
     let conf = aws_sdk_route53::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -124,23 +123,7 @@ fn client(url: &str) -> Client {
 /// whether a change is live; under both routings. Each operation has a
 /// provider of its own, so that a throttled answer's pause is never served.
 async fn use_api(client: &Client) {
-    let www = RrKey {
-        name: name("www.example.com"),
-        rtype: RType::A,
-    };
-    let keys: BTreeSet<RrKey> = [
-        www.clone(),
-        RrKey {
-            name: name("i-1._dnsreg.example.com"),
-            rtype: RType::TXT,
-        },
-        RrKey {
-            name: name("_x._tcp.example.com"),
-            rtype: RType::SRV,
-        },
-    ]
-    .into();
-    let mine = Value::from_line("www.example.com. A 203.0.113.7").unwrap();
+    let (mine, keys) = mine_and_keys();
     for routing in [Routing::Simple, Routing::Multivalue] {
         let p = || {
             Route53::with_client(
@@ -155,7 +138,7 @@ async fn use_api(client: &Client) {
                 "Z0123456789ABCDEFGHIJ",
             )
         };
-        let one: BTreeSet<RrKey> = [www.clone()].into();
+        let one: BTreeSet<RrKey> = [mine.key()].into();
         let _ = p().read(&one).await;
         let snapshot = match p().read(&keys).await {
             Ok(s) => s,
@@ -165,31 +148,15 @@ async fn use_api(client: &Client) {
             }
         };
         let r = p();
-        for k in &keys {
-            for v in r.values(&snapshot, k) {
-                assert_eq!(v.key(), *k, "a value read for {k} is at another key");
-            }
-            let _ = r.ttl(&snapshot, k);
-        }
+        values_at_their_keys(&r, &snapshot, &keys);
         let _ = r.presume(&snapshot, &keys, &keys, &[mine.clone()].into());
         if let Ok((registries, _)) = p().registries().await {
-            for (label, values) in &registries {
-                assert!(!label.is_empty() && !label.contains('.'), "{label:?}");
-                for v in values {
-                    assert!(v.name.is_in(&name("_dnsreg.example.com")), "{v}");
-                }
-                let _ = crate::registry::Registry::parse(values);
+            registries_are_labels(&registries);
+            for v in registries.values().flatten() {
+                assert!(v.name.is_in(&name("_dnsreg.example.com")), "{v}");
             }
         }
-        let mut edit = Edit::default();
-        edit.add.insert(
-            www.clone(),
-            vec![Record {
-                value: mine.clone(),
-                ttl: 60,
-            }],
-        );
-        if let Ok(w) = p().write(&snapshot, &edit).await
+        if let Ok(w) = p().write(&snapshot, &adding(&mine)).await
             && let Some(change) = w.change
         {
             let _ = p().confirm(&change).await;
