@@ -18,8 +18,8 @@ use proptest::prelude::*;
 
 use super::fake_http::{FakeHttp, Request, Response};
 use super::{
-    Mutation, Target, adding, apply, cases, corpus, mine_and_keys, mutation, name,
-    registries_are_labels, runtime, values_at_their_keys,
+    Body, Target, adding, cases, corpus, mine_and_keys, name, registries_are_labels, runtime,
+    values_at_their_keys,
 };
 use crate::config::CloudflareConfig;
 use crate::provider::Provider;
@@ -49,12 +49,6 @@ const TOKENS: &[&[u8]] = &[
     b"{}",
     b"[]",
 ];
-
-#[derive(Clone, Debug)]
-enum Body {
-    Seed(usize, Vec<Mutation>),
-    Raw(Vec<u8>),
-}
 
 #[derive(Clone, Debug)]
 struct Answer {
@@ -89,10 +83,7 @@ fn answer(n: usize) -> impl Strategy<Value = Answer> {
         1 => prop::sample::select(vec!["1", "0", "-1", "300", "99999999999999999999", "soon", " 7 "])
             .prop_map(|s| Some(s.to_string())),
     ];
-    let body = prop_oneof![
-        8 => (0..n, prop::collection::vec(mutation(), 0..5)).prop_map(|(i, m)| Body::Seed(i, m)),
-        1 => prop::collection::vec(any::<u8>(), 0..64).prop_map(Body::Raw),
-    ];
+    let body = Body::strategy(n);
     (status, retry_after, body).prop_map(|(status, retry_after, body)| Answer {
         status,
         retry_after,
@@ -162,10 +153,7 @@ fn cloudflare_answers() {
         c.answers
             .iter()
             .map(|a| {
-                let body = match &a.body {
-                    Body::Seed(i, m) => apply(&seeds[*i], m, &seeds, TOKENS),
-                    Body::Raw(b) => b.clone(),
-                };
+                let body = a.body.bytes(&seeds, TOKENS);
                 (a.status, a.retry_after.clone(), body)
             })
             .collect()

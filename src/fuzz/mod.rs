@@ -749,3 +749,28 @@ fn adding(v: &crate::record::Value) -> crate::provider::Edit {
     );
     edit
 }
+
+/// An API answer's body: one of the corpus's seeds, mutated, or raw bytes.
+#[derive(Clone, Debug)]
+enum Body {
+    Seed(usize, Vec<Mutation>),
+    Raw(Vec<u8>),
+}
+
+impl Body {
+    /// Mostly a mutated seed of the `n`, sometimes raw bytes.
+    fn strategy(n: usize) -> impl Strategy<Value = Body> {
+        prop_oneof![
+            8 => (0..n, prop::collection::vec(mutation(), 0..5)).prop_map(|(i, m)| Body::Seed(i, m)),
+            1 => prop::collection::vec(any::<u8>(), 0..64).prop_map(Body::Raw),
+        ]
+    }
+
+    /// The bytes, with `tokens` of the target among those mutations insert.
+    fn bytes(&self, seeds: &[Vec<u8>], tokens: &[&[u8]]) -> Vec<u8> {
+        match self {
+            Body::Seed(i, m) => apply(&seeds[*i], m, seeds, tokens),
+            Body::Raw(b) => b.clone(),
+        }
+    }
+}

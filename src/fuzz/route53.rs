@@ -23,8 +23,8 @@ use proptest::prelude::*;
 
 use super::fake_http::{FakeHttp, Request, Response};
 use super::{
-    Input, Mutation, Target, adding, apply, cases, corpus, mine_and_keys, mutation, name,
-    registries_are_labels, runtime, values_at_their_keys,
+    Body, Input, Target, adding, cases, corpus, mine_and_keys, name, registries_are_labels,
+    runtime, values_at_their_keys,
 };
 use crate::config::{Route53Config, Routing, ZoneRef};
 use crate::provider::Provider;
@@ -68,12 +68,6 @@ const TOKENS: &[&[u8]] = &[
 ];
 
 #[derive(Clone, Debug)]
-enum Body {
-    Seed(usize, Vec<Mutation>),
-    Raw(Vec<u8>),
-}
-
-#[derive(Clone, Debug)]
 struct Answer {
     status: u16,
     body: Body,
@@ -89,10 +83,7 @@ fn answer(n: usize) -> impl Strategy<Value = Answer> {
         1 => Just(500),
         1 => Just(503),
     ];
-    let body = prop_oneof![
-        8 => (0..n, prop::collection::vec(mutation(), 0..5)).prop_map(|(i, m)| Body::Seed(i, m)),
-        1 => prop::collection::vec(any::<u8>(), 0..64).prop_map(Body::Raw),
-    ];
+    let body = Body::strategy(n);
     (status, body).prop_map(|(status, body)| Answer { status, body })
 }
 
@@ -177,10 +168,7 @@ fn route53_answers() {
         answers
             .iter()
             .map(|a| {
-                let body = match &a.body {
-                    Body::Seed(i, m) => apply(&seeds[*i], m, &seeds, TOKENS),
-                    Body::Raw(b) => b.clone(),
-                };
+                let body = a.body.bytes(&seeds, TOKENS);
                 (a.status, body)
             })
             .collect()
