@@ -420,22 +420,8 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
             let Some(k) = claim_keys.get(&v) else {
                 continue;
             };
-            let before = seen.values(k);
             let after = registry::claim_values(&k.name, &who);
-            let gone: Vec<Value> = before.difference(&after).cloned().collect();
-            let new: Vec<Record> = after
-                .difference(&before)
-                .map(|c| Record {
-                    value: c.clone(),
-                    ttl: desired_ttl,
-                })
-                .collect();
-            if !gone.is_empty() {
-                edit.remove.insert(k.clone(), gone);
-            }
-            if !new.is_empty() {
-                edit.add.insert(k.clone(), new);
-            }
+            set_exactly(&mut edit, k, &seen.values(k), &after, desired_ttl);
         }
     }
     if !writes_shared {
@@ -587,24 +573,12 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
                 edit.remove.entry(d.key()).or_default().push(d);
                 out.carried += 1;
             }
-            let gone: Vec<Value> = before_values.difference(&after_values).cloned().collect();
-            let new: Vec<Record> = after_values
-                .difference(&before_values)
-                .map(|v| Record {
-                    value: v.clone(),
-                    ttl: seen
-                        .rrsets
-                        .get(&reg_key)
-                        .and_then(|r| r.ttl)
-                        .unwrap_or(desired_ttl),
-                })
-                .collect();
-            if !gone.is_empty() {
-                edit.remove.insert(reg_key.clone(), gone);
-            }
-            if !new.is_empty() {
-                edit.add.insert(reg_key.clone(), new);
-            }
+            let ttl = seen
+                .rrsets
+                .get(&reg_key)
+                .and_then(|r| r.ttl)
+                .unwrap_or(desired_ttl);
+            set_exactly(&mut edit, &reg_key, &before_values, &after_values, ttl);
             peers.insert(label.clone(), after);
         }
     }
@@ -626,20 +600,13 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
         new_registry.lease = Some(expiry);
     }
     let new_reg_values = new_registry.to_values(&ctx.registry.name)?;
-    let reg_add: Vec<Record> = new_reg_values
-        .difference(&reg_values)
-        .map(|v| Record {
-            value: v.clone(),
-            ttl: desired_ttl,
-        })
-        .collect();
-    let reg_remove: Vec<Value> = reg_values.difference(&new_reg_values).cloned().collect();
-    if !reg_add.is_empty() {
-        edit.add.insert(ctx.registry.clone(), reg_add);
-    }
-    if !reg_remove.is_empty() {
-        edit.remove.insert(ctx.registry.clone(), reg_remove);
-    }
+    set_exactly(
+        &mut edit,
+        &ctx.registry,
+        &reg_values,
+        &new_reg_values,
+        desired_ttl,
+    );
 
     // TTLs: an rrset holding only this instance's values takes the configured
     // TTL (so a changed `ttl` reaches DNS); one shared with others keeps its
@@ -693,6 +660,26 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
         registry: new_reg_values,
         announces: !wants.is_empty() || !drops.is_empty(),
     })))
+}
+
+/// Makes `edit` take the rrset at `key` from `before` to exactly `after`:
+/// what only `before` holds removed, what only `after` holds added with
+/// `ttl` (an ownership rrset: a registry or a claim).
+fn set_exactly(edit: &mut Edit, key: &RrKey, before: &Values, after: &Values, ttl: u32) {
+    let gone: Vec<Value> = before.difference(after).cloned().collect();
+    let new: Vec<Record> = after
+        .difference(before)
+        .map(|v| Record {
+            value: v.clone(),
+            ttl,
+        })
+        .collect();
+    if !gone.is_empty() {
+        edit.remove.insert(key.clone(), gone);
+    }
+    if !new.is_empty() {
+        edit.add.insert(key.clone(), new);
+    }
 }
 
 /// What the registries other than `label`'s own.
