@@ -208,7 +208,8 @@ impl Ctx {
 #[derive(Clone, Debug)]
 pub enum Decision {
     /// Read these rrsets too (the registry names values not read yet), or
-    /// again for real where they were presumed.
+    /// again, for real, where they were presumed or must be read after a
+    /// claim.
     Read(BTreeSet<RrKey>),
     /// List the other instances' registries.
     ListRegistries,
@@ -364,6 +365,7 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     let mut new_owned = Values::new();
     let mut wants = Values::new();
     let mut drops = Values::new();
+    let mut reread = BTreeSet::new();
     for key in need.iter().filter(|k| **k != ctx.registry) {
         let current = seen.values(key);
         if !intent.leaving {
@@ -381,6 +383,14 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
                         // Claimed by another instance: this one's name goes on it too.
                         edit.claimants.insert((*v).clone(), with_me(v));
                     }
+                } else if let Some(k) = claim_keys.get(*v).filter(|k| seen.presumed.contains(*k)) {
+                    // Found with its claim only presumed absent: a person's,
+                    // or an instance's whose claim was not read. Read the
+                    // claim, then the record again (in that order, as a
+                    // first read does, so that an instance taking the value
+                    // out meanwhile is not mistaken for a person).
+                    reread.insert(k.clone());
+                    reread.insert(key.clone());
                 } else {
                     out.foreign.push((*v).clone());
                     if let Some(k) = claim_keys.get(*v) {
@@ -405,6 +415,9 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
                 out.removed.push(v.clone());
             }
         }
+    }
+    if !reread.is_empty() {
+        return Ok(Decision::Read(reread));
     }
     if ctx.claims_by_name {
         // Claims kept by name change in the same edit as the values: what it
@@ -1454,14 +1467,21 @@ async fn observe<P: Provider>(
                 .filter(|k| intent.is_shared(k, &ctx.registry))
                 .cloned()
                 .collect();
-            // Where claims are kept by name, a join reads the records and
-            // their claims together (memory would not show a value added or
-            // removed by someone else since, nor whose it is): only its own
-            // registry is presumed. A leave presumes them all.
+            // Where claims are kept by name, a join reads the records
+            // (memory would not show a value added or removed by someone else
+            // since) and presumes the ownership rrsets: its registry and its
+            // values' claims as its last write left them, absent when nothing
+            // is remembered (a machine's first join). Every claim the decision
+            // rests on is then a prerequisite of the UPDATE (changed, or
+            // guarded as absent where a value was found unclaimed), so a claim
+            // a peer wrote meanwhile refuses the write and is read; a fleet
+            // joining with values of their own reads no claim at all. A leave
+            // presumes them all.
             let presumable: BTreeSet<RrKey> = if ctx.claims_by_name && !intent.leaving {
+                let ownership = registry::root(&ctx.zone);
                 fresh
                     .iter()
-                    .filter(|k| **k == ctx.registry)
+                    .filter(|k| k.name.is_in(&ownership))
                     .cloned()
                     .collect()
             } else {
@@ -1511,7 +1531,12 @@ async fn observe<P: Provider>(
         }
         match decide(intent, ctx, &seen, how)? {
             Decision::Read(more) => {
-                refresh.extend(more.iter().filter(|k| seen.presumed.contains(*k)).cloned());
+                // Keys known already are read again, for real.
+                refresh.extend(
+                    more.iter()
+                        .filter(|k| seen.rrsets.contains_key(*k))
+                        .cloned(),
+                );
                 keys.extend(more);
             }
             Decision::ListRegistries => {

@@ -38,6 +38,8 @@ type Check = Box<dyn Fn(&BTreeMap<RrKey, Set>) -> Result<(), String> + Send + Sy
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
     reads: u32,
+    /// Rrsets read, over all reads.
+    rrsets_read: u32,
     writes: u32,
     conflicts: u32,
     lists: u32,
@@ -169,7 +171,11 @@ impl Provider for Memory {
     }
     async fn read(&self, keys: &BTreeSet<RrKey>) -> Result<Snap, Fail> {
         self.pause().await;
-        self.counts.lock().unwrap().reads += 1;
+        {
+            let mut c = self.counts.lock().unwrap();
+            c.reads += 1;
+            c.rrsets_read += u32::try_from(keys.len()).unwrap();
+        }
         let z = self.sets.lock().unwrap();
         Ok(Snap {
             sets: keys
@@ -615,6 +621,9 @@ async fn by_name_a_join_reads_the_records_only_and_a_leave_is_one_write() {
     assert_eq!(o.added.len(), 2);
     let c = m.counts();
     assert_eq!((c.reads, c.writes, c.lists), (1, 1, 0), "{c:?}");
+    // The two record rrsets; neither claim nor the registry (a machine's
+    // first join in a fleet asks nothing it is not publishing into).
+    assert_eq!(c.rrsets_read, 2, "{c:?}");
     i.memory = o.memory.clone();
     i.known = o.owned.clone();
     let mut leave = intent("i-1", &MINE, true);
