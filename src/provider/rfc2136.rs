@@ -63,6 +63,12 @@ const BACKOFF: Backoff = Backoff {
     cap: Duration::from_secs(4),
     attempts: 5,
 };
+/// When an UPDATE sent over UDP is sent again for want of an answer (hickory
+/// resends queries after a third of a second). A server busy with a fleet's
+/// UPDATEs answers later than that, and a repeat whose first copy landed only
+/// fails its prerequisites: measured, 300 agents on one BIND sent 164 such
+/// repeats. nsupdate waits 3 s.
+const UPDATE_RESEND: Duration = Duration::from_secs(1);
 /// The largest UDP answer we ask for (the DNS flag day 2020 figure).
 const UDP_PAYLOAD: u16 = 1232;
 /// The largest message we send: a DNS message over TCP is at most 65,535
@@ -476,7 +482,11 @@ impl Transport {
                 "the message would be {size} bytes, more than DNS can carry (65,535 with its signature); dnsreg did not send it"
             )));
         }
-        let request = || DnsRequest::new(message.clone(), options());
+        let mut opts = options();
+        if message.metadata.op_code == OpCode::Update {
+            opts.retry_interval = UPDATE_RESEND;
+        }
+        let request = || DnsRequest::new(message.clone(), opts);
         match first(self.udp().await.send(request()), self).await {
             Ok(answer) if !answer.metadata.truncation => Ok(answer),
             Ok(_) => {
