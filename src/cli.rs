@@ -8,9 +8,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{self, Flags};
 
 #[derive(Debug, Parser)]
+/// The version and the revision it was built from: "0.1.0 (ad46e9a)".
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("DNSREG_REVISION"),
+    ")"
+);
+
 #[command(
     name = "dnsreg",
-    version,
+    version = VERSION,
     about = "Publish this machine's DNS records, keep them true, remove exactly them again"
 )]
 pub struct Cli {
@@ -71,6 +79,16 @@ pub enum Command {
     /// Find a service by DNS (SRV, DNS-SD or A/AAAA) and print host:port lines.
     Discover(DiscoverArgs),
 }
+    /// Print the shell completion script for SHELL (see README for where it goes).
+    Completions {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (dnsreg.1 and one per command) into DIR, for packaging.
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 
 /// `dnsreg discover`: the client side, reading what instances publish.
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod discover;
 mod engine;
 #[cfg(test)]
 mod fuzz;
+mod manual;
 mod metadata;
 mod net;
 mod plan;
@@ -320,6 +321,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Discover(args) => discover::run(args).await,
+        Command::Completions { shell } => {
+            manual::completions(*shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpages { dir } => {
+            let pages = manual::man_pages(dir).map_err(|e| {
+                anyhow::anyhow!("writing the man pages into {}: {e}", dir.display())
+            })?;
+            for page in pages {
+                println!("{}", page.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reap => {
             let config = load_config(&cli, None)?;
             let reports = engine::reap_once(&config, ONE_SHOT_DEADLINE).await;

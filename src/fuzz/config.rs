@@ -168,7 +168,11 @@ fn check_args(text: &str) {
                 let _ = e.to_string();
             }
         }
-        Command::Run | Command::Check | Command::Reap => {}
+        Command::Run
+        | Command::Check
+        | Command::Reap
+        | Command::Completions { .. }
+        | Command::Manpages { .. } => {}
     }
 }
 

@@ -15,6 +15,7 @@ mod hermetic;
 mod hostile;
 mod lease;
 mod metadata;
+mod manual;
 mod moto;
 mod rfc2136;
 mod route53;
