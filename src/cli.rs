@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Flags};
 
-#[derive(Debug, Parser)]
 /// The version and the revision it was built from: "0.1.0 (ad46e9a)".
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -16,6 +15,7 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+#[derive(Debug, Parser)]
 #[command(
     name = "dnsreg",
     version = VERSION,
@@ -27,7 +27,7 @@ pub struct Cli {
     pub config: PathBuf,
 
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
     /// More log output (-v: debug, -vv: trace).
@@ -44,8 +44,12 @@ pub struct Cli {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// The journal's own protocol when stderr is the journal (under systemd), else text.
+    Auto,
     Text,
     Json,
+    /// The journal's own protocol: priorities and fields (DNSREG_PROVIDER=, ...).
+    Journal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,7 +82,6 @@ pub enum Command {
     },
     /// Find a service by DNS (SRV, DNS-SD or A/AAAA) and print host:port lines.
     Discover(DiscoverArgs),
-}
     /// Print the shell completion script for SHELL (see README for where it goes).
     Completions {
         #[arg(value_enum, value_name = "SHELL")]
@@ -89,6 +92,7 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+}
 
 /// `dnsreg discover`: the client side, reading what instances publish.
 #[derive(Debug, Args)]

@@ -648,7 +648,7 @@ pub fn print_reaped(reports: &[ReapReport]) -> bool {
             }
             Err(e) => {
                 ok = false;
-                eprintln!("dnsreg: reap at {}: {e}", r.provider);
+                crate::output::error(format_args!("reap at {}: {e}", r.provider));
             }
         }
     }
@@ -715,15 +715,15 @@ pub fn print_reports(action: Action, reports: &[Report]) -> bool {
             }
             Err(e) => {
                 ok = false;
-                eprintln!(
-                    "dnsreg: {} at {}: {e}",
+                crate::output::error(format_args!(
+                    "{} at {}: {e}",
                     if action == Action::Join {
                         "join"
                     } else {
                         "leave"
                     },
                     r.provider
-                );
+                ));
             }
         }
     }

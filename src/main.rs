@@ -16,6 +16,7 @@ mod fuzz;
 mod manual;
 mod metadata;
 mod net;
+mod output;
 mod plan;
 mod provider;
 mod reconcile;
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, LogFormat, RecordArgs};
+use crate::cli::{Cli, Command, RecordArgs};
 use crate::config::{Config, ConfigError, UsageError};
 use crate::engine::{Action, Engine, print_reports};
 
@@ -52,10 +53,10 @@ async fn wait_until_live(engine: &mut Engine) -> bool {
         let again = Duration::from_secs(1u64 << asked.min(4)).min(Duration::from_secs(15));
         let wait = if asked == 0 { due } else { due.max(again) };
         if started.elapsed() + wait > LIVE_DEADLINE {
-            eprintln!(
-                "dnsreg: the change was accepted but is not live everywhere after {}; it will be (run `dnsreg status` to see)",
+            output::error(format_args!(
+                "the change was accepted but is not live everywhere after {}; it will be (run `dnsreg status` to see)",
                 humantime::format_duration(LIVE_DEADLINE)
-            );
+            ));
             return false;
         }
         tokio::time::sleep(wait).await;
@@ -72,7 +73,7 @@ async fn wait_until_live(engine: &mut Engine) -> bool {
                     tracing::debug!(provider = %c.provider, change = %c.change, "still pending")
                 }
                 Err(e) => {
-                    eprintln!("dnsreg: {e}");
+                    output::error(format_args!("{e}"));
                     return false;
                 }
             }
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let usage = e.downcast_ref::<ConfigError>().is_some()
                 || e.downcast_ref::<UsageError>().is_some();
-            eprintln!("dnsreg: {e:#}");
+            output::error(format_args!("{e:#}"));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -113,18 +114,7 @@ fn init_logging(cli: &Cli) {
             format!("warn,dnsreg={level}")
         })
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .with_target(false);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    output::init(cli.log_format, filter);
 }
 
 /// The configuration from flags (when `--provider` is given) or the file.
@@ -279,7 +269,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(list) => rows.extend(list),
                     Err(e) => {
                         all_present = false;
-                        eprintln!("dnsreg: status: {e}");
+                        output::error(format_args!("status: {e}"));
                     }
                 }
             }

@@ -133,3 +133,36 @@ fn the_man_pages_cover_every_command_and_render_cleanly() {
     let join = std::fs::read_to_string(pages.join("dnsreg-join.1")).unwrap();
     assert!(join.contains("no\\-wait"), "{join}");
 }
+
+/// Under systemd, stderr is the journal (`JOURNAL_STREAM` names it): a
+/// command's error goes out at priority err (`<3>`), so `journalctl -p err`
+/// lists it; anywhere else the line is plain. (The boot test reads both from
+/// a real journal.)
+#[test]
+fn errors_are_marked_for_the_journal_only_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let failing = |journal_stream: Option<&std::path::Path>| -> String {
+        let log = dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut c = dnsreg(dir.path());
+        c.args(["-c", "/nonexistent/dnsreg.toml", "check"]).stderr(file);
+        if let Some(path) = journal_stream {
+            let m = std::fs::metadata(path).unwrap();
+            c.env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()));
+        }
+        let status = c.status().unwrap();
+        assert_eq!(status.code(), Some(2));
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let plain = failing(None);
+    assert!(plain.starts_with("dnsreg: "), "{plain}");
+    let marked = failing(Some(&dir.path().join("stderr.log")));
+    let error = marked.lines().find(|l| l.contains("nonexistent")).unwrap_or_default();
+    assert!(error.starts_with("<3>dnsreg: "), "{marked}");
+    // Another stream's numbers: stderr is not the journal.
+    let other = dir.path().join("other");
+    std::fs::write(&other, "").unwrap();
+    let unmarked = failing(Some(&other));
+    assert!(unmarked.starts_with("dnsreg: "), "{unmarked}");
+}
