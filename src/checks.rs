@@ -1,5 +1,5 @@
 //! Health checks (`[[check]]`): the agent publishes records only while every
-//! check passes (SPEC §4).
+//! check passes (README.md, "The agent": health checks).
 //!
 //! Each check runs on its own task at its own interval and keeps its verdict
 //! with hysteresis, as load balancers do: a failing check passes after `rise`

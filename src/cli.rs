@@ -1,5 +1,5 @@
-//! The command line (SPEC §1): commands, global options, and the flags that let
-//! one-shot commands run without a configuration file.
+//! The command line (docs/design.md, "The contract"): commands, global options,
+//! and the flags that let one-shot commands run without a configuration file.
 
 use std::path::PathBuf;
 

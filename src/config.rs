@@ -2,9 +2,10 @@
 //! [`Config`] whose parts are checked types.
 //!
 //! Every problem found is reported with the file, the line and the key, and what
-//! to write instead (SPEC §1 `check`); validation collects all of them rather
-//! than stopping at the first. Past this module nothing re-checks strings: names
-//! are templates known to expand to valid DNS names, durations are durations.
+//! to write instead, as `dnsreg check` prints them; validation collects all of
+//! them rather than stopping at the first. Past this module nothing re-checks
+//! strings: names are templates known to expand to valid DNS names, durations
+//! are durations.
 //! The same validation serves a configuration built from command-line flags.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,7 +95,7 @@ pub struct InstanceConfig {
     pub metadata_endpoint: Option<String>,
 }
 
-/// Where the instance's identity comes from (SPEC §5).
+/// Where the instance's identity comes from (README.md, "Metadata").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetadataKind {
     /// Detect the cloud: DMI, cloud-init's instance data, then short probes.
@@ -253,7 +254,7 @@ pub enum ZoneRef {
     Both(DomainName, String),
 }
 
-/// How Route53 keeps shared names (SPEC §3 rule 4).
+/// How Route53 keeps shared names (docs/design.md, "Who else claims a value").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Routing {
     /// One rrset per name, shared: changed by atomic DELETE + CREATE batches.
@@ -266,7 +267,7 @@ pub enum Routing {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template(String);
 
-/// The variables a template may use (SPEC §2).
+/// The variables a template may use (README.md, "Configuration walkthrough").
 pub const TEMPLATE_VARS: [&str; 6] = [
     "instance_id",
     "hostname",
@@ -1098,7 +1099,7 @@ pub fn validate(
     if c.problems.is_empty() {
         // Expanding with a sample identity catches bad names, names outside the
         // zone, SRV targets nobody publishes and colliding records, before any
-        // network call (SPEC §3 rule 6).
+        // network call.
         for p in crate::plan::check_sample(&config) {
             let line = raw_line_for(&c, &raw, &p.0);
             c.problems.push(Problem {
@@ -1845,7 +1846,7 @@ fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
 // Configuration from flags
 // ---------------------------------------------------------------------------
 
-/// The main settings given as flags (SPEC §1), for use without a file.
+/// The main settings given as flags, for use without a file.
 #[derive(Clone, Debug, Default)]
 pub struct Flags {
     pub provider: String,

@@ -1,9 +1,9 @@
 //! dnsreg: a cloud DNS registration agent.
 //!
 //! Thin: parse the command line, set up logging, run the command, and map its
-//! outcome to the exit codes of SPEC §1 (0 success, 1 runtime failure, 2 usage
-//! or configuration error) with one printing convention,
-//! `dnsreg: <what failed>: <why>` on stderr.
+//! outcome to the exit codes (docs/design.md, "Exit codes": 0 success, 1
+//! runtime failure, 2 usage or configuration error) with one printing
+//! convention, `dnsreg: <what failed>: <why>` on stderr.
 
 mod agent;
 mod checks;

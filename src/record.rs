@@ -2,8 +2,9 @@
 //!
 //! Everything dnsreg publishes is built from these types after validation, so code
 //! past `config` never handles raw strings for names or addresses. A [`Value`] is a
-//! single resource record without its TTL: the unit of ownership (SPEC §3). Two
-//! values are the same exactly when a DNS server would treat them as the same RR.
+//! single resource record without its TTL: the unit of ownership
+//! (docs/design.md, "Ownership"). Two values are the same exactly when a DNS
+//! server would treat them as the same RR.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};

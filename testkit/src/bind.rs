@@ -1,7 +1,7 @@
 //! A real BIND (`named -g`) on a loopback port, with dynamic zones and a TSIG key.
 //!
-//! RFC 2136 is not stood in for: the tests speak to the real server operators run
-//! (SPEC §7). This module starts Debian's `named` in the foreground in a scratch
+//! RFC 2136 is not stood in for: the tests speak to the real server operators
+//! run. This module starts Debian's `named` in the foreground in a scratch
 //! directory, with a key made by `tsig-keygen` and zones that accept updates signed
 //! with it, and reads the zone back with `dig` and writes it by hand with
 //! `nsupdate`: tools independent of dnsreg's own DNS code. It needs the Debian

@@ -1,7 +1,8 @@
 //! Crash safety: SIGKILL right after request k of a join or a leave, for every
 //! k, on every provider, then the next run (a join or a leave) converges to
 //! exactly the right records, with no duplicates and nothing of an old
-//! address left behind (SPEC §3, the state file written atomically).
+//! address left behind (docs/design.md, "The state file": written
+//! atomically).
 //!
 //! A kill lands at a known point, never at a guess: the server holds request k
 //! when it arrives (the HTTP stand-ins' [`hold`](testkit::route53::Route53Server::hold);

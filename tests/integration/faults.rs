@@ -1,4 +1,4 @@
-//! The agent under faults (issue #5): for each provider, each of join, leave
+//! The agent under faults: for each provider, each of join, leave
 //! and reconcile, each of throttling, server errors (5xx / SERVFAIL),
 //! timeouts, broken connections and a conflicting concurrent writer, the fault
 //! is injected, dnsreg runs, and once the fault has cleared the zone holds

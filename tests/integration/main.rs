@@ -1,5 +1,6 @@
 //! Integration tests: the built `dnsreg` binary against the stand-ins (and moto).
-//! One binary for all of them (STYLE: ripgrep's layout); one file per concept.
+//! One binary for all of them (as ripgrep lays its tests out); one file per
+//! concept.
 
 mod agent;
 mod battery;

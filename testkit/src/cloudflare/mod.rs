@@ -2,8 +2,9 @@
 //!
 //! On Cloudflare dnsreg keeps each published value as a record of its own,
 //! marked as the instance's by its comment, and changes them with one atomic
-//! batch per join or leave (SPEC.md §3.4, §6). This server holds Cloudflare to
-//! the rules that design rests on: batches applied in Cloudflare's order
+//! batch per join or leave (README.md, "Cloudflare"; docs/design.md, "Who
+//! else claims a value"). This server holds Cloudflare to the rules that
+//! design rests on: batches applied in Cloudflare's order
 //! (deletes, patches, puts, posts) and all or nothing; identical records and
 //! CNAME clashes refused with Cloudflare's codes; values, TTLs, proxying and
 //! comment lengths checked per the plan; API tokens with scopes and

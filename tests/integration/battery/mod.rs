@@ -1,12 +1,12 @@
-//! The conformance battery: SPEC §3's ownership and safety rules, proven the same
-//! way against every provider.
+//! The conformance battery: the ownership and safety rules (docs/design.md,
+//! "Ownership"), proven the same way against every provider.
 //!
 //! A test here is written once, generically over a [`Backend`] (a stand-in or a
 //! real server holding the zone `example.com`), and [`battery!`] instantiates it
 //! as a `#[test]` per provider, e.g. `battery::route53::a_value_put_there_by_hand_survives_join_and_leave`.
 //! What only one provider has (Route53's multivalue routing and request counts,
 //! Cloudflare's comments and tokens, TSIG) stays in that provider's own file.
-//! The idea is hickory-dns's `zone_handler_battery` (STYLE.md).
+//! The idea is hickory-dns's `zone_handler_battery`.
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

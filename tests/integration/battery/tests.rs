@@ -65,8 +65,8 @@ fn none() -> Vec<String> {
     Vec::new()
 }
 
-/// SPEC §1 and §3 rule 7: join publishes, says so, and is idempotent; status
-/// follows; leave removes everything and is idempotent too.
+/// Join publishes, says so, and is idempotent; status follows; leave removes
+/// everything and is idempotent too (docs/design.md, "The contract").
 pub fn join_and_leave_are_idempotent_and_status_follows<B: Backend>() {
     let w = World::<B>::new();
     let name = w.name();
@@ -185,8 +185,8 @@ pub fn a_config_file_publishes_every_kind_of_record<B: Backend>() {
     assert_eq!(w.records(), none(), "{name}");
 }
 
-/// SPEC §3 rule 3: a person's values in the shared rrsets we join stay, with
-/// their TTL, through join and leave.
+/// A person's values in the shared rrsets we join stay, with their TTL,
+/// through join and leave (docs/design.md, "The rules", rule 3).
 pub fn a_value_put_there_by_hand_survives_join_and_leave<B: Backend>() {
     let w = World::<B>::new();
     let name = w.name();
@@ -250,8 +250,9 @@ pub fn a_value_put_there_by_hand_survives_join_and_leave<B: Backend>() {
     );
 }
 
-/// SPEC §3 rule 3: our own address, already at a shared name by someone
-/// else's hand, is not taken over, and so not removed on leave.
+/// Our own address, already at a shared name by someone else's hand, is not
+/// taken over, and so not removed on leave (docs/design.md, "The rules",
+/// rule 3).
 pub fn our_own_address_put_there_by_hand_is_not_claimed<B: Backend>() {
     let w = World::<B>::new();
     let name = w.name();
@@ -277,8 +278,9 @@ pub fn our_own_address_put_there_by_hand_is_not_claimed<B: Backend>() {
     );
 }
 
-/// SPEC §3 rule 5: after an EC2 stop/start the old address is removed, from
-/// the state file or, with that lost, from the registry in DNS.
+/// After an EC2 stop/start the old address is removed, from the state file
+/// or, with that lost, from the registry in DNS (docs/design.md, "The state
+/// file").
 pub fn an_address_change_between_runs_is_cleaned_up<B: Backend>() {
     let w = World::<B>::new();
     let name = w.name();
@@ -305,8 +307,9 @@ pub fn an_address_change_between_runs_is_cleaned_up<B: Backend>() {
     assert_eq!(w.records(), none(), "{name}");
 }
 
-/// SPEC §3 rules 2 and 5: an address an instance had before, or has beside
-/// another instance, is removed only when no other instance claims it.
+/// An address an instance had before, or has beside another instance, is
+/// removed only when no other instance claims it (docs/design.md, "The
+/// rules", rule 4).
 pub fn an_old_address_now_used_by_another_instance_is_not_removed<B: Backend>() {
     let w = World::<B>::new();
     let name = w.name();
@@ -335,8 +338,8 @@ pub fn an_old_address_now_used_by_another_instance_is_not_removed<B: Backend>() 
     assert_eq!(w.records(), none(), "{name}");
 }
 
-/// SPEC §3 rule 7: throttling, 5xx and dropped connections are retried, and
-/// a `Retry-After` is waited out.
+/// Throttling, 5xx and dropped connections are retried, and a `Retry-After`
+/// is waited out (docs/design.md, "The pacer and the retry budget").
 pub fn transient_failures_are_retried<B: Backend>() {
     let w = World::<B>::new();
     let name = w.name();
@@ -434,8 +437,9 @@ pub fn a_changed_ttl_reaches_our_own_rrsets_but_not_shared_ones<B: Backend>() {
     );
 }
 
-/// SPEC §3 rule 4: many instances changing the same shared rrsets at once, under
-/// the provider's rate limit, lose nothing and leave nothing.
+/// Many instances changing the same shared rrsets at once, under the
+/// provider's rate limit, lose nothing and leave nothing (docs/design.md,
+/// "Shared rrsets rewritten whole: announce and materialise").
 pub fn fifty_agents_join_and_leave_one_name_concurrently<B: Backend>() {
     const N: usize = 50;
     let w = World::<B>::new();
