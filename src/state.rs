@@ -5,9 +5,10 @@
 //! saves requests: the zone's id at the provider (looked up once in an
 //! instance's life), and what this instance's last change left there, which
 //! the next change is written against without reading first. It is written
-//! before a change (everything that may be published after it) and after (what
-//! is), always atomically: a temporary file in the same directory, fsync,
-//! rename, fsync of the directory. A crash at any point leaves either the old
+//! before a change (the zone, its id, and whether a leave is under way) and
+//! after it (what this instance owns, what the change left), always
+//! atomically: a temporary file in the same directory, fsync, rename, fsync of
+//! the directory. A crash at any point leaves either the old
 //! or the new file, never a torn one.
 
 use std::collections::BTreeMap;

@@ -286,9 +286,10 @@ pub trait Provider: Send + Sync {
     ) -> impl Future<Output = Result<(BTreeMap<String, Values>, Self::Snapshot), Fail>> + Send;
 
     /// Whether a change to a shared name rewrites its whole rrset, so that
-    /// instances writing one name at once conflict (Route53 simple routing,
-    /// RFC 2136 with exact prerequisites); false where each value is a record
-    /// of its own (Cloudflare).
+    /// instances writing one name at once conflict (Route53 simple routing);
+    /// false where each value is changed on its own: a record of its own
+    /// (Cloudflare), or a single-RR add or delete guarded only by the claims
+    /// (RFC 2136).
     fn rewrites_rrsets(&self) -> bool {
         true
     }
