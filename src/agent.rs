@@ -30,6 +30,7 @@ use crate::checks::{self, Verdict};
 use crate::config::{Config, ConfigError};
 use crate::engine::{self, Action, Engine, print_reports};
 use crate::metadata::{Identity, identify, notice};
+use crate::registry::unix_now;
 use crate::retry::Backoff;
 
 /// How long to keep retrying a failed sync, or identification, before each new try.
@@ -104,8 +105,6 @@ impl std::fmt::Display for AgentStatus {
     }
 }
 
-use crate::registry::unix_now as now_unix;
-
 /// Where the agent stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Mode {
@@ -134,7 +133,7 @@ pub async fn run(
         state: "starting".into(),
         reason: "identifying the instance".into(),
         checks: Vec::new(),
-        since: now_unix(),
+        since: unix_now(),
     };
     status.write(&config.agent.state_dir);
 
@@ -348,7 +347,7 @@ pub async fn run(
                 .collect::<Vec<_>>()
                 .join("; ");
         }
-        status.since = now_unix();
+        status.since = unix_now();
         status.write(&config.agent.state_dir);
 
         if ok {
@@ -396,7 +395,7 @@ pub async fn run(
     ]);
     status.state = "stopping".into();
     status.reason = String::new();
-    status.since = now_unix();
+    status.since = unix_now();
     status.write(&config.agent.state_dir);
     tracing::info!(
         "stopping: removing this instance's records (at most {})",
