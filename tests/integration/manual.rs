@@ -146,7 +146,8 @@ fn errors_are_marked_for_the_journal_only_when_stderr_is_the_journal() {
         let log = dir.path().join("stderr.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut c = dnsreg(dir.path());
-        c.args(["-c", "/nonexistent/dnsreg.toml", "check"]).stderr(file);
+        c.args(["-c", "/nonexistent/dnsreg.toml", "check"])
+            .stderr(file);
         if let Some(path) = journal_stream {
             let m = std::fs::metadata(path).unwrap();
             c.env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()));
@@ -158,7 +159,10 @@ fn errors_are_marked_for_the_journal_only_when_stderr_is_the_journal() {
     let plain = failing(None);
     assert!(plain.starts_with("dnsreg: "), "{plain}");
     let marked = failing(Some(&dir.path().join("stderr.log")));
-    let error = marked.lines().find(|l| l.contains("nonexistent")).unwrap_or_default();
+    let error = marked
+        .lines()
+        .find(|l| l.contains("nonexistent"))
+        .unwrap_or_default();
     assert!(error.starts_with("<3>dnsreg: "), "{marked}");
     // Another stream's numbers: stderr is not the journal.
     let other = dir.path().join("other");
