@@ -29,7 +29,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use crate::checks::{self, Verdict};
 use crate::config::{Config, ConfigError};
 use crate::engine::{self, Action, Engine, print_reports};
-use crate::metadata::{Identity, identify, notice};
+use crate::metadata::{Identity, Notice, identify, notice};
 use crate::registry::unix_now;
 use crate::retry::Backoff;
 
@@ -190,7 +190,7 @@ pub async fn run(
         );
     }
     let mut next_sync = Instant::now() + spread;
-    let mut next_notice = Instant::now();
+    let mut notices_at = Instant::now();
     let mut next_confirm: Option<Instant> = None;
     // Until READY=1, systemd's start timeout is pushed back while the loop
     // runs: a boot storm may take minutes to get through a provider's rate
@@ -198,7 +198,7 @@ pub async fn run(
     let mut next_extend = Instant::now();
     let mut synced_once = false;
 
-    loop {
+    'agent: loop {
         // A lease is renewed when a third of it has passed: reconcile at least that often.
         let interval = match config.lease {
             Some(l) => config.agent.reconcile_interval.min(l.ttl / 3),
@@ -224,36 +224,16 @@ pub async fn run(
             }
             Some(verdict) = changed_verdict(&mut health, !config.checks.is_empty()) => {
                 status.checks = verdict.checks.clone();
-                if matches!(mode, Mode::Terminating(_)) {
-                    continue;
-                }
-                let new = mode_for(&verdict);
-                if new != mode {
-                    match &new {
-                        Mode::Up => tracing::info!("health checks pass: publishing"),
-                        Mode::Withdrawn(why) => tracing::warn!("health checks fail, withdrawing the records: {why}"),
-                        Mode::Terminating(_) => {}
-                    }
-                    mode = new;
+                if follow_verdict(&verdict, &mut mode) {
                     attempt = 0;
                     next_sync = Instant::now();
                 }
                 continue;
             }
-            () = sleep_until(next_notice), if watch_notices => {
-                next_notice = Instant::now() + config.agent.notice_interval;
-                let asked = timeout(config.agent.notice_interval.max(Duration::from_secs(2)), notice(&config.instance, &identity)).await;
-                match asked {
-                    Ok(Ok(Some(n))) => {
-                        tracing::warn!(cloud = n.cloud(), at = n.at(), "{n}: removing this instance's records now and staying down");
-                        mode = Mode::Terminating(n.to_string());
-                        attempt = 0;
-                        next_sync = Instant::now();
-                    }
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => tracing::debug!("asking for termination notices: {e}"),
-                    Err(_) => tracing::debug!("asking for termination notices: no answer in time"),
-                }
+            n = next_notice(&mut notices_at, &config, &identity), if watch_notices => {
+                mode = terminating(&n);
+                attempt = 0;
+                next_sync = Instant::now();
                 continue;
             }
             () = sleep_until(next_extend), if !ready => {
@@ -289,9 +269,38 @@ pub async fn run(
         } else {
             Action::Leave
         };
-        let reports = tokio::select! {
-            r = engine.sync(action, interval.max(Duration::from_secs(60))) => r?,
-            () = &mut shutdown => break,
+        // A termination notice or a health verdict that changes what should
+        // be published acts at once, even while a sync is held up by a
+        // throttled or silent provider: the sync is dropped (every write is
+        // atomic and conditional, and the state file is written around each;
+        // the next sync starts from what is there) and the loop goes on with
+        // the new mode.
+        let reports = {
+            let sync = engine.sync(action, interval.max(Duration::from_secs(60)));
+            tokio::pin!(sync);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break 'agent,
+                    r = &mut sync => break r?,
+                    n = next_notice(&mut notices_at, &config, &identity), if watch_notices => {
+                        tracing::info!("a sync was under way; it is dropped for the notice");
+                        mode = terminating(&n);
+                        attempt = 0;
+                        next_sync = Instant::now();
+                        continue 'agent;
+                    }
+                    Some(verdict) = changed_verdict(&mut health, !config.checks.is_empty()) => {
+                        status.checks = verdict.checks.clone();
+                        if follow_verdict(&verdict, &mut mode) {
+                            tracing::info!("a sync was under way; it is dropped for the new verdict");
+                            attempt = 0;
+                            next_sync = Instant::now();
+                            continue 'agent;
+                        }
+                    }
+                }
+            }
         };
         let first_sync = !synced_once;
         synced_once = true;
@@ -517,6 +526,53 @@ async fn confirm(engine: &mut Engine) -> Option<Instant> {
         }
     }
     again.then(|| Instant::now() + Duration::from_secs(30) + RETRY.delay(3))
+}
+
+/// Asks the cloud for a termination notice every `notice_interval`, from
+/// `*at` on, until one comes.
+async fn next_notice(at: &mut Instant, config: &Config, identity: &Identity) -> Notice {
+    loop {
+        sleep_until(*at).await;
+        *at = Instant::now() + config.agent.notice_interval;
+        let limit = config.agent.notice_interval.max(Duration::from_secs(2));
+        match timeout(limit, notice(&config.instance, identity)).await {
+            Ok(Ok(Some(n))) => return n,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::debug!("asking for termination notices: {e}"),
+            Err(_) => tracing::debug!("asking for termination notices: no answer in time"),
+        }
+    }
+}
+
+/// The mode after termination notice `n`.
+fn terminating(n: &Notice) -> Mode {
+    tracing::warn!(
+        cloud = n.cloud(),
+        at = n.at(),
+        "{n}: removing this instance's records now and staying down"
+    );
+    Mode::Terminating(n.to_string())
+}
+
+/// Follows a new health verdict (a machine going away stays away); whether
+/// the mode changed.
+fn follow_verdict(verdict: &Verdict, mode: &mut Mode) -> bool {
+    if matches!(mode, Mode::Terminating(_)) {
+        return false;
+    }
+    let new = mode_for(verdict);
+    if new == *mode {
+        return false;
+    }
+    match &new {
+        Mode::Up => tracing::info!("health checks pass: publishing"),
+        Mode::Withdrawn(why) => {
+            tracing::warn!("health checks fail, withdrawing the records: {why}")
+        }
+        Mode::Terminating(_) => {}
+    }
+    *mode = new;
+    true
 }
 
 fn far_future() -> Instant {

@@ -380,6 +380,74 @@ fn a_spot_notice_removes_the_records_within_seconds_and_they_stay_down() {
     assert!(err.contains("spot instance-action terminate"), "{err}");
 }
 
+/// A notice or a failing health check is acted on at once even while a
+/// sync is stuck: here on a second provider whose API refuses connections
+/// (retried for up to a minute per sync). The records go from the provider
+/// that answers within seconds, not after the stuck sync gives up.
+#[test]
+fn a_notice_or_failing_check_during_a_stuck_sync_acts_at_once() {
+    let env = Env::new();
+    let dead = TcpPort::new();
+    let dead_url = format!("http://{}/client/v4", dead.addr());
+    let token = env.dir.path().join("cf.token");
+    std::fs::write(&token, "t").unwrap();
+    let flag = env.dir.path().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let config = env.config(
+        "dnsreg.toml",
+        &NOTICED
+            .replace(
+                "[[host]]",
+                &format!(
+                    "[providers.cf]\ntype = \"cloudflare\"\nzone = \"example.com\"\nendpoint = \"{dead_url}\"\ntoken_file = \"{}\"\n\n[[check]]\nexec = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 1\nrise = 1\n\n[[host]]",
+                    token.display(),
+                    flag.display()
+                ),
+            )
+            .replace(
+                "providers = [\"r53\"]\nname = \"www\"",
+                "providers = [\"r53\", \"cf\"]\nname = \"www\"",
+            ),
+    );
+    let mut agent = Agent::start(&env, &config);
+    wait_for(20, "the Route53 records", || {
+        env.values("www", "A") == ["203.0.113.7"]
+    });
+    // The sync goes on, stuck on Cloudflare: the agent never said it was done.
+    assert!(!agent.stderr.now().contains("joined; reconciling"));
+
+    // The check fails: withdrawn from Route53 within seconds.
+    std::fs::remove_file(&flag).unwrap();
+    let failed = Instant::now();
+    wait_for(10, "www withdrawn while the sync is stuck", || {
+        env.values("www", "A").is_empty()
+    });
+    eprintln!("check failed → withdrawn in {:?}", failed.elapsed());
+    // Healthy again, and published again (a new sync, stuck again on Cloudflare).
+    std::fs::write(&flag, "").unwrap();
+    wait_for(10, "www published again", || {
+        env.values("www", "A") == ["203.0.113.7"]
+    });
+
+    // A spot notice: removed within seconds, though the sync is stuck.
+    env.imds.set_spot_action(Some("terminate"));
+    let noticed = Instant::now();
+    wait_for(10, "records removed after the spot notice", || {
+        env.records().is_empty()
+    });
+    eprintln!("spot notice → removed in {:?}", noticed.elapsed());
+    agent.stderr.wait_for(
+        Duration::from_secs(5),
+        "removing this instance's records now and staying down",
+    );
+    assert!(agent.alive());
+    let (code, err) = agent.stop(30);
+    // Cloudflare could not be reached to leave: named, exit 1.
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cf"), "{err}");
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
 #[test]
 fn an_auto_scaling_termination_removes_the_records() {
     let env = Env::new();
