@@ -426,8 +426,11 @@ impl Engine {
         let now = unix_now_ms();
         state
             .providers
-            .values()
-            .filter_map(|p| {
+            .iter()
+            // Only a configured provider is asked (see `confirm`): a change
+            // pending at one taken out of the configuration is never confirmed.
+            .filter(|(name, _)| self.slots.iter().any(|s| s.name == **name))
+            .filter_map(|(_, p)| {
                 let pending = p.pending.as_ref()?;
                 let expect = p.live_after_ms.map_or(first, Duration::from_millis);
                 let due = pending
@@ -1031,6 +1034,22 @@ mod tests {
                 && due > Duration::from_millis(took) - Duration::from_secs(2),
             "{due:?} {took}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_change_pending_at_a_provider_no_longer_configured_is_not_waited_for() {
+        let w = World::new();
+        // Provider `gone` had a change accepted and not yet confirmed (`join
+        // --no-wait`, or an agent stopped before asking), then was taken out
+        // of the configuration: nothing asks it any more, and `join` waited
+        // for it until LIVE_DEADLINE (3 min), then failed.
+        let mut state = pending_at_a(&w, "i-0abc", Duration::from_secs(3));
+        let gone = state.providers.remove("a").unwrap();
+        state.providers.insert("gone".into(), gone);
+        w.save_state("i-0abc", &state);
+        let mut e = w.engine("i-0abc", "203.0.113.7", HOST_AT_A);
+        assert!(e.confirm().await.is_empty());
+        assert_eq!(e.confirm_due(Duration::from_secs(10)), None);
     }
 
     #[tokio::test]
