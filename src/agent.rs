@@ -55,7 +55,7 @@ fn notify(state: &[sd_notify::NotifyState]) {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentStatus {
     pub pid: u32,
-    /// starting | published | withdrawn | terminating | stopping
+    /// starting | publishing | published | withdrawn | terminating | stopping
     pub state: String,
     /// Why, in one line (failing checks, the notice, the last error).
     pub reason: String,
@@ -77,6 +77,17 @@ impl AgentStatus {
             .then_some(status)
     }
 
+    /// Says at once what a new mode means (a sync for it may take a while:
+    /// up is "publishing" until it is done).
+    fn show(&mut self, mode: &Mode, state_dir: &Path) {
+        (self.state, self.reason) = describe(mode);
+        if *mode == Mode::Up {
+            self.state = "publishing".into();
+        }
+        self.since = unix_now();
+        self.write(state_dir);
+    }
+
     fn write(&self, state_dir: &Path) {
         let path = state_dir.join(STATUS_FILE);
         let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
@@ -92,6 +103,12 @@ impl AgentStatus {
         if let Err(e) = done {
             tracing::debug!("cannot write {}: {e}", path.display());
         }
+        // The same line for `systemctl status`.
+        let line = match self.reason.as_str() {
+            "" => self.state.clone(),
+            why => format!("{}: {why}", self.state),
+        };
+        notify(&[sd_notify::NotifyState::Status(&line)]);
     }
 }
 
@@ -197,6 +214,11 @@ pub async fn run(
     // limit, and a start that never ends is a loop that stopped running.
     let mut next_extend = Instant::now();
     let mut synced_once = false;
+    // With WatchdogSec= in the unit: WATCHDOG=1 from this loop, so that a
+    // loop that stopped is restarted, while a sync held up by a throttled
+    // provider (the loop still runs around it) is not mistaken for one.
+    let watchdog = watchdog_period();
+    let mut next_ping = Instant::now();
 
     'agent: loop {
         // A lease is renewed when a third of it has passed: reconcile at least that often.
@@ -209,7 +231,7 @@ pub async fn run(
             biased;
             () = &mut shutdown => break,
             Some(()) = reload.recv() => {
-                match reload_config(&load, &config, &mut engine, &identity).await {
+                match alive_while(watchdog, reload_config(&load, &config, &mut engine, &identity)).await {
                     Ok(Some(new)) => {
                         if new.checks != config.checks {
                             health = checks::spawn(&new.checks);
@@ -227,6 +249,9 @@ pub async fn run(
                 if follow_verdict(&verdict, &mut mode) {
                     attempt = 0;
                     next_sync = Instant::now();
+                    status.show(&mode, &config.agent.state_dir);
+                } else {
+                    status.write(&config.agent.state_dir);
                 }
                 continue;
             }
@@ -234,6 +259,12 @@ pub async fn run(
                 mode = terminating(&n);
                 attempt = 0;
                 next_sync = Instant::now();
+                status.show(&mode, &config.agent.state_dir);
+                continue;
+            }
+            () = sleep_until(next_ping), if watchdog.is_some() => {
+                ping_watchdog();
+                next_ping = Instant::now() + watchdog.unwrap_or_default();
                 continue;
             }
             () = sleep_until(next_extend), if !ready => {
@@ -242,7 +273,7 @@ pub async fn run(
                 continue;
             }
             () = sleep_until(next_confirm.unwrap_or_else(far_future)), if next_confirm.is_some() => {
-                next_confirm = confirm(&mut engine).await;
+                next_confirm = alive_while(watchdog, confirm(&mut engine)).await;
                 continue;
             }
             () = sleep_until(next_sync) => {}
@@ -250,7 +281,7 @@ pub async fn run(
 
         // Re-identify on reconciles after the first: addresses change.
         if synced_once && mode == Mode::Up {
-            match identify(&config.instance).await {
+            match alive_while(watchdog, identify(&config.instance)).await {
                 Ok(new) => {
                     match engine.set_identity(&new) {
                         Ok(true) => {
@@ -283,11 +314,16 @@ pub async fn run(
                     biased;
                     () = &mut shutdown => break 'agent,
                     r = &mut sync => break r?,
+                    () = sleep_until(next_ping), if watchdog.is_some() => {
+                        ping_watchdog();
+                        next_ping = Instant::now() + watchdog.unwrap_or_default();
+                    }
                     n = next_notice(&mut notices_at, &config, &identity), if watch_notices => {
                         tracing::info!("a sync was under way; it is dropped for the notice");
                         mode = terminating(&n);
                         attempt = 0;
                         next_sync = Instant::now();
+                        status.show(&mode, &config.agent.state_dir);
                         continue 'agent;
                     }
                     Some(verdict) = changed_verdict(&mut health, !config.checks.is_empty()) => {
@@ -296,6 +332,7 @@ pub async fn run(
                             tracing::info!("a sync was under way; it is dropped for the new verdict");
                             attempt = 0;
                             next_sync = Instant::now();
+                            status.show(&mode, &config.agent.state_dir);
                             continue 'agent;
                         }
                     }
@@ -324,22 +361,12 @@ pub async fn run(
         }
         if config.lease.is_some_and(|l| l.reap) && mode == Mode::Up {
             let reaped = tokio::select! {
-                r = engine.reap(interval.max(Duration::from_secs(60))) => r,
+                r = alive_while(watchdog, engine.reap(interval.max(Duration::from_secs(60)))) => r,
                 () = &mut shutdown => break,
             };
             engine::print_reaped_quietly(&reaped);
         }
-        status.state = match &mode {
-            Mode::Up => "published",
-            Mode::Withdrawn(_) => "withdrawn",
-            Mode::Terminating(_) => "terminating",
-        }
-        .to_string();
-        status.reason = match &mode {
-            Mode::Up => String::new(),
-            Mode::Withdrawn(why) => format!("health checks fail: {why}"),
-            Mode::Terminating(n) => n.clone(),
-        };
+        (status.state, status.reason) = describe(&mode);
         if !ok {
             let failed: Vec<String> = reports
                 .iter()
@@ -422,7 +449,11 @@ pub async fn run(
     // Each provider gets a little less than the whole, so that one that cannot
     // finish is reported by name before the hard limit cuts everything off.
     let per_provider = stop_timeout.saturating_sub((stop_timeout / 10).min(Duration::from_secs(1)));
-    let left = timeout(stop_timeout, engine.sync(Action::Leave, per_provider)).await;
+    let left = alive_while(
+        watchdog,
+        timeout(stop_timeout, engine.sync(Action::Leave, per_provider)),
+    )
+    .await;
     // Out of time with a lease to fall back on (a fleet stopping together
     // faster than the provider's rate allows): what remains is the reapers'.
     let left_to_reapers = |what: &str| match config.lease {
@@ -482,7 +513,7 @@ pub async fn run(
             }
         };
         tokio::select! {
-            () = sleep(drain) => {}
+            () = alive_while(watchdog, sleep(drain)) => {}
             () = again => tracing::info!("signalled again: the drain is cut short"),
         }
     }
@@ -528,6 +559,33 @@ async fn confirm(engine: &mut Engine) -> Option<Instant> {
     again.then(|| Instant::now() + Duration::from_secs(30) + RETRY.delay(3))
 }
 
+/// How often the loop tells systemd it is alive (`WATCHDOG=1`): half the
+/// unit's `WatchdogSec=` (systemd passes it as WATCHDOG_USEC), or never.
+fn watchdog_period() -> Option<Duration> {
+    sd_notify::watchdog_enabled().map(|d| (d / 2).max(Duration::from_millis(100)))
+}
+
+fn ping_watchdog() {
+    notify(&[sd_notify::NotifyState::Watchdog]);
+}
+
+/// `work`, while the loop keeps telling systemd it is alive: an await that
+/// takes long by design (a reap or a confirmation held back by a throttled
+/// provider, the leave within stop_timeout) is not a loop that stopped. The
+/// pings come from this task, so a task that stops running stops them.
+async fn alive_while<F: std::future::Future>(period: Option<Duration>, work: F) -> F::Output {
+    let Some(period) = period else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            () = sleep(period) => ping_watchdog(),
+        }
+    }
+}
+
 /// Asks the cloud for a termination notice every `notice_interval`, from
 /// `*at` on, until one comes.
 async fn next_notice(at: &mut Instant, config: &Config, identity: &Identity) -> Notice {
@@ -541,6 +599,15 @@ async fn next_notice(at: &mut Instant, config: &Config, identity: &Identity) -> 
             Ok(Err(e)) => tracing::debug!("asking for termination notices: {e}"),
             Err(_) => tracing::debug!("asking for termination notices: no answer in time"),
         }
+    }
+}
+
+/// The agent's state and reason, as `dnsreg status` and `systemctl status` show them.
+fn describe(mode: &Mode) -> (String, String) {
+    match mode {
+        Mode::Up => ("published".into(), String::new()),
+        Mode::Withdrawn(why) => ("withdrawn".into(), format!("health checks fail: {why}")),
+        Mode::Terminating(n) => ("terminating".into(), n.clone()),
     }
 }
 

@@ -53,6 +53,11 @@ struct Agent {
 impl Agent {
     /// Starts `dnsreg run` with `config` (and a NOTIFY_SOCKET).
     fn start(env: &Env, config: &Path) -> Agent {
+        Agent::start_with(env, config, &[])
+    }
+
+    /// Starts it with these environment variables too (as systemd sets them).
+    fn start_with(env: &Env, config: &Path, vars: &[(&str, &str)]) -> Agent {
         let sock_path = env.dir.path().join("notify.sock");
         let _ = std::fs::remove_file(&sock_path);
         let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -63,6 +68,7 @@ impl Agent {
             .arg(config)
             .arg("run")
             .env("NOTIFY_SOCKET", &sock_path)
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -116,6 +122,10 @@ impl Agent {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
+            // Read what it tells systemd meanwhile, as systemd would: a
+            // datagram socket holds only a few unread messages, and the
+            // agent's next one (a watchdog ping) would block it.
+            self.notifications();
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
@@ -409,11 +419,23 @@ fn a_notice_or_failing_check_during_a_stuck_sync_acts_at_once() {
                 "providers = [\"r53\", \"cf\"]\nname = \"www\"",
             ),
     );
-    let mut agent = Agent::start(&env, &config);
+    // With systemd's watchdog (WatchdogSec=600ms): WATCHDOG=1 every 300 ms.
+    let mut agent = Agent::start_with(&env, &config, &[("WATCHDOG_USEC", "600000")]);
     wait_for(20, "the Route53 records", || {
         env.values("www", "A") == ["203.0.113.7"]
     });
-    // The sync goes on, stuck on Cloudflare: the agent never said it was done.
+    // The sync goes on, stuck on Cloudflare: the agent never said it was done,
+    // yet its loop runs, and tells the watchdog so.
+    let pings = |a: &mut Agent| {
+        a.notifications()
+            .iter()
+            .filter(|m| m.trim_end() == "WATCHDOG=1")
+            .count()
+    };
+    let before = pings(&mut agent);
+    wait_for(10, "WATCHDOG=1 while the sync is stuck", || {
+        pings(&mut agent) >= before + 3
+    });
     assert!(!agent.stderr.now().contains("joined; reconciling"));
 
     // The check fails: withdrawn from Route53 within seconds.
@@ -423,6 +445,13 @@ fn a_notice_or_failing_check_during_a_stuck_sync_acts_at_once() {
         env.values("www", "A").is_empty()
     });
     eprintln!("check failed → withdrawn in {:?}", failed.elapsed());
+    // systemctl status says so at once (the leave at Cloudflare is stuck too).
+    wait_for(5, "STATUS=withdrawn", || {
+        agent
+            .notifications()
+            .iter()
+            .any(|m| m.starts_with("STATUS=withdrawn: health checks fail"))
+    });
     // Healthy again, and published again (a new sync, stuck again on Cloudflare).
     std::fs::write(&flag, "").unwrap();
     wait_for(10, "www published again", || {
@@ -441,7 +470,14 @@ fn a_notice_or_failing_check_during_a_stuck_sync_acts_at_once() {
         "removing this instance's records now and staying down",
     );
     assert!(agent.alive());
-    let (code, err) = agent.stop(30);
+    // Leaving takes stop_timeout (Cloudflare never answers): pinged throughout.
+    agent.signal("-TERM");
+    let stopping = pings(&mut agent);
+    wait_for(10, "WATCHDOG=1 while leaving", || {
+        pings(&mut agent) >= stopping + 3
+    });
+    let (status, err) = agent.exit_within(30, "after SIGTERM");
+    let code = status.code();
     // Cloudflare could not be reached to leave: named, exit 1.
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cf"), "{err}");
