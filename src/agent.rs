@@ -306,6 +306,7 @@ pub async fn run(
         // atomic and conditional, and the state file is written around each;
         // the next sync starts from what is there) and the loop goes on with
         // the new mode.
+        let sync_started = Instant::now();
         let reports = {
             let sync = engine.sync(action, interval.max(Duration::from_secs(60)));
             tokio::pin!(sync);
@@ -359,9 +360,14 @@ pub async fn run(
                 .confirm_due(CONFIRM_FIRST)
                 .map(|d| Instant::now() + d.max(not_before).max(Duration::from_secs(1)));
         }
-        if config.lease.is_some_and(|l| l.reap) && mode == Mode::Up {
+        // Reaping comes after this instance's own lease is safe: only when the
+        // sync (which renews it) succeeded, and for at most a sixth of the
+        // lease, so that the next renewal comes in time. Measured: reapers
+        // whose reaping held the loop while a scale-in throttled the account
+        // let their own leases run out, and were reaped by each other.
+        if let Some(lease) = config.lease.filter(|l| l.reap && mode == Mode::Up && ok) {
             let reaped = tokio::select! {
-                r = alive_while(watchdog, engine.reap(interval.max(Duration::from_secs(60)))) => r,
+                r = alive_while(watchdog, engine.reap((lease.ttl / 6).max(Duration::from_secs(10)))) => r,
                 () = &mut shutdown => break,
             };
             engine::print_reaped_quietly(&reaped);
@@ -391,7 +397,9 @@ pub async fn run(
             next_sync = match mode {
                 // Removed for good: nothing more to do until the stop.
                 Mode::Terminating(_) => far_future(),
-                _ => Instant::now() + interval,
+                // From the start of this sync: a slow sync or reap does not
+                // push the next renewal of a lease back.
+                _ => sync_started + interval,
             };
         } else if engine.busy(Duration::from_secs(60)) {
             // The provider is throttling: its pacer spaces the requests, and
