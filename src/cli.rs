@@ -60,6 +60,9 @@ pub enum Command {
     Join(ChangeArgs),
     /// Remove this instance's records (also those of an earlier address).
     Leave(ChangeArgs),
+    /// Show what a join (or --leave) would add, remove and leave alone, writing nothing;
+    /// exit 0 if nothing would change, 3 if something would.
+    Plan(PlanArgs),
     /// Show whether each record this instance should have is there (exit 1 if not).
     Status {
         #[command(flatten)]
@@ -130,6 +133,25 @@ pub struct ChangeArgs {
     /// until it is live on all its servers (Route53: PENDING, not yet INSYNC).
     #[arg(long)]
     pub no_wait: bool,
+    /// Change nothing: show what would be added, removed and left alone, as `dnsreg plan` does.
+    #[arg(long, conflicts_with = "no_wait")]
+    pub dry_run: bool,
+    /// With --dry-run: print JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+}
+
+/// `plan`: a dry run of `join` or `leave`.
+#[derive(Debug, Args, Default)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub records: RecordArgs,
+    /// What a leave would do, instead of a join.
+    #[arg(long)]
+    pub leave: bool,
+    /// Print JSON: per provider add, remove, keep_foreign, keep_others, owned (record lines).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The main settings as flags; with `--provider` no configuration file is read.

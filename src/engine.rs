@@ -13,8 +13,8 @@ use futures_util::future::join_all;
 use crate::config::{Config, ProviderKind, UsageError};
 use crate::metadata::Identity;
 use crate::plan::{Desired, Vars, desired};
-use crate::provider::{Cloudflare, Fail, KnownZone, Provider, Rfc2136, Route53, Values};
-use crate::reconcile::{Intent, Outcome, Reaped, apply, presence, reap};
+use crate::provider::{Cloudflare, Fail, KnownZone, Provider, Rfc2136, Route53};
+use crate::reconcile::{DryRun, Intent, Outcome, Reaped, apply, dry_run, presence, reap};
 use crate::record::{DomainName, Value};
 use crate::registry::unix_now;
 use crate::state::{Pending, ProviderState, State, StateFile};
@@ -243,14 +243,7 @@ impl Engine {
         only: Option<&BTreeSet<String>>,
     ) -> Result<Vec<Report>, UsageError> {
         let selected = |name: &str| only.is_none_or(|o| o.contains(name));
-        // Plan every provider whose zone is already known before anything is
-        // written: a planning error then changes nothing anywhere. Only a Route53
-        // zone given by id is learnt at connect, and planned after it.
-        for slot in self.slots.iter().filter(|s| selected(&s.name)) {
-            if let Some(zone) = self.zone_before_connect(slot) {
-                plan(&self.config, &self.vars, &slot.name, &zone)?;
-            }
-        }
+        self.plan_known(&selected)?;
         let state = std::sync::Mutex::new(self.load_state());
         let Engine {
             config,
@@ -272,6 +265,68 @@ impl Engine {
                     .unwrap_or_else(|_| Ok(Report::timed_out(name, deadline)))
             },
         ))
+        .await;
+        results.into_iter().collect()
+    }
+
+    /// Plans every provider whose zone is already known before anything is
+    /// written: a planning error then changes nothing anywhere. Only a Route53
+    /// zone given by id is learnt at connect, and planned after it.
+    fn plan_known(&self, selected: &dyn Fn(&str) -> bool) -> Result<(), UsageError> {
+        for slot in self.slots.iter().filter(|s| selected(&s.name)) {
+            if let Some(zone) = self.zone_before_connect(slot) {
+                plan(&self.config, &self.vars, &slot.name, &zone)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a join or leave would do at every provider now (`dnsreg plan`):
+    /// the same planning, connection and intent as [`Engine::sync`], then
+    /// [`reconcile::dry_run`](crate::reconcile::dry_run) instead of `apply`.
+    /// Reads the state file, never writes it; never writes to a provider.
+    pub async fn dry_run(
+        &mut self,
+        action: Action,
+        deadline: Duration,
+    ) -> Result<Vec<PlanReport>, UsageError> {
+        self.plan_known(&|_| true)?;
+        let state = self.load_state();
+        let Engine {
+            config,
+            vars,
+            slots,
+            ..
+        } = self;
+        let (config, vars, state) = (&*config, &*vars, &state);
+        let lease = config.lease.map(|l| l.ttl);
+        let results = join_all(slots.iter_mut().map(|slot| async move {
+            let name = slot.name.clone();
+            let work = async {
+                let before = state.providers.get(&slot.name).cloned().unwrap_or_default();
+                let known_zone = known_zone(&before);
+                if let Err(e) = Self::connect(slot, known_zone.as_ref()).await {
+                    return Ok(Err(format!("{e:#}")));
+                }
+                let zone = with_provider!(&slot.provider, p => p.zone().clone());
+                let desired = plan(config, vars, &slot.name, &zone)?;
+                let intent = intent(action, vars, desired, &before, &zone, deadline, lease);
+                let result = with_provider!(&slot.provider, p => dry_run(p, &intent).await);
+                Ok(result.map_err(|e| format!("{e:#}")))
+            };
+            let result = tokio::time::timeout(deadline, work)
+                .await
+                .unwrap_or_else(|_| {
+                    Ok(Err(format!(
+                        "gave up after {} without an answer",
+                        humantime::format_duration(deadline)
+                    )))
+                })?;
+            Ok(PlanReport {
+                provider: name,
+                result,
+            })
+        }))
         .await;
         results.into_iter().collect()
     }
@@ -303,10 +358,7 @@ impl Engine {
         }
         let zone = with_provider!(&slot.provider, p => p.zone().clone());
         let zone_id = with_provider!(&slot.provider, p => p.known_zone()).map(|k| k.id);
-        let Desired { records, exclusive } = plan(config, vars, &slot.name, &zone)?;
-        // The zone moved (a reconfigured provider): what was remembered is of another.
-        let same_zone = before.zone.is_empty() || before.zone == zone.to_string();
-        let known: Values = before.published.clone();
+        let desired = plan(config, vars, &slot.name, &zone)?;
         // Before writing: the zone's id, and whether a leave is under way (if
         // the process dies after the leave removed the registry, the next
         // start must not take the old list for the truth).
@@ -318,20 +370,7 @@ impl Engine {
             entry.leaving = action == Action::Leave;
             save(file, &s);
         }
-        let intent = Intent {
-            instance_id: vars.instance_id.clone(),
-            desired: if action == Action::Join {
-                records
-            } else {
-                Vec::new()
-            },
-            exclusive,
-            leaving: action == Action::Leave,
-            known,
-            memory: before.memory.clone().filter(|_| same_zone),
-            deadline,
-            lease,
-        };
+        let intent = intent(action, vars, desired, &before, &zone, deadline, lease);
         let result = with_provider!(&slot.provider, p => apply(p, &intent).await);
         {
             let mut s = lock(state);
@@ -554,6 +593,43 @@ fn unix_now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What this instance wants of one provider: `desired` for a join, nothing
+/// for a leave; what the state file remembers of it, unless it was of another zone.
+fn intent(
+    action: Action,
+    vars: &Vars,
+    desired: Desired,
+    before: &ProviderState,
+    zone: &DomainName,
+    deadline: Duration,
+    lease: Option<Duration>,
+) -> Intent {
+    let Desired { records, exclusive } = desired;
+    // The zone moved (a reconfigured provider): what was remembered is of another.
+    let same_zone = before.zone.is_empty() || before.zone == zone.to_string();
+    Intent {
+        instance_id: vars.instance_id.clone(),
+        desired: if action == Action::Join {
+            records
+        } else {
+            Vec::new()
+        },
+        exclusive,
+        leaving: action == Action::Leave,
+        known: before.published.clone(),
+        memory: before.memory.clone().filter(|_| same_zone),
+        deadline,
+        lease,
+    }
+}
+
+/// What a dry run found at one provider (`dnsreg plan`).
+#[derive(Debug)]
+pub struct PlanReport {
+    pub provider: String,
+    pub result: Result<DryRun, String>,
+}
+
 /// The records wanted through a provider of `zone`, or the planning problems.
 fn plan(
     config: &Config,
@@ -669,6 +745,121 @@ pub fn print_reaped_quietly(reports: &[ReapReport]) {
             Err(e) => tracing::warn!(provider = %r.provider, "reaping expired leases: {e}"),
         }
     }
+}
+
+/// What `dnsreg plan` found: whether every provider answered, and whether
+/// anything would change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Planned {
+    pub ok: bool,
+    pub changes: bool,
+}
+
+/// Prints what a join or leave would do, as lines or (`json`) one JSON
+/// object: per provider `add`, `remove`, `keep_foreign`, `keep_others` and
+/// `owned`, each value as its record line, or `error`.
+pub fn print_plans(
+    action: Action,
+    instance_id: &str,
+    reports: &[PlanReport],
+    json: bool,
+) -> Planned {
+    let ok = reports.iter().all(|r| r.result.is_ok());
+    let changes = reports
+        .iter()
+        .any(|r| r.result.as_ref().is_ok_and(DryRun::changes));
+    let verb = if action == Action::Join {
+        "join"
+    } else {
+        "leave"
+    };
+    if json {
+        let lines = |v: &[Value]| v.iter().map(Value::to_line).collect::<Vec<_>>();
+        let providers: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                let entry = match &r.result {
+                    Ok(d) => serde_json::json!({
+                        "changes": d.changes(),
+                        "add": lines(&d.add),
+                        "remove": lines(&d.remove),
+                        "keep_foreign": lines(&d.keep_foreign),
+                        "keep_others": lines(&d.keep_others),
+                        "owned": d.owned.iter().map(Value::to_line).collect::<Vec<_>>(),
+                    }),
+                    Err(e) => serde_json::json!({ "error": e }),
+                };
+                (r.provider.clone(), entry)
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "action": verb,
+            "instance_id": instance_id,
+            "changes": changes,
+            "ok": ok,
+            "providers": providers,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON of strings")
+        );
+        for r in reports {
+            if let Err(e) = &r.result {
+                crate::output::error(format_args!("plan at {}: {e}", r.provider));
+            }
+        }
+        return Planned { ok, changes };
+    }
+    let (mut adds, mut removes) = (0, 0);
+    for r in reports {
+        match &r.result {
+            Ok(d) => {
+                adds += d.add.len();
+                removes += d.remove.len();
+                for v in &d.add {
+                    println!("{}: + {v}", r.provider);
+                }
+                for v in &d.remove {
+                    println!("{}: - {v}", r.provider);
+                }
+                for v in &d.keep_foreign {
+                    println!(
+                        "{}: = {v} (already there, put there by someone else: left alone)",
+                        r.provider
+                    );
+                }
+                for v in &d.keep_others {
+                    println!(
+                        "{}: = {v} (not this instance's to change: left alone)",
+                        r.provider
+                    );
+                }
+                if !d.changes() {
+                    println!(
+                        "{}: nothing to change ({} record{} owned)",
+                        r.provider,
+                        d.owned.len(),
+                        if d.owned.len() == 1 { "" } else { "s" }
+                    );
+                } else if d.add.is_empty() && d.remove.is_empty() {
+                    println!(
+                        "{}: no record to add or remove; this instance's claims would change (its ownership registry)",
+                        r.provider
+                    );
+                }
+            }
+            Err(e) => crate::output::error(format_args!("plan at {}: {e}", r.provider)),
+        }
+    }
+    if changes {
+        println!(
+            "{verb} would add {adds} and remove {removes} record{}; nothing was changed (dry run)",
+            if removes == 1 { "" } else { "s" }
+        );
+    } else if ok {
+        println!("{verb} would change nothing");
+    }
+    Planned { ok, changes }
 }
 
 /// Prints reports as users read them; returns whether all succeeded.

@@ -2,7 +2,8 @@
 //!
 //! Thin: parse the command line, set up logging, run the command, and map its
 //! outcome to the exit codes (docs/design.md, "Exit codes": 0 success, 1
-//! runtime failure, 2 usage or configuration error) with one printing
+//! runtime failure, 2 usage or configuration error, 3 `plan`: something would
+//! change) with one printing
 //! convention, `dnsreg: <what failed>: <why>` on stderr.
 
 mod agent;
@@ -174,6 +175,29 @@ fn reload_signal() -> tokio::sync::mpsc::UnboundedReceiver<()> {
     rx
 }
 
+/// `dnsreg plan`, `join --dry-run`, `leave --dry-run`: what the action would
+/// do now, writing nothing. Exit 0 when nothing would change, 3 when
+/// something would, 1 when a provider could not be asked.
+async fn plan(
+    cli: &Cli,
+    action: Action,
+    records: &RecordArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(cli, Some(records))?;
+    let identity = metadata::identify(&config.instance).await?;
+    let mut engine = Engine::new(config, &identity)?;
+    let reports = engine.dry_run(action, ONE_SHOT_DEADLINE).await?;
+    let planned = engine::print_plans(action, &engine.vars().instance_id, &reports, json);
+    Ok(ExitCode::from(if !planned.ok {
+        1
+    } else if planned.changes {
+        3
+    } else {
+        0
+    }))
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Check => {
@@ -238,12 +262,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan(args) => {
+            let action = if args.leave {
+                Action::Leave
+            } else {
+                Action::Join
+            };
+            plan(&cli, action, &args.records, args.json).await
+        }
         Command::Join(args) | Command::Leave(args) => {
             let action = if matches!(cli.command, Command::Join(_)) {
                 Action::Join
             } else {
                 Action::Leave
             };
+            if args.dry_run {
+                return plan(&cli, action, &args.records, args.json).await;
+            }
             let config = load_config(&cli, Some(&args.records))?;
             let identity = metadata::identify(&config.instance).await?;
             let mut engine = Engine::new(config, &identity)?;

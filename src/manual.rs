@@ -20,7 +20,7 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
 const EXIT_STATUS: &[(&str, &str)] = &[
     (
         "0",
-        "Success. status: every record is there; check: the configuration is valid.",
+        "Success. status: every record is there; check: the configuration is valid; plan (join --dry-run, leave --dry-run): nothing would change.",
     ),
     (
         "1",
@@ -29,6 +29,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     (
         "2",
         "A usage or configuration error: exactly what dnsreg check reports.",
+    ),
+    (
+        "3",
+        "plan (join --dry-run, leave --dry-run): something would change (as terraform plan -detailed-exitcode); nothing was written.",
     ),
 ];
 

@@ -148,6 +148,7 @@ fn check_args(text: &str) {
     };
     match &cli.command {
         Command::Join(a) | Command::Leave(a) => records(&a.records),
+        Command::Plan(a) => records(&a.records),
         Command::Status { records: r, .. } => records(r),
         Command::Whoami { instance, .. } => {
             let f = Flags {

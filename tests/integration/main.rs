@@ -18,6 +18,7 @@ mod lease;
 mod manual;
 mod metadata;
 mod moto;
+mod plan;
 mod rfc2136;
 mod route53;
 mod servers;

@@ -93,6 +93,7 @@ fn the_man_pages_cover_every_command_and_render_cleanly() {
         "join",
         "leave",
         "manpages",
+        "plan",
         "reap",
         "run",
         "status",
