@@ -1,13 +1,14 @@
 //! `dnsreg plan` (and `join --dry-run`, `leave --dry-run`): what a join or
 //! leave would add, remove and leave alone, written nowhere, against the
-//! Route53 stand-in and a real BIND (RFC 2136). What a user sees is asserted:
-//! the lines, the exit codes (0 nothing to change, 3 something would, 1 a
-//! provider failed, 2 a configuration error), the JSON, and a zone, a request
-//! count and a state file that the dry run left exactly as they were.
+//! Route53 and Cloudflare stand-ins and a real BIND (RFC 2136). What a user
+//! sees is asserted: the lines, the exit codes (0 nothing to change, 3
+//! something would, 1 a provider failed, 2 a configuration error), the JSON,
+//! and a zone, a count of writes and a state file that the dry run left
+//! exactly as they were.
 
 use std::path::PathBuf;
 
-use crate::battery::{Backend, Rfc2136Backend, Route53Backend, World};
+use crate::battery::{Backend, CloudflareBackend, Rfc2136Backend, Route53Backend, World};
 use crate::util::{run_expect, stderr, stdout};
 
 /// A host record, a round-robin name and an SRV line.
@@ -191,6 +192,18 @@ fn route53_writes(w: &World<Route53Backend>) -> String {
     n.unwrap_or(0).to_string()
 }
 
+/// Cloudflare requests other than reads.
+fn cloudflare_writes(w: &World<CloudflareBackend>) -> String {
+    let s = w.cf.stats();
+    let n: u64 = s
+        .requests
+        .iter()
+        .filter(|(k, _)| !k.starts_with("GET"))
+        .map(|(_, n)| *n)
+        .sum();
+    format!("{n} requests, {} batches", s.applied_batches)
+}
+
 /// The zone's SOA: its serial changes with every UPDATE BIND applies.
 fn bind_writes(w: &World<Rfc2136Backend>) -> String {
     w.values("example.com.", "SOA").join(" ")
@@ -205,6 +218,11 @@ fn route53_plan_shows_a_join_and_a_leave_and_writes_nothing() {
         assert!(w.state_dir().join("state.json").exists() || n == "0", "{n}");
         n
     });
+}
+
+#[test]
+fn cloudflare_plan_shows_a_join_and_a_leave_and_writes_nothing() {
+    plan_shows_a_join_and_a_leave_and_writes_nothing::<CloudflareBackend>(&cloudflare_writes);
 }
 
 #[test]
