@@ -367,7 +367,8 @@ impl Faulty for ProxiedBind {
 
 /// Between the proxy and BIND: relays every DNS message, over UDP and TCP,
 /// except the one UPDATE it is told to hold ([`DnsGate::hold_next_update`]),
-/// which waits until [`DnsGate::release`]. (UPDATEs go over UDP.) Behind the
+/// which waits until [`DnsGate::release`] (over either: dnsreg sends UPDATEs
+/// over TCP, queries over UDP). Behind the
 /// proxy, so that what the proxy's faults do to a client's connection, a
 /// reset say, is exactly what the client sees.
 pub struct DnsGate {
@@ -381,8 +382,15 @@ pub struct DnsGate {
 #[derive(Default)]
 struct GateState {
     armed: bool,
-    /// The UPDATE held, and where its answer goes.
-    held: Option<(Vec<u8>, SocketAddr)>,
+    /// The UPDATE held, and where its answer goes (over UDP; over TCP its
+    /// connection's thread waits for `released`).
+    held: Option<(Vec<u8>, Option<SocketAddr>)>,
+    released: bool,
+}
+
+/// Opcode UPDATE (5), RFC 2136 §2.2, in a DNS message's header.
+fn is_update(message: &[u8]) -> bool {
+    message.len() > 2 && (message[2] >> 3) & 0x0f == 5
 }
 
 impl DnsGate {
@@ -412,13 +420,11 @@ impl DnsGate {
                     continue;
                 };
                 let message = buf[..n].to_vec();
-                // Opcode UPDATE (5), RFC 2136 §2.2.
-                let update = n > 2 && (message[2] >> 3) & 0x0f == 5;
                 {
                     let mut state = state.lock().unwrap();
-                    if update && state.armed {
+                    if is_update(&message) && state.armed {
                         state.armed = false;
-                        state.held = Some((message, client));
+                        state.held = Some((message, Some(client)));
                         continue;
                     }
                 }
@@ -426,11 +432,12 @@ impl DnsGate {
             }
         });
         let stop = gate.stop.clone();
+        let state = gate.state.clone();
         tcp.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match tcp.accept() {
-                    Ok((client, _)) => splice(client, upstream),
+                    Ok((client, _)) => splice(client, upstream, state.clone()),
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
@@ -456,13 +463,14 @@ impl DnsGate {
     }
 
     fn release(&self) {
-        let (message, client) = self
-            .state
-            .lock()
-            .unwrap()
-            .held
-            .take()
-            .expect("an UPDATE is held");
+        let mut state = self.state.lock().unwrap();
+        let (message, client) = state.held.take().expect("an UPDATE is held");
+        let Some(client) = client else {
+            // Over TCP: its connection's thread sends it on.
+            state.released = true;
+            return;
+        };
+        drop(state);
         relay_udp(
             self.udp.try_clone().unwrap(),
             message,
@@ -492,8 +500,10 @@ fn relay_udp(socket: UdpSocket, message: Vec<u8>, client: SocketAddr, upstream: 
     });
 }
 
-/// Copies a TCP connection both ways to `upstream` until either side closes.
-fn splice(client: TcpStream, upstream: SocketAddr) {
+/// Copies a TCP connection both ways to `upstream` until either side closes,
+/// message by message towards the server, holding the UPDATE the gate is
+/// armed for until it is released.
+fn splice(client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<GateState>>) {
     std::thread::spawn(move || {
         let _ = client.set_nonblocking(false);
         let Ok(server) = TcpStream::connect(upstream) else {
@@ -501,7 +511,33 @@ fn splice(client: TcpStream, upstream: SocketAddr) {
         };
         let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         let up = std::thread::spawn(move || {
-            let _ = copy(&mut c_in, &mut s_out);
+            let mut len = [0u8; 2];
+            while c_in.read_exact(&mut len).is_ok() {
+                let mut message = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if c_in.read_exact(&mut message).is_err() {
+                    break;
+                }
+                let held = {
+                    let mut s = state.lock().unwrap();
+                    let hold = is_update(&message) && s.armed;
+                    if hold {
+                        s.armed = false;
+                        s.released = false;
+                        s.held = Some((message.clone(), None));
+                    }
+                    hold
+                };
+                while held && !std::mem::take(&mut state.lock().unwrap().released) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if s_out
+                    .write_all(&len)
+                    .and_then(|()| s_out.write_all(&message))
+                    .is_err()
+                {
+                    break;
+                }
+            }
             let _ = s_out.shutdown(std::net::Shutdown::Write);
         });
         let (mut s_in, mut c_out) = (server, client);
