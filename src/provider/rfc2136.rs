@@ -63,13 +63,15 @@ const BACKOFF: Backoff = Backoff {
     cap: Duration::from_secs(4),
     attempts: 5,
 };
-/// How long an UPDATE's answer is waited for. UPDATEs go over TCP, sent
-/// once: a server working through a fleet's UPDATEs (one zone's are applied
-/// one at a time) answers seconds later, and over UDP every resend of an
-/// UPDATE whose first copy landed only failed its prerequisites and added to
-/// the server's queue. Measured on one BIND, 1,000 agents leaving at once:
-/// 2.9 UPDATEs per leave resending after 1 s, 3.1 after 3 s.
-const UPDATE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an UPDATE sent over UDP is waited for, sent once, before it goes
+/// again over TCP. A server working through a fleet's UPDATEs (one zone's
+/// are applied one at a time) answers seconds later, and every resend of an
+/// UPDATE whose first copy had landed only failed its prerequisites and
+/// lengthened the queue. Measured on one BIND, 1,000 agents leaving at once:
+/// 2.9 UPDATEs per leave resending after 1 s, 3.1 after 3 s; over TCP, one
+/// each, but BIND takes 150 TCP clients at a time (`tcp-clients`), and 65 of
+/// the 1,000 ran out of time.
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest UDP answer we ask for (the DNS flag day 2020 figure).
 const UDP_PAYLOAD: u16 = 1232;
 /// The largest message we send: a DNS message over TCP is at most 65,535
@@ -431,9 +433,11 @@ struct Transport {
 }
 
 impl Transport {
-    async fn udp(&self) -> DnsExchange<TokioRuntimeProvider> {
+    /// A UDP exchange: each message waited for `waited`, sent at most `sends` times.
+    async fn udp(&self, waited: Duration, sends: u8) -> DnsExchange<TokioRuntimeProvider> {
         UdpClientStream::builder(self.addr, TokioRuntimeProvider::default())
-            .with_timeout(Some(TIMEOUT))
+            .with_timeout(Some(waited))
+            .with_max_retries(sends)
             .with_signer(self.signer.clone())
             .exchange()
     }
@@ -484,12 +488,15 @@ impl Transport {
                 "the message would be {size} bytes, more than DNS can carry (65,535 with its signature); dnsreg did not send it"
             )));
         }
+        // Queries are resent (hickory: every third of a second, three
+        // times); an UPDATE is sent once.
+        let (waited, sends) = if message.metadata.op_code == OpCode::Update {
+            (UPDATE_TIMEOUT, 1)
+        } else {
+            (TIMEOUT, 3)
+        };
         let request = || DnsRequest::new(message.clone(), options());
-        if message.metadata.op_code == OpCode::Update {
-            let answer = self.tcp(UPDATE_TIMEOUT).await?.send(request());
-            return first(answer, self, UPDATE_TIMEOUT).await;
-        }
-        match first(self.udp().await.send(request()), self, TIMEOUT).await {
+        match first(self.udp(waited, sends).await.send(request()), self, waited).await {
             Ok(answer) if !answer.metadata.truncation => Ok(answer),
             Ok(_) => {
                 tracing::debug!(server = %self.addr, "answer truncated over UDP, asking again over TCP");
