@@ -63,15 +63,18 @@ const BACKOFF: Backoff = Backoff {
     cap: Duration::from_secs(4),
     attempts: 5,
 };
-/// How long an UPDATE sent over UDP is waited for, sent once, before it goes
-/// again over TCP. A server working through a fleet's UPDATEs (one zone's
-/// are applied one at a time) answers seconds later, and every resend of an
-/// UPDATE whose first copy had landed only failed its prerequisites and
-/// lengthened the queue. Measured on one BIND, 1,000 agents leaving at once:
-/// 2.9 UPDATEs per leave resending after 1 s, 3.1 after 3 s; over TCP, one
-/// each, but BIND takes 150 TCP clients at a time (`tcp-clients`), and 65 of
-/// the 1,000 ran out of time.
-const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// When an UPDATE sent over UDP is sent again without an answer (hickory
+/// resends a query after a third of a second). A server working through a
+/// fleet's UPDATEs (one zone's are applied one at a time) answers seconds
+/// later, and a resend whose first copy landed only fails its prerequisites;
+/// but a burst of a fleet's UPDATEs also overflows the server's socket, and
+/// only a resend recovers those soon. Measured on one BIND, 1,000 agents
+/// leaving at once within 20 s: resending after 1 s, all left in 6.8 s at 2.9
+/// UPDATEs each; after 3 s, 3.1 each in 15.8 s; sent once over UDP and then
+/// TCP, 40 ran out of time; over TCP alone (BIND serves 150 TCP clients at a
+/// time), 65 did. 300 agents resending after a third of a second sent 164
+/// repeats.
+const UPDATE_RESEND: Duration = Duration::from_secs(1);
 /// The largest UDP answer we ask for (the DNS flag day 2020 figure).
 const UDP_PAYLOAD: u16 = 1232;
 /// The largest message we send: a DNS message over TCP is at most 65,535
@@ -433,17 +436,14 @@ struct Transport {
 }
 
 impl Transport {
-    /// A UDP exchange: each message waited for `waited`, sent at most `sends` times.
-    async fn udp(&self, waited: Duration, sends: u8) -> DnsExchange<TokioRuntimeProvider> {
+    async fn udp(&self) -> DnsExchange<TokioRuntimeProvider> {
         UdpClientStream::builder(self.addr, TokioRuntimeProvider::default())
-            .with_timeout(Some(waited))
-            .with_max_retries(sends)
+            .with_timeout(Some(TIMEOUT))
             .with_signer(self.signer.clone())
             .exchange()
     }
 
-    /// A connection (made within [`TIMEOUT`]) whose answers are waited for `answer`.
-    async fn tcp(&self, answer: Duration) -> Result<DnsExchange<TokioRuntimeProvider>, Failure> {
+    async fn tcp(&self) -> Result<DnsExchange<TokioRuntimeProvider>, Failure> {
         let (connect, handle) = TcpClientStream::new(
             self.addr,
             None,
@@ -453,7 +453,7 @@ impl Transport {
         let stream = connect
             .await
             .map_err(|e| Failure::transient(format!("cannot connect over TCP: {e}")))?;
-        let mut mux = DnsMultiplexer::new(stream, handle).with_timeout(answer);
+        let mut mux = DnsMultiplexer::new(stream, handle).with_timeout(TIMEOUT);
         if let Some(s) = &self.signer {
             mux = mux.with_signer(s.clone());
         }
@@ -488,19 +488,16 @@ impl Transport {
                 "the message would be {size} bytes, more than DNS can carry (65,535 with its signature); dnsreg did not send it"
             )));
         }
-        // Queries are resent (hickory: every third of a second, three
-        // times); an UPDATE is sent once.
-        let (waited, sends) = if message.metadata.op_code == OpCode::Update {
-            (UPDATE_TIMEOUT, 1)
-        } else {
-            (TIMEOUT, 3)
-        };
-        let request = || DnsRequest::new(message.clone(), options());
-        match first(self.udp(waited, sends).await.send(request()), self, waited).await {
+        let mut opts = options();
+        if message.metadata.op_code == OpCode::Update {
+            opts.retry_interval = UPDATE_RESEND;
+        }
+        let request = || DnsRequest::new(message.clone(), opts);
+        match first(self.udp().await.send(request()), self).await {
             Ok(answer) if !answer.metadata.truncation => Ok(answer),
             Ok(_) => {
                 tracing::debug!(server = %self.addr, "answer truncated over UDP, asking again over TCP");
-                let answer = first(self.tcp(TIMEOUT).await?.send(request()), self, TIMEOUT).await?;
+                let answer = first(self.tcp().await?.send(request()), self).await?;
                 if answer.metadata.truncation {
                     // Not even TCP carries it whole: a part would be taken for the whole.
                     return Err(Failure::permanent(
@@ -512,8 +509,8 @@ impl Transport {
             // No answer over UDP (a firewall, or nothing listening: ICMP
             // errors do not reach an unconnected socket): TCP says which.
             Err(udp) if udp.transient => {
-                let tcp = match self.tcp(TIMEOUT).await {
-                    Ok(exchange) => first(exchange.send(request()), self, TIMEOUT).await,
+                let tcp = match self.tcp().await {
+                    Ok(exchange) => first(exchange.send(request()), self).await,
                     Err(e) => Err(e),
                 };
                 tcp.map_err(|tcp| {
@@ -529,7 +526,7 @@ impl Transport {
 
     /// The whole zone, by AXFR over TCP (signed when there is a key).
     async fn transfer(&self, origin: &Name) -> Result<Vec<HRecord>, Failure> {
-        let mut exchange = self.tcp(TIMEOUT).await?;
+        let mut exchange = self.tcp().await?;
         let mut stream = exchange.zone_transfer(origin.clone(), None);
         let mut records = Vec::new();
         while let Some(part) = stream.next().await {
@@ -704,14 +701,14 @@ fn options() -> DnsRequestOptions {
     o
 }
 
-async fn first<S>(mut responses: S, t: &Transport, waited: Duration) -> Result<DnsResponse, Failure>
+async fn first<S>(mut responses: S, t: &Transport) -> Result<DnsResponse, Failure>
 where
     S: futures_util::Stream<Item = Result<DnsResponse, NetError>> + Unpin,
 {
     match responses.next().await {
         Some(Ok(r)) => Ok(r),
         Some(Err(e)) => Err(t.net_failure(&e)),
-        None => Err(Failure::transient(format!("no answer within {waited:?}"))),
+        None => Err(Failure::transient(format!("no answer within {TIMEOUT:?}"))),
     }
 }
 

@@ -367,8 +367,8 @@ impl Faulty for ProxiedBind {
 
 /// Between the proxy and BIND: relays every DNS message, over UDP and TCP,
 /// except the one UPDATE it is told to hold ([`DnsGate::hold_next_update`]),
-/// which waits until [`DnsGate::release`] (over either: dnsreg sends UPDATEs
-/// over TCP, queries over UDP). Behind the
+/// which waits until [`DnsGate::release`] (over either: dnsreg sends an
+/// UPDATE over UDP, and over TCP when UDP gets no answer). Behind the
 /// proxy, so that what the proxy's faults do to a client's connection, a
 /// reset say, is exactly what the client sees.
 pub struct DnsGate {
