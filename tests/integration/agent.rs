@@ -397,28 +397,13 @@ fn a_spot_notice_removes_the_records_within_seconds_and_they_stay_down() {
 #[test]
 fn a_notice_or_failing_check_during_a_stuck_sync_acts_at_once() {
     let env = Env::new();
-    let dead = TcpPort::new();
-    let dead_url = format!("http://{}/client/v4", dead.addr());
-    let token = env.dir.path().join("cf.token");
-    std::fs::write(&token, "t").unwrap();
     let flag = env.dir.path().join("healthy");
     std::fs::write(&flag, "").unwrap();
-    let config = env.config(
-        "dnsreg.toml",
-        &NOTICED
-            .replace(
-                "[[host]]",
-                &format!(
-                    "[providers.cf]\ntype = \"cloudflare\"\nzone = \"example.com\"\nendpoint = \"{dead_url}\"\ntoken_file = \"{}\"\n\n[[check]]\nexec = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 1\nrise = 1\n\n[[host]]",
-                    token.display(),
-                    flag.display()
-                ),
-            )
-            .replace(
-                "providers = [\"r53\"]\nname = \"www\"",
-                "providers = [\"r53\", \"cf\"]\nname = \"www\"",
-            ),
+    let check = format!(
+        "[[check]]\nexec = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 1\nrise = 1\n\n",
+        flag.display()
     );
+    let (config, _dead) = with_dead_cloudflare(&env, NOTICED, &check);
     // With systemd's watchdog (WatchdogSec=600ms): WATCHDOG=1 every 300 ms.
     let mut agent = Agent::start_with(&env, &config, &[("WATCHDOG_USEC", "600000")]);
     wait_for(20, "the Route53 records", || {
@@ -640,27 +625,34 @@ fn drain_waits_after_removal_within_stop_timeout() {
     assert!(err.contains("draining for 2s"), "{err}");
 }
 
-#[test]
-fn a_provider_that_is_down_does_not_hold_up_the_others() {
-    let env = Env::new();
-    // A second provider whose API is unreachable: its port refuses connections,
-    // and stays ours so that nothing else starts answering there.
+/// `base` (its `www` on Route53) with a second provider for `www`: Cloudflare
+/// at a port that refuses connections, and stays ours so that nothing else
+/// starts answering there (keep the port while the test runs); `extra` goes
+/// before the records (a `[[check]]`, say).
+fn with_dead_cloudflare(env: &Env, base: &str, extra: &str) -> (std::path::PathBuf, TcpPort) {
     let dead = TcpPort::new();
     let dead_url = format!("http://{}/client/v4", dead.addr());
     let token = env.dir.path().join("cf.token");
     std::fs::write(&token, "t").unwrap();
     let config = env.config(
         "dnsreg.toml",
-        &CONFIG
+        &base
             .replace(
                 "[[host]]",
                 &format!(
-                    "[providers.cf]\ntype = \"cloudflare\"\nzone = \"example.com\"\nendpoint = \"{dead_url}\"\ntoken_file = \"{}\"\n\n[[host]]",
+                    "[providers.cf]\ntype = \"cloudflare\"\nzone = \"example.com\"\nendpoint = \"{dead_url}\"\ntoken_file = \"{}\"\n\n{extra}[[host]]",
                     token.display()
                 ),
             )
             .replace("providers = [\"r53\"]\nname = \"www\"", "providers = [\"r53\", \"cf\"]\nname = \"www\""),
     );
+    (config, dead)
+}
+
+#[test]
+fn a_provider_that_is_down_does_not_hold_up_the_others() {
+    let env = Env::new();
+    let (config, _dead) = with_dead_cloudflare(&env, CONFIG, "");
     let mut agent = Agent::start(&env, &config);
     // Route53's records come at once, while Cloudflare is still being retried
     // (a provider that is down is retried for up to a minute per reconcile):

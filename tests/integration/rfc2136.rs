@@ -44,6 +44,19 @@ impl Ns {
         key: Option<&PathBuf>,
         args: &str,
     ) -> Command {
+        self.cmd_via(&self.bind.addr().to_string(), cmd, id, ip, key, args)
+    }
+
+    /// The same, through `server` (a proxy in front of BIND).
+    fn cmd_via(
+        &self,
+        server: &str,
+        cmd: &str,
+        id: &str,
+        ip: &str,
+        key: Option<&PathBuf>,
+        args: &str,
+    ) -> Command {
         let mut c = self.dnsreg();
         c.args([
             cmd,
@@ -52,8 +65,8 @@ impl Ns {
             "--zone",
             "example.com",
             "--server",
-        ])
-        .arg(self.bind.addr().to_string());
+            server,
+        ]);
         if let Some(key) = key {
             c.arg("--tsig-key-file").arg(key);
         }
@@ -475,23 +488,9 @@ fn an_update_answered_late_is_waited_for_not_sent_again() {
     let ns = Ns::new();
     let proxy = DnsProxy::start(ns.bind.addr());
     proxy.fail_next_of(Kind::Update, 1, DnsFault::Delay(Duration::from_millis(800)));
-    let mut join = ns.dnsreg();
-    join.args(["join", "--provider", "rfc2136", "--zone", "example.com"])
-        .arg("--server")
-        .arg(proxy.addr().to_string())
-        .arg("--tsig-key-file")
-        .arg(ns.bind.key_file())
-        .args(SERVICE.split_whitespace())
-        .args([
-            "--metadata",
-            "none",
-            "--instance-id",
-            "i-1",
-            "--ipv4",
-            "192.0.2.1",
-        ])
-        .arg("--state-dir")
-        .arg(ns.dir.path().join("state"));
+    let key = ns.bind.key_file();
+    let via = proxy.addr().to_string();
+    let mut join = ns.cmd_via(&via, "join", "i-1", "192.0.2.1", Some(&key), SERVICE);
     run_expect(&mut join, 0);
     let s = proxy.stats();
     assert_eq!(s.faulted, 1, "the late answer was the join's: {s:?}");
