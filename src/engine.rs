@@ -816,24 +816,15 @@ pub fn print_plans(
             Ok(d) => {
                 adds += d.add.len();
                 removes += d.remove.len();
-                for v in &d.add {
-                    println!("{}: + {v}", r.provider);
-                }
-                for v in &d.remove {
-                    println!("{}: - {v}", r.provider);
-                }
-                for v in &d.keep_foreign {
-                    println!(
-                        "{}: = {v} (already there, put there by someone else: left alone)",
-                        r.provider
-                    );
-                }
-                for v in &d.keep_others {
-                    println!(
-                        "{}: = {v} (not this instance's to change: left alone)",
-                        r.provider
-                    );
-                }
+                print_values(&r.provider, "+", &d.add, "");
+                print_values(&r.provider, "-", &d.remove, "");
+                print_values(&r.provider, "=", &d.keep_foreign, FOREIGN);
+                print_values(
+                    &r.provider,
+                    "=",
+                    &d.keep_others,
+                    "not this instance's to change: left alone",
+                );
                 if !d.changes() {
                     println!(
                         "{}: nothing to change ({} record{} owned)",
@@ -862,30 +853,35 @@ pub fn print_plans(
     Planned { ok, changes }
 }
 
+/// What a value a person put there is called where it is left alone.
+const FOREIGN: &str = "already there, put there by someone else: left alone";
+
+/// `provider: MARK value (note)` for each value.
+fn print_values(provider: &str, mark: &str, values: &[Value], note: &str) {
+    for v in values {
+        if note.is_empty() {
+            println!("{provider}: {mark} {v}");
+        } else {
+            println!("{provider}: {mark} {v} ({note})");
+        }
+    }
+}
+
 /// Prints reports as users read them; returns whether all succeeded.
 pub fn print_reports(action: Action, reports: &[Report]) -> bool {
     let mut ok = true;
     for r in reports {
         match &r.result {
             Ok(o) => {
-                for v in &o.added {
-                    println!("{}: + {v}", r.provider);
-                }
-                for v in &o.removed {
-                    println!("{}: - {v}", r.provider);
-                }
-                for v in &o.foreign {
-                    println!(
-                        "{}: = {v} (already there, put there by someone else: left alone)",
-                        r.provider
-                    );
-                }
-                for v in &o.protected {
-                    println!(
-                        "{}: = {v} (also claimed by another instance: left for it)",
-                        r.provider
-                    );
-                }
+                print_values(&r.provider, "+", &o.added, "");
+                print_values(&r.provider, "-", &o.removed, "");
+                print_values(&r.provider, "=", &o.foreign, FOREIGN);
+                print_values(
+                    &r.provider,
+                    "=",
+                    &o.protected,
+                    "also claimed by another instance: left for it",
+                );
                 if o.handed_off {
                     for v in &o.announced {
                         println!(
