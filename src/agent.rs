@@ -89,6 +89,16 @@ impl AgentStatus {
     }
 
     fn write(&self, state_dir: &Path) {
+        // Every change of the agent's status passes here: the metrics of the
+        // mode and the checks follow it, and the textfile is written anew
+        // (after each sync and at each change of mode).
+        let metrics = crate::metrics::get();
+        metrics.mode(match self.state.as_str() {
+            "published" => "publishing",
+            other => other,
+        });
+        metrics.checks(&self.checks);
+        crate::metrics::flush();
         let path = state_dir.join(STATUS_FILE);
         let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
         let done = crate::state::create_private_dir(state_dir)
@@ -152,6 +162,8 @@ pub async fn run(
         checks: Vec::new(),
         since: unix_now(),
     };
+    // Stopped and removed when `run` returns, however it returns.
+    let _metrics = crate::metrics::Outputs::start(&config.agent).await?;
     status.write(&config.agent.state_dir);
 
     // Identify, retrying until metadata answers or we are told to stop.
@@ -371,6 +383,13 @@ pub async fn run(
                 () = &mut shutdown => break,
             };
             engine::print_reaped_quietly(&reaped);
+            crate::metrics::get().reaped(
+                reaped
+                    .iter()
+                    .filter_map(|r| r.result.as_ref().ok())
+                    .map(Vec::len)
+                    .sum(),
+            );
         }
         (status.state, status.reason) = describe(&mode);
         if !ok {
@@ -621,6 +640,7 @@ fn describe(mode: &Mode) -> (String, String) {
 
 /// The mode after termination notice `n`.
 fn terminating(n: &Notice) -> Mode {
+    crate::metrics::get().notice();
     tracing::warn!(
         cloud = n.cloud(),
         at = n.at(),

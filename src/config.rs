@@ -378,6 +378,10 @@ pub struct AgentConfig {
     /// too (at most three quarters of `stop_timeout`). Zero by default.
     pub join_spread: Duration,
     pub state_dir: PathBuf,
+    /// Prometheus metrics written for node_exporter's textfile collector.
+    pub metrics_textfile: Option<PathBuf>,
+    /// Prometheus metrics served at `GET /metrics` on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for AgentConfig {
@@ -390,6 +394,8 @@ impl Default for AgentConfig {
             stop_timeout: Duration::from_secs(20),
             join_spread: Duration::ZERO,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            metrics_textfile: None,
+            metrics_listen: None,
         }
     }
 }
@@ -567,6 +573,8 @@ pub struct RawAgent {
     pub stop_timeout: Option<S<String>>,
     pub join_spread: Option<S<String>>,
     pub state_dir: Option<S<String>>,
+    pub metrics_textfile: Option<S<String>>,
+    pub metrics_listen: Option<S<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -1829,7 +1837,43 @@ fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
             "must be at least 1s, or nothing is removed at the stop; write e.g. \"20s\"",
         );
     }
+    let metrics_textfile = raw.metrics_textfile.and_then(|v| {
+        let path = PathBuf::from(v.get_ref());
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let fine = path.is_absolute()
+            && path.file_name().is_some()
+            && dir.is_some_and(std::path::Path::is_dir);
+        if fine {
+            Some(path)
+        } else {
+            c.problem(
+                v.span(),
+                "agent.metrics_textfile",
+                format!(
+                    "`{}` is not a file in an existing directory; write an absolute path in node_exporter's --collector.textfile.directory, e.g. \"/var/lib/prometheus/node-exporter/dnsreg.prom\"",
+                    path.display()
+                ),
+            );
+            None
+        }
+    });
+    let metrics_listen = raw.metrics_listen.and_then(|v| match v.get_ref().parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            c.problem(
+                v.span(),
+                "agent.metrics_listen",
+                format!(
+                    "`{}` is not an address and port; write e.g. \"127.0.0.1:9469\"",
+                    v.get_ref()
+                ),
+            );
+            None
+        }
+    });
     AgentConfig {
+        metrics_textfile,
+        metrics_listen,
         reconcile_interval,
         notice_interval,
         drain: c.duration(&raw.drain, "agent.drain", d.drain),

@@ -359,6 +359,12 @@ impl Engine {
         let zone = with_provider!(&slot.provider, p => p.zone().clone());
         let zone_id = with_provider!(&slot.provider, p => p.known_zone()).map(|k| k.id);
         let desired = plan(config, vars, &slot.name, &zone)?;
+        let wanted = if action == Action::Join {
+            desired.records.len()
+        } else {
+            0
+        };
+        crate::metrics::get().records(&slot.name, Some(wanted), None);
         // Before writing: the zone's id, and whether a leave is under way (if
         // the process dies after the leave removed the registry, the next
         // start must not take the old list for the truth).
@@ -377,6 +383,9 @@ impl Engine {
             let entry = s.providers.entry(slot.name.clone()).or_default();
             match &result {
                 Ok(outcome) => {
+                    let metrics = crate::metrics::get();
+                    metrics.records(&slot.name, None, Some(outcome.owned.len()));
+                    metrics.synced(&slot.name);
                     // A protected old value is another instance's now: forget it.
                     entry.published = outcome.owned.clone();
                     entry.leaving = false;

@@ -16,6 +16,7 @@ mod engine;
 mod fuzz;
 mod manual;
 mod metadata;
+mod metrics;
 mod net;
 mod output;
 mod plan;

@@ -834,6 +834,7 @@ impl<'a> Attempts<'a> {
                     ))
                     .into());
                 }
+                crate::metrics::get().retry(provider, "throttled");
                 Ok(())
             }
             Fail::Transient(m) => {
@@ -845,6 +846,7 @@ impl<'a> Attempts<'a> {
                     );
                 }
                 tracing::debug!(provider, attempt = self.transient, doing, "{m}; retrying");
+                crate::metrics::get().retry(provider, "transient");
                 self.sleep(self.policy.delay(self.transient - 1)).await;
                 Ok(())
             }

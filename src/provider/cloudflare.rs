@@ -197,6 +197,20 @@ enum CallError {
     Permanent(String),
 }
 
+/// A request's operation for `dnsreg_api_requests_total`: the kind of
+/// request, without the ids in its path.
+fn operation(method: &Method, path: &str) -> &'static str {
+    match (method.as_str(), path) {
+        ("GET", "/zones") => "list_zones",
+        ("GET", _) => "list_records",
+        ("POST", p) if p.ends_with("/batch") => "batch",
+        ("POST", _) => "create_record",
+        ("DELETE", _) => "delete_record",
+        ("PUT" | "PATCH", _) => "update_record",
+        _ => "other",
+    }
+}
+
 /// Cloudflare's error codes that mean "someone else changed the zone": the
 /// record to delete is gone (81044), or the one to create exists (81057, 81058).
 const CONFLICT_CODES: [i64; 3] = [81044, 81057, 81058];
@@ -399,11 +413,21 @@ impl Cloudflare {
         body: Option<&Json>,
     ) -> Result<Envelope<T>, CallError> {
         self.pacer.ready().await;
+        let operation = operation(&method, path);
         let result = self.send(method, path, query, body).await;
         match &result {
             Err(CallError::Busy(why, retry_after)) => self.pacer.busy(why, *retry_after),
             _ => self.pacer.ok(),
         }
+        use crate::metrics::Outcome;
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(CallError::Busy(..)) => Outcome::Throttled,
+            Err(CallError::Conflict(_)) => Outcome::Conflict,
+            Err(CallError::Transient(_) | CallError::BatchRefused(_)) => Outcome::Error,
+            Err(CallError::Permanent(m)) => Outcome::of_text(m),
+        };
+        crate::metrics::get().request(&self.name, operation, outcome);
         result
     }
 

@@ -369,7 +369,7 @@ impl Route53 {
         match self.cfg.zone.clone() {
             ZoneRef::Id(id) => {
                 let got = attempt(&mut tries, &format!("looking up hosted zone {id}"), || {
-                    self.call(|c| c.get_hosted_zone().id(&id).send())
+                    self.call("GetHostedZone", |c| c.get_hosted_zone().id(&id).send())
                 })
                 .await
                 .map_err(|e| e.context(self.what()))?;
@@ -389,7 +389,7 @@ impl Route53 {
                     &mut tries,
                     &format!("looking up the hosted zone named {name}"),
                     || {
-                        self.call(|c| {
+                        self.call("ListHostedZonesByName", |c| {
                             c.list_hosted_zones_by_name()
                                 .dns_name(name.as_str())
                                 .max_items(10)
@@ -442,7 +442,8 @@ impl Route53 {
 
     /// One request: waits on the pacer, sends, classifies, and tells the pacer
     /// whether Route53 was busy.
-    async fn call<'a, T, E, F, Fut>(&'a self, op: F) -> Result<T, Fail>
+    /// Every request but the change passes here, named by `operation`.
+    async fn call<'a, T, E, F, Fut>(&'a self, operation: &str, op: F) -> Result<T, Fail>
     where
         F: FnOnce(&'a Client) -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -454,13 +455,20 @@ impl Route53 {
             Err(Fail::Busy { why, retry_after }) => self.pacer.busy(why, *retry_after),
             _ => self.pacer.ok(),
         }
+        self.count(operation, result.as_ref().err());
         result
+    }
+
+    fn count(&self, operation: &str, fail: Option<&Fail>) {
+        use crate::metrics::Outcome;
+        let outcome = fail.map_or(Outcome::Ok, Outcome::of_fail);
+        crate::metrics::get().request(&self.name, operation, outcome);
     }
 
     async fn list_one(&self, key: &RrKey) -> Result<Option<Stored>, Fail> {
         let set_id = self.set_identifier(key);
         let got = self
-            .call(|c| {
+            .call("ListResourceRecordSets", |c| {
                 let mut req = c
                     .list_resource_record_sets()
                     .hosted_zone_id(&self.zone_id)
@@ -487,7 +495,7 @@ impl Route53 {
             return Ok(None);
         }
         let got = self
-            .call(|c| {
+            .call("ListResourceRecordSets", |c| {
                 c.list_resource_record_sets()
                     .hosted_zone_id(&self.zone_id)
                     .max_items(PAGE)
@@ -911,6 +919,7 @@ impl Provider for Route53 {
                     Fail::Busy { why, retry_after } => self.pacer.busy(why, *retry_after),
                     _ => self.pacer.ok(),
                 }
+                self.count("ChangeResourceRecordSets", Some(&fail));
                 return Err(match fail {
                     Fail::Permanent(e) => {
                         Fail::Permanent(e.context(format!("{}: changing records", self.what())))
@@ -920,6 +929,7 @@ impl Provider for Route53 {
             }
         };
         self.pacer.ok();
+        self.count("ChangeResourceRecordSets", None);
         // A change that only checked (guards) has nothing to make live.
         let change = out
             .change_info()
@@ -947,7 +957,9 @@ impl Provider for Route53 {
                 change.chars().take(60).collect::<String>()
             )));
         }
-        let got = self.call(|c| c.get_change().id(change).send()).await?;
+        let got = self
+            .call("GetChange", |c| c.get_change().id(change).send())
+            .await?;
         Ok(got.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync))
     }
 
@@ -971,7 +983,7 @@ impl Provider for Route53 {
                 )));
             }
             let got = self
-                .call(|c| {
+                .call("ListResourceRecordSets", |c| {
                     c.list_resource_record_sets()
                         .hosted_zone_id(&self.zone_id)
                         .start_record_name(&name)

@@ -31,7 +31,7 @@ state_dir = "{state_dir}"
 "#;
 
 /// Polls `cond` for up to `secs`.
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -41,7 +41,7 @@ fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 
 /// `dnsreg run` under test: its sd_notify socket, and its stdout and stderr
 /// read as they come, so that a test can wait for what the agent says.
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
     sock: UnixDatagram,
     seen: Vec<String>,
@@ -52,7 +52,7 @@ struct Agent {
 
 impl Agent {
     /// Starts `dnsreg run` with `config` (and a NOTIFY_SOCKET).
-    fn start(env: &Env, config: &Path) -> Agent {
+    pub(crate) fn start(env: &Env, config: &Path) -> Agent {
         Agent::start_with(env, config, &[])
     }
 
@@ -94,7 +94,7 @@ impl Agent {
         &self.seen
     }
 
-    fn wait_ready(&mut self) {
+    pub(crate) fn wait_ready(&mut self) {
         wait_for(20, "READY=1", || {
             self.notifications().iter().any(|m| m.contains("READY=1"))
         });
@@ -140,7 +140,7 @@ impl Agent {
     }
 
     /// SIGTERM, then the exit code and stderr (within `secs`).
-    fn stop(&mut self, secs: u64) -> (Option<i32>, String) {
+    pub(crate) fn stop(&mut self, secs: u64) -> (Option<i32>, String) {
         self.signal("-TERM");
         let (status, err) = self.exit_within(secs, "after SIGTERM");
         (status.code(), err)

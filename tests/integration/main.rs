@@ -17,6 +17,7 @@ mod hostile;
 mod lease;
 mod manual;
 mod metadata;
+mod metrics;
 mod moto;
 mod plan;
 mod rfc2136;

@@ -1,0 +1,391 @@
+//! The agent's Prometheus metrics (`[agent] metrics_textfile`, `metrics_listen`),
+//! read back with an independent parser: Python's `prometheus_client`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::agent::{Agent, wait_for};
+use crate::util::{Env, run_expect, stderr, venv_bin};
+
+const CONFIG: &str = r#"
+[instance]
+metadata = "aws"
+
+[providers.r53]
+type = "route53"
+zone = "example.com"
+
+[[round_robin]]
+providers = ["r53"]
+name = "www"
+
+[[round_robin]]
+providers = ["r53"]
+name = "web"
+
+[[check]]
+exec = ["/usr/bin/test", "-e", "{flag}"]
+interval = "200ms"
+timeout = "150ms"
+rise = 1
+fall = 1
+
+[agent]
+reconcile_interval = "1s"
+stop_timeout = "10s"
+state_dir = "{state_dir}"
+metrics_textfile = "{textfile}"
+metrics_listen = "{listen}"
+"#;
+
+/// One sample: name, labels, value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// Parses each text with `prometheus_client.parser` (one Python run for all);
+/// panics when any text does not parse.
+fn parse_all(texts: &[String]) -> Vec<Vec<Sample>> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for text in json.load(sys.stdin):
+    out.append([[s.name, s.labels, s.value]
+                for f in text_string_to_metric_families(text) for s in f.samples])
+json.dump(out, sys.stdout)
+"#;
+    let mut child = std::process::Command::new(venv_bin("python"))
+        .arg("-c")
+        .arg(SCRIPT)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = serde_json::to_vec(texts).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse it: {}\n{texts:#?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn parse(text: &str) -> Vec<Sample> {
+    parse_all(&[text.to_string()]).remove(0)
+}
+
+/// The value of the sample `name` whose labels include `labels`, summed over
+/// the others (0 when there is none).
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// `GET /metrics` over a plain socket: the status line, Content-Type and body.
+fn scrape(addr: &str) -> (String, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)
+        .unwrap_or_else(|e| panic!("GET /metrics: no whole answer: {e}"));
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_string();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_string())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Reads the textfile every few milliseconds while the agent runs, keeping
+/// every distinct content seen.
+fn poll_textfile(path: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut seen: Vec<String> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && seen.last() != Some(&text)
+            {
+                seen.push(text);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        seen
+    })
+}
+
+/// How many requests the Route53 stand-in refuses at the start (each holds
+/// the agent's next requests back in a growing window: a second, two...).
+const THROTTLED: u32 = 2;
+
+#[test]
+fn both_outputs_tell_records_requests_throttling_health_and_mode() {
+    let env = Env::new();
+    let flag = env.dir.path().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let dir = env.dir.path().join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let textfile = dir.join("dnsreg.prom");
+    let listen = free_port();
+    let config = env.config(
+        "dnsreg.toml",
+        &CONFIG
+            .replace("{flag}", &flag.display().to_string())
+            .replace("{textfile}", &textfile.display().to_string())
+            .replace("{listen}", &listen),
+    );
+    // Route53 refuses the first requests: they are counted as throttled.
+    env.r53
+        .fail_next(THROTTLED, testkit::route53::Fault::Throttling);
+    let started = unix_now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = poll_textfile(&textfile, stop.clone());
+    let mut agent = Agent::start(&env, &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(env.values("www", "A") == ["203.0.113.7"] && env.values("web", "A") == ["203.0.113.7"])
+    {
+        if std::time::Instant::now() > deadline {
+            let (_, err) = agent.stop(15);
+            panic!("not published: {err} {:?}", env.r53.stats());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        env.r53.pending_faults(),
+        0,
+        "every throttling met a request"
+    );
+
+    // The endpoint and the textfile, after the join.
+    let (status, content_type, _) = scrape(&listen);
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(content_type, "text/plain; version=0.0.4");
+    // Once the last refused request's answer is counted (the stand-in takes
+    // the fault off its queue before the agent reads the answer), both
+    // outputs count what the stand-in counted, request by request.
+    let throttled_at_r53 = env.r53.stats().throttled_by_action;
+    let (mut http, mut file) = (Vec::new(), Vec::new());
+    wait_for(10, "both outputs after the join", || {
+        http = parse(&scrape(&listen).2);
+        file = std::fs::read_to_string(&textfile)
+            .map(|t| parse(&t))
+            .unwrap_or_default();
+        [&http, &file].iter().all(|s| {
+            value(s, "dnsreg_records_published", &[("provider", "r53")]) == 2.0
+                && throttled_at_r53.iter().all(|(op, n)| {
+                    value(
+                        s,
+                        "dnsreg_api_requests_total",
+                        &[
+                            ("provider", "r53"),
+                            ("operation", op),
+                            ("outcome", "throttled"),
+                        ],
+                    ) == *n as f64
+                })
+        })
+    });
+    let published_at_r53 = (env.values("www", "A").len() + env.values("web", "A").len()) as f64;
+    for samples in [&http, &file] {
+        let r53 = [("provider", "r53")];
+        assert_eq!(
+            value(samples, "dnsreg_records_published", &r53),
+            published_at_r53
+        );
+        assert_eq!(
+            value(samples, "dnsreg_records_desired", &r53),
+            published_at_r53
+        );
+        let throttled = [("provider", "r53"), ("outcome", "throttled")];
+        assert!(
+            value(samples, "dnsreg_api_requests_total", &throttled) >= f64::from(THROTTLED),
+            "{samples:?}"
+        );
+        assert!(
+            value(
+                samples,
+                "dnsreg_api_requests_total",
+                &[("provider", "r53"), ("outcome", "ok")]
+            ) >= 1.0
+        );
+        assert!(
+            value(
+                samples,
+                "dnsreg_api_requests_total",
+                &[("operation", "ChangeResourceRecordSets"), ("outcome", "ok")]
+            ) >= 1.0
+        );
+        assert!(
+            value(
+                samples,
+                "dnsreg_retries_total",
+                &[("provider", "r53"), ("reason", "throttled")]
+            ) >= 1.0,
+            "{samples:?}"
+        );
+        let synced = value(samples, "dnsreg_last_sync_success_timestamp_seconds", &r53);
+        assert!(
+            synced >= started as f64 && synced <= unix_now() as f64,
+            "{synced}"
+        );
+        assert_eq!(value(samples, "dnsreg_health_check_passing", &[]), 1.0);
+        assert_eq!(
+            value(samples, "dnsreg_agent_mode", &[("mode", "publishing")]),
+            1.0
+        );
+        assert_eq!(
+            value(samples, "dnsreg_agent_mode", &[]),
+            1.0,
+            "one mode at a time"
+        );
+        assert_eq!(
+            value(
+                samples,
+                "dnsreg_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            ),
+            1.0
+        );
+        assert_eq!(value(samples, "dnsreg_termination_notices_total", &[]), 0.0);
+        assert_eq!(value(samples, "dnsreg_leases_reaped_total", &[]), 0.0);
+    }
+    let check = http
+        .iter()
+        .find(|(n, _, _)| n == "dnsreg_health_check_passing")
+        .map(|(_, l, _)| l["check"].clone())
+        .unwrap();
+    assert!(
+        check.starts_with("check[0] (exec /usr/bin/test -e"),
+        "{check}"
+    );
+
+    // The check fails: withdrawn, and both outputs say so.
+    std::fs::remove_file(&flag).unwrap();
+    // Leaving waits out what is left of the pacer's window too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(env.values("www", "A").is_empty() && env.values("web", "A").is_empty()) {
+        if std::time::Instant::now() > deadline {
+            let (_, err) = agent.stop(15);
+            panic!("not withdrawn: {err} {:?}", env.records());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for(20, "the metrics of the withdrawal", || {
+        let http = parse(&scrape(&listen).2);
+        let file = parse(&std::fs::read_to_string(&textfile).unwrap());
+        [http, file].iter().all(|s| {
+            value(s, "dnsreg_agent_mode", &[("mode", "withdrawn")]) == 1.0
+                && value(s, "dnsreg_agent_mode", &[("mode", "publishing")]) == 0.0
+                && value(s, "dnsreg_health_check_passing", &[("check", &check)]) == 0.0
+                && value(s, "dnsreg_records_published", &[("provider", "r53")]) == 0.0
+                && value(s, "dnsreg_records_desired", &[("provider", "r53")]) == 0.0
+        })
+    });
+
+    let (code, err) = agent.stop(15);
+    assert_eq!(code, Some(0), "{err}");
+    stop.store(true, Ordering::Relaxed);
+    let seen = poller.join().unwrap();
+    assert!(!textfile.exists(), "the textfile is removed on exit");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no temporary file is left"
+    );
+    assert!(
+        std::net::TcpStream::connect(&listen).is_err(),
+        "the endpoint is gone"
+    );
+    // Every read of the textfile was whole: each parses, each has the first
+    // and the last metric of the text, each ends with a newline.
+    assert!(seen.len() >= 3, "{} reads", seen.len());
+    for (text, samples) in seen.iter().zip(parse_all(&seen)) {
+        assert!(text.ends_with('\n'), "{text}");
+        assert!(
+            samples.iter().any(|(n, _, _)| n == "dnsreg_agent_mode")
+                && samples
+                    .iter()
+                    .any(|(n, _, _)| n == "dnsreg_termination_notices_total"),
+            "{text}"
+        );
+        assert_eq!(value(&samples, "dnsreg_agent_mode", &[]), 1.0, "{text}");
+    }
+}
+
+#[test]
+fn a_textfile_in_a_missing_directory_and_a_bad_listen_address_are_config_errors() {
+    let env = Env::new();
+    let missing = env.dir.path().join("no-such-dir").join("dnsreg.prom");
+    let config = env.config(
+        "bad.toml",
+        &format!(
+            "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n[[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n\n[agent]\nmetrics_textfile = \"{}\"\nmetrics_listen = \"localhost:metrics\"\n",
+            missing.display()
+        ),
+    );
+    for cmd in ["check", "run"] {
+        let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg(cmd), 2);
+        let err = stderr(&out);
+        let file = config.display().to_string();
+        assert!(
+            err.contains(&format!("{file}:10: agent.metrics_textfile:")),
+            "{err}"
+        );
+        assert!(err.contains("no-such-dir"), "{err}");
+        assert!(
+            err.contains(&format!("{file}:11: agent.metrics_listen:")),
+            "{err}"
+        );
+        assert!(err.contains("127.0.0.1:9469"), "{err}");
+    }
+    assert_eq!(env.r53.stats().total(), 0);
+    // The same keys, good: accepted.
+    let dir = env.dir.path().join("prom");
+    std::fs::create_dir(&dir).unwrap();
+    let good = env.config(
+        "good.toml",
+        &format!(
+            "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\n\n[[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n\n[agent]\nmetrics_textfile = \"{}\"\nmetrics_listen = \"[::1]:9469\"\n",
+            dir.join("dnsreg.prom").display()
+        ),
+    );
+    run_expect(env.dnsreg().arg("-c").arg(&good).arg("check"), 0);
+}
