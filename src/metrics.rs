@@ -293,6 +293,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
+        // Readable by node_exporter, whatever the unit's UMask=0077 made it:
+        // nothing in it is secret.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         // No fsync: readers see the old file or the new one whole either
         // way, and after a crash the next write replaces it.
         f.write_all(bytes)?;
@@ -451,6 +454,10 @@ mod tests {
                 .contains("dnsreg_build_info")
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o644);
         t.remove();
         assert!(!path.exists());
     }
