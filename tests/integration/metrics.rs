@@ -36,6 +36,7 @@ fall = 1
 
 [agent]
 reconcile_interval = "1s"
+notice_interval = "1s"
 stop_timeout = "10s"
 state_dir = "{state_dir}"
 metrics_textfile = "{textfile}"
@@ -348,6 +349,42 @@ fn both_outputs_tell_records_requests_throttling_health_and_mode() {
         );
         assert_eq!(value(&samples, "dnsreg_agent_mode", &[]), 1.0, "{text}");
     }
+}
+
+#[test]
+fn a_spot_notice_is_counted_and_the_mode_is_terminating() {
+    let env = Env::new();
+    let flag = env.dir.path().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let textfile = env.dir.path().join("dnsreg.prom");
+    let listen = free_port();
+    let config = env.config(
+        "dnsreg.toml",
+        &CONFIG
+            .replace("{flag}", &flag.display().to_string())
+            .replace("{textfile}", &textfile.display().to_string())
+            .replace("{listen}", &listen),
+    );
+    let mut agent = Agent::start(&env, &config);
+    wait_for(30, "www published", || {
+        env.values("www", "A") == ["203.0.113.7"]
+    });
+    env.imds.set_spot_action(Some("terminate"));
+    wait_for(30, "the metrics of the notice", || {
+        let http = parse(&scrape(&listen).2);
+        let file = parse(&std::fs::read_to_string(&textfile).unwrap());
+        [http, file].iter().all(|s| {
+            value(s, "dnsreg_termination_notices_total", &[]) == 1.0
+                && value(s, "dnsreg_agent_mode", &[("mode", "terminating")]) == 1.0
+                && value(s, "dnsreg_agent_mode", &[]) == 1.0
+                && value(s, "dnsreg_records_desired", &[("provider", "r53")]) == 0.0
+                && value(s, "dnsreg_records_published", &[("provider", "r53")]) == 0.0
+        })
+    });
+    assert!(env.values("www", "A").is_empty());
+    let (code, err) = agent.stop(15);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!textfile.exists());
 }
 
 #[test]
