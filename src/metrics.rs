@@ -10,9 +10,10 @@
 //! their `_total` samples) that the 0.0.4 parsers read wrongly or refuse.
 //! Without default features it brings no protobuf and nothing else heavy.
 //!
-//! One registry for the process ([`get`]): every provider request passes
-//! through its provider's pacer ([`crate::retry::Pacer::answered`]), which
-//! counts it here, and the engine and the agent set the rest.
+//! One registry for the process ([`get`]): each provider counts its requests
+//! where it sends them (Route53's and Cloudflare's `call`, next to the
+//! pacer's `busy`/`ok`; RFC 2136's query, update and AXFR), and the engine
+//! and the agent set the rest (docs/design.md, "The agent").
 
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;

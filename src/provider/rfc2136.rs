@@ -390,6 +390,20 @@ impl Failure {
         }
     }
 
+    /// Its outcome in `dnsreg_api_requests_total`.
+    fn outcome(&self) -> crate::metrics::Outcome {
+        use crate::metrics::Outcome;
+        if self.busy {
+            Outcome::Throttled
+        } else if self.transient {
+            Outcome::Error
+        } else if self.key_refused {
+            Outcome::Denied
+        } else {
+            Outcome::of_text(&self.message)
+        }
+    }
+
     fn transient(message: impl Into<String>) -> Failure {
         Failure {
             transient: true,
@@ -837,8 +851,20 @@ impl Rfc2136 {
         )
     }
 
-    /// One query, one attempt.
+    /// One query, one attempt, counted in the metrics.
     async fn query(&self, name: &DomainName, rtype: RecordType) -> Result<DnsResponse, Failure> {
+        use crate::metrics::Outcome;
+        let result = self.query_once(name, rtype).await;
+        let outcome = result.as_ref().err().map_or(Outcome::Ok, Failure::outcome);
+        crate::metrics::get().request(&self.name, "query", outcome);
+        result
+    }
+
+    async fn query_once(
+        &self,
+        name: &DomainName,
+        rtype: RecordType,
+    ) -> Result<DnsResponse, Failure> {
         let t = self.transport();
         let mut message = Message::query();
         message.metadata.recursion_desired = false;
@@ -1114,64 +1140,11 @@ impl Provider for Rfc2136 {
     }
 
     async fn write(&self, snapshot: &Snapshot, edit: &Edit) -> Result<Written<Snapshot>, Fail> {
-        let message = self.update_message(snapshot, edit);
-        let t = self.transport();
-        let answer = t
-            .send(message)
-            .await
-            .map_err(|f| f.into_fail(&self.what(), "sending the update"))?;
-        if answer.metadata.response_code == ResponseCode::ServFail {
-            return Err(Fail::Transient(format!(
-                "{}: sending the update: SERVFAIL",
-                self.what()
-            )));
-        }
-        let key = t
-            .key
-            .as_deref()
-            .unwrap_or("no key (tsig_key_file is not set)");
-        match answer.metadata.response_code {
-            ResponseCode::NoError => Ok(Written {
-                after: applied(snapshot, edit),
-                change: None,
-            }),
-            // A prerequisite failed: someone changed an rrset since we read it.
-            code @ (ResponseCode::NXRRSet
-            | ResponseCode::YXRRSet
-            | ResponseCode::NXDomain
-            | ResponseCode::YXDomain) => Err(Fail::Conflict(format!(
-                "the server answered {code}: an rrset changed since it was read"
-            ))),
-            // BIND answers a signature out of its time window with a signed
-            // NOTAUTH whose TSIG record says BADTIME (and Knot one its ACL
-            // refuses with BADKEY): a signed query tells which.
-            ResponseCode::NotAuth => Err(Fail::Permanent(anyhow::anyhow!(
-                "{}: the server refused the update with NOTAUTH: {}",
-                self.what(),
-                match t.tsig_verdict().await {
-                    Verdict::Refused(error, skew) => t.refusal(error, skew),
-                    Verdict::Accepted => format!(
-                        "it takes {key} for this zone but not for this update: allow the key to update it (BIND `update-policy` or `allow-update`, Knot `acl … action: update` with the record types, PowerDNS `TSIG-ALLOW-DNSUPDATE`), or point `server` at the zone's primary"
-                    ),
-                    Verdict::Unknown => format!(
-                        "it does not accept {key} for this zone, or is not the zone's primary"
-                    ),
-                }
-            ))),
-            ResponseCode::Refused => Err(Fail::Permanent(anyhow::anyhow!(
-                "{}: the server refused the update (REFUSED): the zone does not allow updates with {key}; in BIND: `allow-update {{ key \"NAME\"; }};` or an update-policy granting it",
-                self.what()
-            ))),
-            ResponseCode::NotZone => Err(Fail::Permanent(anyhow::anyhow!(
-                "{}: the server answered NOTZONE: a name is outside zone {}",
-                self.what(),
-                self.zone.without_dot()
-            ))),
-            code => Err(Fail::Permanent(anyhow::anyhow!(
-                "{}: the server refused the update: {code}",
-                self.what()
-            ))),
-        }
+        use crate::metrics::Outcome;
+        let result = self.update(snapshot, edit).await;
+        let outcome = result.as_ref().err().map_or(Outcome::Ok, Outcome::of_fail);
+        crate::metrics::get().request(&self.name, "update", outcome);
+        result
     }
 
     fn rewrites_rrsets(&self) -> bool {
@@ -1186,7 +1159,13 @@ impl Provider for Rfc2136 {
         let origin = hname(&self.zone);
         let t = self.transport();
         self.pacer.ready().await;
-        let records = match t.transfer(&origin).await {
+        let transferred = t.transfer(&origin).await;
+        let outcome = transferred
+            .as_ref()
+            .err()
+            .map_or(crate::metrics::Outcome::Ok, Failure::outcome);
+        crate::metrics::get().request(&self.name, "axfr", outcome);
+        let records = match transferred {
             Ok(records) => {
                 self.pacer.ok();
                 records
@@ -1265,6 +1244,68 @@ fn applied(snapshot: &Snapshot, edit: &Edit) -> Snapshot {
 }
 
 impl Rfc2136 {
+    /// One UPDATE, one attempt.
+    async fn update(&self, snapshot: &Snapshot, edit: &Edit) -> Result<Written<Snapshot>, Fail> {
+        let message = self.update_message(snapshot, edit);
+        let t = self.transport();
+        let answer = t
+            .send(message)
+            .await
+            .map_err(|f| f.into_fail(&self.what(), "sending the update"))?;
+        if answer.metadata.response_code == ResponseCode::ServFail {
+            return Err(Fail::Transient(format!(
+                "{}: sending the update: SERVFAIL",
+                self.what()
+            )));
+        }
+        let key = t
+            .key
+            .as_deref()
+            .unwrap_or("no key (tsig_key_file is not set)");
+        match answer.metadata.response_code {
+            ResponseCode::NoError => Ok(Written {
+                after: applied(snapshot, edit),
+                change: None,
+            }),
+            // A prerequisite failed: someone changed an rrset since we read it.
+            code @ (ResponseCode::NXRRSet
+            | ResponseCode::YXRRSet
+            | ResponseCode::NXDomain
+            | ResponseCode::YXDomain) => Err(Fail::Conflict(format!(
+                "the server answered {code}: an rrset changed since it was read"
+            ))),
+            // BIND answers a signature out of its time window with a signed
+            // NOTAUTH whose TSIG record says BADTIME (and Knot one its ACL
+            // refuses with BADKEY): a signed query tells which.
+            ResponseCode::NotAuth => Err(Fail::Permanent(anyhow::anyhow!(
+                "{}: the server refused the update with NOTAUTH: {}",
+                self.what(),
+                match t.tsig_verdict().await {
+                    Verdict::Refused(error, skew) => t.refusal(error, skew),
+                    Verdict::Accepted => format!(
+                        "it takes {key} for this zone but not for this update: allow the key to update it (BIND `update-policy` or `allow-update`, Knot `acl … action: update` with the record types, PowerDNS `TSIG-ALLOW-DNSUPDATE`), or point `server` at the zone's primary"
+                    ),
+                    Verdict::Unknown => format!(
+                        "it does not accept {key} for this zone, or is not the zone's primary"
+                    ),
+                }
+            ))),
+            ResponseCode::Refused => Err(Fail::Permanent(anyhow::anyhow!(
+                "{}: the server refused the update (REFUSED): the zone does not allow updates with {key}; in BIND: `allow-update {{ key \"NAME\"; }};` or an update-policy granting it",
+                self.what()
+            ))),
+            ResponseCode::NotZone => Err(Fail::Permanent(anyhow::anyhow!(
+                "{}: the server answered NOTZONE: a name is outside zone {}",
+                self.what(),
+                self.zone.without_dot()
+            ))),
+            code => Err(Fail::Permanent(anyhow::anyhow!(
+                "{}: the server refused the update: {code}",
+                self.what()
+            ))),
+        }
+    }
+
     /// A copy that can read on its own task.
     fn reader(&self) -> Rfc2136 {
         Rfc2136 {

@@ -44,7 +44,7 @@ metrics_listen = "{listen}"
 "#;
 
 /// One sample: name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+pub(crate) type Sample = (String, BTreeMap<String, String>, f64);
 
 /// Parses each text with `prometheus_client.parser` (one Python run for all);
 /// panics when any text does not parse.
@@ -79,13 +79,13 @@ json.dump(out, sys.stdout)
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn parse(text: &str) -> Vec<Sample> {
+pub(crate) fn parse(text: &str) -> Vec<Sample> {
     parse_all(&[text.to_string()]).remove(0)
 }
 
 /// The value of the sample `name` whose labels include `labels`, summed over
 /// the others (0 when there is none).
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| {
@@ -99,7 +99,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// `GET /metrics` over a plain socket: the status line, Content-Type and body.
-fn scrape(addr: &str) -> (String, String, String) {
+pub(crate) fn scrape(addr: &str) -> (String, String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -130,7 +130,7 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-fn free_port() -> String {
+pub(crate) fn free_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }

@@ -361,6 +361,70 @@ ttl = "1h"
 state_dir = "{state}"
 "#;
 
+#[test]
+fn an_agent_s_updates_and_records_show_in_its_metrics() {
+    use crate::metrics::{free_port, parse, scrape, value};
+    let ns = Ns::new();
+    let listen = free_port();
+    let text = LEASED
+        .replace("{id}", "i-1")
+        .replace("{ip}", "192.0.2.1")
+        .replace(
+            "[agent]\n",
+            &format!("[agent]\nmetrics_listen = \"{listen}\"\n"),
+        );
+    let config = ns.config("i-1", &text);
+    let mut agent = ns
+        .dnsreg()
+        .arg("-c")
+        .arg(&config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let published = || {
+        ns.bind.values("www.example.com.", "A").len()
+            + ns.bind.values("i-1.example.com.", "A").len()
+    };
+    crate::util::wait_until(std::time::Duration::from_secs(30), "published", || {
+        published() == 2
+    });
+    let mut samples = Vec::new();
+    crate::util::wait_until(std::time::Duration::from_secs(10), "the metrics", || {
+        samples = parse(&scrape(&listen).2);
+        value(&samples, "dnsreg_records_published", &[("provider", "ns")]) == 2.0
+    });
+    assert_eq!(
+        value(&samples, "dnsreg_records_desired", &[("provider", "ns")]),
+        published() as f64
+    );
+    let updates = [
+        ("provider", "ns"),
+        ("operation", "update"),
+        ("outcome", "ok"),
+    ];
+    assert!(
+        value(&samples, "dnsreg_api_requests_total", &updates) >= 1.0,
+        "{samples:?}"
+    );
+    let queries = [
+        ("provider", "ns"),
+        ("operation", "query"),
+        ("outcome", "ok"),
+    ];
+    assert!(
+        value(&samples, "dnsreg_api_requests_total", &queries) >= 1.0,
+        "{samples:?}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(agent.wait().unwrap().code(), Some(0));
+    assert_eq!(published(), 0);
+}
+
 /// A key that may update the zone but not transfer it: join and leave need
 /// no more (claims are read by name), and only `reap`, whose job is a
 /// listing of every registry, says which right it lacks, without blaming
