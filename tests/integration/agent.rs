@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{Env, Said, TcpPort};
 
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 [instance]
 metadata = "aws"
 
@@ -629,7 +629,7 @@ fn drain_waits_after_removal_within_stop_timeout() {
 /// at a port that refuses connections, and stays ours so that nothing else
 /// starts answering there (keep the port while the test runs); `extra` goes
 /// before the records (a `[[check]]`, say).
-fn with_dead_cloudflare(env: &Env, base: &str, extra: &str) -> (std::path::PathBuf, TcpPort) {
+pub(crate) fn with_dead_cloudflare(env: &Env, base: &str, extra: &str) -> (std::path::PathBuf, TcpPort) {
     let dead = TcpPort::new();
     let dead_url = format!("http://{}/client/v4", dead.addr());
     let token = env.dir.path().join("cf.token");

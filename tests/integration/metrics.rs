@@ -388,6 +388,56 @@ fn a_spot_notice_is_counted_and_the_mode_is_terminating() {
 }
 
 #[test]
+fn requests_to_a_provider_that_is_down_are_counted_as_errors_and_it_never_synced() {
+    let env = Env::new();
+    let listen = free_port();
+    let base = crate::agent::CONFIG.replace(
+        "state_dir = \"{state_dir}\"",
+        &format!("state_dir = \"{{state_dir}}\"\nmetrics_listen = \"{listen}\""),
+    );
+    let (config, _dead) = crate::agent::with_dead_cloudflare(&env, &base, "");
+    let mut agent = Agent::start(&env, &config);
+    wait_for(20, "the endpoint", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    let mut samples = Vec::new();
+    wait_for(30, "Route53 synced, Cloudflare failing", || {
+        samples = parse(&scrape(&listen).2);
+        value(&samples, "dnsreg_records_published", &[("provider", "r53")]) == 2.0
+            && value(
+                &samples,
+                "dnsreg_retries_total",
+                &[("provider", "cf"), ("reason", "transient")],
+            ) >= 1.0
+    });
+    let cf_errors = [
+        ("provider", "cf"),
+        ("operation", "list_zones"),
+        ("outcome", "error"),
+    ];
+    // Each failed request is counted before it is tried again.
+    let retried = value(
+        &samples,
+        "dnsreg_retries_total",
+        &[("provider", "cf"), ("reason", "transient")],
+    );
+    assert!(
+        value(&samples, "dnsreg_api_requests_total", &cf_errors) >= retried,
+        "{samples:?}"
+    );
+    let cf_ok = [("provider", "cf"), ("outcome", "ok")];
+    assert_eq!(value(&samples, "dnsreg_api_requests_total", &cf_ok), 0.0);
+    let synced = |p: &str| {
+        samples.iter().any(|(n, l, _)| {
+            n == "dnsreg_last_sync_success_timestamp_seconds" && l["provider"] == p
+        })
+    };
+    assert!(synced("r53") && !synced("cf"), "{samples:?}");
+    let (_, err) = agent.stop(30);
+    assert!(err.contains("cf"), "{err}");
+}
+
+#[test]
 fn a_textfile_in_a_missing_directory_and_a_bad_listen_address_are_config_errors() {
     let env = Env::new();
     let missing = env.dir.path().join("no-such-dir").join("dnsreg.prom");
