@@ -722,6 +722,13 @@ async fn reload_config(
     if new.agent.state_dir != old.agent.state_dir {
         anyhow::bail!("agent.state_dir changed; that needs a restart");
     }
+    if (&new.agent.metrics_textfile, new.agent.metrics_listen)
+        != (&old.agent.metrics_textfile, old.agent.metrics_listen)
+    {
+        anyhow::bail!(
+            "agent.metrics_textfile or agent.metrics_listen changed; that needs a restart"
+        );
+    }
     let next = Engine::new(new.clone(), identity).context("planning records")?;
     // Providers gone or changed: leave them with what the old engine knows.
     let gone: BTreeSet<String> = old

@@ -47,7 +47,7 @@ pub(crate) struct Agent {
     seen: Vec<String>,
     /// Read so that the pipe never fills and blocks the agent.
     _stdout: Said,
-    stderr: Said,
+    pub(crate) stderr: Said,
 }
 
 impl Agent {
@@ -100,7 +100,7 @@ impl Agent {
         });
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let status = std::process::Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -629,7 +629,11 @@ fn drain_waits_after_removal_within_stop_timeout() {
 /// at a port that refuses connections, and stays ours so that nothing else
 /// starts answering there (keep the port while the test runs); `extra` goes
 /// before the records (a `[[check]]`, say).
-pub(crate) fn with_dead_cloudflare(env: &Env, base: &str, extra: &str) -> (std::path::PathBuf, TcpPort) {
+pub(crate) fn with_dead_cloudflare(
+    env: &Env,
+    base: &str,
+    extra: &str,
+) -> (std::path::PathBuf, TcpPort) {
     let dead = TcpPort::new();
     let dead_url = format!("http://{}/client/v4", dead.addr());
     let token = env.dir.path().join("cf.token");

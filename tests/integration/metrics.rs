@@ -369,6 +369,15 @@ fn a_spot_notice_is_counted_and_the_mode_is_terminating() {
     wait_for(30, "www published", || {
         env.values("www", "A") == ["203.0.113.7"]
     });
+    // Another address on SIGHUP: refused until a restart, the old one kept.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(&listen, &free_port())).unwrap();
+    agent.signal("-HUP");
+    agent.stderr.wait_for(
+        Duration::from_secs(10),
+        "agent.metrics_textfile or agent.metrics_listen changed; that needs a restart",
+    );
+    assert!(scrape(&listen).0.contains(" 200 "));
     env.imds.set_spot_action(Some("terminate"));
     wait_for(30, "the metrics of the notice", || {
         let http = parse(&scrape(&listen).2);
