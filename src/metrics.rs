@@ -55,15 +55,20 @@ impl Outcome {
 
     /// A permanent failure's outcome from its text.
     pub fn of_text(text: &str) -> Outcome {
-        const DENIED: [&str; 8] = [
+        const DENIED: [&str; 10] = [
+            // Route53 (IAM)
             "AccessDenied",
             "access denied",
             "not authorized",
             "NotAuthorized",
             "HTTP 401",
             "HTTP 403",
+            // RFC 2136
             "REFUSED",
             "NOTAUTH",
+            // Cloudflare's 401 and 403 (provider::cloudflare::classify)
+            "Cloudflare refused the API token",
+            "Cloudflare refused the request",
         ];
         if DENIED.iter().any(|d| text.contains(d)) {
             Outcome::Denied

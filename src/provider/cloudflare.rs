@@ -1336,6 +1336,10 @@ mod tests {
             m.contains("needs Zone → DNS → Edit (to change records)"),
             "{m}"
         );
+        assert_eq!(
+            crate::metrics::Outcome::of_text(&m),
+            crate::metrics::Outcome::Denied
+        );
         assert!(needed(&Method::GET, "/zones").contains("Zone → Zone → Read"));
         assert!(needed(&Method::GET, "/zones/z/dns_records").contains("DNS → Read or Edit"));
         let CallError::Permanent(m) = classify(StatusCode::UNAUTHORIZED, &e(9109), false, "X")
@@ -1343,5 +1347,9 @@ mod tests {
             panic!()
         };
         assert!(m.contains("refused the API token"), "{m}");
+        assert_eq!(
+            crate::metrics::Outcome::of_text(&m),
+            crate::metrics::Outcome::Denied
+        );
     }
 }
