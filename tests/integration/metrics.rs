@@ -485,3 +485,52 @@ fn a_textfile_in_a_missing_directory_and_a_bad_listen_address_are_config_errors(
     );
     run_expect(env.dnsreg().arg("-c").arg(&good).arg("check"), 0);
 }
+
+/// A record deleted by hand behind the agent's back: its memory is refused
+/// by Route53 (a conflict, counted as such), the agent reads and puts the
+/// record back.
+#[test]
+fn a_record_deleted_by_hand_is_a_counted_conflict_and_comes_back() {
+    let env = Env::new();
+    let flag = env.dir.path().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let textfile = env.dir.path().join("dnsreg.prom");
+    let listen = free_port();
+    let config = env.config(
+        "dnsreg.toml",
+        &CONFIG
+            .replace(
+                "zone = \"example.com\"",
+                "zone = \"example.com\"\nrouting = \"multivalue\"",
+            )
+            .replace("{flag}", &flag.display().to_string())
+            .replace("{textfile}", &textfile.display().to_string())
+            .replace("{listen}", &listen),
+    );
+    let mut agent = Agent::start(&env, &config);
+    wait_for(30, "www published", || {
+        env.values("www", "A") == ["203.0.113.7"]
+    });
+    let conflicts = |s: &[Sample]| {
+        value(
+            s,
+            "dnsreg_api_requests_total",
+            &[("provider", "r53"), ("outcome", "conflict")],
+        )
+    };
+    assert_eq!(conflicts(&parse(&scrape(&listen).2)), 0.0);
+    env.r53.remove_rrset(
+        &env.zone_id,
+        "www.example.com.",
+        "A",
+        Some("i-0123456789abcdef0"),
+    );
+    wait_for(30, "www back, and the conflict in both outputs", || {
+        let http = parse(&scrape(&listen).2);
+        let file = parse(&std::fs::read_to_string(&textfile).unwrap());
+        env.values("www", "A") == ["203.0.113.7"]
+            && [http, file].iter().all(|s| conflicts(s) >= 1.0)
+    });
+    let (code, err) = agent.stop(15);
+    assert_eq!(code, Some(0), "{err}");
+}
