@@ -365,9 +365,10 @@ impl Engine {
             0
         };
         crate::metrics::get().records(&slot.name, Some(wanted), None);
-        // Before writing: the zone's id, and whether a leave is under way (if
-        // the process dies after the leave removed the registry, the next
-        // start must not take the old list for the truth).
+        // Before writing: the zone's id, and whether a leave is under way (a
+        // record for whoever reads the file after a crash; nothing reads it
+        // back: what may be removed is decided by the zone's registries,
+        // never by the state file's list).
         {
             let mut s = lock(state);
             let entry = s.providers.entry(slot.name.clone()).or_default();
@@ -492,7 +493,7 @@ impl Engine {
     /// Makes every provider's next first throttled answer wait a random
     /// while up to `over` (see [`crate::retry::Pacer::spread`]), where a
     /// leave is one request. Where instances share rrsets that are rewritten
-    /// whole (Route53 simple routing, RFC 2136), a leave announces, looks and
+    /// whole (Route53 simple routing), a leave announces, looks and
     /// carries within the stop: spreading its first request over most of
     /// the stop left too little for the rest (measured with 200 agents).
     pub fn spread_retries(&self, over: Duration) {

@@ -24,8 +24,9 @@ pub struct Backoff {
 
 impl Backoff {
     /// For single API calls: throttling, 5xx, timeouts. Patient, because a
-    /// fleet starting at once is throttled by design (Route53 allows five
-    /// requests per second per account): at most about two minutes of waiting.
+    /// fleet starting at once is throttled by design (Route53 allows ten
+    /// requests per second per account, after a burst of fifty): at most
+    /// about two minutes of waiting.
     pub const API: Backoff = Backoff {
         base: Duration::from_millis(250),
         cap: Duration::from_secs(20),

@@ -4,7 +4,7 @@
 //! written with one UPDATE message per edit. The UPDATE adds and deletes single
 //! RRs (RFC 2136 §2.5.1, §2.5.4), so values that are not named are never touched.
 //! Ownership is kept under `_dnsreg.<zone>`: each instance's registry, and a
-//! claim rrset per shared value naming who claims it (claims by name, see
+//! claim rrset per value it publishes naming who claims it (claims by name, see
 //! [`crate::registry::claim_name`]). The UPDATE carries a prerequisite for
 //! each of those it touches (§2.4.2 "RRset exists (value dependent)", or
 //! §2.4.3 "RRset does not exist"), so the server applies it only if they are

@@ -1,5 +1,5 @@
 //! `bench`: dnsreg measured against the ways people publish DNS from user-data
-//! today, side by side, on the stand-ins (issue #8; run through `scripts/bench`).
+//! today, side by side, on the stand-ins (run through `scripts/bench`).
 //!
 //! Four parts, each printed as a table and written as JSON and markdown:
 //!
