@@ -1,0 +1,83 @@
+//! The configuration: raw TOML (serde, unknown keys refused) validated into a
+//! [`Config`] whose parts are checked types.
+//!
+//! Every problem found is reported with the file, the line and the key, and what
+//! to write instead, as `dnsreg check` prints them; validation collects all of
+//! them rather than stopping at the first. Past this module nothing re-checks
+//! strings: names are templates known to expand to valid DNS names, durations
+//! are durations.
+//! The same validation serves a configuration built from command-line flags.
+
+mod checker;
+mod flags;
+mod model;
+mod providers;
+mod raw;
+mod settings;
+mod validate;
+
+use std::path::Path;
+
+pub use checker::MAX_DURATION;
+pub use flags::{Flags, from_flags, instance_from_flags};
+pub use model::*;
+pub use providers::plausible_hosted_zone_id;
+pub use validate::{fleet_notes, validate};
+
+use checker::Checker;
+use raw::parse_raw;
+use settings::validate_instance;
+
+// ---------------------------------------------------------------------------
+// Loading and validation
+// ---------------------------------------------------------------------------
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source_name: source_name.clone(),
+        problems: vec![Problem {
+            line: None,
+            key: String::new(),
+            message: format!(
+                "cannot read it: {e}; write a configuration there, point -c at one, or give the settings as flags (--provider, --zone, ...)"
+            ),
+        }],
+    })?;
+    parse(&source_name, &text)
+}
+
+/// Reads a configuration file for its `[instance]` table alone (`whoami`):
+/// the file must parse, but providers and records need not be there or be
+/// right, since nothing is published.
+pub fn load_instance(path: &Path) -> Result<InstanceConfig, ConfigError> {
+    let source_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source_name: source_name.clone(),
+        problems: vec![Problem {
+            line: None,
+            key: String::new(),
+            message: format!("cannot read it: {e}"),
+        }],
+    })?;
+    let mut raw = parse_raw(&source_name, &text)?;
+    let mut c = Checker {
+        text: Some(&text),
+        problems: Vec::new(),
+    };
+    let instance = validate_instance(&mut c, raw.instance.take().unwrap_or_default());
+    if c.problems.is_empty() {
+        Ok(instance)
+    } else {
+        Err(ConfigError {
+            source_name,
+            problems: c.problems,
+        })
+    }
+}
+
+/// Parses and validates configuration text; `source_name` is used in messages.
+pub fn parse(source_name: &str, text: &str) -> Result<Config, ConfigError> {
+    validate(source_name, Some(text), parse_raw(source_name, text)?)
+}

@@ -1,0 +1,491 @@
+//! `[providers.NAME]`: each provider type's keys and their checks.
+
+use std::path::PathBuf;
+
+use super::checker::Checker;
+use super::model::{
+    CloudflareConfig, ProviderConfig, ProviderKind, Rfc2136Config, Route53Config, Routing,
+    ServerAddr, ZoneRef,
+};
+use super::raw::{RawProvider, S};
+use crate::record::DomainName;
+
+/// Whether two provider entries reach the same zone at the same service
+/// (so far as a configuration can tell: Route53's public and private zones
+/// may share a name, and are told apart by their ids when both are given).
+pub(super) fn same_zone(a: &ProviderConfig, b: &ProviderConfig) -> bool {
+    match (&a.kind, &b.kind) {
+        (ProviderKind::Route53(x), ProviderKind::Route53(y)) => {
+            let parts = |z: &ZoneRef| match z {
+                ZoneRef::Name(n) => (Some(n.clone()), None),
+                ZoneRef::Id(i) => (None, Some(i.clone())),
+                ZoneRef::Both(n, i) => (Some(n.clone()), Some(i.clone())),
+            };
+            let ((xn, xi), (yn, yi)) = (parts(&x.zone), parts(&y.zone));
+            x.endpoint == y.endpoint
+                && match (xi, yi) {
+                    (Some(xi), Some(yi)) => xi == yi,
+                    _ => xn.is_some() && xn == yn,
+                }
+        }
+        (ProviderKind::Cloudflare(x), ProviderKind::Cloudflare(y)) => {
+            x.endpoint == y.endpoint && x.zone == y.zone
+        }
+        (ProviderKind::Rfc2136(x), ProviderKind::Rfc2136(y)) => {
+            x.server == y.server && x.zone == y.zone
+        }
+        _ => false,
+    }
+}
+
+pub(super) fn validate_provider(
+    c: &mut Checker,
+    name: &str,
+    p: &S<RawProvider>,
+) -> Option<ProviderConfig> {
+    let key = format!("providers.{name}");
+    let raw = p.get_ref();
+    if let Err(e) = crate::registry::instance_label(name) {
+        c.problem(
+            p.span(),
+            key.clone(),
+            format!("the table name is not usable: {e}"),
+        );
+    }
+    match raw.kind.get_ref().as_str() {
+        "route53" => {}
+        "cloudflare" => return validate_cloudflare(c, name, p),
+        "rfc2136" => return validate_rfc2136(c, name, p),
+        other => {
+            c.problem(
+                raw.kind.span(),
+                format!("{key}.type"),
+                format!("`{other}` is not a provider type; write \"route53\", \"cloudflare\" or \"rfc2136\""),
+            );
+            return None;
+        }
+    }
+    for (value, field) in [
+        (raw.token_file.as_ref().map(S::span), "token_file"),
+        (raw.proxied.as_ref().map(S::span), "proxied"),
+        (raw.server.as_ref().map(S::span), "server"),
+        (raw.tsig_key_file.as_ref().map(S::span), "tsig_key_file"),
+    ] {
+        if let Some(span) = value {
+            let owner = if field.contains("token") || field == "proxied" {
+                "cloudflare"
+            } else {
+                "rfc2136"
+            };
+            c.problem(
+                span,
+                format!("{key}.{field}"),
+                format!("`{field}` is a{} {owner} setting; route53 takes its credentials from the AWS chain (environment, profile, instance role): remove it", if owner == "rfc2136" { "n" } else { "" }),
+            );
+        }
+    }
+    let hosted_zone_id = |c: &mut Checker, id: &S<String>| {
+        let bare = id.get_ref().trim_start_matches("/hostedzone/");
+        if !plausible_hosted_zone_id(bare) {
+            c.problem(
+                id.span(),
+                format!("{key}.zone_id"),
+                format!("`{bare}` is not a hosted zone id; write e.g. \"Z0123456789ABCDEFGHIJ\""),
+            );
+            None
+        } else {
+            Some(bare.to_string())
+        }
+    };
+    let zone = match (&raw.zone, &raw.zone_id) {
+        (Some(z), None) => match DomainName::new(z.get_ref()) {
+            Ok(z) => Some(ZoneRef::Name(z)),
+            Err(e) => {
+                c.problem(
+                    z.span(),
+                    format!("{key}.zone"),
+                    format!("{e}; write the zone's name, e.g. \"example.com\""),
+                );
+                None
+            }
+        },
+        // Both: the zone is never looked up (for fleets: not even once per instance).
+        (Some(z), Some(id)) => {
+            let name = match DomainName::new(z.get_ref()) {
+                Ok(z) => Some(z),
+                Err(e) => {
+                    c.problem(
+                        z.span(),
+                        format!("{key}.zone"),
+                        format!("{e}; write the zone's name, e.g. \"example.com\""),
+                    );
+                    None
+                }
+            };
+            let id = hosted_zone_id(c, id);
+            Some(ZoneRef::Both(name?, id?))
+        }
+        (None, Some(id)) => {
+            let id = id.get_ref().trim_start_matches("/hostedzone/");
+            if !plausible_hosted_zone_id(id) {
+                c.problem(
+                    raw.zone_id.as_ref().unwrap().span(),
+                    format!("{key}.zone_id"),
+                    format!("`{id}` is not a hosted zone id; write e.g. \"Z0123456789ABCDEFGHIJ\""),
+                );
+                None
+            } else {
+                Some(ZoneRef::Id(id.to_string()))
+            }
+        }
+        (None, None) => {
+            c.problem(
+                p.span(),
+                format!("{key}.zone"),
+                "missing; write zone = \"example.com\" (or zone_id = \"Z...\")",
+            );
+            None
+        }
+    };
+    let routing = match raw
+        .routing
+        .as_ref()
+        .map(|r| (r.get_ref().as_str(), r.span()))
+    {
+        None | Some(("simple", _)) => Routing::Simple,
+        Some(("multivalue", _)) => Routing::Multivalue,
+        Some((other, span)) => {
+            c.problem(
+                span,
+                format!("{key}.routing"),
+                format!("`{other}` is not a routing mode; write \"simple\" or \"multivalue\""),
+            );
+            Routing::Simple
+        }
+    };
+    let endpoint = raw.endpoint.as_ref().map(|e| {
+        let s = e.get_ref();
+        if !(s.starts_with("https://") || s.starts_with("http://")) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not a URL; write e.g. \"https://route53.amazonaws.com\""),
+            );
+        } else if !s.starts_with("https://") && !crate::provider::is_loopback_url(s) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not https; credentials travel only over TLS (plain http only to a stand-in on loopback)"),
+            );
+        }
+        s.clone()
+    });
+    Some(ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Route53(Route53Config {
+            zone: zone?,
+            routing,
+            endpoint,
+        }),
+    })
+}
+
+/// A Route53 hosted zone id as Route53 writes them (`Z0123456789ABCDEFGHIJ`,
+/// at most 32 characters): it goes into every request's URL, and the SDK
+/// panics building a URL over 64 KiB.
+pub fn plausible_hosted_zone_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// `[providers.NAME]` with `type = "cloudflare"`.
+fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
+    let key = format!("providers.{name}");
+    let raw = p.get_ref();
+    let zone_id = raw.zone_id.as_ref().and_then(|v| {
+        let id = v.get_ref();
+        if raw.zone.is_none() {
+            c.problem(
+                v.span(),
+                format!("{key}.zone_id"),
+                "cloudflare providers are named by zone; write zone = \"example.com\" too (zone_id alone is not enough to plan the names)",
+            );
+            None
+        } else if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            c.problem(
+                v.span(),
+                format!("{key}.zone_id"),
+                format!("`{id}` is not a Cloudflare zone id (32 hexadecimal characters, on the zone's Overview page)"),
+            );
+            None
+        } else {
+            Some(id.to_ascii_lowercase())
+        }
+    });
+    if let Some(v) = &raw.routing {
+        c.problem(
+            v.span(),
+            format!("{key}.routing"),
+            "`routing` is a route53 setting; on cloudflare each value is its own record already: remove it",
+        );
+    }
+    for (value, field) in [
+        (raw.server.as_ref().map(S::span), "server"),
+        (raw.tsig_key_file.as_ref().map(S::span), "tsig_key_file"),
+    ] {
+        if let Some(span) = value {
+            c.problem(
+                span,
+                format!("{key}.{field}"),
+                format!("`{field}` is an rfc2136 setting; cloudflare is reached over its API with token_file: remove it"),
+            );
+        }
+    }
+    let zone = match &raw.zone {
+        Some(z) => match DomainName::new(z.get_ref()) {
+            Ok(z) => Some(z),
+            Err(e) => {
+                c.problem(
+                    z.span(),
+                    format!("{key}.zone"),
+                    format!("{e}; write the zone's name, e.g. \"example.com\""),
+                );
+                None
+            }
+        },
+        None if raw.zone_id.is_some() => None,
+        None => {
+            c.problem(
+                p.span(),
+                format!("{key}.zone"),
+                "missing; write zone = \"example.com\"",
+            );
+            None
+        }
+    };
+    let token_file = raw.token_file.as_ref().and_then(|t| {
+        let path = PathBuf::from(t.get_ref());
+        // Checked without reading the secret: exists, is a readable file, not
+        // readable by others (a warning: the agent still works).
+        match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                c.problem(
+                    t.span(),
+                    format!("{key}.token_file"),
+                    format!("{} is empty; write the API token into it", path.display()),
+                );
+                None
+            }
+            Ok(m) if m.is_file() => {
+                warn_if_others_can_read(&format!("{key}.token_file"), &path);
+                Some(path)
+            }
+            Ok(_) => {
+                c.problem(
+                    t.span(),
+                    format!("{key}.token_file"),
+                    format!("{} is not a file; write the path of a file holding the API token", path.display()),
+                );
+                None
+            }
+            Err(e) => {
+                c.problem(
+                    t.span(),
+                    format!("{key}.token_file"),
+                    format!("cannot read {}: {e}; write the API token there (one line, mode 600) or drop token_file and set CLOUDFLARE_API_TOKEN", path.display()),
+                );
+                None
+            }
+        }
+    });
+    let endpoint = raw.endpoint.as_ref().map(|e| {
+        let s = e.get_ref();
+        if !(s.starts_with("https://") || s.starts_with("http://")) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not a URL; write e.g. \"https://api.cloudflare.com/client/v4\""),
+            );
+        } else if !s.starts_with("https://") && !crate::provider::is_loopback_url(s) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not https; credentials travel only over TLS (plain http only to a stand-in on loopback)"),
+            );
+        }
+        s.clone()
+    });
+    if (raw.zone_id.is_some() && zone_id.is_none()) || raw.routing.is_some() {
+        return None;
+    }
+    if raw.token_file.is_some() && token_file.is_none() {
+        return None;
+    }
+    Some(ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Cloudflare(CloudflareConfig {
+            zone: zone?,
+            zone_id,
+            token_file,
+            proxied: raw.proxied.as_ref().is_some_and(|v| *v.get_ref()),
+            endpoint,
+        }),
+    })
+}
+
+/// A secret file others can read still works, but deserves a word.
+fn warn_if_others_can_read(key: &str, path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "{key}: {} is readable by other users (mode {:o}); chmod 600 it",
+            path.display(),
+            m.permissions().mode() & 0o777
+        );
+    }
+}
+
+/// `[providers.NAME]` with `type = "rfc2136"`.
+fn validate_rfc2136(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
+    let key = format!("providers.{name}");
+    let raw = p.get_ref();
+    let mut refused = false;
+    for (value, field, why) in [
+        (
+            raw.zone_id.as_ref().map(S::span),
+            "zone_id",
+            "rfc2136 providers are named by zone; write zone = \"example.com\"",
+        ),
+        (
+            raw.routing.as_ref().map(S::span),
+            "routing",
+            "`routing` is a route53 setting; RFC 2136 updates add and delete single records already: remove it",
+        ),
+        (
+            raw.endpoint.as_ref().map(S::span),
+            "endpoint",
+            "rfc2136 providers are reached at `server`; write server = \"192.0.2.53:53\"",
+        ),
+        (
+            raw.token_file.as_ref().map(S::span),
+            "token_file",
+            "`token_file` is a cloudflare setting; rfc2136 signs updates with tsig_key_file: remove it",
+        ),
+        (
+            raw.proxied.as_ref().map(S::span),
+            "proxied",
+            "`proxied` is a cloudflare setting: remove it",
+        ),
+    ] {
+        if let Some(span) = value {
+            c.problem(span, format!("{key}.{field}"), why);
+            refused = true;
+        }
+    }
+    let zone = match &raw.zone {
+        Some(z) => match DomainName::new(z.get_ref()) {
+            Ok(z) => Some(z),
+            Err(e) => {
+                c.problem(
+                    z.span(),
+                    format!("{key}.zone"),
+                    format!("{e}; write the zone's name, e.g. \"example.com\""),
+                );
+                None
+            }
+        },
+        None => {
+            c.problem(
+                p.span(),
+                format!("{key}.zone"),
+                "missing; write zone = \"example.com\"",
+            );
+            None
+        }
+    };
+    let server = match &raw.server {
+        Some(v) => match ServerAddr::parse(v.get_ref()) {
+            Some(a) => Some(a),
+            None => {
+                c.problem(
+                    v.span(),
+                    format!("{key}.server"),
+                    format!("`{}` is not a server address; write an IP, IP:port or host:port, e.g. \"192.0.2.53:53\"", v.get_ref()),
+                );
+                None
+            }
+        },
+        None => {
+            c.problem(
+                p.span(),
+                format!("{key}.server"),
+                "missing; write the primary server that takes updates, e.g. server = \"192.0.2.53:53\"",
+            );
+            None
+        }
+    };
+    // The key is parsed here (no network) so that a wrong file is a
+    // configuration error with its line, not a failure at the first update.
+    let mut key_ok = true;
+    let tsig_key_file = raw.tsig_key_file.as_ref().map(|t| {
+        let path = PathBuf::from(t.get_ref());
+        match crate::provider::rfc2136::TsigKey::load(&path) {
+            Ok(_) => warn_if_others_can_read(&format!("{key}.tsig_key_file"), &path),
+            Err(e) => {
+                c.problem(t.span(), format!("{key}.tsig_key_file"), e);
+                key_ok = false;
+            }
+        }
+        path
+    });
+    if refused || !key_ok {
+        return None;
+    }
+    Some(ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Rfc2136(Rfc2136Config {
+            zone: zone?,
+            server: server?,
+            tsig_key_file,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ProviderKind, parse};
+
+    #[test]
+    fn an_rfc2136_provider_is_validated_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("tsig.key");
+        std::fs::write(
+            &key,
+            "key \"dnsreg\" {\n\talgorithm hmac-sha512;\n\tsecret \"c2VjcmV0\";\n};\n",
+        )
+        .unwrap();
+        let text = format!(
+            "[instance]\nmetadata = \"none\"\nid = \"i-1\"\nipv4 = \"192.0.2.1\"\n\n[providers.ns]\ntype = \"rfc2136\"\nzone = \"example.test\"\nserver = \"192.0.2.53\"\ntsig_key_file = \"{}\"\n\n[[round_robin]]\nproviders = [\"ns\"]\nname = \"www\"\n",
+            key.display()
+        );
+        let c = parse("t.toml", &text).unwrap();
+        let ProviderKind::Rfc2136(r) = &c.providers[0].kind else {
+            panic!("{:?}", c.providers[0]);
+        };
+        assert_eq!(r.server.to_string(), "192.0.2.53:53");
+        assert_eq!(r.tsig_key_file.as_deref(), Some(key.as_path()));
+        // A routing key of route53 is refused with where it belongs.
+        let e = parse(
+            "t.toml",
+            &text.replace(
+                "type = \"rfc2136\"",
+                "type = \"rfc2136\"\nrouting = \"simple\"",
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("providers.ns.routing"), "{e}");
+        assert!(e.contains("route53 setting"), "{e}");
+    }
+}
