@@ -13,6 +13,7 @@ mod flags;
 mod model;
 mod providers;
 mod raw;
+mod records;
 mod settings;
 mod validate;
 

@@ -1,5 +1,6 @@
 //! `[providers.NAME]`: each provider type's keys and their checks.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::checker::Checker;
@@ -10,10 +11,39 @@ use super::model::{
 use super::raw::{RawProvider, S};
 use crate::record::DomainName;
 
+/// Every `[providers.NAME]` table, then each pair of them that names one zone.
+pub(super) fn validate_providers(
+    c: &mut Checker,
+    raw: &BTreeMap<String, S<RawProvider>>,
+) -> Vec<ProviderConfig> {
+    let mut providers = Vec::new();
+    for (name, p) in raw {
+        if let Some(pc) = validate_provider(c, name, p) {
+            providers.push(pc);
+        }
+    }
+    for (i, a) in providers.iter().enumerate() {
+        for b in &providers[..i] {
+            if same_zone(a, b) {
+                let span = raw.get(&a.name).map_or(0..0, S::span);
+                c.problem(
+                    span,
+                    format!("providers.{}", a.name),
+                    format!(
+                        "names the same zone as providers.{}: each entry would take the other's records in the zone's registry for its own to remove; put all the records of one zone under one provider entry",
+                        b.name
+                    ),
+                );
+            }
+        }
+    }
+    providers
+}
+
 /// Whether two provider entries reach the same zone at the same service
 /// (so far as a configuration can tell: Route53's public and private zones
 /// may share a name, and are told apart by their ids when both are given).
-pub(super) fn same_zone(a: &ProviderConfig, b: &ProviderConfig) -> bool {
+fn same_zone(a: &ProviderConfig, b: &ProviderConfig) -> bool {
     match (&a.kind, &b.kind) {
         (ProviderKind::Route53(x), ProviderKind::Route53(y)) => {
             let parts = |z: &ZoneRef| match z {
@@ -38,11 +68,7 @@ pub(super) fn same_zone(a: &ProviderConfig, b: &ProviderConfig) -> bool {
     }
 }
 
-pub(super) fn validate_provider(
-    c: &mut Checker,
-    name: &str,
-    p: &S<RawProvider>,
-) -> Option<ProviderConfig> {
+fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
     let key = format!("providers.{name}");
     let raw = p.get_ref();
     if let Err(e) = crate::registry::instance_label(name) {

@@ -1,15 +1,17 @@
 //! The tables that configure the agent itself rather than what it publishes:
-//! `[instance]`, `[[check]]` and `[agent]`.
+//! `[instance]`, `[[check]]`, `[lease]` and `[agent]`.
 
 use std::net::Ipv4Addr;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::checker::Checker;
 use super::model::{
-    AddressKind, AgentConfig, CheckConfig, InstanceConfig, MetadataKind, Probe, Problem, ServerAddr,
+    AddressKind, AgentConfig, CheckConfig, InstanceConfig, LeaseConfig, MetadataKind, Probe,
+    Problem, ServerAddr,
 };
-use super::raw::{RawAgent, RawCheck, RawInstance, S};
+use super::raw::{RawAgent, RawCheck, RawInstance, RawLease, S};
 
 pub(super) fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceConfig {
     let metadata = match raw
@@ -307,5 +309,50 @@ pub(super) fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
             .state_dir
             .map(|s| PathBuf::from(s.into_inner()))
             .unwrap_or(d.state_dir),
+    }
+}
+
+/// `[lease]`: its ttl is required, and at least a minute.
+pub(super) fn validate_lease(c: &mut Checker, l: &S<RawLease>) -> LeaseConfig {
+    let ttl = c.duration(&l.get_ref().ttl, "lease.ttl", Duration::from_secs(3600));
+    if l.get_ref().ttl.is_none() {
+        c.problem(
+            l.span(),
+            "lease.ttl",
+            "missing; write e.g. ttl = \"1h\" (refreshed every ttl/3)",
+        );
+    } else if ttl < Duration::from_secs(60) {
+        c.problem(
+            l.get_ref().ttl.as_ref().unwrap().span(),
+            "lease.ttl",
+            "must be at least 60s (each refresh is a write to every provider); write e.g. \"1h\"",
+        );
+    }
+    LeaseConfig {
+        ttl,
+        reap: l.get_ref().reap.unwrap_or(false),
+    }
+}
+
+/// A drain that leaves no time in `stop_timeout` for the removal before it.
+pub(super) fn drain_within_stop_timeout(
+    c: &mut Checker,
+    agent: &AgentConfig,
+    drain_span: Option<Range<usize>>,
+) {
+    if agent.drain >= agent.stop_timeout && !agent.drain.is_zero() {
+        let message = format!(
+            "drain ({}) must be shorter than stop_timeout ({}), which bounds the whole stop (removal, then drain)",
+            humantime::format_duration(agent.drain),
+            humantime::format_duration(agent.stop_timeout)
+        );
+        match drain_span {
+            Some(span) => c.problem(span, "agent.drain", message),
+            None => c.problems.push(Problem {
+                line: None,
+                key: "agent.drain".into(),
+                message,
+            }),
+        }
     }
 }

@@ -2,17 +2,16 @@
 //! what only the whole can tell (providers naming one zone, records a provider
 //! cannot take, settings that contradict each other).
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 use super::checker::Checker;
 use super::model::{
-    Config, ConfigError, LeaseConfig, Problem, ProviderKind, RecordSpec, Routing, SpecKind,
-    Template,
+    Config, ConfigError, Problem, ProviderConfig, ProviderKind, RecordSpec, Routing, SpecKind,
 };
-use super::providers::{same_zone, validate_provider};
-use super::raw::{RawConfig, RawName, S};
-use super::settings::{validate_agent, validate_check, validate_instance};
+use super::providers::validate_providers;
+use super::raw::{RawConfig, S};
+use super::records::validate_records;
+use super::settings::{
+    drain_within_stop_timeout, validate_agent, validate_check, validate_instance, validate_lease,
+};
 
 /// Validates a raw configuration. `text` (when from a file) gives line numbers.
 pub fn validate(
@@ -26,213 +25,8 @@ pub fn validate(
     };
 
     let instance = validate_instance(&mut c, raw.instance.take().unwrap_or_default());
-
-    let mut providers = Vec::new();
-    for (name, p) in &raw.providers {
-        if let Some(pc) = validate_provider(&mut c, name, p) {
-            providers.push(pc);
-        }
-    }
-    for (i, a) in providers.iter().enumerate() {
-        for b in &providers[..i] {
-            if same_zone(a, b) {
-                let span = raw.providers.get(&a.name).map_or(0..0, S::span);
-                c.problem(
-                    span,
-                    format!("providers.{}", a.name),
-                    format!(
-                        "names the same zone as providers.{}: each entry would take the other's records in the zone's registry for its own to remove; put all the records of one zone under one provider entry",
-                        b.name
-                    ),
-                );
-            }
-        }
-    }
-    let known: BTreeSet<&str> = raw.providers.keys().map(String::as_str).collect();
-
-    let mut records = Vec::new();
-    let check_providers = |c: &mut Checker, v: &S<Vec<String>>, origin: &str| -> Vec<String> {
-        if v.get_ref().is_empty() {
-            c.problem(
-                v.span(),
-                format!("{origin}.providers"),
-                "the list is empty; name at least one table of [providers]",
-            );
-        }
-        for p in v.get_ref() {
-            if !known.contains(p.as_str()) {
-                let hint = if known.is_empty() {
-                    "there are no [providers.NAME] tables; add one".to_string()
-                } else {
-                    format!(
-                        "write one of: {}",
-                        known
-                            .iter()
-                            .map(|k| format!("\"{k}\""))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                c.problem(
-                    v.span(),
-                    format!("{origin}.providers"),
-                    format!("there is no provider `{p}`; {hint}"),
-                );
-            }
-        }
-        v.get_ref().clone()
-    };
-
-    for (i, h) in raw.host.iter().enumerate() {
-        let origin = format!("host[{i}]");
-        let h = h.get_ref();
-        let providers = check_providers(&mut c, &h.providers, &origin);
-        let ttl = ttl(&mut c, &h.ttl, &origin);
-        if let Some(name) = c.template(&h.name, &format!("{origin}.name")) {
-            records.push(RecordSpec {
-                origin,
-                providers,
-                ttl,
-                kind: SpecKind::Host { name },
-            });
-        }
-    }
-    for (i, r) in raw.round_robin.iter().enumerate() {
-        let origin = format!("round_robin[{i}]");
-        let r = r.get_ref();
-        let providers = check_providers(&mut c, &r.providers, &origin);
-        let ttl = ttl(&mut c, &r.ttl, &origin);
-        if let Some(name) = c.template(&r.name, &format!("{origin}.name")) {
-            records.push(RecordSpec {
-                origin,
-                providers,
-                ttl,
-                kind: SpecKind::RoundRobin { name },
-            });
-        }
-    }
-    for (i, s) in raw.srv.iter().enumerate() {
-        let origin = format!("srv[{i}]");
-        let s = s.get_ref();
-        let providers = check_providers(&mut c, &s.providers, &origin);
-        let ttl = ttl(&mut c, &s.ttl, &origin);
-        let port = c.u32_in::<u16>(&s.port, &format!("{origin}.port"), 1, 65535);
-        let priority = s.priority.as_ref().map_or(Some(0), |v| {
-            c.u32_in::<u16>(v, &format!("{origin}.priority"), 0, 65535)
-        });
-        let weight = s.weight.as_ref().map_or(Some(0), |v| {
-            c.u32_in::<u16>(v, &format!("{origin}.weight"), 0, 65535)
-        });
-        let name = c.template(&s.name, &format!("{origin}.name"));
-        let target = c.template(&s.target, &format!("{origin}.target"));
-        if !s.name.get_ref().starts_with('_') {
-            c.problem(
-                s.name.span(),
-                format!("{origin}.name"),
-                format!("`{}` is not an SRV owner name; write `_service._proto`, e.g. \"_v1._theservice._tcp\" (RFC 2782)", s.name.get_ref()),
-            );
-        }
-        if let (Some(port), Some(priority), Some(weight), Some(name), Some(target)) =
-            (port, priority, weight, name, target)
-        {
-            records.push(RecordSpec {
-                origin,
-                providers,
-                ttl,
-                kind: SpecKind::Srv {
-                    name,
-                    priority,
-                    weight,
-                    port,
-                    target,
-                },
-            });
-        }
-    }
-    for (i, s) in raw.service.iter().enumerate() {
-        let origin = format!("service[{i}]");
-        let s = s.get_ref();
-        let providers = check_providers(&mut c, &s.providers, &origin);
-        let ttl = ttl(&mut c, &s.ttl, &origin);
-        let port = c.u32_in::<u16>(&s.port, &format!("{origin}.port"), 1, 65535);
-        let priority = s.priority.as_ref().map_or(Some(0), |v| {
-            c.u32_in::<u16>(v, &format!("{origin}.priority"), 0, 65535)
-        });
-        let weight = s.weight.as_ref().map_or(Some(0), |v| {
-            c.u32_in::<u16>(v, &format!("{origin}.weight"), 0, 65535)
-        });
-        let stype = s.service_type.get_ref();
-        let labels: Vec<&str> = stype.split('.').collect();
-        let type_ok = labels.len() == 2
-            && labels[0].starts_with('_')
-            && labels[0].len() >= 2
-            && (labels[1] == "_tcp" || labels[1] == "_udp");
-        if !type_ok {
-            c.problem(
-                s.service_type.span(),
-                format!("{origin}.type"),
-                format!("`{stype}` is not a DNS-SD service type; write `_name._tcp` or `_name._udp`, e.g. \"_http._tcp\" (RFC 6763 §7)"),
-            );
-        }
-        let instance = c.template(&s.instance, &format!("{origin}.instance"));
-        let target = match &s.target {
-            Some(t) => c.template(t, &format!("{origin}.target")),
-            None => {
-                // Default: the one [[host]] name published through the same providers.
-                let hosts: Vec<&S<RawName>> = raw
-                    .host
-                    .iter()
-                    .filter(|h| {
-                        h.get_ref()
-                            .providers
-                            .get_ref()
-                            .iter()
-                            .any(|p| s.providers.get_ref().contains(p))
-                    })
-                    .collect();
-                if hosts.len() == 1 {
-                    Template::new(hosts[0].get_ref().name.get_ref()).ok()
-                } else {
-                    c.problem(
-                        s.instance.span(),
-                        format!("{origin}.target"),
-                        "missing: say which name the service's SRV record points at, e.g. target = \"{instance_id}\" with a [[host]] of that name",
-                    );
-                    None
-                }
-            }
-        };
-        let mut txt = Vec::new();
-        for (k, v) in &s.txt {
-            let pair = format!("{k}={v}");
-            if k.is_empty() || k.contains('=') || pair.len() > 255 {
-                c.problem(
-                    s.instance.span(),
-                    format!("{origin}.txt.{k}"),
-                    "a TXT key must be non-empty without `=`, and `key=value` at most 255 characters (RFC 6763 §6)",
-                );
-            }
-            txt.push((k.clone(), v.clone()));
-        }
-        if let (true, Some(port), Some(priority), Some(weight), Some(instance), Some(target)) =
-            (type_ok, port, priority, weight, instance, target)
-        {
-            records.push(RecordSpec {
-                origin,
-                providers,
-                ttl,
-                kind: SpecKind::Service {
-                    service_type: stype.clone(),
-                    instance,
-                    port,
-                    priority,
-                    weight,
-                    target,
-                    txt,
-                },
-            });
-        }
-    }
+    let providers = validate_providers(&mut c, &raw.providers);
+    let records = validate_records(&mut c, &raw);
 
     let drain_span = raw
         .agent
@@ -241,18 +35,58 @@ pub fn validate(
         .map(S::span);
     let agent = validate_agent(&mut c, raw.agent.take().unwrap_or_default());
 
+    cloudflare_record_problems(&mut c, &raw, &records, &providers);
+    missing_tables(&mut c, &raw, &providers, &records);
+
+    let checks = raw
+        .check
+        .iter()
+        .enumerate()
+        .filter_map(|(i, ch)| validate_check(&mut c, i, ch))
+        .collect();
+    let lease = raw.lease.as_ref().map(|l| validate_lease(&mut c, l));
+    drain_within_stop_timeout(&mut c, &agent, drain_span);
+
+    let config = Config {
+        instance,
+        providers,
+        records,
+        agent,
+        checks,
+        lease,
+    };
+    if c.problems.is_empty() {
+        sample_problems(&mut c, &raw, &config);
+    }
+    if c.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError {
+            source_name: source_name.to_string(),
+            problems: c.problems,
+        })
+    }
+}
+
+/// What a Cloudflare provider cannot take of the records routed to it.
+fn cloudflare_record_problems(
+    c: &mut Checker,
+    raw: &RawConfig,
+    records: &[RecordSpec],
+    providers: &[ProviderConfig],
+) {
     // Cloudflare proxies only A/AAAA (and CNAME): an SRV, TXT or PTR record
     // cannot be proxied, so a spec that makes them must not go to such a provider.
-    for r in &records {
+    for r in records {
         // Cloudflare takes TTLs of 1 (automatic) or 30 (Enterprise; 60 on the
         // other plans) to 86400 seconds ("Time to Live (TTL)" in its DNS docs).
-        for pc in &providers {
+        for pc in providers {
             if matches!(pc.kind, ProviderKind::Cloudflare(_))
                 && r.providers.contains(&pc.name)
                 && r.ttl != 1
                 && !(30..=86400).contains(&r.ttl)
             {
-                let line = raw_line_for(&c, &raw, &r.origin);
+                let line = raw_line_for(c, raw, &r.origin);
                 c.problems.push(Problem {
                     line,
                     key: format!("{}.ttl", r.origin),
@@ -266,12 +100,12 @@ pub fn validate(
         if !matches!(r.kind, SpecKind::Srv { .. } | SpecKind::Service { .. }) {
             continue;
         }
-        for pc in &providers {
+        for pc in providers {
             if let ProviderKind::Cloudflare(cf) = &pc.kind
                 && cf.proxied
                 && r.providers.contains(&pc.name)
             {
-                let line = raw_line_for(&c, &raw, &r.origin);
+                let line = raw_line_for(c, raw, &r.origin);
                 c.problems.push(Problem {
                     line,
                     key: format!("{}.providers", r.origin),
@@ -283,6 +117,15 @@ pub fn validate(
             }
         }
     }
+}
+
+/// Problems of a configuration with no providers or no records at all.
+fn missing_tables(
+    c: &mut Checker,
+    raw: &RawConfig,
+    providers: &[ProviderConfig],
+    records: &[RecordSpec],
+) {
     if providers.is_empty() && raw.providers.is_empty() {
         c.problems.push(Problem {
             line: None,
@@ -302,74 +145,19 @@ pub fn validate(
             message: "no records are configured; add a [[host]], [[round_robin]], [[srv]] or [[service]] table".into(),
         });
     }
+}
 
-    let checks = raw
-        .check
-        .iter()
-        .enumerate()
-        .filter_map(|(i, ch)| validate_check(&mut c, i, ch))
-        .collect();
-    let lease = raw.lease.as_ref().map(|l| {
-        let ttl = c.duration(&l.get_ref().ttl, "lease.ttl", Duration::from_secs(3600));
-        if l.get_ref().ttl.is_none() {
-            c.problem(l.span(), "lease.ttl", "missing; write e.g. ttl = \"1h\" (refreshed every ttl/3)");
-        } else if ttl < Duration::from_secs(60) {
-            c.problem(
-                l.get_ref().ttl.as_ref().unwrap().span(),
-                "lease.ttl",
-                "must be at least 60s (each refresh is a write to every provider); write e.g. \"1h\"",
-            );
-        }
-        LeaseConfig {
-            ttl,
-            reap: l.get_ref().reap.unwrap_or(false),
-        }
-    });
-    if agent.drain >= agent.stop_timeout && !agent.drain.is_zero() {
-        let span = drain_span;
-        let message = format!(
-            "drain ({}) must be shorter than stop_timeout ({}), which bounds the whole stop (removal, then drain)",
-            humantime::format_duration(agent.drain),
-            humantime::format_duration(agent.stop_timeout)
-        );
-        match span {
-            Some(span) => c.problem(span, "agent.drain", message),
-            None => c.problems.push(Problem {
-                line: None,
-                key: "agent.drain".into(),
-                message,
-            }),
-        }
-    }
-
-    let config = Config {
-        instance,
-        providers,
-        records,
-        agent,
-        checks,
-        lease,
-    };
-    if c.problems.is_empty() {
-        // Expanding with a sample identity catches bad names, names outside the
-        // zone, SRV targets nobody publishes and colliding records, before any
-        // network call.
-        for p in crate::plan::check_sample(&config) {
-            let line = raw_line_for(&c, &raw, &p.0);
-            c.problems.push(Problem {
-                line,
-                key: p.0,
-                message: p.1,
-            });
-        }
-    }
-    if c.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError {
-            source_name: source_name.to_string(),
-            problems: c.problems,
-        })
+/// Expanding with a sample identity catches bad names, names outside the
+/// zone, SRV targets nobody publishes and colliding records, before any
+/// network call.
+fn sample_problems(c: &mut Checker, raw: &RawConfig, config: &Config) {
+    for p in crate::plan::check_sample(config) {
+        let line = raw_line_for(c, raw, &p.0);
+        c.problems.push(Problem {
+            line,
+            key: p.0,
+            message: p.1,
+        });
     }
 }
 
@@ -385,16 +173,6 @@ fn raw_line_for(c: &Checker, raw: &RawConfig, key: &str) -> Option<usize> {
         _ => return None,
     };
     c.line(span)
-}
-
-fn ttl(c: &mut Checker, v: &Option<S<i64>>, origin: &str) -> u32 {
-    match v {
-        None => 60,
-        // Route53 accepts 0..=2147483647; anything above a week is a mistake here.
-        Some(v) => c
-            .u32_in::<u32>(v, &format!("{origin}.ttl"), 1, 604_800)
-            .unwrap_or(60),
-    }
 }
 
 /// What `dnsreg check` can say of a fleet's limits without knowing its size:
