@@ -1,6 +1,7 @@
 //! `[providers.NAME]`: each provider type's keys and their checks.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use super::checker::Checker;
@@ -68,6 +69,7 @@ fn same_zone(a: &ProviderConfig, b: &ProviderConfig) -> bool {
     }
 }
 
+/// One `[providers.NAME]` table, checked by its `type`.
 fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
     let key = format!("providers.{name}");
     let raw = p.get_ref();
@@ -79,100 +81,131 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
         );
     }
     match raw.kind.get_ref().as_str() {
-        "route53" => {}
-        "cloudflare" => return validate_cloudflare(c, name, p),
-        "rfc2136" => return validate_rfc2136(c, name, p),
+        "route53" => validate_route53(c, name, p),
+        "cloudflare" => validate_cloudflare(c, name, p),
+        "rfc2136" => validate_rfc2136(c, name, p),
         other => {
             c.problem(
                 raw.kind.span(),
                 format!("{key}.type"),
                 format!("`{other}` is not a provider type; write \"route53\", \"cloudflare\" or \"rfc2136\""),
             );
-            return None;
-        }
-    }
-    for (value, field) in [
-        (raw.token_file.as_ref().map(S::span), "token_file"),
-        (raw.proxied.as_ref().map(S::span), "proxied"),
-        (raw.server.as_ref().map(S::span), "server"),
-        (raw.tsig_key_file.as_ref().map(S::span), "tsig_key_file"),
-    ] {
-        if let Some(span) = value {
-            let owner = if field.contains("token") || field == "proxied" {
-                "cloudflare"
-            } else {
-                "rfc2136"
-            };
-            c.problem(
-                span,
-                format!("{key}.{field}"),
-                format!("`{field}` is a{} {owner} setting; route53 takes its credentials from the AWS chain (environment, profile, instance role): remove it", if owner == "rfc2136" { "n" } else { "" }),
-            );
-        }
-    }
-    let hosted_zone_id = |c: &mut Checker, id: &S<String>| {
-        let bare = id.get_ref().trim_start_matches("/hostedzone/");
-        if !plausible_hosted_zone_id(bare) {
-            c.problem(
-                id.span(),
-                format!("{key}.zone_id"),
-                format!("`{bare}` is not a hosted zone id; write e.g. \"Z0123456789ABCDEFGHIJ\""),
-            );
-            None
-        } else {
-            Some(bare.to_string())
-        }
-    };
-    let zone = match (&raw.zone, &raw.zone_id) {
-        (Some(z), None) => match DomainName::new(z.get_ref()) {
-            Ok(z) => Some(ZoneRef::Name(z)),
-            Err(e) => {
-                c.problem(
-                    z.span(),
-                    format!("{key}.zone"),
-                    format!("{e}; write the zone's name, e.g. \"example.com\""),
-                );
-                None
-            }
-        },
-        // Both: the zone is never looked up (for fleets: not even once per instance).
-        (Some(z), Some(id)) => {
-            let name = match DomainName::new(z.get_ref()) {
-                Ok(z) => Some(z),
-                Err(e) => {
-                    c.problem(
-                        z.span(),
-                        format!("{key}.zone"),
-                        format!("{e}; write the zone's name, e.g. \"example.com\""),
-                    );
-                    None
-                }
-            };
-            let id = hosted_zone_id(c, id);
-            Some(ZoneRef::Both(name?, id?))
-        }
-        (None, Some(id)) => {
-            let id = id.get_ref().trim_start_matches("/hostedzone/");
-            if !plausible_hosted_zone_id(id) {
-                c.problem(
-                    raw.zone_id.as_ref().unwrap().span(),
-                    format!("{key}.zone_id"),
-                    format!("`{id}` is not a hosted zone id; write e.g. \"Z0123456789ABCDEFGHIJ\""),
-                );
-                None
-            } else {
-                Some(ZoneRef::Id(id.to_string()))
-            }
-        }
-        (None, None) => {
-            c.problem(
-                p.span(),
-                format!("{key}.zone"),
-                "missing; write zone = \"example.com\" (or zone_id = \"Z...\")",
-            );
             None
         }
-    };
+    }
+}
+
+/// Why route53 refuses the keys of the other types.
+const ROUTE53_CREDENTIALS: &str =
+    "; route53 takes its credentials from the AWS chain (environment, profile, instance role)";
+/// Why cloudflare refuses the keys of rfc2136.
+const CLOUDFLARE_API: &str = "; cloudflare is reached over its API with token_file";
+
+/// The keys each provider type refuses, in the order they are reported: the
+/// type, the key, the type the key belongs to (`None`: more than one other),
+/// and what to do instead. With the keys each `validate_*` below reads, this
+/// is where a key of `[providers.NAME]` is told to belong to a provider type.
+const FOREIGN_KEYS: [(&str, &str, Option<&str>, &str); 12] = [
+    (
+        "route53",
+        "token_file",
+        Some("cloudflare"),
+        ROUTE53_CREDENTIALS,
+    ),
+    (
+        "route53",
+        "proxied",
+        Some("cloudflare"),
+        ROUTE53_CREDENTIALS,
+    ),
+    ("route53", "server", Some("rfc2136"), ROUTE53_CREDENTIALS),
+    (
+        "route53",
+        "tsig_key_file",
+        Some("rfc2136"),
+        ROUTE53_CREDENTIALS,
+    ),
+    (
+        "cloudflare",
+        "routing",
+        Some("route53"),
+        "; on cloudflare each value is its own record already",
+    ),
+    ("cloudflare", "server", Some("rfc2136"), CLOUDFLARE_API),
+    (
+        "cloudflare",
+        "tsig_key_file",
+        Some("rfc2136"),
+        CLOUDFLARE_API,
+    ),
+    (
+        "rfc2136",
+        "zone_id",
+        None,
+        "rfc2136 providers are named by zone; write zone = \"example.com\"",
+    ),
+    (
+        "rfc2136",
+        "routing",
+        Some("route53"),
+        "; RFC 2136 updates add and delete single records already",
+    ),
+    (
+        "rfc2136",
+        "endpoint",
+        None,
+        "rfc2136 providers are reached at `server`; write server = \"192.0.2.53:53\"",
+    ),
+    (
+        "rfc2136",
+        "token_file",
+        Some("cloudflare"),
+        "; rfc2136 signs updates with tsig_key_file",
+    ),
+    ("rfc2136", "proxied", Some("cloudflare"), ""),
+];
+
+/// Reports each key written in `raw` that provider type `kind` refuses
+/// ([`FOREIGN_KEYS`]); true if there was any.
+fn refuse_foreign_keys(c: &mut Checker, key: &str, kind: &str, raw: &RawProvider) -> bool {
+    let mut refused = false;
+    for (_, field, owner, advice) in FOREIGN_KEYS.iter().filter(|row| row.0 == kind) {
+        let Some(span) = field_span(raw, field) else {
+            continue;
+        };
+        let message = match owner {
+            Some(owner) => {
+                let article = if *owner == "rfc2136" { "an" } else { "a" };
+                format!("`{field}` is {article} {owner} setting{advice}: remove it")
+            }
+            None => advice.to_string(),
+        };
+        c.problem(span, format!("{key}.{field}"), message);
+        refused = true;
+    }
+    refused
+}
+
+/// Where `field` of `[providers.NAME]` was written, if it was.
+fn field_span(raw: &RawProvider, field: &str) -> Option<Range<usize>> {
+    match field {
+        "zone_id" => raw.zone_id.as_ref().map(S::span),
+        "routing" => raw.routing.as_ref().map(S::span),
+        "endpoint" => raw.endpoint.as_ref().map(S::span),
+        "token_file" => raw.token_file.as_ref().map(S::span),
+        "proxied" => raw.proxied.as_ref().map(S::span),
+        "server" => raw.server.as_ref().map(S::span),
+        "tsig_key_file" => raw.tsig_key_file.as_ref().map(S::span),
+        _ => unreachable!("FOREIGN_KEYS names `{field}`, which no provider type takes"),
+    }
+}
+
+/// `[providers.NAME]` with `type = "route53"`.
+fn validate_route53(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
+    let key = format!("providers.{name}");
+    let raw = p.get_ref();
+    refuse_foreign_keys(c, &key, "route53", raw);
+    let zone = route53_zone(c, &key, p);
     let routing = match raw
         .routing
         .as_ref()
@@ -189,23 +222,7 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
             Routing::Simple
         }
     };
-    let endpoint = raw.endpoint.as_ref().map(|e| {
-        let s = e.get_ref();
-        if !(s.starts_with("https://") || s.starts_with("http://")) {
-            c.problem(
-                e.span(),
-                format!("{key}.endpoint"),
-                format!("`{s}` is not a URL; write e.g. \"https://route53.amazonaws.com\""),
-            );
-        } else if !s.starts_with("https://") && !crate::provider::is_loopback_url(s) {
-            c.problem(
-                e.span(),
-                format!("{key}.endpoint"),
-                format!("`{s}` is not https; credentials travel only over TLS (plain http only to a stand-in on loopback)"),
-            );
-        }
-        s.clone()
-    });
+    let endpoint = endpoint(c, &key, raw, "https://route53.amazonaws.com");
     Some(ProviderConfig {
         name: name.to_string(),
         kind: ProviderKind::Route53(Route53Config {
@@ -214,6 +231,44 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
             endpoint,
         }),
     })
+}
+
+/// A Route53 zone by name, by id, or both (then it is never looked up: for
+/// fleets, not even once per instance).
+fn route53_zone(c: &mut Checker, key: &str, p: &S<RawProvider>) -> Option<ZoneRef> {
+    let raw = p.get_ref();
+    match (&raw.zone, &raw.zone_id) {
+        (Some(z), None) => zone_name(c, key, z).map(ZoneRef::Name),
+        (Some(z), Some(id)) => {
+            let name = zone_name(c, key, z);
+            let id = hosted_zone_id(c, key, id);
+            Some(ZoneRef::Both(name?, id?))
+        }
+        (None, Some(id)) => hosted_zone_id(c, key, id).map(ZoneRef::Id),
+        (None, None) => {
+            c.problem(
+                p.span(),
+                format!("{key}.zone"),
+                "missing; write zone = \"example.com\" (or zone_id = \"Z...\")",
+            );
+            None
+        }
+    }
+}
+
+/// A Route53 `zone_id`, with or without its `/hostedzone/` prefix.
+fn hosted_zone_id(c: &mut Checker, key: &str, id: &S<String>) -> Option<String> {
+    let bare = id.get_ref().trim_start_matches("/hostedzone/");
+    if !plausible_hosted_zone_id(bare) {
+        c.problem(
+            id.span(),
+            format!("{key}.zone_id"),
+            format!("`{bare}` is not a hosted zone id; write e.g. \"Z0123456789ABCDEFGHIJ\""),
+        );
+        None
+    } else {
+        Some(bare.to_string())
+    }
 }
 
 /// A Route53 hosted zone id as Route53 writes them (`Z0123456789ABCDEFGHIJ`,
@@ -227,7 +282,35 @@ pub fn plausible_hosted_zone_id(id: &str) -> bool {
 fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
     let key = format!("providers.{name}");
     let raw = p.get_ref();
-    let zone_id = raw.zone_id.as_ref().and_then(|v| {
+    let zone_id = cloudflare_zone_id(c, &key, raw);
+    refuse_foreign_keys(c, &key, "cloudflare", raw);
+    let zone = match &raw.zone {
+        None if raw.zone_id.is_some() => None,
+        _ => required_zone(c, &key, p),
+    };
+    let token_file = raw.token_file.as_ref().and_then(|t| token_file(c, &key, t));
+    let endpoint = endpoint(c, &key, raw, "https://api.cloudflare.com/client/v4");
+    if (raw.zone_id.is_some() && zone_id.is_none()) || raw.routing.is_some() {
+        return None;
+    }
+    if raw.token_file.is_some() && token_file.is_none() {
+        return None;
+    }
+    Some(ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Cloudflare(CloudflareConfig {
+            zone: zone?,
+            zone_id,
+            token_file,
+            proxied: raw.proxied.as_ref().is_some_and(|v| *v.get_ref()),
+            endpoint,
+        }),
+    })
+}
+
+/// A Cloudflare `zone_id`: 32 hexadecimal characters, and only beside `zone`.
+fn cloudflare_zone_id(c: &mut Checker, key: &str, raw: &RawProvider) -> Option<String> {
+    raw.zone_id.as_ref().and_then(|v| {
         let id = v.get_ref();
         if raw.zone.is_none() {
             c.problem(
@@ -246,116 +329,46 @@ fn validate_cloudflare(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Optio
         } else {
             Some(id.to_ascii_lowercase())
         }
-    });
-    if let Some(v) = &raw.routing {
-        c.problem(
-            v.span(),
-            format!("{key}.routing"),
-            "`routing` is a route53 setting; on cloudflare each value is its own record already: remove it",
-        );
-    }
-    for (value, field) in [
-        (raw.server.as_ref().map(S::span), "server"),
-        (raw.tsig_key_file.as_ref().map(S::span), "tsig_key_file"),
-    ] {
-        if let Some(span) = value {
+    })
+}
+
+/// Cloudflare's `token_file`, checked without reading the secret: exists, is
+/// a readable file, not readable by others (a warning: the agent still works).
+fn token_file(c: &mut Checker, key: &str, t: &S<String>) -> Option<PathBuf> {
+    let path = PathBuf::from(t.get_ref());
+    match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_file() && m.len() == 0 => {
             c.problem(
-                span,
-                format!("{key}.{field}"),
-                format!("`{field}` is an rfc2136 setting; cloudflare is reached over its API with token_file: remove it"),
-            );
-        }
-    }
-    let zone = match &raw.zone {
-        Some(z) => match DomainName::new(z.get_ref()) {
-            Ok(z) => Some(z),
-            Err(e) => {
-                c.problem(
-                    z.span(),
-                    format!("{key}.zone"),
-                    format!("{e}; write the zone's name, e.g. \"example.com\""),
-                );
-                None
-            }
-        },
-        None if raw.zone_id.is_some() => None,
-        None => {
-            c.problem(
-                p.span(),
-                format!("{key}.zone"),
-                "missing; write zone = \"example.com\"",
+                t.span(),
+                format!("{key}.token_file"),
+                format!("{} is empty; write the API token into it", path.display()),
             );
             None
         }
-    };
-    let token_file = raw.token_file.as_ref().and_then(|t| {
-        let path = PathBuf::from(t.get_ref());
-        // Checked without reading the secret: exists, is a readable file, not
-        // readable by others (a warning: the agent still works).
-        match std::fs::File::open(&path).and_then(|f| f.metadata()) {
-            Ok(m) if m.is_file() && m.len() == 0 => {
-                c.problem(
-                    t.span(),
-                    format!("{key}.token_file"),
-                    format!("{} is empty; write the API token into it", path.display()),
-                );
-                None
-            }
-            Ok(m) if m.is_file() => {
-                warn_if_others_can_read(&format!("{key}.token_file"), &path);
-                Some(path)
-            }
-            Ok(_) => {
-                c.problem(
-                    t.span(),
-                    format!("{key}.token_file"),
-                    format!("{} is not a file; write the path of a file holding the API token", path.display()),
-                );
-                None
-            }
-            Err(e) => {
-                c.problem(
-                    t.span(),
-                    format!("{key}.token_file"),
-                    format!("cannot read {}: {e}; write the API token there (one line, mode 600) or drop token_file and set CLOUDFLARE_API_TOKEN", path.display()),
-                );
-                None
-            }
+        Ok(m) if m.is_file() => {
+            warn_if_others_can_read(&format!("{key}.token_file"), &path);
+            Some(path)
         }
-    });
-    let endpoint = raw.endpoint.as_ref().map(|e| {
-        let s = e.get_ref();
-        if !(s.starts_with("https://") || s.starts_with("http://")) {
+        Ok(_) => {
             c.problem(
-                e.span(),
-                format!("{key}.endpoint"),
-                format!("`{s}` is not a URL; write e.g. \"https://api.cloudflare.com/client/v4\""),
+                t.span(),
+                format!("{key}.token_file"),
+                format!(
+                    "{} is not a file; write the path of a file holding the API token",
+                    path.display()
+                ),
             );
-        } else if !s.starts_with("https://") && !crate::provider::is_loopback_url(s) {
-            c.problem(
-                e.span(),
-                format!("{key}.endpoint"),
-                format!("`{s}` is not https; credentials travel only over TLS (plain http only to a stand-in on loopback)"),
-            );
+            None
         }
-        s.clone()
-    });
-    if (raw.zone_id.is_some() && zone_id.is_none()) || raw.routing.is_some() {
-        return None;
+        Err(e) => {
+            c.problem(
+                t.span(),
+                format!("{key}.token_file"),
+                format!("cannot read {}: {e}; write the API token there (one line, mode 600) or drop token_file and set CLOUDFLARE_API_TOKEN", path.display()),
+            );
+            None
+        }
     }
-    if raw.token_file.is_some() && token_file.is_none() {
-        return None;
-    }
-    Some(ProviderConfig {
-        name: name.to_string(),
-        kind: ProviderKind::Cloudflare(CloudflareConfig {
-            zone: zone?,
-            zone_id,
-            token_file,
-            proxied: raw.proxied.as_ref().is_some_and(|v| *v.get_ref()),
-            endpoint,
-        }),
-    })
 }
 
 /// A secret file others can read still works, but deserves a word.
@@ -376,60 +389,8 @@ fn warn_if_others_can_read(key: &str, path: &std::path::Path) {
 fn validate_rfc2136(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<ProviderConfig> {
     let key = format!("providers.{name}");
     let raw = p.get_ref();
-    let mut refused = false;
-    for (value, field, why) in [
-        (
-            raw.zone_id.as_ref().map(S::span),
-            "zone_id",
-            "rfc2136 providers are named by zone; write zone = \"example.com\"",
-        ),
-        (
-            raw.routing.as_ref().map(S::span),
-            "routing",
-            "`routing` is a route53 setting; RFC 2136 updates add and delete single records already: remove it",
-        ),
-        (
-            raw.endpoint.as_ref().map(S::span),
-            "endpoint",
-            "rfc2136 providers are reached at `server`; write server = \"192.0.2.53:53\"",
-        ),
-        (
-            raw.token_file.as_ref().map(S::span),
-            "token_file",
-            "`token_file` is a cloudflare setting; rfc2136 signs updates with tsig_key_file: remove it",
-        ),
-        (
-            raw.proxied.as_ref().map(S::span),
-            "proxied",
-            "`proxied` is a cloudflare setting: remove it",
-        ),
-    ] {
-        if let Some(span) = value {
-            c.problem(span, format!("{key}.{field}"), why);
-            refused = true;
-        }
-    }
-    let zone = match &raw.zone {
-        Some(z) => match DomainName::new(z.get_ref()) {
-            Ok(z) => Some(z),
-            Err(e) => {
-                c.problem(
-                    z.span(),
-                    format!("{key}.zone"),
-                    format!("{e}; write the zone's name, e.g. \"example.com\""),
-                );
-                None
-            }
-        },
-        None => {
-            c.problem(
-                p.span(),
-                format!("{key}.zone"),
-                "missing; write zone = \"example.com\"",
-            );
-            None
-        }
-    };
+    let refused = refuse_foreign_keys(c, &key, "rfc2136", raw);
+    let zone = required_zone(c, &key, p);
     let server = match &raw.server {
         Some(v) => match ServerAddr::parse(v.get_ref()) {
             Some(a) => Some(a),
@@ -475,6 +436,58 @@ fn validate_rfc2136(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<P
             server: server?,
             tsig_key_file,
         }),
+    })
+}
+
+/// `zone`, which cloudflare and rfc2136 require.
+fn required_zone(c: &mut Checker, key: &str, p: &S<RawProvider>) -> Option<DomainName> {
+    match &p.get_ref().zone {
+        Some(z) => zone_name(c, key, z),
+        None => {
+            c.problem(
+                p.span(),
+                format!("{key}.zone"),
+                "missing; write zone = \"example.com\"",
+            );
+            None
+        }
+    }
+}
+
+/// A zone's name, as written in `zone`.
+fn zone_name(c: &mut Checker, key: &str, z: &S<String>) -> Option<DomainName> {
+    match DomainName::new(z.get_ref()) {
+        Ok(z) => Some(z),
+        Err(e) => {
+            c.problem(
+                z.span(),
+                format!("{key}.zone"),
+                format!("{e}; write the zone's name, e.g. \"example.com\""),
+            );
+            None
+        }
+    }
+}
+
+/// An API `endpoint` in place of the provider's own (`example`): https, or
+/// plain http to a stand-in on loopback.
+fn endpoint(c: &mut Checker, key: &str, raw: &RawProvider, example: &str) -> Option<String> {
+    raw.endpoint.as_ref().map(|e| {
+        let s = e.get_ref();
+        if !(s.starts_with("https://") || s.starts_with("http://")) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not a URL; write e.g. \"{example}\""),
+            );
+        } else if !s.starts_with("https://") && !crate::provider::is_loopback_url(s) {
+            c.problem(
+                e.span(),
+                format!("{key}.endpoint"),
+                format!("`{s}` is not https; credentials travel only over TLS (plain http only to a stand-in on loopback)"),
+            );
+        }
+        s.clone()
     })
 }
 
