@@ -43,115 +43,16 @@ pub struct Flags {
 
 /// Builds and validates a configuration from flags, with the same checks as a file.
 pub fn from_flags(f: &Flags) -> Result<Config, ConfigError> {
-    let s = |v: &str| Spanned::new(0..0, v.to_string());
     let mut problems = Vec::new();
-    let ttl = f.ttl.map(|t| Spanned::new(0..0, i64::from(t)));
-    let providers = Spanned::new(0..0, vec![f.provider.clone()]);
     let mut raw = RawConfig {
-        instance: Some(RawInstance {
-            metadata: f.metadata.as_deref().map(s),
-            address: f.address.as_deref().map(s),
-            ipv6: Some(f.ipv6),
-            id: f.instance_id.as_deref().map(s),
-            ipv4: f.ipv4.as_deref().map(s),
-            hostname: None,
-            region: None,
-            metadata_endpoint: f.metadata_endpoint.as_deref().map(s),
-        }),
+        instance: Some(raw_instance(f)),
         ..RawConfig::default()
     };
-    raw.providers.insert(
-        f.provider.clone(),
-        Spanned::new(
-            0..0,
-            RawProvider {
-                kind: s(&f.provider),
-                zone: f.zone.as_deref().map(s),
-                zone_id: f.zone_id.as_deref().map(s),
-                routing: f.routing.as_deref().map(s),
-                endpoint: f.endpoint.as_deref().map(s),
-                token_file: None,
-                proxied: None,
-                server: f.server.as_deref().map(s),
-                tsig_key_file: f.tsig_key_file.as_deref().map(s),
-            },
-        ),
-    );
-    for h in &f.hosts {
-        raw.host.push(Spanned::new(
-            0..0,
-            RawName {
-                providers: providers.clone(),
-                name: s(h),
-                ttl: ttl.clone(),
-            },
-        ));
-    }
-    if let Some(service) = &f.service {
-        let Some(port) = f.port else {
-            return Err(ConfigError {
-                source_name: "command line".into(),
-                problems: vec![Problem {
-                    line: None,
-                    key: "--port".into(),
-                    message: "--service needs --port, e.g. --port 8080".into(),
-                }],
-            });
-        };
-        if f.hosts.is_empty() {
-            raw.host.push(Spanned::new(
-                0..0,
-                RawName {
-                    providers: providers.clone(),
-                    name: s("{ipv4_dashed}"),
-                    ttl: ttl.clone(),
-                },
-            ));
-        }
-        let target = f
-            .hosts
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "{ipv4_dashed}".into());
-        raw.srv.push(Spanned::new(
-            0..0,
-            RawSrv {
-                providers: providers.clone(),
-                name: s(service),
-                port: Spanned::new(0..0, i64::from(port)),
-                priority: None,
-                weight: None,
-                target: s(&target),
-                ttl: ttl.clone(),
-            },
-        ));
-    } else if f.port.is_some() {
-        problems.push(Problem {
-            line: None,
-            key: "--port".into(),
-            message: "--port is only used with --service".into(),
-        });
-    }
-    for n in &f.names {
-        raw.round_robin.push(Spanned::new(
-            0..0,
-            RawName {
-                providers: providers.clone(),
-                name: s(n),
-                ttl: ttl.clone(),
-            },
-        ));
-    }
-    if f.service.is_none() && f.names.is_empty() && f.hosts.is_empty() {
-        problems.push(Problem {
-            line: None,
-            key: String::new(),
-            message: "nothing to publish; add --service NAME --port N, --name NAME or --host NAME"
-                .into(),
-        });
-    }
+    raw.providers
+        .insert(f.provider.clone(), Spanned::new(0..0, raw_provider(f)));
+    raw_records(f, &mut raw, &mut problems)?;
     raw.agent = Some(RawAgent {
-        state_dir: f.state_dir.as_deref().map(s),
+        state_dir: f.state_dir.as_deref().map(value),
         ..RawAgent::default()
     });
     let result = validate("command line", None, raw);
@@ -170,6 +71,116 @@ pub fn from_flags(f: &Flags) -> Result<Config, ConfigError> {
             Err(e)
         }
     }
+}
+
+/// A flag's value as the raw TOML holds it, at no place in any file.
+fn value(v: &str) -> Spanned<String> {
+    Spanned::new(0..0, v.to_string())
+}
+
+/// The `[instance]` table the flags make.
+fn raw_instance(f: &Flags) -> RawInstance {
+    RawInstance {
+        metadata: f.metadata.as_deref().map(value),
+        address: f.address.as_deref().map(value),
+        ipv6: Some(f.ipv6),
+        id: f.instance_id.as_deref().map(value),
+        ipv4: f.ipv4.as_deref().map(value),
+        hostname: None,
+        region: None,
+        metadata_endpoint: f.metadata_endpoint.as_deref().map(value),
+    }
+}
+
+/// The one `[providers.NAME]` table the flags make, named after its type.
+fn raw_provider(f: &Flags) -> RawProvider {
+    RawProvider {
+        kind: value(&f.provider),
+        zone: f.zone.as_deref().map(value),
+        zone_id: f.zone_id.as_deref().map(value),
+        routing: f.routing.as_deref().map(value),
+        endpoint: f.endpoint.as_deref().map(value),
+        token_file: None,
+        proxied: None,
+        server: f.server.as_deref().map(value),
+        tsig_key_file: f.tsig_key_file.as_deref().map(value),
+    }
+}
+
+/// The record tables the flags make: `--host`s, `--service` (an SRV line and,
+/// without `--host`, the host record `{ipv4_dashed}` it points at), `--name`s.
+/// `--service` without `--port` is an error at once; the other problems are
+/// added to `problems`.
+fn raw_records(
+    f: &Flags,
+    raw: &mut RawConfig,
+    problems: &mut Vec<Problem>,
+) -> Result<(), ConfigError> {
+    let ttl = f.ttl.map(|t| Spanned::new(0..0, i64::from(t)));
+    let providers = Spanned::new(0..0, vec![f.provider.clone()]);
+    let name = |n: &str| {
+        Spanned::new(
+            0..0,
+            RawName {
+                providers: providers.clone(),
+                name: value(n),
+                ttl: ttl.clone(),
+            },
+        )
+    };
+    for h in &f.hosts {
+        raw.host.push(name(h));
+    }
+    if let Some(service) = &f.service {
+        let Some(port) = f.port else {
+            return Err(ConfigError {
+                source_name: "command line".into(),
+                problems: vec![Problem {
+                    line: None,
+                    key: "--port".into(),
+                    message: "--service needs --port, e.g. --port 8080".into(),
+                }],
+            });
+        };
+        if f.hosts.is_empty() {
+            raw.host.push(name("{ipv4_dashed}"));
+        }
+        let target = f
+            .hosts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "{ipv4_dashed}".into());
+        raw.srv.push(Spanned::new(
+            0..0,
+            RawSrv {
+                providers: providers.clone(),
+                name: value(service),
+                port: Spanned::new(0..0, i64::from(port)),
+                priority: None,
+                weight: None,
+                target: value(&target),
+                ttl: ttl.clone(),
+            },
+        ));
+    } else if f.port.is_some() {
+        problems.push(Problem {
+            line: None,
+            key: "--port".into(),
+            message: "--port is only used with --service".into(),
+        });
+    }
+    for n in &f.names {
+        raw.round_robin.push(name(n));
+    }
+    if f.service.is_none() && f.names.is_empty() && f.hosts.is_empty() {
+        problems.push(Problem {
+            line: None,
+            key: String::new(),
+            message: "nothing to publish; add --service NAME --port N, --name NAME or --host NAME"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 fn flag_for(key: &str) -> String {
@@ -197,17 +208,7 @@ fn flag_for(key: &str) -> String {
 
 /// Just the `[instance]` part from flags, for `whoami`.
 pub fn instance_from_flags(f: &Flags) -> Result<InstanceConfig, ConfigError> {
-    let s = |v: &str| Spanned::new(0..0, v.to_string());
-    let raw = RawInstance {
-        metadata: f.metadata.as_deref().map(s),
-        address: f.address.as_deref().map(s),
-        ipv6: Some(f.ipv6),
-        id: f.instance_id.as_deref().map(s),
-        ipv4: f.ipv4.as_deref().map(s),
-        hostname: None,
-        region: None,
-        metadata_endpoint: f.metadata_endpoint.as_deref().map(s),
-    };
+    let raw = raw_instance(f);
     let mut c = Checker {
         text: None,
         problems: Vec::new(),
