@@ -2,7 +2,7 @@
 //! `[instance]`, `[[check]]`, `[lease]` and `[agent]`.
 
 use std::net::Ipv4Addr;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,32 +13,10 @@ use super::model::{
 };
 use super::raw::{RawAgent, RawCheck, RawInstance, RawLease, S};
 
+/// `[instance]`: where the instance's identity comes from, and values that
+/// override it.
 pub(super) fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceConfig {
-    let metadata = match raw
-        .metadata
-        .as_ref()
-        .map(|m| (m.get_ref().as_str(), m.span()))
-    {
-        None => MetadataKind::Auto,
-        Some((name, span)) => match MetadataKind::from_name(name) {
-            Some(kind) => kind,
-            None => {
-                let all: Vec<String> = MetadataKind::ALL
-                    .iter()
-                    .map(|k| format!("\"{}\"", k.name()))
-                    .collect();
-                c.problem(
-                    span,
-                    "instance.metadata",
-                    format!(
-                        "`{name}` is not a metadata source; write one of {}",
-                        all.join(", ")
-                    ),
-                );
-                MetadataKind::Auto
-            }
-        },
-    };
+    let metadata = instance_metadata(c, &raw);
     let address = match raw
         .address
         .as_ref()
@@ -55,32 +33,7 @@ pub(super) fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceCo
             AddressKind::Public
         }
     };
-    let ipv4 = raw
-        .ipv4
-        .as_ref()
-        .and_then(|v| match v.get_ref().parse::<Ipv4Addr>() {
-            Ok(ip) => {
-                if let Some(why) = crate::metadata::unusable_ipv4(ip) {
-                    c.problem(
-                        v.span(),
-                        "instance.ipv4",
-                        format!("{ip} is {why}, which no other machine can reach; write the address others should use"),
-                    );
-                }
-                Some(ip)
-            }
-            Err(_) => {
-                c.problem(
-                    v.span(),
-                    "instance.ipv4",
-                    format!(
-                        "`{}` is not an IPv4 address; write e.g. \"203.0.113.7\"",
-                        v.get_ref()
-                    ),
-                );
-                None
-            }
-        });
+    let ipv4 = instance_ipv4(c, &raw);
     let id = raw.id.as_ref().map(|v| {
         if let Err(e) = crate::registry::instance_label(v.get_ref()) {
             c.problem(v.span(), "instance.id", e);
@@ -117,6 +70,65 @@ pub(super) fn validate_instance(c: &mut Checker, raw: RawInstance) -> InstanceCo
     }
 }
 
+/// `[instance] metadata`: where the identity comes from, `auto` when not given.
+fn instance_metadata(c: &mut Checker, raw: &RawInstance) -> MetadataKind {
+    match raw
+        .metadata
+        .as_ref()
+        .map(|m| (m.get_ref().as_str(), m.span()))
+    {
+        None => MetadataKind::Auto,
+        Some((name, span)) => match MetadataKind::from_name(name) {
+            Some(kind) => kind,
+            None => {
+                let all: Vec<String> = MetadataKind::ALL
+                    .iter()
+                    .map(|k| format!("\"{}\"", k.name()))
+                    .collect();
+                c.problem(
+                    span,
+                    "instance.metadata",
+                    format!(
+                        "`{name}` is not a metadata source; write one of {}",
+                        all.join(", ")
+                    ),
+                );
+                MetadataKind::Auto
+            }
+        },
+    }
+}
+
+/// `[instance] ipv4`: an address, and one that other machines can reach.
+fn instance_ipv4(c: &mut Checker, raw: &RawInstance) -> Option<Ipv4Addr> {
+    raw
+        .ipv4
+        .as_ref()
+        .and_then(|v| match v.get_ref().parse::<Ipv4Addr>() {
+            Ok(ip) => {
+                if let Some(why) = crate::metadata::unusable_ipv4(ip) {
+                    c.problem(
+                        v.span(),
+                        "instance.ipv4",
+                        format!("{ip} is {why}, which no other machine can reach; write the address others should use"),
+                    );
+                }
+                Some(ip)
+            }
+            Err(_) => {
+                c.problem(
+                    v.span(),
+                    "instance.ipv4",
+                    format!(
+                        "`{}` is not an IPv4 address; write e.g. \"203.0.113.7\"",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        })
+}
+
 /// One `[[check]]`: exactly one probe, sane timings.
 pub(super) fn validate_check(c: &mut Checker, i: usize, ch: &S<RawCheck>) -> Option<CheckConfig> {
     let origin = format!("check[{i}]");
@@ -130,50 +142,7 @@ pub(super) fn validate_check(c: &mut Checker, i: usize, ch: &S<RawCheck>) -> Opt
         );
         return None;
     }
-    let probe = if let Some(url) = &raw.http {
-        let u = url.get_ref();
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            c.problem(
-                url.span(),
-                format!("{origin}.http"),
-                format!(
-                    "`{u}` is not an http(s) URL; write e.g. \"http://127.0.0.1:8080/healthz\""
-                ),
-            );
-            None
-        } else {
-            Some(Probe::Http(u.clone()))
-        }
-    } else if let Some(addr) = &raw.tcp {
-        match ServerAddr::parse(addr.get_ref()) {
-            Some(a) if addr.get_ref().contains(':') => Some(Probe::Tcp(a)),
-            _ => {
-                c.problem(
-                    addr.span(),
-                    format!("{origin}.tcp"),
-                    format!(
-                        "`{}` is not host:port; write e.g. \"127.0.0.1:8080\"",
-                        addr.get_ref()
-                    ),
-                );
-                None
-            }
-        }
-    } else if let Some(argv) = &raw.exec {
-        let v = argv.get_ref();
-        if v.is_empty() || v[0].is_empty() {
-            c.problem(
-                argv.span(),
-                format!("{origin}.exec"),
-                "the list is empty; write the program and its arguments, e.g. [\"/usr/bin/systemctl\", \"is-active\", \"nginx\"] (no shell)",
-            );
-            None
-        } else {
-            Some(Probe::Exec(v.clone()))
-        }
-    } else {
-        None
-    };
+    let probe = check_probe(c, &origin, raw);
     let interval = c.duration(
         &raw.interval,
         &format!("{origin}.interval"),
@@ -223,66 +192,82 @@ pub(super) fn validate_check(c: &mut Checker, i: usize, ch: &S<RawCheck>) -> Opt
     })
 }
 
-pub(super) fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
-    let d = AgentConfig::default();
-    let reconcile_interval = c.duration(
-        &raw.reconcile_interval,
-        "agent.reconcile_interval",
-        d.reconcile_interval,
-    );
-    if let Some(v) = &raw.reconcile_interval
-        && reconcile_interval < Duration::from_secs(1)
-    {
-        c.problem(
-            v.span(),
-            "agent.reconcile_interval",
-            "must be at least 1s; write e.g. \"60s\"",
-        );
-    }
-    let notice_interval = c.duration(
-        &raw.notice_interval,
-        "agent.notice_interval",
-        d.notice_interval,
-    );
-    if let Some(v) = &raw.notice_interval
-        && !(Duration::from_millis(500)..=Duration::from_secs(60)).contains(&notice_interval)
-    {
-        c.problem(
-            v.span(),
-            "agent.notice_interval",
-            "must be between 500ms and 60s (a spot notice gives two minutes); write e.g. \"5s\"",
-        );
-    }
-    let stop_timeout = c.duration(&raw.stop_timeout, "agent.stop_timeout", d.stop_timeout);
-    if let Some(v) = &raw.stop_timeout
-        && stop_timeout < Duration::from_secs(1)
-    {
-        c.problem(
-            v.span(),
-            "agent.stop_timeout",
-            "must be at least 1s, or nothing is removed at the stop; write e.g. \"20s\"",
-        );
-    }
-    let metrics_textfile = raw.metrics_textfile.and_then(|v| {
-        let path = PathBuf::from(v.get_ref());
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        let fine = path.is_absolute()
-            && path.file_name().is_some()
-            && dir.is_some_and(std::path::Path::is_dir);
-        if fine {
-            Some(path)
-        } else {
+/// The probe of a `[[check]]` that has exactly one.
+fn check_probe(c: &mut Checker, origin: &str, raw: &RawCheck) -> Option<Probe> {
+    if let Some(url) = &raw.http {
+        let u = url.get_ref();
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
             c.problem(
-                v.span(),
-                "agent.metrics_textfile",
+                url.span(),
+                format!("{origin}.http"),
                 format!(
-                    "`{}` is not a file in an existing directory; write an absolute path in node_exporter's --collector.textfile.directory, e.g. \"/var/lib/prometheus/node-exporter/dnsreg.prom\"",
-                    path.display()
+                    "`{u}` is not an http(s) URL; write e.g. \"http://127.0.0.1:8080/healthz\""
                 ),
             );
             None
+        } else {
+            Some(Probe::Http(u.clone()))
         }
-    });
+    } else if let Some(addr) = &raw.tcp {
+        match ServerAddr::parse(addr.get_ref()) {
+            Some(a) if addr.get_ref().contains(':') => Some(Probe::Tcp(a)),
+            _ => {
+                c.problem(
+                    addr.span(),
+                    format!("{origin}.tcp"),
+                    format!(
+                        "`{}` is not host:port; write e.g. \"127.0.0.1:8080\"",
+                        addr.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    } else if let Some(argv) = &raw.exec {
+        let v = argv.get_ref();
+        if v.is_empty() || v[0].is_empty() {
+            c.problem(
+                argv.span(),
+                format!("{origin}.exec"),
+                "the list is empty; write the program and its arguments, e.g. [\"/usr/bin/systemctl\", \"is-active\", \"nginx\"] (no shell)",
+            );
+            None
+        } else {
+            Some(Probe::Exec(v.clone()))
+        }
+    } else {
+        None
+    }
+}
+
+/// `[agent]`: its timings, where its state and metrics go.
+pub(super) fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
+    let d = AgentConfig::default();
+    let reconcile_interval = bounded_duration(
+        c,
+        &raw.reconcile_interval,
+        "agent.reconcile_interval",
+        d.reconcile_interval,
+        Duration::from_secs(1)..=Duration::MAX,
+        "must be at least 1s; write e.g. \"60s\"",
+    );
+    let notice_interval = bounded_duration(
+        c,
+        &raw.notice_interval,
+        "agent.notice_interval",
+        d.notice_interval,
+        Duration::from_millis(500)..=Duration::from_secs(60),
+        "must be between 500ms and 60s (a spot notice gives two minutes); write e.g. \"5s\"",
+    );
+    let stop_timeout = bounded_duration(
+        c,
+        &raw.stop_timeout,
+        "agent.stop_timeout",
+        d.stop_timeout,
+        Duration::from_secs(1)..=Duration::MAX,
+        "must be at least 1s, or nothing is removed at the stop; write e.g. \"20s\"",
+    );
+    let metrics_textfile = raw.metrics_textfile.and_then(|v| metrics_textfile(c, &v));
     let metrics_listen = raw.metrics_listen.and_then(|v| match v.get_ref().parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
@@ -309,6 +294,47 @@ pub(super) fn validate_agent(c: &mut Checker, raw: RawAgent) -> AgentConfig {
             .state_dir
             .map(|s| PathBuf::from(s.into_inner()))
             .unwrap_or(d.state_dir),
+    }
+}
+
+/// A duration, `default` when not given; one given outside `within` is
+/// reported with `advice`.
+fn bounded_duration(
+    c: &mut Checker,
+    v: &Option<S<String>>,
+    key: &str,
+    default: Duration,
+    within: RangeInclusive<Duration>,
+    advice: &str,
+) -> Duration {
+    let d = c.duration(v, key, default);
+    if let Some(v) = v
+        && !within.contains(&d)
+    {
+        c.problem(v.span(), key, advice);
+    }
+    d
+}
+
+/// `[agent] metrics_textfile`: an absolute path in a directory that exists.
+fn metrics_textfile(c: &mut Checker, v: &S<String>) -> Option<PathBuf> {
+    let path = PathBuf::from(v.get_ref());
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let fine = path.is_absolute()
+        && path.file_name().is_some()
+        && dir.is_some_and(std::path::Path::is_dir);
+    if fine {
+        Some(path)
+    } else {
+        c.problem(
+            v.span(),
+            "agent.metrics_textfile",
+            format!(
+                "`{}` is not a file in an existing directory; write an absolute path in node_exporter's --collector.textfile.directory, e.g. \"/var/lib/prometheus/node-exporter/dnsreg.prom\"",
+                path.display()
+            ),
+        );
+        None
     }
 }
 
