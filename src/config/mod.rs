@@ -7,6 +7,13 @@
 //! strings: names are templates known to expand to valid DNS names, durations
 //! are durations.
 //! The same validation serves a configuration built from command-line flags.
+//!
+//! The parts: `model` holds the validated types and the errors; `raw` the
+//! TOML as read, with its spans; `checker` the collector of problems;
+//! `settings`, `providers` and `records` check their tables; `validate` puts
+//! them together and checks what only the whole configuration can tell; `flags`
+//! builds the raw tables from command-line flags. The entry points that read
+//! and validate a file are here.
 
 mod checker;
 mod flags;
