@@ -208,21 +208,6 @@ fn plausible_token(token: &str) -> bool {
     !token.is_empty() && token.len() <= 512 && token.chars().all(|c| c.is_ascii_graphic())
 }
 
-/// An error with its causes, `a: b: c`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 
 use super::MetadataError;
-use super::aws::error_chain;
 use crate::retry::{Backoff, retry};
 
 /// The longest metadata answer read: the largest real ones (Azure's
@@ -248,6 +247,21 @@ impl Http {
             headers,
         })
     }
+}
+
+/// An error with its causes, `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 /// `HTTP 403 Forbidden: "<first bytes of the body>"`.

@@ -27,7 +27,8 @@ use serde::Serialize;
 use crate::config::{AddressKind, InstanceConfig, MetadataKind};
 use crate::plan::Vars;
 
-pub use aws::{Aws, error_chain};
+pub use aws::Aws;
+pub use http::error_chain;
 
 /// What metadata says about this instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
