@@ -684,7 +684,7 @@ fn mode_for(verdict: &Verdict) -> Mode {
 
 /// Whether this cloud publishes termination notices the agent can watch.
 fn has_notices(identity: &Identity) -> bool {
-    matches!(identity.cloud.as_str(), "aws" | "gcp" | "azure" | "alibaba")
+    crate::metadata::cloud(identity.cloud).is_some_and(|c| c.has_notices())
 }
 
 /// The next changed verdict, or never when there are no checks (or they stopped).

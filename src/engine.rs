@@ -958,7 +958,7 @@ mod tests {
 
     fn identity(id: &str, ipv4: &str) -> Identity {
         Identity {
-            cloud: "none".into(),
+            cloud: crate::config::MetadataKind::None,
             detected_by: "test".into(),
             instance_id: id.into(),
             region: None,

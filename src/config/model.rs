@@ -140,6 +140,13 @@ impl MetadataKind {
     }
 }
 
+/// The name, as [`MetadataKind::name`] gives it.
+impl std::fmt::Display for MetadataKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AddressKind {
     Public,

@@ -148,7 +148,7 @@ async fn read_all(kind: MetadataKind, cfg: &InstanceConfig, config: &Config) -> 
     let read = identity.is_ok();
     match identity {
         Ok(id) => {
-            assert_eq!(id.cloud, kind.name());
+            assert_eq!(id.cloud, kind);
             no_control("the instance id", &id.instance_id);
             for v in [&id.region, &id.availability_zone, &id.hostname]
                 .into_iter()
@@ -174,7 +174,7 @@ async fn read_all(kind: MetadataKind, cfg: &InstanceConfig, config: &Config) -> 
         Err(e) => no_control("the error", &e.to_string()),
     }
     let identity = Identity {
-        cloud: kind.name().into(),
+        cloud: kind,
         detected_by: "fuzz".into(),
         instance_id: "i-1".into(),
         region: None,

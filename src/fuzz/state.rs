@@ -61,7 +61,7 @@ fn fixture() -> Fixture {
     );
     let config: Config = crate::config::parse("fuzz.toml", &text).unwrap();
     let identity = Identity {
-        cloud: "none".into(),
+        cloud: crate::config::MetadataKind::None,
         detected_by: "fuzz".into(),
         instance_id: "i-1".into(),
         region: None,

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
+use super::cloud::{Cloud, Pending};
 use super::http::{self, Call, Http, check_id, describe, parse_ip};
 use super::{Identity, MetadataError, Notice};
+use crate::config::MetadataKind;
 
 const DEFAULT_ENDPOINT: &str = "http://100.100.100.200";
 const TOKEN_PATH: &str = "/latest/api/token";
@@ -23,14 +25,15 @@ const TTL_HEADER: &str = "X-aliyun-ecs-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "X-aliyun-ecs-metadata-token";
 const ROOT: &str = "/latest/meta-data";
 
-struct Alibaba {
+/// One conversation with ECS metadata, holding its hardened-mode token.
+struct Ecs {
     http: Http,
     token: Option<String>,
 }
 
-impl Alibaba {
-    fn new(base: Option<&str>) -> Alibaba {
-        Alibaba {
+impl Ecs {
+    fn new(base: Option<&str>) -> Ecs {
+        Ecs {
             http: Http::new("alibaba", http::base(base, DEFAULT_ENDPOINT)),
             token: None,
         }
@@ -86,9 +89,9 @@ impl Alibaba {
 }
 
 /// Does ECS metadata answer with a region id? (AWS has no `region-id`.)
-pub async fn probe(base: Option<&str>) -> bool {
+async fn probe(base: Option<&str>) -> bool {
     let probing = async {
-        let mut a = Alibaba::new(base);
+        let mut a = Ecs::new(base);
         let headers = [(TTL_HEADER, "60")];
         if let Some(r) = a
             .http
@@ -118,8 +121,8 @@ pub async fn probe(base: Option<&str>) -> bool {
         .unwrap_or(false)
 }
 
-pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
-    let mut a = Alibaba::new(base);
+async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+    let mut a = Ecs::new(base);
     a.fetch_token().await?;
     let id_path = format!("{ROOT}/instance-id");
     let instance_id = a.get("instance-id").await?.ok_or_else(|| {
@@ -156,7 +159,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         None => None,
     };
     Ok(Identity {
-        cloud: "alibaba".into(),
+        cloud: MetadataKind::Alibaba,
         detected_by: detected_by.to_string(),
         instance_id,
         region,
@@ -169,8 +172,8 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
 }
 
 /// A preemptible instance about to be released.
-pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
-    let mut a = Alibaba::new(base);
+async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
+    let mut a = Ecs::new(base);
     a.fetch_token().await?;
     Ok(a.get("instance/spot/termination-time")
         .await?
@@ -179,6 +182,38 @@ pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError>
             what: "spot termination-time".into(),
             at: Some(at),
         }))
+}
+
+/// Alibaba Cloud ECS, as the agent sees it.
+pub struct Alibaba;
+
+impl Cloud for Alibaba {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::Alibaba
+    }
+
+    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(probe(base))
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(identity(base, detected_by))
+    }
+
+    fn has_notices(&self) -> bool {
+        true
+    }
+
+    fn notice<'a>(
+        &'a self,
+        base: Option<&'a str>,
+    ) -> Pending<'a, Result<Option<Notice>, MetadataError>> {
+        Box::pin(notice(base))
+    }
 }
 
 #[cfg(test)]
@@ -191,7 +226,7 @@ mod tests {
         let want = Instance::example(CloudKind::Alibaba);
         let imds = ImdsServer::start_cloud(CloudKind::Alibaba, want.clone());
         let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud, "alibaba");
+        assert_eq!(id.cloud.to_string(), "alibaba");
         assert_eq!(id.instance_id, want.instance_id);
         assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
         assert_eq!(id.availability_zone.as_deref(), Some(want.zone.as_str()));

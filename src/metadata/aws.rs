@@ -13,26 +13,29 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use tokio::sync::Mutex;
 
+use super::cloud::{Cloud, Pending};
 use super::http::{self, Call, Http, check_id, describe, parse_ip, shown};
 use super::{Identity, MetadataError, Notice};
+use crate::config::MetadataKind;
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const TOKEN_TTL_SECONDS: &str = "21600";
 const TOKEN_PATH: &str = "/latest/api/token";
 const HOP_LIMIT: &str = "the IMDSv2 token request got no answer in time; inside a container this is the instance's metadata hop limit: raise it to 2 (aws ec2 modify-instance-metadata-options --http-put-response-hop-limit 2 --instance-id ...)";
 
-pub struct Aws {
+/// One conversation with IMDS, holding its IMDSv2 token.
+struct Imds {
     http: Http,
     token: Mutex<Option<String>>,
 }
 
-impl Aws {
+impl Imds {
     /// `endpoint`, else `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the default
     /// (or `DNSREG_METADATA_PROBE_ROOT`).
-    pub fn new(endpoint: Option<&str>) -> Aws {
+    pub fn new(endpoint: Option<&str>) -> Imds {
         let env = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok();
         let base = http::base(endpoint.or(env.as_deref()), DEFAULT_ENDPOINT);
-        Aws {
+        Imds {
             http: Http::new("aws", base),
             token: Mutex::new(None),
         }
@@ -159,7 +162,7 @@ impl Aws {
             None => None,
         };
         Ok(Identity {
-            cloud: "aws".into(),
+            cloud: MetadataKind::Aws,
             detected_by: detected_by.to_string(),
             instance_id,
             region,
@@ -208,6 +211,38 @@ fn plausible_token(token: &str) -> bool {
     !token.is_empty() && token.len() <= 512 && token.chars().all(|c| c.is_ascii_graphic())
 }
 
+/// AWS EC2, as the agent sees it.
+pub struct Aws;
+
+impl Cloud for Aws {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::Aws
+    }
+
+    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(async move { Imds::new(base).probe().await })
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(async move { Imds::new(base).identity(detected_by).await })
+    }
+
+    fn has_notices(&self) -> bool {
+        true
+    }
+
+    fn notice<'a>(
+        &'a self,
+        base: Option<&'a str>,
+    ) -> Pending<'a, Result<Option<Notice>, MetadataError>> {
+        Box::pin(async move { Imds::new(base).notice().await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +255,7 @@ mod tests {
             ipv6: Some("2001:db8::5".into()),
             ..AwsInstance::default()
         });
-        let id = Aws::new(Some(&imds.url())).identity("test").await.unwrap();
+        let id = Imds::new(Some(&imds.url())).identity("test").await.unwrap();
         assert_eq!(id.instance_id, "i-0123456789abcdef0");
         assert_eq!(id.region.as_deref(), Some("us-east-1"));
         assert_eq!(id.public_ipv4, Some("203.0.113.7".parse().unwrap()));
@@ -243,7 +278,7 @@ mod tests {
             ipv6: None,
             ..AwsInstance::default()
         });
-        let id = Aws::new(Some(&imds.url())).identity("test").await.unwrap();
+        let id = Imds::new(Some(&imds.url())).identity("test").await.unwrap();
         assert_eq!(id.public_ipv4, None);
         assert_eq!(id.ipv6, None);
     }
@@ -252,7 +287,7 @@ mod tests {
     async fn failures_name_the_cloud_and_url() {
         let imds = ImdsServer::start(AwsInstance::default());
         imds.set_fault(ImdsFault::Status(500));
-        let e = Aws::new(Some(&imds.url()))
+        let e = Imds::new(Some(&imds.url()))
             .identity("test")
             .await
             .unwrap_err()
@@ -268,7 +303,7 @@ mod tests {
         assert_eq!(imds.requests().len(), Backoff::METADATA.attempts as usize);
 
         imds.set_fault(ImdsFault::Garbage);
-        let e = Aws::new(Some(&imds.url()))
+        let e = Imds::new(Some(&imds.url()))
             .identity("test")
             .await
             .unwrap_err()
@@ -280,7 +315,7 @@ mod tests {
     async fn a_token_that_never_comes_is_the_hop_limit() {
         let imds = ImdsServer::start(AwsInstance::default());
         imds.set_fault(ImdsFault::HopLimit);
-        let e = Aws::new(Some(&imds.url()))
+        let e = Imds::new(Some(&imds.url()))
             .identity("test")
             .await
             .unwrap_err()
@@ -294,7 +329,7 @@ mod tests {
     #[tokio::test]
     async fn spot_and_scale_in_are_notices() {
         let imds = ImdsServer::start(AwsInstance::default());
-        let aws = Aws::new(Some(&imds.url()));
+        let aws = Imds::new(Some(&imds.url()));
         assert_eq!(aws.notice().await.unwrap(), None);
         imds.set_lifecycle_state("Terminated");
         let n = aws.notice().await.unwrap().unwrap();

@@ -13,8 +13,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
+use super::cloud::{Cloud, Pending};
 use super::http::{self, Call, Http, check_id, parse_ip, str_at};
 use super::{Identity, MetadataError, Notice};
+use crate::config::MetadataKind;
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const HEADERS: [(&str, &str); 1] = [("Metadata", "true")];
@@ -26,7 +28,7 @@ fn client(base: Option<&str>) -> Http {
 }
 
 /// Does IMDS answer at `base` with an instance document?
-pub async fn probe(base: Option<&str>) -> bool {
+async fn probe(base: Option<&str>) -> bool {
     match client(base).probe(Call::get(INSTANCE_PATH, &HEADERS)).await {
         Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
             .ok()
@@ -41,7 +43,7 @@ async fn document(http: &Http) -> Result<Value, MetadataError> {
         .ok_or_else(|| http.err(INSTANCE_PATH, "HTTP 404: no instance document"))
 }
 
-pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = document(&http).await?;
     let instance_id = str_at(&doc, "/compute/vmId")
@@ -82,7 +84,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         );
     }
     Ok(Identity {
-        cloud: "azure".into(),
+        cloud: MetadataKind::Azure,
         detected_by: detected_by.to_string(),
         instance_id,
         region,
@@ -95,7 +97,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
 }
 
 /// A scheduled `Preempt` or `Terminate` event for this VM.
-pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
+async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
     let http = client(base);
     let Some(events) = http.json(EVENTS_PATH, &HEADERS).await? else {
         return Ok(None);
@@ -153,6 +155,42 @@ pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError>
     Ok(None)
 }
 
+/// Azure, as the agent sees it.
+pub struct Azure;
+
+impl Cloud for Azure {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::Azure
+    }
+
+    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(probe(base))
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(identity(base, detected_by))
+    }
+
+    fn has_notices(&self) -> bool {
+        true
+    }
+
+    fn notice<'a>(
+        &'a self,
+        base: Option<&'a str>,
+    ) -> Pending<'a, Result<Option<Notice>, MetadataError>> {
+        Box::pin(notice(base))
+    }
+
+    fn no_public_ipv4_why(&self) -> &'static str {
+        "Azure metadata leaves publicIpAddress empty for Standard-SKU public IPs"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +201,7 @@ mod tests {
         let want = Instance::example(CloudKind::Azure);
         let imds = ImdsServer::start_cloud(CloudKind::Azure, want.clone());
         let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud, "azure");
+        assert_eq!(id.cloud.to_string(), "azure");
         assert_eq!(id.instance_id, want.instance_id);
         assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
         assert_eq!(

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Aws, Identity, MetadataError, alibaba, azure, digitalocean, gcp, hetzner, http};
-use super::{openstack, oracle, read};
+use super::{CLOUDS, Cloud, Identity, MetadataError, http, read};
 use crate::config::{InstanceConfig, MetadataKind};
 
 /// [`read`] for a cloud `auto` chose: a failure also says what chose it, so
@@ -26,33 +25,13 @@ async fn read_detected(
 }
 
 /// The clouds `auto` probes over HTTP, all at once.
-const PROBED: [MetadataKind; 8] = [
-    MetadataKind::Aws,
-    MetadataKind::Gcp,
-    MetadataKind::Azure,
-    MetadataKind::DigitalOcean,
-    MetadataKind::Hetzner,
-    MetadataKind::OpenStack,
-    MetadataKind::Oracle,
-    MetadataKind::Alibaba,
-];
+fn probed() -> impl Iterator<Item = &'static dyn Cloud> {
+    CLOUDS.into_iter().filter(|c| c.probed())
+}
 
 /// One cloud's probe: does its metadata service answer, quickly, as itself?
-async fn probe(kind: MetadataKind, base: Option<&str>) -> bool {
-    let probing = async {
-        match kind {
-            MetadataKind::Aws => Aws::new(base).probe().await,
-            MetadataKind::Gcp => gcp::probe(base).await,
-            MetadataKind::Azure => azure::probe(base).await,
-            MetadataKind::DigitalOcean => digitalocean::probe(base).await,
-            MetadataKind::Hetzner => hetzner::probe(base).await,
-            MetadataKind::OpenStack => openstack::probe(base).await,
-            MetadataKind::Oracle => oracle::probe(base).await,
-            MetadataKind::Alibaba => alibaba::probe(base).await,
-            _ => false,
-        }
-    };
-    tokio::time::timeout(http::PROBE_TIMEOUT, probing)
+async fn probe(cloud: &dyn Cloud, base: Option<&str>) -> bool {
+    tokio::time::timeout(http::PROBE_TIMEOUT, cloud.probe(base))
         .await
         .unwrap_or(false)
 }
@@ -219,18 +198,18 @@ async fn detect_from(
         .await;
     }
     let mut probes = tokio::task::JoinSet::new();
-    for kind in PROBED {
+    for cloud in probed() {
         let base = base.map(str::to_string);
-        probes.spawn(async move { (kind, probe(kind, base.as_deref()).await) });
+        probes.spawn(async move { (cloud, probe(cloud, base.as_deref()).await) });
     }
     while let Some(done) = probes.join_next().await {
-        if let Ok((kind, true)) = done {
+        if let Ok((cloud, true)) = done {
             probes.abort_all();
-            let by = format!("the {} metadata service answered", kind.name());
-            return read_detected(kind, base, &by).await;
+            let by = format!("the {} metadata service answered", cloud.name());
+            return read_detected(cloud.kind(), base, &by).await;
         }
     }
-    let names: Vec<&str> = PROBED.iter().map(|k| k.name()).collect();
+    let names: Vec<&str> = probed().map(|c| c.name()).collect();
     Err(MetadataError {
         cloud: "auto",
         url: base
@@ -366,7 +345,7 @@ mod tests {
             let id = detect_from(&Dmi::default(), none, Some(&imds.url()), false)
                 .await
                 .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
-            assert_eq!(id.cloud, kind.name(), "{kind:?}: {id:?}");
+            assert_eq!(id.cloud.name(), kind.name(), "{kind:?}: {id:?}");
             assert_eq!(id.instance_id, want.instance_id);
             assert!(id.detected_by.contains("answered"), "{}", id.detected_by);
         }
@@ -380,7 +359,7 @@ mod tests {
         let id = detect_from(&d, none, Some(&imds.url()), false)
             .await
             .unwrap();
-        assert_eq!(id.cloud, "gcp");
+        assert_eq!(id.cloud, MetadataKind::Gcp);
         assert_eq!(
             id.detected_by,
             "auto: DMI product_name is \"Google Compute Engine\""

@@ -8,8 +8,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::cloud::{Cloud, Pending};
 use super::http::{self, Http, check_id, parse_ip};
 use super::{Identity, MetadataError};
+use crate::config::MetadataKind;
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const ROOT: &str = "/metadata/v1";
@@ -19,7 +21,7 @@ fn client(base: Option<&str>) -> Http {
 }
 
 /// Does the Droplet metadata service answer with a numeric id?
-pub async fn probe(base: Option<&str>) -> bool {
+async fn probe(base: Option<&str>) -> bool {
     client(base).probe_numeric_id(&format!("{ROOT}/id")).await
 }
 
@@ -27,7 +29,7 @@ async fn get(http: &Http, item: &str) -> Result<Option<String>, MetadataError> {
     http.value(&format!("{ROOT}/{item}"), &[]).await
 }
 
-pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let id_path = format!("{ROOT}/id");
     let instance_id = http.required(&id_path, &[]).await?.trim().to_string();
@@ -44,7 +46,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
     let (p, v) = addr("interfaces/public/0/ipv6/address").await?;
     let ipv6: Option<Ipv6Addr> = parse_ip(&http, &p, v.as_deref())?;
     Ok(Identity {
-        cloud: "digitalocean".into(),
+        cloud: MetadataKind::DigitalOcean,
         detected_by: detected_by.to_string(),
         instance_id,
         region,
@@ -54,6 +56,31 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         private_ipv4,
         ipv6,
     })
+}
+
+/// DigitalOcean, as the agent sees it.
+pub struct DigitalOcean;
+
+impl Cloud for DigitalOcean {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::DigitalOcean
+    }
+
+    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(probe(base))
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(identity(base, detected_by))
+    }
+
+    fn has_notices(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -66,7 +93,7 @@ mod tests {
         let want = Instance::example(CloudKind::DigitalOcean);
         let imds = ImdsServer::start_cloud(CloudKind::DigitalOcean, want.clone());
         let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud, "digitalocean");
+        assert_eq!(id.cloud.to_string(), "digitalocean");
         assert_eq!(id.instance_id, want.instance_id);
         assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
         assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);

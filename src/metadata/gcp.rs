@@ -9,8 +9,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::cloud::{Cloud, Pending};
 use super::http::{self, Call, Http, check_id, parse_ip};
 use super::{Identity, MetadataError, Notice};
+use crate::config::MetadataKind;
 
 const DEFAULT_ENDPOINT: &str = "http://metadata.google.internal";
 const FLAVOR: [(&str, &str); 1] = [("Metadata-Flavor", "Google")];
@@ -21,7 +23,7 @@ fn client(base: Option<&str>) -> Http {
 }
 
 /// Is GCE's metadata server answering at `base` (signed with its flavor header)?
-pub async fn probe(base: Option<&str>) -> bool {
+async fn probe(base: Option<&str>) -> bool {
     let http = client(base);
     let path = format!("{ROOT}/id");
     match http.probe(Call::get(&path, &FLAVOR)).await {
@@ -58,7 +60,7 @@ pub fn zone_and_region(zone_path: &str) -> (String, String) {
     (zone, region)
 }
 
-pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let id_path = format!("{ROOT}/id");
     let instance_id = http.required(&id_path, &FLAVOR).await?.trim().to_string();
@@ -105,7 +107,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         ipv6 = parse_ip(&http, &format!("{ROOT}/{item}"), first.as_deref())?;
     }
     Ok(Identity {
-        cloud: "gcp".into(),
+        cloud: MetadataKind::Gcp,
         detected_by: detected_by.to_string(),
         instance_id,
         region,
@@ -118,7 +120,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
 }
 
 /// A Spot or preemptible VM being reclaimed: `instance/preempted` = `TRUE`.
-pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
+async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError> {
     let http = client(base);
     match get(&http, "preempted").await? {
         Some(v) if v.eq_ignore_ascii_case("TRUE") => Ok(Some(Notice::Preempt {
@@ -132,6 +134,38 @@ pub async fn notice(base: Option<&str>) -> Result<Option<Notice>, MetadataError>
             format!("expected TRUE or FALSE, got {:?}", http::shown(&v)),
         )),
         None => Ok(None),
+    }
+}
+
+/// Google Compute Engine, as the agent sees it.
+pub struct Gcp;
+
+impl Cloud for Gcp {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::Gcp
+    }
+
+    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(probe(base))
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(identity(base, detected_by))
+    }
+
+    fn has_notices(&self) -> bool {
+        true
+    }
+
+    fn notice<'a>(
+        &'a self,
+        base: Option<&'a str>,
+    ) -> Pending<'a, Result<Option<Notice>, MetadataError>> {
+        Box::pin(notice(base))
     }
 }
 
@@ -157,7 +191,7 @@ mod tests {
         let want = Instance::example(CloudKind::Gcp);
         let imds = ImdsServer::start_cloud(CloudKind::Gcp, want.clone());
         let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud, "gcp");
+        assert_eq!(id.cloud.to_string(), "gcp");
         assert_eq!(id.instance_id, want.instance_id);
         assert_eq!(id.availability_zone.as_deref(), Some(want.zone.as_str()));
         assert_eq!(id.region.as_deref(), Some(want.region.as_str()));

@@ -9,8 +9,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::cloud::{Cloud, Pending};
 use super::http::{self, Http, check_id, parse_ip};
 use super::{Identity, MetadataError};
+use crate::config::MetadataKind;
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const ROOT: &str = "/hetzner/v1/metadata";
@@ -20,7 +22,7 @@ fn client(base: Option<&str>) -> Http {
 }
 
 /// Does the Hetzner metadata service answer with a numeric id?
-pub async fn probe(base: Option<&str>) -> bool {
+async fn probe(base: Option<&str>) -> bool {
     client(base)
         .probe_numeric_id(&format!("{ROOT}/instance-id"))
         .await
@@ -60,7 +62,7 @@ fn first_ipv6(http: &Http, doc: &str) -> Result<Option<Ipv6Addr>, MetadataError>
     Ok(None)
 }
 
-pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let id_path = format!("{ROOT}/instance-id");
     let instance_id = http.required(&id_path, &[]).await?.trim().to_string();
@@ -84,7 +86,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         None => None,
     };
     Ok(Identity {
-        cloud: "hetzner".into(),
+        cloud: MetadataKind::Hetzner,
         detected_by: detected_by.to_string(),
         instance_id,
         region,
@@ -94,6 +96,31 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         private_ipv4,
         ipv6,
     })
+}
+
+/// Hetzner Cloud, as the agent sees it.
+pub struct Hetzner;
+
+impl Cloud for Hetzner {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::Hetzner
+    }
+
+    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(probe(base))
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(identity(base, detected_by))
+    }
+
+    fn has_notices(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -129,7 +156,7 @@ mod tests {
         let want = Instance::example(CloudKind::Hetzner);
         let imds = ImdsServer::start_cloud(CloudKind::Hetzner, want.clone());
         let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud, "hetzner");
+        assert_eq!(id.cloud.to_string(), "hetzner");
         assert_eq!(id.instance_id, want.instance_id);
         assert_eq!(id.hostname.as_deref(), Some(want.hostname.as_str()));
         assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);

@@ -1,17 +1,18 @@
 //! Who is this machine? Instance metadata, read once at start and again on each
 //! reconcile (addresses can change).
 //!
-//! Each cloud is one file (its client, its `probe` for `auto`, its part of
-//! [`notice`]); `http` holds the plumbing they share and `detect` the choice
-//! of cloud for `auto`. This module owns the [`Identity`] they all produce,
-//! the choice of source (`[instance] metadata`), and the `[instance]`
-//! overrides applied on top. A 404
-//! from a metadata service means "absent" (no public IPv4, no IPv6), never
-//! "broken".
+//! Each cloud is one file: its client, and one unit struct implementing
+//! [`Cloud`] (its `probe` for `auto`, its identity, its [`notice`] if it has
+//! any); [`cloud()`] finds it by kind. `http` holds the plumbing they share,
+//! `detect` the choice of cloud for `auto`. This module owns the [`Identity`]
+//! they all produce, the choice of source (`[instance] metadata`), and the
+//! `[instance]` overrides applied on top. A 404 from a metadata service means
+//! "absent" (no public IPv4, no IPv6), never "broken".
 
 mod alibaba;
 mod aws;
 mod azure;
+mod cloud;
 mod detect;
 mod digitalocean;
 mod gcp;
@@ -28,7 +29,7 @@ use serde::Serialize;
 use crate::config::{AddressKind, InstanceConfig, MetadataKind};
 use crate::plan::Vars;
 
-pub use aws::Aws;
+pub use cloud::Cloud;
 /// The fuzz targets feed DMI strings and cloud-init data to detection directly.
 #[cfg(test)]
 pub use detect::{Dmi, cloud_init_cloud};
@@ -37,9 +38,10 @@ pub use http::error_chain;
 /// What metadata says about this instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Identity {
-    /// The metadata source's name (`aws`, `gcp`, …, `triton`), or `none` when
-    /// everything came from `[instance]`.
-    pub cloud: String,
+    /// The metadata source (`aws`, `gcp`, …, `triton`), or `none` when
+    /// everything came from `[instance]`; shown and serialized by its name.
+    #[serde(serialize_with = "cloud::serialize_kind")]
+    pub cloud: MetadataKind,
     /// How the cloud was chosen, for `whoami`.
     pub detected_by: String,
     pub instance_id: String,
@@ -133,7 +135,7 @@ fn is_dns_name(s: &str) -> bool {
 pub async fn identify(cfg: &InstanceConfig) -> Result<Identity, MetadataError> {
     let mut identity = match cfg.metadata {
         MetadataKind::None => Identity {
-            cloud: "none".into(),
+            cloud: MetadataKind::None,
             detected_by: "metadata = \"none\": [instance] settings only".into(),
             instance_id: String::new(),
             region: None,
@@ -168,27 +170,35 @@ pub async fn identify(cfg: &InstanceConfig) -> Result<Identity, MetadataError> {
     Ok(identity)
 }
 
+/// Every cloud, in the order `[instance] metadata` lists them (and `auto`
+/// probes them).
+pub const CLOUDS: [&dyn Cloud; 9] = [
+    &aws::Aws,
+    &gcp::Gcp,
+    &azure::Azure,
+    &digitalocean::DigitalOcean,
+    &hetzner::Hetzner,
+    &openstack::OpenStack,
+    &oracle::Oracle,
+    &alibaba::Alibaba,
+    &triton::Triton,
+];
+
+/// The cloud of `kind`; `None` for `auto` and `none`, which are not metadata
+/// services.
+pub fn cloud(kind: MetadataKind) -> Option<&'static dyn Cloud> {
+    CLOUDS.into_iter().find(|c| c.kind() == kind)
+}
+
 /// Reads the identity from one source; `base` overrides the cloud's address.
 async fn read(
     kind: MetadataKind,
     base: Option<&str>,
     detected_by: &str,
 ) -> Result<Identity, MetadataError> {
-    let id = match kind {
-        MetadataKind::Aws => Aws::new(base).identity(detected_by).await,
-        MetadataKind::Gcp => gcp::identity(base, detected_by).await,
-        MetadataKind::Azure => azure::identity(base, detected_by).await,
-        MetadataKind::DigitalOcean => digitalocean::identity(base, detected_by).await,
-        MetadataKind::Hetzner => hetzner::identity(base, detected_by).await,
-        MetadataKind::OpenStack => openstack::identity(base, detected_by).await,
-        MetadataKind::Oracle => oracle::identity(base, detected_by).await,
-        MetadataKind::Alibaba => alibaba::identity(base, detected_by).await,
-        MetadataKind::Triton => triton::identity(base, detected_by).await,
-        MetadataKind::Auto | MetadataKind::None => {
-            unreachable!("auto and none are not metadata services")
-        }
-    }?;
-    usable_identity(kind.name(), &id)?;
+    let cloud = cloud(kind).expect("auto and none are not metadata services");
+    let id = cloud.identity(base, detected_by).await?;
+    usable_identity(cloud.name(), &id)?;
     Ok(id)
 }
 
@@ -243,18 +253,14 @@ impl std::fmt::Display for Notice {
 
 /// Asks the cloud `identity` came from whether this instance is about to be
 /// terminated or preempted. `None`: no notice, or a cloud without notices
-/// (DigitalOcean, Hetzner, OpenStack, Oracle, Triton, none).
+/// (one whose [`Cloud::has_notices`] is false, or none).
 pub async fn notice(
     cfg: &InstanceConfig,
     identity: &Identity,
 ) -> Result<Option<Notice>, MetadataError> {
-    let base = cfg.metadata_endpoint.as_deref();
-    match MetadataKind::from_name(&identity.cloud) {
-        Some(MetadataKind::Aws) => Aws::new(base).notice().await,
-        Some(MetadataKind::Gcp) => gcp::notice(base).await,
-        Some(MetadataKind::Azure) => azure::notice(base).await,
-        Some(MetadataKind::Alibaba) => alibaba::notice(base).await,
-        _ => Ok(None),
+    match cloud(identity.cloud) {
+        Some(c) => c.notice(cfg.metadata_endpoint.as_deref()).await,
+        None => Ok(None),
     }
 }
 
@@ -307,7 +313,7 @@ pub enum Unusable {
 pub fn vars(identity: &Identity, cfg: &InstanceConfig) -> Result<Vars, Unusable> {
     // Without a metadata service, every value is the configuration's.
     let blame = |from_config: bool, why: String| {
-        if from_config || identity.cloud == "none" {
+        if from_config || identity.cloud == MetadataKind::None {
             Unusable::Config(why)
         } else {
             Unusable::Metadata(why)
@@ -321,10 +327,9 @@ pub fn vars(identity: &Identity, cfg: &InstanceConfig) -> Result<Vars, Unusable>
     }
     let ipv4 = match cfg.address {
         AddressKind::Public => identity.public_ipv4.ok_or_else(|| {
-            let why = match identity.cloud.as_str() {
-                "azure" => " (Azure metadata leaves publicIpAddress empty for Standard-SKU public IPs)",
-                "oracle" => " (OCI metadata does not show public IPs)",
-                _ => "",
+            let why = match cloud(identity.cloud).map(|c| c.no_public_ipv4_why()) {
+                Some(why) if !why.is_empty() => format!(" ({why})"),
+                _ => String::new(),
             };
             blame(false, format!(
                 "instance {} has no public IPv4 address{why}; publish its private one with [instance] address = \"private\" (--address private), or set [instance] ipv4 (--ipv4)",
@@ -397,7 +402,7 @@ mod tests {
             metadata_endpoint: None,
         };
         let identity = Identity {
-            cloud: "azure".into(),
+            cloud: MetadataKind::Azure,
             detected_by: "test".into(),
             instance_id: "02aab8a4-74ef-476e-8182-f6d2ba4166a6".into(),
             region: None,
@@ -442,9 +447,54 @@ mod tests {
         );
         // Clouds without notices say none, without asking anything.
         let hetzner = Identity {
-            cloud: "hetzner".into(),
+            cloud: MetadataKind::Hetzner,
             ..identity
         };
         assert_eq!(notice(&cfg, &hetzner).await.unwrap(), None);
+    }
+
+    #[test]
+    fn every_cloud_is_found_by_its_kind_and_named_as_configured() {
+        for kind in MetadataKind::ALL {
+            match cloud(kind) {
+                Some(c) => {
+                    assert_eq!(c.kind(), kind);
+                    assert_eq!(c.name(), kind.to_string());
+                }
+                None => assert!(matches!(kind, MetadataKind::Auto | MetadataKind::None)),
+            }
+        }
+    }
+
+    #[test]
+    fn whoami_json_names_the_cloud() {
+        let identity = Identity {
+            cloud: MetadataKind::DigitalOcean,
+            detected_by: "test".into(),
+            instance_id: "1".into(),
+            region: None,
+            availability_zone: None,
+            hostname: None,
+            public_ipv4: None,
+            private_ipv4: None,
+            ipv6: None,
+        };
+        let v = serde_json::to_value(&identity).unwrap();
+        assert_eq!(v["cloud"], "digitalocean", "{v}");
+    }
+
+    #[tokio::test]
+    async fn only_clouds_with_notices_are_asked() {
+        let watched: Vec<&str> = CLOUDS
+            .iter()
+            .filter(|c| c.has_notices())
+            .map(|c| c.name())
+            .collect();
+        assert_eq!(watched, ["aws", "gcp", "azure", "alibaba"]);
+        // Nothing listens on the discard port: a request would fail.
+        for c in CLOUDS.iter().filter(|c| !c.has_notices()) {
+            let n = c.notice(Some("http://127.0.0.1:9")).await;
+            assert_eq!(n.unwrap(), None, "{}", c.name());
+        }
     }
 }

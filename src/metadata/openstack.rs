@@ -11,8 +11,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
+use super::cloud::{Cloud, Pending};
 use super::http::{self, Call, Http, check_id, parse_ip, str_at};
 use super::{Identity, MetadataError};
+use crate::config::MetadataKind;
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 pub const META_DATA: &str = "/openstack/latest/meta_data.json";
@@ -23,7 +25,7 @@ fn client(base: Option<&str>) -> Http {
 }
 
 /// Does Nova answer with a `meta_data.json` that has a `uuid`?
-pub async fn probe(base: Option<&str>) -> bool {
+async fn probe(base: Option<&str>) -> bool {
     match client(base).probe(Call::get(META_DATA, &[])).await {
         Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
             .ok()
@@ -59,7 +61,7 @@ fn first_ipv6(http: &Http, net: &Value) -> Result<Option<Ipv6Addr>, MetadataErro
     Ok(None)
 }
 
-pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = http
         .json(META_DATA, &[])
@@ -84,7 +86,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         Ok(None) | Err(_) => None,
     };
     Ok(Identity {
-        cloud: "openstack".into(),
+        cloud: MetadataKind::OpenStack,
         detected_by: detected_by.to_string(),
         instance_id,
         region: None,
@@ -94,6 +96,31 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         private_ipv4,
         ipv6,
     })
+}
+
+/// OpenStack, as the agent sees it.
+pub struct OpenStack;
+
+impl Cloud for OpenStack {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::OpenStack
+    }
+
+    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(probe(base))
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(identity(base, detected_by))
+    }
+
+    fn has_notices(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -106,7 +133,7 @@ mod tests {
         let want = Instance::example(CloudKind::OpenStack);
         let imds = ImdsServer::start_cloud(CloudKind::OpenStack, want.clone());
         let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud, "openstack");
+        assert_eq!(id.cloud.to_string(), "openstack");
         assert_eq!(id.instance_id, want.instance_id);
         assert_eq!(
             id.private_ipv4.map(|i| i.to_string()),

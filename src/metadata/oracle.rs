@@ -11,8 +11,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
+use super::cloud::{Cloud, Pending};
 use super::http::{self, Call, Http, check_id, parse_ip, str_at};
 use super::{Identity, MetadataError};
+use crate::config::MetadataKind;
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const HEADERS: [(&str, &str); 1] = [("Authorization", "Bearer Oracle")];
@@ -24,7 +26,7 @@ fn client(base: Option<&str>) -> Http {
 }
 
 /// Does OCI's IMDSv2 answer with an instance document?
-pub async fn probe(base: Option<&str>) -> bool {
+async fn probe(base: Option<&str>) -> bool {
     match client(base).probe(Call::get(INSTANCE_PATH, &HEADERS)).await {
         Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
             .ok()
@@ -35,7 +37,7 @@ pub async fn probe(base: Option<&str>) -> bool {
     }
 }
 
-pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = http
         .json(INSTANCE_PATH, &HEADERS)
@@ -66,7 +68,7 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         first.and_then(|n| str_at(n, "/ipv6Addresses/0")),
     )?;
     Ok(Identity {
-        cloud: "oracle".into(),
+        cloud: MetadataKind::Oracle,
         detected_by: detected_by.to_string(),
         instance_id,
         region,
@@ -76,6 +78,35 @@ pub async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity,
         private_ipv4,
         ipv6,
     })
+}
+
+/// Oracle Cloud Infrastructure, as the agent sees it.
+pub struct Oracle;
+
+impl Cloud for Oracle {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::Oracle
+    }
+
+    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(probe(base))
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(identity(base, detected_by))
+    }
+
+    fn has_notices(&self) -> bool {
+        false
+    }
+
+    fn no_public_ipv4_why(&self) -> &'static str {
+        "OCI metadata does not show public IPs"
+    }
 }
 
 #[cfg(test)]
@@ -88,7 +119,7 @@ mod tests {
         let want = Instance::example(CloudKind::Oracle);
         let imds = ImdsServer::start_cloud(CloudKind::Oracle, want.clone());
         let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud, "oracle");
+        assert_eq!(id.cloud.to_string(), "oracle");
         assert_eq!(id.instance_id, want.instance_id);
         assert_eq!(
             id.private_ipv4.map(|i| i.to_string()),

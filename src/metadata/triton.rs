@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::cloud::{Cloud, Pending};
 use super::http::{plausible_id, shown};
 use super::{Identity, MetadataError};
+use crate::config::MetadataKind;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -122,7 +124,7 @@ pub fn addresses(nics: &[Value]) -> (Option<Ipv4Addr>, Option<Ipv4Addr>, Option<
 }
 
 /// `base` is unused: Triton metadata is not HTTP.
-pub async fn identity(_base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
+async fn identity(_base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let instance_id = get("sdc:uuid")
         .await?
         .ok_or_else(|| err("sdc:uuid", "exit 1: no such key"))?;
@@ -146,7 +148,7 @@ pub async fn identity(_base: Option<&str>, detected_by: &str) -> Result<Identity
         None => (None, None, None),
     };
     Ok(Identity {
-        cloud: "triton".into(),
+        cloud: MetadataKind::Triton,
         detected_by: detected_by.to_string(),
         instance_id,
         region,
@@ -156,6 +158,36 @@ pub async fn identity(_base: Option<&str>, detected_by: &str) -> Result<Identity
         private_ipv4,
         ipv6,
     })
+}
+
+/// Joyent Triton / SmartOS, as the agent sees it.
+pub struct Triton;
+
+impl Cloud for Triton {
+    fn kind(&self) -> MetadataKind {
+        MetadataKind::Triton
+    }
+
+    /// `mdata-get` has no quick probe: DMI or cloud-init names Triton.
+    fn probed(&self) -> bool {
+        false
+    }
+
+    fn probe<'a>(&'a self, _base: Option<&'a str>) -> Pending<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    fn identity<'a>(
+        &'a self,
+        base: Option<&'a str>,
+        detected_by: &'a str,
+    ) -> Pending<'a, Result<Identity, MetadataError>> {
+        Box::pin(identity(base, detected_by))
+    }
+
+    fn has_notices(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
