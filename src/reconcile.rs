@@ -61,6 +61,9 @@ const LOOK_SPACING: Duration = Duration::from_millis(250);
 /// has not seen how many they are yet: its first look comes this long after
 /// its announcement, at most (and at least a twentieth of it).
 const FIRST_LOOK_CROWDED: Duration = Duration::from_secs(20);
+/// How often a leaving instance that carried others looks again for more to
+/// carry (see [`keep_carrying`]).
+const CARRY_ROUND: Duration = Duration::from_secs(2);
 
 /// What one instance wants of one provider.
 #[derive(Clone, Debug)]
@@ -1271,7 +1274,10 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     }
                 }
                 out.memory = remember(p, intent, &ctx, &written.after, &out.owned);
-                out.change = written.change;
+                out.change = written.change.clone();
+                if how == How::Materialise && intent.leaving && out.carried > 0 {
+                    out.carried += keep_carrying(p, intent, &ctx, written.after, &mut tries).await;
+                }
                 return Ok(merged(out, &landed));
             }
             Err(Fail::Conflict(why)) => {
@@ -1307,6 +1313,89 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             Err(f) => tries.after("writing the change", f).await?,
         }
     }
+}
+
+/// A leaving instance whose write carried other instances' announced values
+/// stays the fleet's carrier while its stop allows: when a fleet scales in
+/// together, announcements come in over the time the provider's rate takes,
+/// and the waiting instances look seldom (see `look_after`). A carrier that
+/// stopped after one write left the rest to whoever was first in line at
+/// its next look, which came too late (measured with 200 agents on Route53
+/// simple routing: 104 announced removals not carried when their stops
+/// ended). Every `CARRY_ROUND` it lists the registries and carries what is
+/// pending, until two listings in a row show nothing pending or its stop is
+/// near. Each write is conditional like any other: one racing another
+/// carrier is refused and the next round sees what it did. Returns the
+/// values carried.
+async fn keep_carrying<P: Provider>(
+    p: &P,
+    intent: &Intent,
+    ctx: &Ctx,
+    mut last: P::Snapshot,
+    tries: &mut Attempts<'_>,
+) -> usize {
+    // Only its shared rrsets are read again (its own are gone, as its last
+    // write left them).
+    let intent = Intent {
+        desired: Vec::new(),
+        known: intent
+            .known
+            .iter()
+            .filter(|v| intent.is_shared(&v.key(), &ctx.registry))
+            .cloned()
+            .collect(),
+        memory: None,
+        ..intent.clone()
+    };
+    let intent = &intent;
+    let mut carried = 0;
+    let mut quiet = 0;
+    while tries.deadline.saturating_duration_since(Instant::now()) > CARRY_ROUND * 2 && quiet < 2 {
+        tries.sleep(CARRY_ROUND).await;
+        let Ok(listed) = attempt(tries, "listing ownership registries", || p.registries()).await
+        else {
+            break;
+        };
+        let pending = listed
+            .0
+            .iter()
+            .filter(|(label, _)| **label != ctx.label)
+            .map(|(_, values)| Registry::parse(values))
+            .any(|r| !r.expired(ctx.now) && (!r.wanted.is_empty() || !r.dropped.is_empty()));
+        if !pending {
+            quiet += 1;
+            continue;
+        }
+        quiet = 0;
+        let Ok((plan, snap, _)) = observe(
+            p,
+            intent,
+            ctx,
+            How::Materialise,
+            Some(&last),
+            Some(listed),
+            tries,
+        )
+        .await
+        else {
+            break;
+        };
+        if plan.edit.is_empty() {
+            continue;
+        }
+        tracing::debug!(provider = p.name(), "carrying for others:\n{}", plan.edit);
+        match p.write(&snap, &plan.edit).await {
+            Ok(written) => {
+                carried += plan.outcome.carried;
+                last = written.after;
+            }
+            // Another carrier wrote first, or the provider is busy (its
+            // pacer holds the next request back): the next round sees.
+            Err(Fail::Conflict(_) | Fail::Busy { .. }) => {}
+            Err(_) => break,
+        }
+    }
+    carried
 }
 
 /// What is fixed for `p` and `intent`'s instance.

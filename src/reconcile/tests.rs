@@ -738,6 +738,90 @@ async fn a_fleet_at_once_converges_with_writes_in_proportion_to_its_size() {
     );
 }
 
+/// `id` announces the removal of `line`, as a leaving instance's own write
+/// does: its registry's owned line becomes a drop line.
+fn announce_drop(m: &Memory, id: &str, line: &str) {
+    let reg = |prefix: &str| {
+        value(&format!(
+            "{id}._dnsreg.example.com. TXT \"{prefix} {}\"",
+            line.replace('"', "\\\"")
+        ))
+    };
+    m.take(&reg("dnsreg1"));
+    m.put(&format!(
+        "{id}._dnsreg.example.com. TXT \"dnsreg1-drop {}\"",
+        line.replace('"', "\\\"")
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leaving_carrier_stays_to_carry_those_who_announce_after_it() {
+    // A scale-in of three sharing www, with a person's value there too, on
+    // a provider that throttles (so a leave announces rather than race): i-2
+    // announced its removal before i-1 leaves; i-3 announces only after
+    // i-1's carrying write, and then nobody else writes. i-1 announces, is
+    // first in line, carries i-2, and stays to carry i-3 too.
+    let mut m = Memory::new();
+    m.lists = true;
+    let m = Arc::new(m);
+    m.put("www.example.com. A 192.0.2.250");
+    let line = |k: u32| format!("www.example.com. A 192.0.2.{k}");
+    let mut last = None;
+    for k in [2, 3, 1] {
+        last = Some(
+            apply(&*m, &intent(&format!("i-{k}"), &[&line(k)], false))
+                .await
+                .unwrap(),
+        );
+    }
+    let joined = last.unwrap();
+    announce_drop(&m, "i-2", &line(2));
+    let mut leave = intent("i-1", &[&line(1)], true);
+    leave.known = joined.owned.clone();
+    leave.memory = joined.memory.clone();
+    leave.deadline = Duration::from_secs(60);
+    m.pacer
+        .busy("Throttling: Rate exceeded", Some(Duration::from_millis(1)));
+    let writes_before = m.counts().writes;
+    let carrier = {
+        let m = m.clone();
+        tokio::spawn(async move { apply(&*m, &leave).await.unwrap() })
+    };
+    // i-3 announces once i-1's first carrying write took out i-2's value.
+    let carried_i2 = tokio::time::timeout(Duration::from_secs(30), async {
+        while m
+            .lines("www.example.com", RType::A)
+            .contains(&"192.0.2.2".to_string())
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        carried_i2.is_ok(),
+        "i-1 never carried i-2's announced removal: {:?}",
+        m.sets.lock().unwrap()
+    );
+    announce_drop(&m, "i-3", &line(3));
+    let out = carrier.await.unwrap();
+    assert_eq!(
+        m.lines("www.example.com", RType::A),
+        vec!["192.0.2.250"],
+        "every leaving instance's value went, the person's stayed"
+    );
+    for k in 1..=3 {
+        assert!(
+            m.lines(&format!("i-{k}._dnsreg.example.com"), RType::TXT)
+                .is_empty(),
+            "i-{k}'s registry is gone"
+        );
+    }
+    assert_eq!(out.removed, vec![value(&line(1))]);
+    assert_eq!(out.carried, 2, "i-2's value and i-3's: {out:?}");
+    // Its announcement, its carrying write and one more for i-3.
+    assert_eq!(m.counts().writes - writes_before, 3, "{:?}", m.counts());
+}
+
 // ---------------------------------------------------------------------------
 // Randomized interleavings
 // ---------------------------------------------------------------------------
