@@ -1045,9 +1045,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                 fleet = Some(parsed.len());
                 let pending: BTreeSet<String> = parsed
                     .iter()
-                    .filter(|(_, r)| {
-                        !r.expired(ctx.now) && (!r.wanted.is_empty() || !r.dropped.is_empty())
-                    })
+                    .filter(|(_, r)| waiting(r, ctx.now))
                     .map(|(l, _)| l.clone())
                     .collect();
                 // Carry when first in line, or when nobody carried anyone
@@ -1361,7 +1359,7 @@ async fn keep_carrying<P: Provider>(
             .iter()
             .filter(|(label, _)| **label != ctx.label)
             .map(|(_, values)| Registry::parse(values))
-            .any(|r| !r.expired(ctx.now) && (!r.wanted.is_empty() || !r.dropped.is_empty()));
+            .any(|r| waiting(&r, ctx.now));
         if !pending {
             quiet += 1;
             continue;
@@ -1396,6 +1394,12 @@ async fn keep_carrying<P: Provider>(
         }
     }
     carried
+}
+
+/// Whether a registry has announced values waiting to be carried, and is
+/// still alive to want them.
+fn waiting(r: &Registry, now: u64) -> bool {
+    !r.expired(now) && (!r.wanted.is_empty() || !r.dropped.is_empty())
 }
 
 /// What is fixed for `p` and `intent`'s instance.
