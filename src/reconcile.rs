@@ -326,10 +326,14 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     // An announcement writes only this instance's own rrsets (and its
     // registry), but even those may hold a value another instance claims
     // too: a host name made from an address, given to another machine since
-    // (measured: taking it out unlooked removed that machine's record).
-    let withdraw = owned
-        .iter()
-        .any(|v| (intent.leaving || !desired.contains_key(v)) && written(&v.key()) && present(v));
+    // (measured: taking it out unlooked removed that machine's record). A
+    // name made from this instance's id is the exception (see `named_for`).
+    let withdraw = owned.iter().any(|v| {
+        (intent.leaving || !desired.contains_key(v))
+            && written(&v.key())
+            && present(v)
+            && !named_for(v, &ctx.label)
+    });
     let needs_others =
         !ctx.keeps_apart && (how == How::Materialise || (!tracks && (withdraw || present_unowned)));
     if needs_others && seen.others.is_none() {
@@ -699,6 +703,19 @@ fn set_exactly(edit: &mut Edit, key: &RrKey, before: &Values, after: &Values, tt
 }
 
 /// What the registries other than `label`'s own.
+/// Whether `v`'s name starts with this instance's registry label (its id, as
+/// `{instance_id}` makes host names): no other instance's registry can claim
+/// it, since an instance of the same id would share this registry too. Its
+/// withdrawal needs no listing of the others (at a fleet's scale-in that
+/// listing was one request in four of every leave).
+fn named_for(v: &Value, label: &str) -> bool {
+    v.name
+        .as_str()
+        .split('.')
+        .next()
+        .is_some_and(|first| first == label)
+}
+
 fn owned_by_others_except(others: &BTreeMap<String, Registry>, label: &str) -> Values {
     others
         .iter()

@@ -323,11 +323,12 @@ fn intent(id: &str, lines: &[&str], leaving: bool) -> Intent {
         .collect();
     Intent {
         instance_id: id.into(),
-        // Round-robin names and SRV rrsets are shared; hosts (h*) are not.
+        // Round-robin names and SRV rrsets are shared; hosts (h*, or named
+        // for the instance, i-*) are not.
         exclusive: desired
             .iter()
             .map(|r| r.value.key())
-            .filter(|k| k.name.as_str().starts_with('h'))
+            .filter(|k| k.name.as_str().starts_with('h') || k.name.as_str().starts_with("i-"))
             .collect(),
         desired: if leaving { Vec::new() } else { desired },
         leaving,
@@ -822,6 +823,54 @@ async fn a_leaving_carrier_stays_to_carry_those_who_announce_after_it() {
     assert_eq!(m.counts().writes - writes_before, 3, "{:?}", m.counts());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_leave_that_announces_lists_nobody_before_it_when_its_host_is_named_for_it() {
+    // A scale-in on a throttling provider: the leave announces. Its host name
+    // made from an address could be another instance's by now (so the
+    // others' registries are listed before it is taken out); one made from
+    // its own id cannot, and that listing is saved.
+    for (host, lists_before) in [("h1", 1), ("i-1", 0)] {
+        let mut m = Memory::new();
+        m.lists = true;
+        let m = Arc::new(m);
+        m.put("www.example.com. A 192.0.2.250");
+        let mine = [
+            "www.example.com. A 192.0.2.1".to_string(),
+            format!("{host}.example.com. A 192.0.2.1"),
+        ];
+        let mine: Vec<&str> = mine.iter().map(String::as_str).collect();
+        apply(
+            &*m,
+            &intent("i-2", &["www.example.com. A 192.0.2.2"], false),
+        )
+        .await
+        .unwrap();
+        let joined = apply(&*m, &intent("i-1", &mine, false)).await.unwrap();
+        let mut leave = intent("i-1", &mine, true);
+        leave.known = joined.owned.clone();
+        leave.memory = joined.memory.clone();
+        m.pacer
+            .busy("Throttling: Rate exceeded", Some(Duration::from_millis(1)));
+        let before = m.counts();
+        let out = apply(&*m, &leave).await.unwrap();
+        let c = m.counts();
+        assert_eq!(
+            m.lines("www.example.com", RType::A),
+            vec!["192.0.2.2", "192.0.2.250"],
+            "{host}"
+        );
+        assert!(
+            m.lines(&format!("{host}.example.com"), RType::A).is_empty(),
+            "{host}: the host record went"
+        );
+        assert_eq!(out.removed.len(), 2, "{host}: {out:?}");
+        // One look (a listing) after the announcement, which carries it,
+        // and the listing before it where the name may be another's.
+        assert_eq!(c.lists - before.lists, 1 + lists_before, "{host}: {c:?}");
+        assert_eq!(c.writes - before.writes, 2, "{host}: {c:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Randomized interleavings
 // ---------------------------------------------------------------------------
@@ -1047,15 +1096,22 @@ async fn schedule(seed: u64) {
     let m = Arc::new(m);
     let n = rng.random_range(2..7usize);
     let shared_ip = rng.random_range(0..4) == 0;
+    let named_hosts = rng.random_range(0..2) == 0;
     let mut agents: Vec<Agent> = (0..n)
         .map(|k| {
             let ip = if shared_ip && k == 1 { 1 } else { k + 1 };
+            // Host names by number, or made from the instance's id.
+            let host = if named_hosts {
+                format!("i-{k}")
+            } else {
+                format!("h{k}")
+            };
             Agent {
                 id: format!("i-{k}"),
                 lines: vec![
                     format!("www.example.com. A 192.0.2.{ip}"),
-                    format!("_a._tcp.example.com. SRV 0 0 80 h{k}.example.com."),
-                    format!("h{k}.example.com. A 192.0.2.{ip}"),
+                    format!("_a._tcp.example.com. SRV 0 0 80 {host}.example.com."),
+                    format!("{host}.example.com. A 192.0.2.{ip}"),
                 ],
                 known: Values::new(),
                 memory: None,
