@@ -77,7 +77,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const USAGE: &str = "\
 usage: bench --dnsreg BIN --aws BIN --baselines DIR --out DIR [--runs N]
              [--only latency,fleet,spread,legacy,reap,baseline] [--providers route53-multivalue,route53-simple,cloudflare,rfc2136]
-             [--fleet N,N,...] [--simple-max N] [--spread N,N,...] [--legacy N,N,...] [--reap N] [--fleet-deadline SECS]
+             [--fleet N,N,...] [--simple-max N] [--spread N,N,...] [--legacy N,N,...] [--reap N] [--fleet-deadline SECS] [--stop-factor X]
              [--baseline-fleet N,N,...] [--footprint FILE] [--command TEXT] [--revision TEXT]
        bench --render RESULTS_JSON --out DIR     (writes DIR/latest.md again from saved results)
 
@@ -91,7 +91,9 @@ usage: bench --dnsreg BIN --aws BIN --baselines DIR --out DIR [--runs N]
   --spread           sizes for the join_spread rows (default 200,1000; empty for none)
   --legacy           sizes for the legacy-quota rows (default 200; empty for none)
   --reap             the short-stop scenario's fleet size (default 200; 0 for none)
-  --fleet-deadline   how long each fleet phase may take, in seconds (default 600)";
+  --fleet-deadline   how long each fleet phase may take, in seconds (default 600)
+  --stop-factor      the fleets' stop_timeout as this multiple of the leave floor (default 1.3; 2 for
+                     route53-simple), to check how README sizes a stop; the rows say it";
 
 /// Parts of the benchmark (`--only`).
 const PARTS: [&str; 6] = ["latency", "fleet", "spread", "legacy", "reap", "baseline"];
@@ -110,6 +112,9 @@ struct Options {
     spread: Vec<usize>,
     reap: usize,
     fleet_deadline: Duration,
+    /// `stop_timeout` as a multiple of the leave floor, instead of 1.3 (2 for
+    /// Route53 simple routing): to check README's sizing of a stop.
+    stop_factor: Option<f64>,
     baseline_fleet: Vec<usize>,
     footprint: Option<PathBuf>,
     command: String,
@@ -167,6 +172,7 @@ fn options() -> Result<Options> {
         spread: vec![200, 1000],
         reap: 200,
         fleet_deadline: Duration::from_secs(600),
+        stop_factor: None,
         baseline_fleet: vec![10, 50],
         footprint: None,
         command: "scripts/bench".into(),
@@ -208,6 +214,11 @@ fn options() -> Result<Options> {
             "--fleet-deadline" => {
                 o.fleet_deadline =
                     Duration::from_secs(value()?.parse().context("--fleet-deadline")?)
+            }
+            "--stop-factor" => {
+                let f: f64 = value()?.parse().context("--stop-factor")?;
+                ensure!(f > 0.0, "--stop-factor must be above 0");
+                o.stop_factor = Some(f);
             }
             "--baseline-fleet" => o.baseline_fleet = parse_list(&value()?)?,
             "--footprint" => o.footprint = Some(value()?.into()),
@@ -1521,15 +1532,15 @@ fn log_offsets(agents: &[Agent]) -> Vec<u64> {
 /// leave floor, and twice it for Route53 simple routing, whose leaves each
 /// take an announcement, a look and a share of the carrying writes; rounded
 /// up, at least 20 s.
-fn stop_timeout_for(limit: Option<&Limit>, flavor: Flavor, n: usize) -> u64 {
+fn stop_timeout_for(limit: Option<&Limit>, flavor: Flavor, n: usize, factor: Option<f64>) -> u64 {
     let floor = limit.map_or(0.0, |l| {
         l.floor_secs(n as f64 * flavor.requests_per_change())
     });
-    let factor = if flavor == Flavor::Route53Simple {
+    let factor = factor.unwrap_or(if flavor == Flavor::Route53Simple {
         2.0
     } else {
         1.3
-    };
+    });
     ((floor * factor).ceil() as u64).max(MIN_STOP_TIMEOUT_SECS)
 }
 
@@ -1542,7 +1553,7 @@ fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize, spread: bool) -> R
     let backend = Backend::start(flavor, quota, seed);
     let limit = backend.limit();
     let scratch = Scratch::new(&format!("fleet-{}-{n}", flavor.name()))?;
-    let stop_timeout = stop_timeout_for(limit.as_ref(), flavor, n);
+    let stop_timeout = stop_timeout_for(limit.as_ref(), flavor, n, o.stop_factor);
     let floor = limit
         .as_ref()
         .map(|l| l.floor_secs(n as f64 * flavor.requests_per_change()));
@@ -1739,6 +1750,7 @@ fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize, spread: bool) -> R
         "n": n,
         "deadline_secs": deadline.as_secs(),
         "stop_timeout_secs": stop_timeout,
+        "stop_factor": o.stop_factor,
         "join_spread_secs": join_spread,
         "requests_per_change_min": flavor.requests_per_change(),
         "floor_secs": floor,
@@ -2432,13 +2444,18 @@ fn fleet_markdown(r: &Json, s: &mut String) {
         for f in rows {
             let n = &f["n"];
             let limit_name = f["limit"]["name"].as_str().unwrap_or("");
-            let label = if limit_name == "legacy" {
+            let mut label = if limit_name == "legacy" {
                 format!("{n} (legacy 5/s)")
             } else if let Some(j) = f["join_spread_secs"].as_u64() {
                 format!("{n} (join_spread {j} s)")
             } else {
                 n.to_string()
             };
+            if let (Some(factor), Some(stop)) =
+                (f["stop_factor"].as_f64(), f["stop_timeout_secs"].as_u64())
+            {
+                label = format!("{label} (stop_timeout {stop} s, {factor} × floor)");
+            }
             let who = format!("{} N={label}", flavor.name());
             if let Some(why) = f["skipped"].as_str() {
                 let _ = writeln!(
