@@ -98,9 +98,6 @@ struct PacerState {
 
 /// How long a quiet provider takes to halve a pacer's pressure.
 const QUIET_HALVING: Duration = Duration::from_secs(30);
-/// An operation with a deadline waits at most this fraction of the time it
-/// has left before its next try (see [`Pacer::fit`]).
-const TRIES_LEFT: u32 = 4;
 
 impl PacerState {
     /// Whole refusals' worth of pressure: the backoff step.
@@ -189,28 +186,23 @@ impl Pacer {
         s.last_busy = Some((now, why.to_string()));
     }
 
-    /// Keeps the next request within a quarter of the time left before
-    /// `deadline` (counted from when the provider allows one, if it said):
-    /// when it would come later, it is drawn anew within that, so that an
-    /// operation with a deadline (a leave within `stop_timeout`) still has
-    /// several tries. Without this, one instance of a fleet stopping
-    /// together, refused a few times in a row, drew windows of up to a
-    /// minute while the others went through, and was never accepted at all
-    /// (measured: 200 agents on Route53, five throttled answers in a row and
-    /// its records left at the stop). A fleet stopping together does not all
-    /// try at its last moment either: each draw is uniform.
+    /// When the next request would come after `deadline`, draws it anew
+    /// within the time left, so that an operation with a deadline (a leave
+    /// within `stop_timeout`) still tries, and a fleet stopping together does
+    /// not all try at its last moment.
     pub fn fit(&self, deadline: Instant) {
         let mut s = self.lock();
         let now = Instant::now();
-        // Never before what the provider asked for.
-        let from = s.asked_until.filter(|t| *t > now).unwrap_or(now);
-        if deadline <= from {
-            return;
-        }
-        let until = from + (deadline - from) / TRIES_LEFT;
-        if s.not_before.is_some_and(|t| t > until) {
-            let span = u64::try_from((until - from).as_millis()).unwrap_or(0);
-            s.not_before = Some(from + Duration::from_millis(jitter(span)));
+        let asked = s.asked_until.filter(|t| *t > now);
+        if let Some(t) = s.not_before
+            && t > deadline
+            && deadline > now
+            && asked.is_none_or(|a| a < deadline)
+        {
+            // Never before what the provider asked for.
+            let from = asked.unwrap_or(now);
+            let left = u64::try_from((deadline - from).as_millis()).unwrap_or(0);
+            s.not_before = Some(from + Duration::from_millis(jitter(left)));
         }
     }
 
@@ -403,16 +395,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_deadline_draws_the_next_try_within_a_quarter_of_the_time_left_never_before_retry_after()
-     {
+    async fn a_deadline_draws_the_next_try_within_it_never_before_retry_after() {
         let long = Backoff {
             base: Duration::from_secs(1000),
             cap: Duration::from_secs(1000),
             attempts: u32::MAX,
         };
-        let within = Duration::from_secs(40);
-        // Throttled far beyond the deadline: the next try is drawn anew
-        // within a quarter of the time left (10 s), over all of it.
+        let within = Duration::from_secs(10);
+        // Throttled far beyond the deadline: the next try is drawn anew within it.
         let mut waits = Vec::new();
         for _ in 0..20 {
             let pacer = Pacer::new(long);
@@ -424,42 +414,19 @@ mod tests {
             pacer.ready().await;
             waits.push(t.elapsed());
         }
-        assert!(waits.iter().all(|w| *w <= within / 4), "{waits:?}");
-        assert!(waits.iter().any(|w| *w > within / 8), "{waits:?}");
-        // Throttled within the deadline but past its first quarter (a
-        // window of a minute, 80 s left): drawn anew within 20 s too.
-        for _ in 0..20 {
-            let pacer = Pacer::new(Backoff {
-                base: Duration::from_secs(60),
-                cap: Duration::from_secs(60),
-                attempts: u32::MAX,
-            });
-            pacer.busy("Throttling", None);
-            let t = Instant::now();
-            let due = pacer.lock().not_before.unwrap();
-            pacer.fit(t + Duration::from_secs(80));
-            pacer.ready().await;
-            let w = t.elapsed();
-            assert!(w <= Duration::from_secs(20), "{w:?}");
-            if due - t <= Duration::from_secs(20) {
-                assert_eq!(Instant::now(), due, "a try due within the quarter stands");
-            }
-        }
-        // The provider asked for 8 s, within the deadline: drawn within a
-        // quarter of the 32 s left after it, never before it.
+        assert!(waits.iter().all(|w| *w <= within), "{waits:?}");
+        assert!(waits.iter().any(|w| *w > within / 2), "{waits:?}");
+        // The provider asked for 5 s, within the deadline: drawn between the two.
         for _ in 0..20 {
             let pacer = Pacer::new(long);
-            pacer.busy("429", Some(Duration::from_secs(8)));
+            pacer.busy("429", Some(Duration::from_secs(5)));
             pacer.busy("Throttling", None);
             pacer.busy("Throttling", None);
             let t = Instant::now();
             pacer.fit(t + within);
             pacer.ready().await;
             let w = t.elapsed();
-            assert!(
-                w >= Duration::from_secs(8) && w <= Duration::from_secs(16),
-                "{w:?}"
-            );
+            assert!(w >= Duration::from_secs(5) && w <= within, "{w:?}");
         }
         // The provider asked for longer than the deadline: that is kept.
         let pacer = Pacer::new(long);
@@ -468,7 +435,8 @@ mod tests {
         pacer.fit(t + within);
         pacer.ready().await;
         assert!(t.elapsed() >= Duration::from_secs(100), "{:?}", t.elapsed());
-        // A deadline already past changes nothing.
+        // A deadline already past, or a next try already before the deadline,
+        // changes nothing.
         let pacer = Pacer::new(long);
         for _ in 0..5 {
             pacer.busy("Throttling", None);
@@ -477,7 +445,6 @@ mod tests {
         let before = pacer.lock().not_before;
         pacer.fit(t - Duration::from_secs(1));
         assert_eq!(pacer.lock().not_before, before);
-        // A next try within the first quarter stands.
         for _ in 0..10 {
             let pacer = Pacer::new(Backoff {
                 base: Duration::from_secs(1),
@@ -485,26 +452,25 @@ mod tests {
                 attempts: u32::MAX,
             });
             pacer.busy("Throttling", None);
-            let due = pacer.lock().not_before;
-            pacer.fit(Instant::now() + Duration::from_secs(100));
-            assert_eq!(pacer.lock().not_before, due);
+            let t = Instant::now();
+            pacer.fit(t + Duration::from_secs(100));
+            pacer.ready().await;
+            assert!(t.elapsed() <= Duration::from_secs(1), "{:?}", t.elapsed());
         }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_next_try_due_at_the_quarter_stands_and_a_reached_deadline_draws_none() {
+    async fn a_next_try_due_by_the_deadline_stands_and_a_reached_deadline_draws_none() {
         let long = Backoff {
             base: Duration::from_secs(1000),
             cap: Duration::from_secs(1000),
             attempts: u32::MAX,
         };
-        // Due exactly a quarter of the time left from now: not after it, so
-        // not drawn anew.
+        // Due exactly at the deadline: not after it, so not drawn anew.
         let pacer = Pacer::new(long);
         pacer.busy("Throttling", None);
-        let t = Instant::now();
         let due = pacer.lock().not_before.unwrap();
-        pacer.fit(t + (due - t) * 4);
+        pacer.fit(due);
         pacer.ready().await;
         assert_eq!(Instant::now(), due);
         // The deadline is now: no time is left to draw a try in, and the
