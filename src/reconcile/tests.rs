@@ -37,6 +37,8 @@ type Check = Box<dyn Fn(&BTreeMap<RrKey, Set>) -> Result<(), String> + Send + Sy
 /// What the provider was asked to do.
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
+    /// Requests refused by the rate limit (not in the counts below).
+    throttled: u32,
     reads: u32,
     /// Rrsets read, over all reads.
     rrsets_read: u32,
@@ -57,15 +59,52 @@ struct Memory {
     /// only on the ownership rrsets it touches; values are added and removed
     /// one by one (adding one present, or removing one absent, does nothing).
     by_name: bool,
-    sets: Mutex<BTreeMap<RrKey, Set>>,
+    /// Shared by the handles of one fleet (see [`Memory::peer`]).
+    sets: Arc<Mutex<BTreeMap<RrKey, Set>>>,
+    /// This handle's pacer: one per process, as each agent has its own.
     pacer: Pacer,
+    /// The account's rate limit, shared by a fleet's handles: a request
+    /// with no token left is refused as busy (and costs no token).
+    bucket: Option<Arc<Mutex<Bucket>>>,
     /// Before each of the next N writes, another writer adds a value.
     interfere: AtomicU32,
     /// Each call first sleeps a random while (paused clock): interleavings.
     jitter: Option<Mutex<StdRng>>,
     /// Run after every applied write, under the lock.
     check: Option<Check>,
-    counts: Mutex<Counts>,
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// Route53's account limit: `burst` requests at once, refilled at `rate`
+/// per second.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Bucket {
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Memory {
@@ -75,12 +114,52 @@ impl Memory {
             apart: false,
             lists: false,
             by_name: false,
-            sets: Mutex::default(),
+            sets: Arc::default(),
             pacer: Pacer::new(Backoff::BUSY),
+            bucket: None,
             interfere: AtomicU32::new(0),
             jitter: None,
             check: None,
-            counts: Mutex::default(),
+            counts: Arc::default(),
+        }
+    }
+
+    /// Another process's handle on the same zone, counts and rate limit,
+    /// with a pacer of its own.
+    fn peer(&self) -> Memory {
+        Memory {
+            zone: self.zone.clone(),
+            apart: self.apart,
+            lists: self.lists,
+            by_name: self.by_name,
+            sets: self.sets.clone(),
+            pacer: Pacer::new(Backoff::BUSY),
+            bucket: self.bucket.clone(),
+            interfere: AtomicU32::new(0),
+            jitter: None,
+            check: None,
+            counts: self.counts.clone(),
+        }
+    }
+
+    /// Where a rate limit is set: waits on this handle's pacer, then takes a
+    /// token or is refused as busy, and tells the pacer, as a provider does.
+    async fn admit(&self) -> Result<(), Fail> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(());
+        };
+        self.pacer.ready().await;
+        if bucket.lock().unwrap().take() {
+            self.pacer.ok();
+            Ok(())
+        } else {
+            self.counts.lock().unwrap().throttled += 1;
+            let why = "Throttling: Rate exceeded".to_string();
+            self.pacer.busy(&why, None);
+            Err(Fail::Busy {
+                why,
+                retry_after: None,
+            })
         }
     }
 
@@ -162,6 +241,7 @@ impl Provider for Memory {
             return Ok(None);
         }
         self.pause().await;
+        self.admit().await?;
         self.counts.lock().unwrap().writes += 1;
         let z = self.sets.lock().unwrap();
         Ok(Some(keys.iter().all(|k| {
@@ -171,6 +251,7 @@ impl Provider for Memory {
     }
     async fn read(&self, keys: &BTreeSet<RrKey>) -> Result<Snap, Fail> {
         self.pause().await;
+        self.admit().await?;
         {
             let mut c = self.counts.lock().unwrap();
             c.reads += 1;
@@ -235,6 +316,7 @@ impl Provider for Memory {
     }
     async fn write(&self, snapshot: &Snap, edit: &Edit) -> Result<Written<Snap>, Fail> {
         self.pause().await;
+        self.admit().await?;
         if self.interfere.load(Ordering::SeqCst) > 0 {
             let n = self.interfere.fetch_sub(1, Ordering::SeqCst);
             self.put(&format!("www.example.com. A 192.0.2.{}", 200 + n % 50));
@@ -295,6 +377,7 @@ impl Provider for Memory {
     }
     async fn registries(&self) -> Result<(BTreeMap<String, Values>, Snap), Fail> {
         self.pause().await;
+        self.admit().await?;
         self.counts.lock().unwrap().lists += 1;
         let z = self.sets.lock().unwrap();
         let mut map = BTreeMap::new();
@@ -868,6 +951,181 @@ async fn a_leave_that_announces_lists_nobody_before_it_when_its_host_is_named_fo
         // and the listing before it where the name may be another's.
         assert_eq!(c.lists - before.lists, 1 + lists_before, "{host}: {c:?}");
         assert_eq!(c.writes - before.writes, 2, "{host}: {c:?}");
+    }
+}
+
+/// What a simulated fleet did: the join storm's time (when all joined at
+/// once), and what the scale-in left: agents whose leave failed, and values
+/// of the fleet still in the zone.
+struct ScaleIn {
+    joined_in: Option<Duration>,
+    join: Counts,
+    failed: usize,
+    left: Vec<String>,
+    leave: Counts,
+}
+
+impl Counts {
+    fn since(self, before: Counts) -> Counts {
+        Counts {
+            throttled: self.throttled - before.throttled,
+            reads: self.reads - before.reads,
+            rrsets_read: self.rrsets_read - before.rrsets_read,
+            writes: self.writes - before.writes,
+            conflicts: self.conflicts - before.conflicts,
+            lists: self.lists - before.lists,
+        }
+    }
+
+    fn accepted(self) -> u32 {
+        self.reads + self.writes + self.lists
+    }
+}
+
+/// `n` instances sharing www and an SRV rrset (simple routing), each with a
+/// host named for it, every process with its own pacer, against Route53's
+/// account limit (10 requests a second, a burst of 50). They join one by one
+/// (`storm` false) or all at once, then after a quiet minute all leave at
+/// once (within 100 ms), with `stop` each.
+async fn scale_in(seed: u64, n: usize, storm: bool, stop: Duration) -> ScaleIn {
+    crate::retry::SEEDED.with(|r| *r.borrow_mut() = Some(StdRng::seed_from_u64(seed)));
+    let mut m = Memory::new();
+    m.lists = true;
+    m.put("www.example.com. A 192.0.2.250");
+    let lines = |k: usize| {
+        vec![
+            format!("www.example.com. A 10.50.{}.{}", k / 200, k % 200 + 1),
+            format!("_a._tcp.example.com. SRV 0 0 80 i-{k}.example.com."),
+            format!("i-{k}.example.com. A 10.50.{}.{}", k / 200, k % 200 + 1),
+        ]
+    };
+    if storm {
+        m.bucket = Some(Arc::new(Mutex::new(Bucket::new(10.0, 50.0))));
+    }
+    let peers: Vec<Arc<Memory>> = (0..n)
+        .map(|k| {
+            let mut peer = m.peer();
+            peer.jitter = Some(Mutex::new(StdRng::seed_from_u64(seed ^ k as u64)));
+            Arc::new(peer)
+        })
+        .collect();
+    let joins = (0..n).map(|k| {
+        let peer = peers[k].clone();
+        let l = lines(k);
+        async move {
+            let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+            let mut join = intent(&format!("i-{k}"), &refs, false);
+            join.deadline = Duration::from_secs(600);
+            let joined = apply(&*peer, &join).await.unwrap();
+            let mut leave = intent(&format!("i-{k}"), &refs, true);
+            leave.known = joined.owned;
+            leave.memory = joined.memory;
+            leave.deadline = stop;
+            leave
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let leaves: Vec<Intent> = if storm {
+        let tasks: Vec<_> = joins.map(tokio::spawn).collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    } else {
+        let mut out = Vec::new();
+        for j in joins {
+            out.push(j.await);
+        }
+        out
+    };
+    let joined_in = storm.then(|| started.elapsed());
+    let join = m.counts();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    if !storm {
+        m.bucket = Some(Arc::new(Mutex::new(Bucket::new(10.0, 50.0))));
+        for p in &peers {
+            p.pacer.ok();
+        }
+    }
+    // Each peer's handle got the bucket when made, or none: make them again
+    // around the same pacers where the join had no limit.
+    let peers: Vec<Arc<Memory>> = if storm {
+        peers
+    } else {
+        (0..n)
+            .map(|k| {
+                let mut peer = m.peer();
+                peer.jitter = Some(Mutex::new(StdRng::seed_from_u64(seed ^ k as u64)));
+                Arc::new(peer)
+            })
+            .collect()
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let tasks: Vec<_> = leaves
+        .into_iter()
+        .zip(peers)
+        .map(|(leave, peer)| {
+            let start = Duration::from_millis(rng.random_range(0..100));
+            tokio::spawn(async move {
+                tokio::time::sleep(start).await;
+                apply(&*peer, &leave).await
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for t in tasks {
+        if t.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    let left = m
+        .sets
+        .lock()
+        .unwrap()
+        .values()
+        .flat_map(|s| s.values.iter())
+        .map(Value::to_line)
+        .filter(|l| !l.contains("192.0.2.250"))
+        .collect();
+    ScaleIn {
+        joined_in,
+        join,
+        failed,
+        left,
+        leave: m.counts().since(join),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn simulated_scale_in_of_a_simple_routing_fleet() {
+    let var = |name: &str, default: u64| -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = usize::try_from(var("DNSREG_FLEET", 200)).unwrap();
+    let storm = var("DNSREG_STORM", 1) == 1;
+    for seed in 0..var("DNSREG_SCHEDULES", 3) {
+        let r = scale_in(seed, n, storm, Duration::from_secs(69)).await;
+        let per = |x: u32| f64::from(x) / n as f64;
+        let (j, c) = (r.join, r.leave);
+        eprintln!(
+            "seed {seed}: join {:?}, {:.2} accepted + {:.2} throttled per join; leave: {} failed, {} values left, per leave {:.2} accepted ({:.2} reads, {:.2} writes, {:.2} lists) + {:.2} throttled, {} conflicts",
+            r.joined_in,
+            per(j.accepted()),
+            per(j.throttled),
+            r.failed,
+            r.left.len(),
+            per(c.accepted()),
+            per(c.reads),
+            per(c.writes),
+            per(c.lists),
+            per(c.throttled),
+            c.conflicts
+        );
     }
 }
 
