@@ -295,6 +295,11 @@ impl Route53 {
                 String::new(),
             ),
         };
+        let busy = if cfg.routing == Routing::Simple {
+            Backoff::BUSY_SHARED
+        } else {
+            Backoff::BUSY
+        };
         Route53 {
             name: name.to_string(),
             cfg,
@@ -302,7 +307,7 @@ impl Route53 {
             client: None,
             zone_id,
             zone,
-            pacer: std::sync::Arc::new(Pacer::new(Backoff::BUSY)),
+            pacer: std::sync::Arc::new(Pacer::new(busy)),
             zone_is_large: std::sync::atomic::AtomicBool::new(false),
         }
     }
