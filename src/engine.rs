@@ -617,6 +617,16 @@ fn intent(
     let Desired { records, exclusive } = desired;
     // The zone moved (a reconfigured provider): what was remembered is of another.
     let same_zone = before.zone.is_empty() || before.zone == zone.to_string();
+    let mut known = before.published.clone();
+    if action == Action::Leave {
+        // Where the configuration publishes is where to look too: a leave
+        // after a join that was cut off (a SIGTERM while it waited to be
+        // carried) has nothing in its state file, and would not know that
+        // it shares rrsets with a fleet (measured: such leaves raced each
+        // other with direct writes instead of announcing). Only the zone's
+        // registry says what is removed.
+        known.extend(records.iter().map(|r| r.value.clone()));
+    }
     Intent {
         instance_id: vars.instance_id.clone(),
         desired: if action == Action::Join {
@@ -626,7 +636,7 @@ fn intent(
         },
         exclusive,
         leaving: action == Action::Leave,
-        known: before.published.clone(),
+        known,
         memory: before.memory.clone().filter(|_| same_zone),
         deadline,
         lease,
@@ -939,7 +949,72 @@ mod tests {
     use testkit::cloudflare::{CfFault, CloudflareServer};
 
     use super::*;
+    use crate::provider::Values;
+    use crate::record::{Record, Value};
     use crate::state::ProviderState;
+
+    #[test]
+    fn a_leave_looks_where_the_configuration_publishes_whatever_the_state_file_says() {
+        // A first join cut off before it completed leaves nothing in the
+        // state file; its leave must still know which rrsets it touches (and
+        // so that it shares them with a fleet). A join is given what the
+        // state file says only.
+        let zone = DomainName::new("example.com").unwrap();
+        let record = |line: &str| Record {
+            value: Value::from_line(line).unwrap(),
+            ttl: 60,
+        };
+        let desired = Desired {
+            records: vec![
+                record("www.example.com. A 192.0.2.1"),
+                record("h.example.com. A 192.0.2.1"),
+            ],
+            exclusive: BTreeSet::from([record("h.example.com. A 192.0.2.1").value.key()]),
+        };
+        let empty = ProviderState::default();
+        let remembered = ProviderState {
+            published: Values::from([Value::from_line("old.example.com. A 192.0.2.9").unwrap()]),
+            ..ProviderState::default()
+        };
+        let leave = intent(
+            Action::Leave,
+            &Vars::sample(),
+            desired.clone(),
+            &empty,
+            &zone,
+            DEADLINE,
+            None,
+        );
+        assert!(leave.leaving && leave.desired.is_empty());
+        assert_eq!(
+            leave.known,
+            desired
+                .records
+                .iter()
+                .map(|r| r.value.clone())
+                .collect::<Values>()
+        );
+        let leave = intent(
+            Action::Leave,
+            &Vars::sample(),
+            desired.clone(),
+            &remembered,
+            &zone,
+            DEADLINE,
+            None,
+        );
+        assert_eq!(leave.known.len(), 3, "{:?}", leave.known);
+        let join = intent(
+            Action::Join,
+            &Vars::sample(),
+            desired,
+            &remembered,
+            &zone,
+            DEADLINE,
+            None,
+        );
+        assert_eq!(join.known, remembered.published);
+    }
 
     const TOKEN: &str = "engine-test-token";
     const DEADLINE: Duration = Duration::from_secs(30);

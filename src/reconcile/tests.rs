@@ -998,10 +998,12 @@ impl Counts {
 
 /// `n` instances sharing www and an SRV rrset (simple routing), each with a
 /// host named for it, every process with its own pacer, against Route53's
-/// account limit (10 requests a second, a burst of 50). They join one by one
-/// (`storm` false) or all at once, then after a quiet minute all leave at
-/// once (within 100 ms), with `stop` each.
-async fn scale_in(seed: u64, n: usize, storm: bool, stop: Duration) -> ScaleIn {
+/// account limit (10 requests a second, a burst of 50), join all at once.
+/// Then, with the bucket full again, all leave at once (within 100 ms), with
+/// `stop` each: `abrupt`, the moment every value is in the zone (as the
+/// bench does: joins still looking are cut off, and leave from what their
+/// state file held before, nothing), else a minute after every join returned.
+async fn scale_in(seed: u64, n: usize, abrupt: bool, stop: Duration) -> ScaleIn {
     crate::retry::SEEDED.with(|r| *r.borrow_mut() = Some(StdRng::seed_from_u64(seed)));
     let mut m = Memory::new();
     m.lists = true;
@@ -1013,9 +1015,8 @@ async fn scale_in(seed: u64, n: usize, storm: bool, stop: Duration) -> ScaleIn {
             format!("i-{k}.example.com. A 10.50.{}.{}", k / 200, k % 200 + 1),
         ]
     };
-    if storm {
-        m.bucket = Some(Arc::new(Mutex::new(Bucket::new(10.0, 50.0))));
-    }
+    let bucket = Arc::new(Mutex::new(Bucket::new(10.0, 50.0)));
+    m.bucket = Some(bucket.clone());
     let peers: Vec<Arc<Memory>> = (0..n)
         .map(|k| {
             let mut peer = m.peer();
@@ -1023,29 +1024,21 @@ async fn scale_in(seed: u64, n: usize, storm: bool, stop: Duration) -> ScaleIn {
             Arc::new(peer)
         })
         .collect();
-    let joins = (0..n).map(|k| {
-        let peer = peers[k].clone();
+    let leave_of = |k: usize, joined: Option<Outcome>| {
         let l = lines(k);
-        async move {
-            let refs: Vec<&str> = l.iter().map(String::as_str).collect();
-            let mut join = intent(&format!("i-{k}"), &refs, false);
-            join.deadline = Duration::from_secs(600);
-            let joined = apply(&*peer, &join).await.unwrap();
-            if std::env::var_os("DNSREG_TIMES").is_some() {
-                eprintln!(
-                    "joined i-{k} at {:?}: {:?} (accepted, throttled); {} by peers",
-                    tokio::time::Instant::now(),
-                    peer.mine.lock().unwrap(),
-                    joined.by_peers
-                );
-            }
-            let mut leave = intent(&format!("i-{k}"), &refs, true);
-            leave.known = joined.owned;
+        let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+        let mut leave = intent(&format!("i-{k}"), &refs, true);
+        // As the engine gives a leave: where the configuration publishes,
+        // and what the state file says was published after the last join
+        // that returned (nothing where it was cut off).
+        leave.known = refs.iter().map(|l| value(l)).collect();
+        if let Some(joined) = joined {
+            leave.known.extend(joined.owned);
             leave.memory = joined.memory;
-            leave.deadline = stop;
-            leave
         }
-    });
+        leave.deadline = stop;
+        leave
+    };
     let started = tokio::time::Instant::now();
     let sampler = {
         let sets = m.sets.clone();
@@ -1067,43 +1060,51 @@ async fn scale_in(seed: u64, n: usize, storm: bool, stop: Duration) -> ScaleIn {
             }
         })
     };
-    let leaves: Vec<Intent> = if storm {
-        let tasks: Vec<_> = joins.map(tokio::spawn).collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap());
-        }
-        out
-    } else {
-        let mut out = Vec::new();
-        for j in joins {
-            out.push(j.await);
-        }
-        out
-    };
-    let joined_in = storm.then(|| started.elapsed());
-    let published_in = storm.then_some(sampler.await.unwrap());
-    let join = m.counts();
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    if !storm {
-        m.bucket = Some(Arc::new(Mutex::new(Bucket::new(10.0, 50.0))));
-        for p in &peers {
-            p.pacer.ok();
-        }
-    }
-    // Each peer's handle got the bucket when made, or none: make them again
-    // around the same pacers where the join had no limit.
-    let peers: Vec<Arc<Memory>> = if storm {
-        peers
-    } else {
-        (0..n)
-            .map(|k| {
-                let mut peer = m.peer();
-                peer.jitter = Some(Mutex::new(StdRng::seed_from_u64(seed ^ k as u64)));
-                Arc::new(peer)
+    let joined: Arc<Mutex<Vec<Option<Outcome>>>> = Arc::new(Mutex::new(vec![None; n]));
+    let tasks: Vec<_> = (0..n)
+        .map(|k| {
+            let peer = peers[k].clone();
+            let joined = joined.clone();
+            let l = lines(k);
+            tokio::spawn(async move {
+                let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+                let mut join = intent(&format!("i-{k}"), &refs, false);
+                join.deadline = Duration::from_secs(600);
+                let out = apply(&*peer, &join).await.unwrap();
+                if std::env::var_os("DNSREG_TIMES").is_some() {
+                    eprintln!(
+                        "joined i-{k} at {:?}: {:?} (accepted, throttled); {} by peers",
+                        tokio::time::Instant::now(),
+                        peer.mine.lock().unwrap(),
+                        out.by_peers
+                    );
+                }
+                joined.lock().unwrap()[k] = Some(out);
             })
-            .collect()
+        })
+        .collect();
+    let published_in = Some(sampler.await.unwrap());
+    let joined_in = if abrupt {
+        for t in &tasks {
+            t.abort();
+        }
+        None
+    } else {
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Some(took)
     };
+    let join = m.counts();
+    *bucket.lock().unwrap() = Bucket::new(10.0, 50.0);
+    let outcomes = std::mem::take(&mut *joined.lock().unwrap());
+    let leaves: Vec<Intent> = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(k, o)| leave_of(k, o))
+        .collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let tasks: Vec<_> = leaves
         .into_iter()
@@ -1118,7 +1119,10 @@ async fn scale_in(seed: u64, n: usize, storm: bool, stop: Duration) -> ScaleIn {
         .collect();
     let mut failed = 0;
     for t in tasks {
-        if t.await.unwrap().is_err() {
+        if let Err(e) = t.await.unwrap() {
+            if std::env::var_os("DNSREG_TIMES").is_some() {
+                eprintln!("leave failed: {e:#}");
+            }
             failed += 1;
         }
     }
@@ -1142,17 +1146,21 @@ async fn scale_in(seed: u64, n: usize, storm: bool, stop: Duration) -> ScaleIn {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_simple_routing_fleet_of_200_joining_and_stopping_together_converges_and_leaves_nothing()
-{
+async fn a_simple_routing_fleet_of_200_stopped_as_soon_as_it_is_published_leaves_nothing() {
     // Three seeds of the simulated fleet: 200 instances join at once on
-    // Route53's rate, then all stop with twice the floor (69 s). Every join
-    // returns, every leave succeeds and nothing of theirs is left. (With
-    // throttled windows of up to a minute, seed 2 left 8 values.)
-    for seed in 0..3 {
+    // Route53's rate, and all stop the moment the last value is in (most
+    // still waiting to see they were carried) with twice the floor (69 s).
+    // Nothing of theirs is left. (Before leaves looked where the
+    // configuration publishes, the cut-off joins' leaves raced each other
+    // and left 212 values with seed 0; with throttled windows of up to a
+    // minute, seeds 5 and 6 left 8 each.) A leave carried by a peer may
+    // still run out of time before it sees so; those are counted, not
+    // asserted.
+    for seed in [0, 5, 6] {
         let r = scale_in(seed, 200, true, Duration::from_secs(69)).await;
         assert!(r.published_in.is_some(), "seed {seed}");
-        assert_eq!(r.failed, 0, "seed {seed}: leaves that failed");
         assert!(r.left.is_empty(), "seed {seed}: left {:?}", r.left);
+        eprintln!("seed {seed}: {} leaves ran out of time", r.failed);
     }
 }
 
@@ -1166,13 +1174,13 @@ async fn simulated_scale_in_of_a_simple_routing_fleet() {
             .unwrap_or(default)
     };
     let n = usize::try_from(var("DNSREG_FLEET", 200)).unwrap();
-    let storm = var("DNSREG_STORM", 1) == 1;
+    let abrupt = var("DNSREG_ABRUPT", 1) == 1;
     for seed in 0..var("DNSREG_SCHEDULES", 3) {
         // Twice the floor of two requests per leave, less the second the
         // agent keeps for itself, as the bench gives it.
         let floor = (2.0 * n as f64 - 50.0).max(0.0) / 10.0;
         let stop = Duration::from_secs_f64((2.0 * floor).max(20.0) - 1.0);
-        let r = scale_in(seed, n, storm, stop).await;
+        let r = scale_in(seed, n, abrupt, stop).await;
         let per = |x: u32| f64::from(x) / n as f64;
         let (j, c) = (r.join, r.leave);
         eprintln!(
