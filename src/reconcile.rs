@@ -1067,12 +1067,16 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     .collect();
                 // Carry when first in line, or when nobody carried anyone
                 // since the last look: else a carrier is at work, and a
-                // second one would only race it.
+                // second one would only race it. A leave carries at every
+                // look after its first: it has a stop to keep, and a
+                // carrier at work would have carried it by then (measured:
+                // with the first in line starved of requests, nobody
+                // carried a scale-in's announcements for half its stop).
                 let first = pending.first() == Some(&ctx.label);
                 let progress = last_pending
                     .as_ref()
                     .is_some_and(|before| before.iter().any(|l| !pending.contains(l)));
-                carry = first || (last_pending.is_some() && !progress);
+                carry = first || (last_pending.is_some() && (intent.leaving || !progress));
                 last_pending = Some(pending);
                 let mine = parsed.get(&ctx.label).cloned().unwrap_or_default();
                 prelisted = Some(listed);
@@ -1537,7 +1541,7 @@ pub async fn dry_run<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<DryR
 /// share of the provider's rate), drawn at random so that the looks spread
 /// out; before it has seen the fleet, up to `FIRST_LOOK_CROWDED` when the
 /// provider is throttling (`crowded`: many are at it), else a couple of
-/// seconds. Never more than half the time `left`, so that a leave near its
+/// seconds. Never more than a quarter of the time `left`, so that a leave near its
 /// deadline still looks, and carries, in time.
 fn look_after(fleet: Option<usize>, crowded: bool, left: Duration) -> Duration {
     let span = match fleet {
@@ -1552,7 +1556,7 @@ fn look_after(fleet: Option<usize>, crowded: bool, left: Duration) -> Duration {
         None => (span / 20, span),
     };
     crate::retry::uniform(lo, hi)
-        .min(left / 2)
+        .min(left / 4)
         .max(Duration::from_millis(500))
 }
 
