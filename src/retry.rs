@@ -41,22 +41,6 @@ impl Backoff {
         cap: Duration::from_secs(60),
         attempts: u32::MAX,
     };
-    /// [`Backoff::BUSY`] for instances that rewrite shared rrsets whole
-    /// (Route53 simple routing), with windows of at most 20 s: such a fleet
-    /// is at most a few hundred per name (the batch limit), about 20 s of
-    /// Route53's rate, and every instance needs several requests (announce,
-    /// look, carry). Windows of up to a minute let an instance refused a few
-    /// times in a row draw ever longer waits while the others went through:
-    /// measured with 200 agents scaling in with twice the floor, the values
-    /// of 1 to 6 were left because their announcement was never accepted, and
-    /// the join storm's last values came long after the rest. With 20 s, a
-    /// simulated fleet of 200 (`simulated_scale_in_of_a_simple_routing_fleet`,
-    /// 20 seeds) published in 57 s on average instead of 81 s and left
-    /// nothing at the stop, against values left in 3 of the 20 seeds.
-    pub const BUSY_SHARED: Backoff = Backoff {
-        cap: Duration::from_secs(20),
-        ..Backoff::BUSY
-    };
     /// For instance metadata, which is local and either answers fast or is absent.
     pub const METADATA: Backoff = Backoff {
         base: Duration::from_millis(100),

@@ -295,11 +295,6 @@ impl Route53 {
                 String::new(),
             ),
         };
-        let busy = if cfg.routing == Routing::Simple {
-            Backoff::BUSY_SHARED
-        } else {
-            Backoff::BUSY
-        };
         Route53 {
             name: name.to_string(),
             cfg,
@@ -307,7 +302,7 @@ impl Route53 {
             client: None,
             zone_id,
             zone,
-            pacer: std::sync::Arc::new(Pacer::new(busy)),
+            pacer: std::sync::Arc::new(Pacer::new(Backoff::BUSY)),
             zone_is_large: std::sync::atomic::AtomicBool::new(false),
         }
     }
