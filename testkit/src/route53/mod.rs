@@ -268,6 +268,8 @@ pub struct Stats {
     pub invalid_change_batch: u64,
     /// ChangeResourceRecordSets requests that were applied.
     pub applied_batches: u64,
+    /// The most distinct names one applied batch changed.
+    pub most_names_in_a_batch: usize,
 }
 
 impl Stats {

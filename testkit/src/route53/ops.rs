@@ -685,6 +685,9 @@ pub(crate) fn change_resource_record_sets(state: &mut ServerState, id: &str, bod
         .map_err(|problems| ApiError::invalid_change_batch(&problems))?;
     let change = state.record_change(comment);
     state.stats.applied_batches += 1;
+    let names: std::collections::BTreeSet<&str> =
+        changes.iter().map(|c| c.set.name.as_str()).collect();
+    state.stats.most_names_in_a_batch = state.stats.most_names_in_a_batch.max(names.len());
     let mut w = Writer::new("ChangeResourceRecordSetsResponse");
     write_change_info(&mut w, state, &change, true);
     Ok((

@@ -2012,6 +2012,18 @@ fn stats_count_requests_per_action() {
     assert_eq!(stats.total(), 6);
     assert_eq!(stats.applied_batches, 1);
     assert_eq!(stats.invalid_change_batch, 1);
+    assert_eq!(stats.most_names_in_a_batch, 1);
+    // A batch changing three names.
+    change(
+        &server,
+        &zone,
+        &[
+            ("CREATE", &a("t.example.com", &["192.0.2.1"])),
+            ("CREATE", &a("u.example.com", &["192.0.2.1"])),
+            ("DELETE", &a("s.example.com", &["192.0.2.1"])),
+        ],
+    );
+    assert_eq!(server.stats().most_names_in_a_batch, 3);
     server.reset_stats();
     assert_eq!(server.stats(), super::Stats::default());
 }
