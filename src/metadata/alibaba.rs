@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
-use super::cloud::{Cloud, Pending};
+use super::cloud::Cloud;
 use super::http::{self, Call, Http, check_id, describe, parse_ip};
 use super::{Identity, MetadataError, Notice};
 use crate::config::MetadataKind;
@@ -192,28 +192,7 @@ impl Cloud for Alibaba {
         MetadataKind::Alibaba
     }
 
-    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
-        Box::pin(probe(base))
-    }
-
-    fn identity<'a>(
-        &'a self,
-        base: Option<&'a str>,
-        detected_by: &'a str,
-    ) -> Pending<'a, Result<Identity, MetadataError>> {
-        Box::pin(identity(base, detected_by))
-    }
-
-    fn has_notices(&self) -> bool {
-        true
-    }
-
-    fn notice<'a>(
-        &'a self,
-        base: Option<&'a str>,
-    ) -> Pending<'a, Result<Option<Notice>, MetadataError>> {
-        Box::pin(notice(base))
-    }
+    super::cloud::read_by_module_fns!(notice);
 }
 
 #[cfg(test)]

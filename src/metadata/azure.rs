@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
-use super::cloud::{Cloud, Pending};
+use super::cloud::Cloud;
 use super::http::{self, Call, Http, check_id, parse_ip, str_at};
 use super::{Identity, MetadataError, Notice};
 use crate::config::MetadataKind;
@@ -163,28 +163,7 @@ impl Cloud for Azure {
         MetadataKind::Azure
     }
 
-    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
-        Box::pin(probe(base))
-    }
-
-    fn identity<'a>(
-        &'a self,
-        base: Option<&'a str>,
-        detected_by: &'a str,
-    ) -> Pending<'a, Result<Identity, MetadataError>> {
-        Box::pin(identity(base, detected_by))
-    }
-
-    fn has_notices(&self) -> bool {
-        true
-    }
-
-    fn notice<'a>(
-        &'a self,
-        base: Option<&'a str>,
-    ) -> Pending<'a, Result<Option<Notice>, MetadataError>> {
-        Box::pin(notice(base))
-    }
+    super::cloud::read_by_module_fns!(notice);
 
     fn no_public_ipv4_why(&self) -> &'static str {
         "Azure metadata leaves publicIpAddress empty for Standard-SKU public IPs"

@@ -63,6 +63,50 @@ pub trait Cloud: Sync {
     }
 }
 
+/// The [`Cloud`] methods of a cloud whose module reads it with its own free
+/// functions `probe(base)` and `identity(base, detected_by)` and, given
+/// `notice`, `notice(base)` (then `has_notices` is true): written inside its
+/// `impl Cloud`, beside what differs from cloud to cloud.
+macro_rules! read_by_module_fns {
+    () => {
+        fn probe<'a>(
+            &'a self,
+            base: Option<&'a str>,
+        ) -> $crate::metadata::cloud::Pending<'a, bool> {
+            Box::pin(probe(base))
+        }
+
+        fn identity<'a>(
+            &'a self,
+            base: Option<&'a str>,
+            detected_by: &'a str,
+        ) -> $crate::metadata::cloud::Pending<
+            'a,
+            Result<$crate::metadata::Identity, $crate::metadata::MetadataError>,
+        > {
+            Box::pin(identity(base, detected_by))
+        }
+    };
+    (notice) => {
+        $crate::metadata::cloud::read_by_module_fns!();
+
+        fn has_notices(&self) -> bool {
+            true
+        }
+
+        fn notice<'a>(
+            &'a self,
+            base: Option<&'a str>,
+        ) -> $crate::metadata::cloud::Pending<
+            'a,
+            Result<Option<$crate::metadata::Notice>, $crate::metadata::MetadataError>,
+        > {
+            Box::pin(notice(base))
+        }
+    };
+}
+pub(crate) use read_by_module_fns;
+
 /// Serializes a [`MetadataKind`] as its name (`"aws"`, …, `"none"`), the form
 /// `whoami --json` has always written.
 pub fn serialize_kind<S: serde::Serializer>(kind: &MetadataKind, s: S) -> Result<S::Ok, S::Error> {

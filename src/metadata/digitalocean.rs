@@ -8,7 +8,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::cloud::{Cloud, Pending};
+use super::cloud::Cloud;
 use super::http::{self, Http, check_id, parse_ip};
 use super::{Identity, MetadataError};
 use crate::config::MetadataKind;
@@ -66,17 +66,7 @@ impl Cloud for DigitalOcean {
         MetadataKind::DigitalOcean
     }
 
-    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
-        Box::pin(probe(base))
-    }
-
-    fn identity<'a>(
-        &'a self,
-        base: Option<&'a str>,
-        detected_by: &'a str,
-    ) -> Pending<'a, Result<Identity, MetadataError>> {
-        Box::pin(identity(base, detected_by))
-    }
+    super::cloud::read_by_module_fns!();
 
     fn has_notices(&self) -> bool {
         false

@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::cloud::{Cloud, Pending};
+use super::cloud::Cloud;
 use super::http::{self, Call, Http, check_id, parse_ip};
 use super::{Identity, MetadataError, Notice};
 use crate::config::MetadataKind;
@@ -145,28 +145,7 @@ impl Cloud for Gcp {
         MetadataKind::Gcp
     }
 
-    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
-        Box::pin(probe(base))
-    }
-
-    fn identity<'a>(
-        &'a self,
-        base: Option<&'a str>,
-        detected_by: &'a str,
-    ) -> Pending<'a, Result<Identity, MetadataError>> {
-        Box::pin(identity(base, detected_by))
-    }
-
-    fn has_notices(&self) -> bool {
-        true
-    }
-
-    fn notice<'a>(
-        &'a self,
-        base: Option<&'a str>,
-    ) -> Pending<'a, Result<Option<Notice>, MetadataError>> {
-        Box::pin(notice(base))
-    }
+    super::cloud::read_by_module_fns!(notice);
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
-use super::cloud::{Cloud, Pending};
+use super::cloud::Cloud;
 use super::http::{self, Call, Http, check_id, parse_ip, str_at};
 use super::{Identity, MetadataError};
 use crate::config::MetadataKind;
@@ -106,17 +106,7 @@ impl Cloud for OpenStack {
         MetadataKind::OpenStack
     }
 
-    fn probe<'a>(&'a self, base: Option<&'a str>) -> Pending<'a, bool> {
-        Box::pin(probe(base))
-    }
-
-    fn identity<'a>(
-        &'a self,
-        base: Option<&'a str>,
-        detected_by: &'a str,
-    ) -> Pending<'a, Result<Identity, MetadataError>> {
-        Box::pin(identity(base, detected_by))
-    }
+    super::cloud::read_by_module_fns!();
 
     fn has_notices(&self) -> bool {
         false
