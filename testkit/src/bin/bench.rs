@@ -83,7 +83,7 @@ usage: bench --dnsreg BIN --aws BIN --baselines DIR --out DIR [--runs N]
 
   --only             parts to run (default all): latency (join/leave latency per provider), fleet (the
                      fleets of --fleet per provider), spread (route53-multivalue and -simple with `[agent] join_spread`
-                     set as README says, (N × R − burst) / rate, N of --spread), legacy (route53-multivalue at Route53's legacy 5/s,
+                     set as README says, N / rate, N of --spread), legacy (route53-multivalue at Route53's legacy 5/s,
                      N of --legacy), reap (the short-stop scenario, N of --reap), baseline (AWS CLI fleets)
   --providers        fleet flavours (default all; env BENCH_PROVIDERS when the flag is absent)
   --fleet            fleet sizes (default 10,200,1000)
@@ -1546,7 +1546,7 @@ fn stop_timeout_for(limit: Option<&Limit>, flavor: Flavor, n: usize, factor: Opt
 
 /// One fleet: N agents started together, all published, then SIGTERM to all.
 /// With `spread`, the agents' `[agent] join_spread` is what README tells an
-/// operator to set: the fleet's floor, (N × R_min − burst) / rate.
+/// operator to set: the fleet's requests at the provider's rate, N × R_min / rate.
 fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize, spread: bool) -> Result<Json> {
     let deadline = o.fleet_deadline;
     let seed = 0x00be_7c4e_u64 ^ ((n as u64) << 8) ^ (flavor as u64);
@@ -1568,7 +1568,7 @@ fn fleet(o: &Options, flavor: Flavor, quota: Quota, n: usize, spread: bool) -> R
     let join_spread = limit
         .as_ref()
         .filter(|_| spread)
-        .map(|l| l.floor_secs(n as f64 * flavor.requests_per_change()).ceil() as u64);
+        .map(|l| (n as f64 * flavor.requests_per_change() / l.rate).ceil() as u64);
     let settings = agent_settings(stop_timeout, join_spread);
 
     // Join: all at once.
@@ -2342,7 +2342,7 @@ fn fleet_markdown(r: &Json, s: &mut String) {
          three values are there; a value seen and then gone while its agent runs is *lost*. \
          **Leave** (scale-in): SIGTERM to all at once, with the provider's limits as after a quiet while (a full bucket, \
          an empty window); *all removed* is the time until no value of theirs is left; *left behind* is what is there \
-         once all have exited. Rows marked *join_spread* set `[agent] join_spread` to the floor, (N × R_min − burst) / rate, as README \
+         once all have exited. Rows marked *join_spread* set `[agent] join_spread` to N × R_min / rate, as README \
          tells an operator who knows how many machines may start at once: each agent's first join waits a random \
          while up to it, and at the stop its first throttled retry is spread over it too.\n\n\
          Limits, as documented: Route53 {} requests/s with a burst of {} ({}); PriorRequestNotComplete {} ({}); \
