@@ -223,6 +223,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_web_server_answering_200_is_not_alibaba() {
+        // Something else on the metadata address (a captive portal, a
+        // misrouted proxy) that refuses the token PUT and answers every GET
+        // with 200 and a page: the status alone would claim the cloud; the
+        // answer must also look like what Alibaba puts there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = [0u8; 4096];
+                let n = std::io::Read::read(&mut conn, &mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let reply = if head.starts_with("PUT") {
+                    "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                } else {
+                    let page = "<html><body>Welcome to the guest network</body></html>";
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                        page.len()
+                    )
+                };
+                log.lock().unwrap().push(head);
+                let _ = std::io::Write::write_all(&mut conn, reply.as_bytes());
+            }
+        });
+        assert!(!probe(Some(&url)).await);
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            seen.iter()
+                .any(|r| r.starts_with("GET /latest/meta-data/region-id")),
+            "the page was fetched and read: {seen:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_spot_release_is_a_notice() {
         let imds =
             ImdsServer::start_cloud(CloudKind::Alibaba, Instance::example(CloudKind::Alibaba));

@@ -390,6 +390,32 @@ mod tests {
     use testkit::imds::{CloudKind, ImdsServer, Instance};
 
     #[test]
+    fn a_dns_name_is_labels_of_letters_digits_hyphens_and_underscores() {
+        for good in [
+            "ip-10-0-0-7",
+            "web_1.eu-west-1.compute.internal",
+            "a.",
+            &"a".repeat(63),
+        ] {
+            assert!(is_dns_name(good), "{good:?}");
+        }
+        let long = ["a"; 127].join(".");
+        assert!(is_dns_name(&long), "253 characters");
+        for bad in [
+            "",
+            ".",
+            "my host",
+            "<html>",
+            "a..b",
+            "host!",
+            &"a".repeat(64),
+            &format!("{long}.b"),
+        ] {
+            assert!(!is_dns_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_missing_public_address_says_what_to_configure() {
         let cfg = InstanceConfig {
             metadata: MetadataKind::Azure,
