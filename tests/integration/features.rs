@@ -653,6 +653,18 @@ fn a_running_agent_renews_its_lease_and_no_reaper_reaps_it() {
         env.dir.path(),
         "live",
     );
+    // Alone, an agent with a lease but without `reap = true` reaps nobody:
+    // it logs "joined" after the step where a reaping agent reaps, so once
+    // it has, the dead peer must still be there.
+    wait_for(20, "the live agent to join", || {
+        live_agent.stderr().contains("joined; reconciling every")
+    });
+    assert!(
+        env.values("www", "A").contains(&"192.0.2.66".to_string())
+            && !env.values("i-crashed._dnsreg", "TXT").is_empty(),
+        "an agent without reap = true reaped: {:?}",
+        env.records()
+    );
     let mut reaper_agent = Agent::start(
         env.dnsreg().arg("-c").arg(&reaper).arg("run"),
         env.dir.path(),
