@@ -68,6 +68,9 @@ impl Agent {
             .arg(config)
             .arg("run")
             .env("NOTIFY_SOCKET", &sock_path)
+            // Only what the test gives, whatever runs the suite.
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -194,6 +197,8 @@ fn the_agent_joins_reconciles_follows_the_address_and_leaves_on_sigterm() {
     );
     let seen = agent.notifications();
     assert!(seen.iter().any(|m| m.contains("STOPPING=1")), "{seen:?}");
+    // Without WatchdogSec= (no WATCHDOG_USEC), no watchdog pings at all.
+    assert!(!seen.iter().any(|m| m.contains("WATCHDOG=1")), "{seen:?}");
 }
 
 #[test]
