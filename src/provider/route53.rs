@@ -150,6 +150,10 @@ impl Stored {
     }
 }
 
+/// Route53's answer while it still works on an earlier request; classified
+/// `Fail::Busy` with a `why` that starts with it.
+const PRIOR_REQUEST_NOT_COMPLETE: &str = "PriorRequestNotComplete";
+
 /// Classifies a failed call; throttling is told to the pacer by [`Route53::call`].
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: &SdkError<E, HttpResponse>,
@@ -162,8 +166,9 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             match code {
                 // PriorRequestNotComplete: "wait, in intervals of increasing
                 // duration, before you try the request again" (API reference,
-                // ChangeResourceRecordSets errors): the same as throttling.
-                "Throttling" | "ThrottlingException" | "PriorRequestNotComplete" => Fail::Busy {
+                // ChangeResourceRecordSets errors): busy, but not the
+                // account's rate (see `Route53::tell_pacer`).
+                "Throttling" | "ThrottlingException" | PRIOR_REQUEST_NOT_COMPLETE => Fail::Busy {
                     why: format!("{code}: {message}"),
                     retry_after: None,
                 },
@@ -452,11 +457,23 @@ impl Route53 {
         self.pacer.ready().await;
         let result = op(self.client()).await.map_err(|e| classify(&e));
         match &result {
-            Err(Fail::Busy { why, retry_after }) => self.pacer.busy(why, *retry_after),
-            _ => self.pacer.ok(),
+            Err(fail) => self.tell_pacer(fail),
+            Ok(_) => self.pacer.ok(),
         }
         self.count(operation, result.as_ref().err());
         result
+    }
+
+    /// Tells the pacer how a request failed: throttled, still working on an
+    /// earlier request, or answered.
+    fn tell_pacer(&self, fail: &Fail) {
+        match fail {
+            Fail::Busy { why, .. } if why.starts_with(PRIOR_REQUEST_NOT_COMPLETE) => {
+                self.pacer.prior_not_complete(why);
+            }
+            Fail::Busy { why, retry_after } => self.pacer.busy(why, *retry_after),
+            _ => self.pacer.ok(),
+        }
     }
 
     fn count(&self, operation: &str, fail: Option<&Fail>) {
@@ -915,10 +932,7 @@ impl Provider for Route53 {
                 } else {
                     classify(&e)
                 };
-                match &fail {
-                    Fail::Busy { why, retry_after } => self.pacer.busy(why, *retry_after),
-                    _ => self.pacer.ok(),
-                }
+                self.tell_pacer(&fail);
                 self.count("ChangeResourceRecordSets", Some(&fail));
                 return Err(match fail {
                     Fail::Permanent(e) => {
