@@ -1061,8 +1061,9 @@ pub fn a_join_against_a_failing_server_exits_1_and_publishes_nothing<B: Faulty>(
     );
     assert!(w.pending() < queued, "{}: never met the failures", w.name());
     let said = stderr(&out);
+    // The error names the operation and the provider it failed at.
     assert!(
-        said.contains(&format!("dnsreg: {}", w.name())) || said.contains("dnsreg: "),
+        said.contains(&format!("dnsreg: join at {}: ", w.name())),
         "{said}"
     );
     assert!(said.contains("SERVFAIL"), "{}: {said}", w.name());
