@@ -1286,8 +1286,12 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                             out.added.push(v.clone());
                         }
                     }
+                    // A dropped value still there after this write was handed
+                    // over to an instance that wants it, not removed.
                     for v in &mine.dropped {
-                        if !out.removed.contains(v) {
+                        if !out.removed.contains(v)
+                            && !p.values(&written.after, &v.key()).contains(v)
+                        {
                             out.removed.push(v.clone());
                         }
                     }

@@ -845,6 +845,44 @@ fn announce_drop(m: &Memory, id: &str, line: &str) {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_leave_that_carries_hands_a_value_another_instance_wants_over_to_it() {
+    // i-1 publishes www 192.0.2.5; i-2, at the same address, announced that
+    // it wants that value too. i-1 leaves on a throttled provider (so it
+    // announces, looks, and carries): the value stays, now i-2's, and i-1
+    // does not report it removed.
+    if std::env::var_os("DNSREG_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("dnsreg=debug")
+            .with_test_writer()
+            .try_init();
+    }
+    let mut m = Memory::new();
+    m.lists = true;
+    let m = Arc::new(m);
+    let v = "www.example.com. A 192.0.2.5";
+    let joined = apply(&*m, &intent("i-1", &[v], false)).await.unwrap();
+    m.put(&format!(
+        "i-2._dnsreg.example.com. TXT \"dnsreg1-want {v}\""
+    ));
+    let mut leave = intent("i-1", &[v], true);
+    leave.known = joined.owned.clone();
+    leave.memory = joined.memory.clone();
+    leave.deadline = Duration::from_secs(60);
+    m.pacer
+        .busy("Throttling: Rate exceeded", Some(Duration::from_millis(1)));
+    let out = apply(&*m, &leave).await.unwrap();
+    assert_eq!(m.lines("www.example.com", RType::A), vec!["192.0.2.5"]);
+    assert!(
+        registry_of(&m, "i-2").owned.contains(&value(v)),
+        "{:?}",
+        m.sets.lock().unwrap()
+    );
+    assert!(registry_of(&m, "i-2").wanted.is_empty());
+    assert!(m.lines("i-1._dnsreg.example.com", RType::TXT).is_empty());
+    assert!(out.removed.is_empty(), "handed over, not removed: {out:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_leaving_carrier_stays_to_carry_those_who_announce_after_it() {
     // A scale-in of three sharing www, with a person's value there too, on
     // a provider that throttles (so a leave announces rather than race): i-2
