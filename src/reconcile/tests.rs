@@ -568,8 +568,7 @@ async fn a_lease_is_written_kept_while_fresh_and_renewed_after_a_third() {
     let again = apply(&m, &i).await.unwrap();
     assert!(!again.changed());
     assert_eq!(registry_of(&m, "i-1").lease, Some(first));
-    // Two thirds left at most: renewed.
-    {
+    let set_lease = |expiry: u64| {
         let key = RrKey {
             name: DomainName::new("i-1._dnsreg.example.com").unwrap(),
             rtype: RType::TXT,
@@ -580,9 +579,16 @@ async fn a_lease_is_written_kept_while_fresh_and_renewed_after_a_third() {
             .retain(|v| !matches!(&v.data, RData::Txt(t) if t[0].starts_with("dnsreg1-lease")));
         e.values.insert(Value {
             name: key.name.clone(),
-            data: RData::Txt(vec![format!("dnsreg1-lease {}", unix_now() + 2000)]),
+            data: RData::Txt(vec![format!("dnsreg1-lease {expiry}")]),
         });
-    }
+    };
+    // More than two thirds left, though not the whole: kept as it is.
+    let kept = unix_now() + 3000;
+    set_lease(kept);
+    apply(&m, &i).await.unwrap();
+    assert_eq!(registry_of(&m, "i-1").lease, Some(kept));
+    // Two thirds left at most: renewed.
+    set_lease(unix_now() + 2000);
     apply(&m, &i).await.unwrap();
     assert!(registry_of(&m, "i-1").lease.unwrap() >= unix_now() + 3590);
     assert_eq!(m.lines("www.example.com", RType::A), vec!["192.0.2.1"]);
