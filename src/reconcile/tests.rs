@@ -469,6 +469,38 @@ async fn join_adds_and_registers_then_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_shared_rrset_keeps_its_ttl_and_one_of_our_own_takes_ours() {
+    // A person's value at www with a TTL of 600; the instance publishes www
+    // and its host h1 with 60. www is shared: its TTL is not the instance's
+    // to change; h1 is the instance's alone.
+    let m = Memory::new();
+    m.put("www.example.com. A 192.0.2.99");
+    let www = RrKey {
+        name: DomainName::new("www.example.com").unwrap(),
+        rtype: RType::A,
+    };
+    m.sets.lock().unwrap().get_mut(&www).unwrap().ttl = Some(600);
+    let lines = [
+        "www.example.com. A 192.0.2.1",
+        "h1.example.com. A 192.0.2.1",
+    ];
+    apply(&m, &intent("i-1", &lines, false)).await.unwrap();
+    let ttl = |name: &str, rtype: RType| {
+        let key = RrKey {
+            name: DomainName::new(name).unwrap(),
+            rtype,
+        };
+        m.sets.lock().unwrap().get(&key).and_then(|s| s.ttl)
+    };
+    assert_eq!(m.lines("www.example.com", RType::A).len(), 2);
+    assert_eq!(ttl("www.example.com", RType::A), Some(600));
+    assert_eq!(ttl("h1.example.com", RType::A), Some(60));
+    apply(&m, &intent("i-1", &lines, true)).await.unwrap();
+    assert_eq!(m.lines("www.example.com", RType::A), vec!["192.0.2.99"]);
+    assert_eq!(ttl("www.example.com", RType::A), Some(600));
+}
+
+#[tokio::test]
 async fn leave_removes_only_what_is_owned() {
     let m = Memory::new();
     m.put("www.example.com. A 192.0.2.99");
