@@ -1807,6 +1807,22 @@ fn a_carried_value_always_comes_with_its_registry_flipped() {
 }
 
 #[test]
+fn a_write_costs_its_records_and_their_characters_and_fits_only_within_both() {
+    let a = value("www.example.com. A 192.0.2.1");
+    let b = value("_v1._theservice._tcp.example.com. SRV 0 0 8080 i-1.example.com.");
+    let chars = a.data.to_string().len() + b.data.to_string().len();
+    let c = Cost::of([&a, &b].into_iter());
+    assert_eq!((c.records, c.characters), (2, chars));
+    let limit = |records, characters| BatchLimit {
+        records,
+        characters,
+    };
+    assert!(c.within(limit(2, chars)));
+    assert!(!c.within(limit(1, chars)), "one record too many");
+    assert!(!c.within(limit(2, chars - 1)), "one character too many");
+}
+
+#[test]
 fn a_carrying_write_stays_within_the_providers_batch_limit() {
     // 150 waiting peers, each with a long SRV line, under Route53's limits
     // (1,000 records, 32,000 characters of values): the write carries as
