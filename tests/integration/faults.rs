@@ -1067,6 +1067,12 @@ pub fn a_join_against_a_failing_server_exits_1_and_publishes_nothing<B: Faulty>(
         "{said}"
     );
     assert!(said.contains("SERVFAIL"), "{}: {said}", w.name());
+    // Given up after its counted tries, not at the deadline.
+    assert!(
+        said.contains("still failing after") && !said.contains("after 0 attempts"),
+        "{}: {said}",
+        w.name()
+    );
     assert_zone(&w, &[PEER], &[HAND], "after a failed join");
 }
 
