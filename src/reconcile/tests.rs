@@ -632,6 +632,32 @@ async fn a_lease_is_written_kept_while_fresh_and_renewed_after_a_third() {
 }
 
 #[tokio::test]
+async fn reap_removes_only_what_is_still_there_of_what_an_expired_registry_lists() {
+    // A dead instance's registry lists .7 and .9; someone deleted .9 by hand
+    // since. The reap removes .7 and the registry, and says nothing of .9.
+    let m = Memory::new();
+    let now = unix_now();
+    dead(
+        &m,
+        "i-dead",
+        &[
+            "www.example.com. A 192.0.2.7",
+            "www.example.com. A 192.0.2.9",
+        ],
+        now - 10,
+    );
+    m.take(&value("www.example.com. A 192.0.2.9"));
+    let reaped = reap(&m, now, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(
+        reaped[0].removed,
+        vec![value("www.example.com. A 192.0.2.7")]
+    );
+    assert!(m.lines("www.example.com", RType::A).is_empty());
+    assert!(m.lines("i-dead._dnsreg.example.com", RType::TXT).is_empty());
+}
+
+#[tokio::test]
 async fn reap_removes_exactly_what_an_expired_registry_lists() {
     let m = Memory::new();
     let now = unix_now();
@@ -969,7 +995,12 @@ async fn a_leaving_carrier_stays_to_carry_those_who_announce_after_it() {
         m.sets.lock().unwrap()
     );
     announce_drop(&m, "i-3", &line(3));
+    let announced_at = tokio::time::Instant::now();
     let out = carrier.await.unwrap();
+    // Once nobody waits, two quiet rounds of looking and it is done, long
+    // before its stop's deadline (60 s).
+    let stayed = announced_at.elapsed();
+    assert!(stayed <= CARRY_ROUND * 5, "stayed {stayed:?} after the last announcement");
     assert_eq!(
         m.lines("www.example.com", RType::A),
         vec!["192.0.2.250"],
