@@ -1000,7 +1000,10 @@ async fn a_leaving_carrier_stays_to_carry_those_who_announce_after_it() {
     // Once nobody waits, two quiet rounds of looking and it is done, long
     // before its stop's deadline (60 s).
     let stayed = announced_at.elapsed();
-    assert!(stayed <= CARRY_ROUND * 5, "stayed {stayed:?} after the last announcement");
+    assert!(
+        stayed <= CARRY_ROUND * 5,
+        "stayed {stayed:?} after the last announcement"
+    );
     assert_eq!(
         m.lines("www.example.com", RType::A),
         vec!["192.0.2.250"],
