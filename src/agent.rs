@@ -574,10 +574,10 @@ const CONFIRM_FIRST: Duration = Duration::from_secs(60);
 /// at least as long as this sync was throttled; the confirmation comes at a
 /// random moment from then to twenty times that, so that a fleet told its
 /// size (`join_spread` = N / rate) confirms at about a twentieth of the
-/// rate. None for an instance alone. (A simulation of 1,000 agents starting
-/// together, unspread: the last joined at 199 s with every confirmation 60 s
-/// after its join, 189 s with them after [T, 2T], 151 s after [T, 20T], and
-/// 121 s with none at all.)
+/// rate. None for an instance alone. (A model of 1,000 agents starting
+/// together, unspread, `bench/sim/confirmations.py`: the last joined at
+/// 199 s with every confirmation 60 s after its join, 191 s with them after
+/// [T, 2T], 154 s after [T, 20T], and 121 s with none at all.)
 fn confirm_not_before(join_spread: Duration, throttled_for: Duration) -> Duration {
     let crowd = join_spread.max(throttled_for);
     crate::retry::uniform(crowd, crowd * 20)
