@@ -202,6 +202,48 @@ fn the_agent_joins_reconciles_follows_the_address_and_leaves_on_sigterm() {
 }
 
 #[test]
+fn a_running_agent_follows_its_zone_when_it_is_deleted_and_made_again() {
+    let env = Env::new();
+    let config = env.config("dnsreg.toml", CONFIG);
+    let mut agent = Agent::start(&env, &config);
+    agent.wait_ready();
+    let lookups = || {
+        env.r53
+            .stats()
+            .requests
+            .get("ListHostedZonesByName")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(lookups(), 1, "the zone is looked up once, then remembered");
+
+    // The zone is deleted and made again under the same name: a new id. The
+    // remembered one answers NoSuchHostedZone from now on.
+    env.r53.delete_zone(&env.zone_id);
+    let again = env.r53.create_zone("example.com");
+    assert_ne!(again, env.zone_id);
+    wait_for(20, "the records in the new zone", || {
+        env.r53.values(&again, "www.example.com.", "A") == vec!["203.0.113.7"]
+            && env
+                .r53
+                .values(&again, "i-0123456789abcdef0.example.com.", "A")
+                == vec!["203.0.113.7"]
+    });
+    assert_eq!(lookups(), 2, "the zone was looked up again, once");
+
+    let (code, err) = agent.stop(15);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("NoSuchHostedZone"),
+        "the agent said why its sync failed: {err}"
+    );
+    assert!(
+        env.r53.values(&again, "www.example.com.", "A").is_empty(),
+        "removed from the new zone on SIGTERM"
+    );
+}
+
+#[test]
 fn sigint_before_metadata_answers_exits_cleanly() {
     let env = Env::new();
     env.imds.set_fault(testkit::imds::ImdsFault::Status(503));

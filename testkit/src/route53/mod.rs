@@ -621,6 +621,19 @@ impl Route53Server {
         zone.remove(&parsed, rtype, set_identifier);
     }
 
+    /// Deletes the hosted zone and everything in it, as a person who emptied
+    /// it and called DeleteHostedZone would: its id answers NoSuchHostedZone
+    /// from now on. Bypasses faults, limits and counters. Panics if there is no
+    /// such zone.
+    pub fn delete_zone(&self, zone_id: &str) {
+        let mut state = self.shared.lock();
+        assert!(
+            state.zone(zone_id).is_some(),
+            "delete_zone: no hosted zone {zone_id}"
+        );
+        state.zones.retain(|z| z.id != zone_id);
+    }
+
     /// `Some((access_key, secret_key))`: from now on every request must be
     /// signed with exactly this key pair (403 `InvalidClientTokenId` for another
     /// access key, 403 `SignatureDoesNotMatch` for a wrong signature), as AWS
