@@ -2007,3 +2007,37 @@ async fn a_dry_run_of_a_leave_keeps_a_value_another_instance_claims() {
     assert_eq!(d.keep_others, vec![value(MINE[0])], "{d:?}");
     assert_eq!(m.counts().writes, writes);
 }
+
+/// A throttled retry never waits past the operation's deadline: an instance
+/// of a crowd whose backoff window has grown to most of a minute still tries
+/// within a stop of twenty seconds, and gets through. (Without it, the window
+/// ran past the stop and the leave gave up having sent nothing more.)
+#[tokio::test(start_paused = true)]
+async fn a_throttled_retry_comes_within_the_deadline_however_grown_the_window() {
+    let pacer = Pacer::new(Backoff::BUSY);
+    // A crowd's refusals: the next window is up to a minute.
+    for _ in 0..28 {
+        pacer.busy("Throttling: Rate exceeded", None);
+    }
+    let deadline = Duration::from_secs(20);
+    let start = Instant::now();
+    let mut tries = Attempts::new("p", deadline).paced(&pacer);
+    let calls = Mutex::new(Vec::new());
+    let got = attempt(&mut tries, "removing", || async {
+        pacer.ready().await;
+        let mut calls = calls.lock().unwrap();
+        calls.push(start.elapsed());
+        if calls.len() < 3 {
+            pacer.busy("Throttling: Rate exceeded", None);
+            return Err(Fail::Busy {
+                why: "Throttling: Rate exceeded".into(),
+                retry_after: None,
+            });
+        }
+        Ok(calls.len())
+    })
+    .await;
+    let calls = calls.into_inner().unwrap();
+    assert_eq!(got.unwrap(), 3, "{calls:?}");
+    assert!(calls.iter().all(|t| *t < deadline), "{calls:?}");
+}
