@@ -313,6 +313,66 @@ fn when_the_batch_endpoint_is_refused_single_requests_do_the_same_work() {
     assert_eq!(env.cf.stats().applied_batches, 0);
 }
 
+/// Without the batch endpoint a change is several requests, and each one
+/// lands alone: they come in an order that keeps every value of ours listed
+/// in the ownership registry while it is published (registry lines added
+/// before their values, removed after them). Checked before each request of a
+/// join and of a leave is applied: a process killed between two of them
+/// leaves nothing published that its registry does not claim.
+#[test]
+fn without_the_batch_endpoint_the_registry_covers_every_value_between_requests() {
+    let env = CfEnv::new();
+    env.cf.fail_next(100, CfFault::BatchUnsupported);
+    let uncovered = || -> Vec<String> {
+        let records = env.cf.records(&env.zone_id);
+        let claims: Vec<String> = records
+            .iter()
+            .filter(|r| r.name.contains("._dnsreg."))
+            .map(|r| r.content.clone())
+            .collect();
+        records
+            .iter()
+            .filter(|r| !r.name.contains("._dnsreg.") && r.comment.is_some())
+            .map(|r| format!("{}. {} {}", r.name, r.rtype, r.content))
+            .filter(|line| !claims.iter().any(|c| c.contains(line.as_str())))
+            .collect()
+    };
+    for cmd in ["join", "leave"] {
+        env.cf.hold(1, testkit::Requests::Writes);
+        let mut child = env
+            .flags(cmd, "--name www --host web")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut held = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "{cmd}: never ended");
+            if !env.cf.wait_held(Duration::from_millis(100)) {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                continue;
+            }
+            held += 1;
+            assert_eq!(
+                uncovered(),
+                Vec::<String>::new(),
+                "{cmd}: before single request {held}, published but not in the registry"
+            );
+            // Serves the held request, then holds the next.
+            env.cf.hold(1, testkit::Requests::Writes);
+        }
+        assert_eq!(child.wait().unwrap().code(), Some(0), "{cmd}");
+        // The batch refused, then two values and their two registry lines,
+        // one request each.
+        assert_eq!(held, 5, "{cmd}: the requests held");
+    }
+    assert_eq!(env.records(), Vec::<String>::new());
+    assert_eq!(env.cf.stats().applied_batches, 0);
+}
+
 #[test]
 fn listing_follows_pagination() {
     let env = CfEnv::new();
