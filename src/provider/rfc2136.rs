@@ -1535,4 +1535,32 @@ mod tests {
         assert_eq!(up.len(), 1);
         assert_eq!((up[0].ttl, up[0].dns_class), (60, DNSClass::IN));
     }
+
+    /// A busy server (BIND's SERVFAIL past `transfers-out`) is paced like
+    /// throttling, tried until the deadline, not given up after a few
+    /// transient tries; a refused key is counted as denied.
+    #[test]
+    fn a_busy_server_is_throttling_and_a_refused_key_is_denied() {
+        use crate::metrics::Outcome;
+        let busy = Failure::busy("SERVFAIL (too many transfers at once?)");
+        assert!(matches!(busy.outcome(), Outcome::Throttled));
+        assert!(matches!(
+            busy.into_fail("rfc2136", "listing"),
+            Fail::Busy {
+                retry_after: None,
+                ..
+            }
+        ));
+        let flaky = Failure::transient("connection reset");
+        assert!(matches!(flaky.outcome(), Outcome::Error));
+        assert!(matches!(
+            flaky.into_fail("rfc2136", "listing"),
+            Fail::Transient(_)
+        ));
+        let refused = Failure {
+            key_refused: true,
+            ..Failure::permanent("BADSIG: another secret")
+        };
+        assert!(matches!(refused.outcome(), Outcome::Denied));
+    }
 }

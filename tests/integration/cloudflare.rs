@@ -339,18 +339,27 @@ fn without_the_batch_endpoint_the_registry_covers_every_value_between_requests()
     };
     for cmd in ["join", "leave"] {
         env.cf.hold(1, testkit::Requests::Writes);
-        let mut child = env
-            .flags(cmd, "--name www --host web")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        // Killed if the test fails while one of its requests is held.
+        struct Killed(std::process::Child);
+        impl Drop for Killed {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Killed(
+            env.flags(cmd, "--name www --host web")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let mut held = 0;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             assert!(std::time::Instant::now() < deadline, "{cmd}: never ended");
             if !env.cf.wait_held(Duration::from_millis(100)) {
-                if child.try_wait().unwrap().is_some() {
+                if child.0.try_wait().unwrap().is_some() {
                     break;
                 }
                 continue;
@@ -364,7 +373,7 @@ fn without_the_batch_endpoint_the_registry_covers_every_value_between_requests()
             // Serves the held request, then holds the next.
             env.cf.hold(1, testkit::Requests::Writes);
         }
-        assert_eq!(child.wait().unwrap().code(), Some(0), "{cmd}");
+        assert_eq!(child.0.wait().unwrap().code(), Some(0), "{cmd}");
         // The batch refused, then two values and their two registry lines,
         // one request each.
         assert_eq!(held, 5, "{cmd}: the requests held");
