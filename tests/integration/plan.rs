@@ -271,3 +271,22 @@ fn plan_exits_1_on_a_provider_failure_and_2_on_a_configuration_error() {
     assert_eq!(route53_writes(&w), "0");
     assert_eq!(state(&w), None);
 }
+
+/// A plan against a throttling Route53 waits its turn like a join and shows
+/// the plan; it does not fail on the first "Rate exceeded".
+#[test]
+fn route53_plan_waits_out_throttling_and_shows_the_plan() {
+    let w = World::<Route53Backend>::new();
+    w.put_by_hand("www", "A", "192.0.2.99", 60);
+    w.r53.fail_next(3, testkit::route53::Fault::Throttling);
+    // The zone id given: the throttling meets the reads of the shared rrsets.
+    let args = format!("{ARGS} --zone-id {}", w.zone_id);
+    let out = dry(&w, &route53_writes, "plan", &args, 3);
+    assert_eq!(w.r53.pending_faults(), 0, "the throttling was met");
+    let text = stdout(&out);
+    let name = w.name();
+    assert!(
+        text.lines().any(|l| l == format!("{name}: + {SRV}")),
+        "{text}"
+    );
+}
