@@ -51,12 +51,48 @@ fn notify(state: &[sd_notify::NotifyState]) {
     }
 }
 
+/// What the agent is doing, in a word (the status file's `state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Identifying the instance, or waiting for the health checks.
+    Starting,
+    /// A sync to publish is under way.
+    Publishing,
+    /// Published, and kept true.
+    Published,
+    /// Records removed while the health checks fail.
+    Withdrawn,
+    /// Records removed for good after a termination notice.
+    Terminating,
+    /// SIGTERM: leaving, then draining.
+    Stopping,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Publishing => "publishing",
+            State::Published => "published",
+            State::Withdrawn => "withdrawn",
+            State::Terminating => "terminating",
+            State::Stopping => "stopping",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the agent is doing, as `dnsreg status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentStatus {
     pub pid: u32,
-    /// starting | publishing | published | withdrawn | terminating | stopping
-    pub state: String,
+    pub state: State,
     /// Why, in one line (failing checks, the notice, the last error).
     pub reason: String,
     /// Each health check's last result.
@@ -82,7 +118,7 @@ impl AgentStatus {
     fn show(&mut self, mode: &Mode, state_dir: &Path) {
         (self.state, self.reason) = describe(mode);
         if *mode == Mode::Up {
-            self.state = "publishing".into();
+            self.state = State::Publishing;
         }
         self.since = unix_now();
         self.write(state_dir);
@@ -93,9 +129,9 @@ impl AgentStatus {
         // mode and the checks follow it, and the textfile is written anew
         // (after each sync and at each change of mode).
         let metrics = crate::metrics::get();
-        metrics.mode(match self.state.as_str() {
-            "published" => "publishing",
-            other => other,
+        metrics.mode(match self.state {
+            State::Published => "publishing",
+            other => other.as_str(),
         });
         metrics.checks(&self.checks);
         crate::metrics::flush();
@@ -115,7 +151,7 @@ impl AgentStatus {
         }
         // The same line for `systemctl status`.
         let line = match self.reason.as_str() {
-            "" => self.state.clone(),
+            "" => self.state.to_string(),
             why => format!("{}: {why}", self.state),
         };
         notify(&[sd_notify::NotifyState::Status(&line)]);
@@ -153,11 +189,10 @@ pub async fn run(
     mut reload: mpsc::UnboundedReceiver<()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
-    let mut config = config;
     let started = Instant::now();
-    let mut status = AgentStatus {
+    let status = AgentStatus {
         pid: std::process::id(),
-        state: "starting".into(),
+        state: State::Starting,
         reason: "identifying the instance".into(),
         checks: Vec::new(),
         since: unix_now(),
@@ -166,23 +201,8 @@ pub async fn run(
     let _metrics = crate::metrics::Outputs::start(&config.agent).await?;
     status.write(&config.agent.state_dir);
 
-    // Identify, retrying until metadata answers or we are told to stop.
-    let mut attempt = 0;
-    let mut identity = loop {
-        tokio::select! {
-            got = identify(&config.instance) => match got {
-                Ok(identity) => break identity,
-                Err(e) => {
-                    tracing::warn!("{e}; retrying");
-                    notify(&[sd_notify::NotifyState::Status(&format!("waiting for metadata: {e}"))]);
-                }
-            },
-            () = &mut shutdown => return Ok(()),
-        }
-        tokio::select! {
-            () = sleep(RETRY.delay(attempt)) => attempt += 1,
-            () = &mut shutdown => return Ok(()),
-        }
+    let Some(identity) = identify_until(&config, &mut shutdown).await else {
+        return Ok(());
     };
     tracing::info!(instance = %identity.instance_id, cloud = %identity.cloud, "identified");
     let mut engine = Engine::new(config.clone(), &identity).context("planning records")?;
@@ -192,212 +212,434 @@ pub async fn run(
             () = &mut shutdown => return Ok(()),
         }
     }
-    let mut health = checks::spawn(&config.checks);
-    if !config.checks.is_empty() {
-        tracing::info!(
-            checks = config.checks.len(),
-            "waiting for the health checks to pass before publishing"
-        );
-    }
-
-    let mut mode = mode_for(&health.borrow());
-    let mut ready = false;
-    let mut attempt = 0;
-    // A fleet booting together: spread the first joins over `join_spread`.
-    let spread = crate::retry::Backoff {
-        base: config.agent.join_spread,
-        cap: config.agent.join_spread,
-        attempts: 1,
-    }
-    .delay(0);
-    if !spread.is_zero() {
-        tracing::info!(
-            "joining in {} (join_spread: a fleet starting together reaches the provider at its rate)",
-            humantime::format_duration(Duration::from_millis(
-                u64::try_from(spread.as_millis()).unwrap_or(0)
-            ))
-        );
-    }
-    let mut next_sync = Instant::now() + spread;
-    let mut notices_at = Instant::now();
-    let mut next_confirm: Option<Instant> = None;
-    // Until READY=1, systemd's start timeout is pushed back while the loop
-    // runs: a boot storm may take minutes to get through a provider's rate
-    // limit, and a start that never ends is a loop that stopped running.
-    let mut next_extend = Instant::now();
-    let mut synced_once = false;
-    // With WatchdogSec= in the unit: WATCHDOG=1 from this loop, so that a
-    // loop that stopped is restarted, while a sync held up by a throttled
-    // provider (the loop still runs around it) is not mistaken for one.
-    let watchdog = watchdog_period();
-    let mut next_ping = Instant::now();
-
+    let mut agent = Agent::new(config, identity, engine, status);
     'agent: loop {
-        // A lease is renewed when a third of it has passed: reconcile at least that often.
-        let interval = match config.lease {
-            Some(l) => config.agent.reconcile_interval.min(l.ttl / 3),
-            None => config.agent.reconcile_interval,
-        };
-        let watch_notices = !matches!(mode, Mode::Terminating(_)) && has_notices(&identity);
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            Some(()) = reload.recv() => {
-                match alive_while(watchdog, reload_config(&load, &config, &mut engine, &identity)).await {
-                    Ok(Some(new)) => {
-                        if new.checks != config.checks {
-                            health = checks::spawn(&new.checks);
-                        }
-                        config = new;
-                        next_sync = Instant::now();
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::error!("reload refused, keeping the running configuration: {e:#}"),
+            Some(()) = reload.recv() => agent.reload(&load).await,
+            Some(verdict) = changed_verdict(&mut agent.health, !agent.at.config.checks.is_empty()) => {
+                agent.at.verdict(&verdict);
+            }
+            n = next_notice(&mut agent.at.notices_at, &agent.at.config, &agent.at.identity), if agent.at.watches_notices() => {
+                agent.at.notice(&n);
+            }
+            () = sleep_until(agent.at.next_ping), if agent.at.watchdog.is_some() => agent.at.ping(),
+            () = sleep_until(agent.at.next_extend), if !agent.at.ready => agent.at.extend_start(),
+            () = sleep_until(agent.at.next_confirm.unwrap_or_else(far_future)), if agent.at.next_confirm.is_some() => {
+                agent.at.next_confirm = alive_while(agent.at.watchdog, confirm(&mut agent.engine)).await;
+            }
+            () = sleep_until(agent.at.next_sync) => {
+                match agent.sync(&mut shutdown, &mut reload).await {
+                    Synced::Done => {}
+                    // A notice, a verdict or a SIGHUP came during the sync: it
+                    // was dropped, and the loop goes on with the new mode.
+                    Synced::Superseded => continue 'agent,
+                    Synced::Reload => agent.reload(&load).await,
+                    Synced::Shutdown => break,
+                    Synced::Failed(e) => return Err(e),
                 }
-                continue;
             }
-            Some(verdict) = changed_verdict(&mut health, !config.checks.is_empty()) => {
-                status.checks = verdict.checks.clone();
-                if follow_verdict(&verdict, &mut mode) {
-                    attempt = 0;
-                    next_sync = Instant::now();
-                    status.show(&mode, &config.agent.state_dir);
-                } else {
-                    status.write(&config.agent.state_dir);
-                }
-                continue;
-            }
-            n = next_notice(&mut notices_at, &config, &identity), if watch_notices => {
-                mode = terminating(&n);
-                attempt = 0;
-                next_sync = Instant::now();
-                status.show(&mode, &config.agent.state_dir);
-                continue;
-            }
-            () = sleep_until(next_ping), if watchdog.is_some() => {
-                ping_watchdog();
-                next_ping = Instant::now() + watchdog.unwrap_or_default();
-                continue;
-            }
-            () = sleep_until(next_extend), if !ready => {
-                notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(u32::try_from(START_EXTENSION.as_micros()).unwrap_or(u32::MAX))]);
-                next_extend = Instant::now() + START_EXTENSION / 3;
-                continue;
-            }
-            () = sleep_until(next_confirm.unwrap_or_else(far_future)), if next_confirm.is_some() => {
-                next_confirm = alive_while(watchdog, confirm(&mut engine)).await;
-                continue;
-            }
-            () = sleep_until(next_sync) => {}
         }
+    }
+    agent.stop(started).await
+}
 
-        // Re-identify on reconciles after the first: addresses change.
-        if synced_once && mode == Mode::Up {
-            match alive_while(watchdog, identify(&config.instance)).await {
-                Ok(new) => {
-                    match engine.set_identity(&new) {
-                        Ok(true) => {
-                            tracing::info!(ipv4 = %engine.vars().ipv4, "address changed; replacing the old records")
-                        }
-                        Ok(false) => {}
-                        Err(e) => tracing::error!("{e}"),
-                    }
-                    identity = new;
+/// Identifies the instance, retrying until metadata answers; `None` when
+/// told to stop first.
+async fn identify_until(
+    config: &Config,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<Identity> {
+    let mut attempt = 0;
+    loop {
+        tokio::select! {
+            got = identify(&config.instance) => match got {
+                Ok(identity) => return Some(identity),
+                Err(e) => {
+                    tracing::warn!("{e}; retrying");
+                    notify(&[sd_notify::NotifyState::Status(&format!("waiting for metadata: {e}"))]);
                 }
-                Err(e) => tracing::warn!("{e}; keeping the last known addresses"),
-            }
+            },
+            () = &mut *shutdown => return None,
         }
-        let action = if mode == Mode::Up {
+        tokio::select! {
+            () = sleep(RETRY.delay(attempt)) => attempt += 1,
+            () = &mut *shutdown => return None,
+        }
+    }
+}
+
+/// How a sync ended.
+enum Synced {
+    Done,
+    /// Dropped for a notice or a verdict that changed the mode.
+    Superseded,
+    /// Dropped for a SIGHUP, to be read now.
+    Reload,
+    /// Dropped for the stop.
+    Shutdown,
+    /// The engine could not sync at all (not a provider's failure: those
+    /// are reported and retried).
+    Failed(anyhow::Error),
+}
+
+/// The running agent: its engine and health checks, and where it stands.
+/// The loop in [`run`] waits for the next event and calls one method for it.
+struct Agent {
+    engine: Engine,
+    health: watch::Receiver<Verdict>,
+    at: Standing,
+}
+
+/// Everything the agent knows but its engine: split off so that the events
+/// that come while a sync holds the engine (a notice, a verdict, a watchdog
+/// ping) can be followed without waiting for it.
+struct Standing {
+    config: Config,
+    identity: Identity,
+    status: AgentStatus,
+    mode: Mode,
+    /// READY=1 was sent.
+    ready: bool,
+    /// Failed syncs in a row: the retry's backoff step.
+    attempt: u32,
+    synced_once: bool,
+    next_sync: Instant,
+    notices_at: Instant,
+    next_confirm: Option<Instant>,
+    /// Until READY=1, systemd's start timeout is pushed back while the loop
+    /// runs: a boot storm may take minutes to get through a provider's rate
+    /// limit, and a start that never ends is a loop that stopped running.
+    next_extend: Instant,
+    /// With WatchdogSec= in the unit: WATCHDOG=1 from this loop, so that a
+    /// loop that stopped is restarted, while a sync held up by a throttled
+    /// provider (the loop still runs around it) is not mistaken for one.
+    watchdog: Option<Duration>,
+    next_ping: Instant,
+}
+
+impl Agent {
+    fn new(config: Config, identity: Identity, engine: Engine, status: AgentStatus) -> Agent {
+        let health = checks::spawn(&config.checks);
+        if !config.checks.is_empty() {
+            tracing::info!(
+                checks = config.checks.len(),
+                "waiting for the health checks to pass before publishing"
+            );
+        }
+        let mode = mode_for(&health.borrow());
+        // A fleet booting together: spread the first joins over `join_spread`.
+        let spread = crate::retry::Backoff {
+            base: config.agent.join_spread,
+            cap: config.agent.join_spread,
+            attempts: 1,
+        }
+        .delay(0);
+        if !spread.is_zero() {
+            tracing::info!(
+                "joining in {} (join_spread: a fleet starting together reaches the provider at its rate)",
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(spread.as_millis()).unwrap_or(0)
+                ))
+            );
+        }
+        let now = Instant::now();
+        Agent {
+            engine,
+            health,
+            at: Standing {
+                config,
+                identity,
+                status,
+                mode,
+                ready: false,
+                attempt: 0,
+                synced_once: false,
+                next_sync: now + spread,
+                notices_at: now,
+                next_confirm: None,
+                next_extend: now,
+                watchdog: watchdog_period(),
+                next_ping: now,
+            },
+        }
+    }
+
+    /// SIGHUP: the configuration read again; a bad one is refused and the
+    /// running one kept.
+    async fn reload(&mut self, load: &impl Fn() -> Result<Config, anyhow::Error>) {
+        let at = &mut self.at;
+        match alive_while(
+            at.watchdog,
+            reload_config(load, &at.config, &mut self.engine, &at.identity),
+        )
+        .await
+        {
+            Ok(Some(new)) => {
+                if new.checks != at.config.checks {
+                    self.health = checks::spawn(&new.checks);
+                }
+                at.config = new;
+                at.next_sync = Instant::now();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("reload refused, keeping the running configuration: {e:#}"),
+        }
+    }
+
+    /// The reconcile: identify again (after the first), then join or leave
+    /// as the mode says, while following the events that cannot wait for it.
+    async fn sync(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        reload: &mut mpsc::UnboundedReceiver<()>,
+    ) -> Synced {
+        if self.at.synced_once && self.at.mode == Mode::Up {
+            self.reidentify().await;
+        }
+        let at = &mut self.at;
+        let action = if at.mode == Mode::Up {
             Action::Join
         } else {
             Action::Leave
         };
-        // A termination notice or a health verdict that changes what should
-        // be published acts at once, even while a sync is held up by a
-        // throttled or silent provider: the sync is dropped (every write is
-        // atomic and conditional, and the state file is written around each;
-        // the next sync starts from what is there) and the loop goes on with
-        // the new mode.
-        let sync_started = Instant::now();
+        let interval = at.interval();
+        let has_checks = !at.config.checks.is_empty();
+        let watch_notices = at.watches_notices();
+        // A termination notice, a health verdict that changes what should be
+        // published, a SIGHUP or the stop acts at once, even while a sync is
+        // held up by a throttled or silent provider: the sync is dropped
+        // (every write is atomic and conditional, and the state file is
+        // written around each; the next sync starts from what is there).
+        let started = Instant::now();
         let reports = {
-            let sync = engine.sync(action, interval.max(Duration::from_secs(60)));
+            let sync = self
+                .engine
+                .sync(action, interval.max(Duration::from_secs(60)));
             tokio::pin!(sync);
             loop {
                 tokio::select! {
                     biased;
-                    () = &mut shutdown => break 'agent,
-                    r = &mut sync => break r?,
-                    () = sleep_until(next_ping), if watchdog.is_some() => {
-                        ping_watchdog();
-                        next_ping = Instant::now() + watchdog.unwrap_or_default();
-                    }
-                    n = next_notice(&mut notices_at, &config, &identity), if watch_notices => {
+                    () = &mut *shutdown => return Synced::Shutdown,
+                    r = &mut sync => match r {
+                        Ok(reports) => break reports,
+                        Err(e) => return Synced::Failed(e.into()),
+                    },
+                    () = sleep_until(at.next_ping), if at.watchdog.is_some() => at.ping(),
+                    n = next_notice(&mut at.notices_at, &at.config, &at.identity), if watch_notices => {
                         tracing::info!("a sync was under way; it is dropped for the notice");
-                        mode = terminating(&n);
-                        attempt = 0;
-                        next_sync = Instant::now();
-                        status.show(&mode, &config.agent.state_dir);
-                        continue 'agent;
+                        at.notice(&n);
+                        return Synced::Superseded;
                     }
-                    Some(verdict) = changed_verdict(&mut health, !config.checks.is_empty()) => {
-                        status.checks = verdict.checks.clone();
-                        if follow_verdict(&verdict, &mut mode) {
+                    Some(verdict) = changed_verdict(&mut self.health, has_checks) => {
+                        if at.verdict(&verdict) {
                             tracing::info!("a sync was under way; it is dropped for the new verdict");
-                            attempt = 0;
-                            next_sync = Instant::now();
-                            status.show(&mode, &config.agent.state_dir);
-                            continue 'agent;
+                            return Synced::Superseded;
                         }
+                    }
+                    Some(()) = reload.recv() => {
+                        tracing::info!("a sync was under way; it is dropped for the SIGHUP");
+                        return Synced::Reload;
                     }
                 }
             }
         };
-        let first_sync = !synced_once;
-        synced_once = true;
         let ok = print_reports(action, &reports);
+        let first = !self.at.synced_once;
+        self.at.synced_once = true;
         if reports
             .iter()
             .any(|r| r.result.as_ref().is_ok_and(|o| o.change.is_some()))
         {
-            // Route53 takes up to a minute to make a change live: ask once,
-            // then, unless this instance is one of a crowd (see
-            // `confirm_not_before`).
-            let took = sync_started.elapsed();
-            let throttled_for = if engine.busy(took) {
-                took
-            } else {
-                Duration::ZERO
-            };
-            let spread = if first_sync {
-                config.agent.join_spread
-            } else {
-                Duration::ZERO
-            };
-            let not_before = confirm_not_before(spread, throttled_for);
-            next_confirm = engine
-                .confirm_due(CONFIRM_FIRST)
-                .map(|d| Instant::now() + d.max(not_before).max(Duration::from_secs(1)));
+            self.schedule_confirmation(started, first);
         }
-        // Reaping comes after this instance's own lease is safe: only when the
-        // sync (which renews it) succeeded, and for at most a sixth of the
-        // lease, so that the next renewal comes in time. Measured: reapers
-        // whose reaping held the loop while a scale-in throttled the account
-        // let their own leases run out, and were reaped by each other.
-        if let Some(lease) = config.lease.filter(|l| l.reap && mode == Mode::Up && ok) {
-            let reaped = tokio::select! {
-                r = alive_while(watchdog, engine.reap((lease.ttl / 6).max(Duration::from_secs(10)))) => r,
-                () = &mut shutdown => break,
-            };
-            engine::print_reaped_quietly(&reaped);
-            crate::metrics::get().reaped(
-                reaped
-                    .iter()
-                    .filter_map(|r| r.result.as_ref().ok())
-                    .map(Vec::len)
-                    .sum(),
-            );
+        if ok && self.reap(shutdown).await.is_none() {
+            return Synced::Shutdown;
         }
-        (status.state, status.reason) = describe(&mode);
+        self.at.synced(
+            &reports,
+            ok,
+            started,
+            self.engine.busy(Duration::from_secs(60)),
+        );
+        Synced::Done
+    }
+
+    /// Identifies the instance again (addresses change), keeping the last
+    /// known addresses when metadata does not answer.
+    async fn reidentify(&mut self) {
+        let at = &mut self.at;
+        match alive_while(at.watchdog, identify(&at.config.instance)).await {
+            Ok(new) => {
+                match self.engine.set_identity(&new) {
+                    Ok(true) => {
+                        tracing::info!(ipv4 = %self.engine.vars().ipv4, "address changed; replacing the old records")
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!("{e}"),
+                }
+                at.identity = new;
+            }
+            Err(e) => tracing::warn!("{e}; keeping the last known addresses"),
+        }
+    }
+
+    /// Reaps expired peers, where this agent reaps, after a sync that
+    /// succeeded: this instance's own lease is safe then (the sync renewed
+    /// it), and it reaps for at most a sixth of the lease, so that the next
+    /// renewal comes in time. Measured: reapers whose reaping held the loop
+    /// while a scale-in throttled the account let their own leases run out,
+    /// and were reaped by each other. `None` when the stop came first.
+    async fn reap(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<()> {
+        let at = &self.at;
+        let Some(lease) = at.config.lease.filter(|l| l.reap && at.mode == Mode::Up) else {
+            return Some(());
+        };
+        let reaped = tokio::select! {
+            r = alive_while(at.watchdog, self.engine.reap((lease.ttl / 6).max(Duration::from_secs(10)))) => r,
+            () = &mut *shutdown => return None,
+        };
+        engine::print_reaped_quietly(&reaped);
+        crate::metrics::get().reaped(
+            reaped
+                .iter()
+                .filter_map(|r| r.result.as_ref().ok())
+                .map(Vec::len)
+                .sum(),
+        );
+        Some(())
+    }
+
+    /// Route53 takes up to a minute to make a change live: ask once, then,
+    /// unless this instance is one of a crowd (see `confirm_not_before`).
+    fn schedule_confirmation(&mut self, sync_started: Instant, first_sync: bool) {
+        let took = sync_started.elapsed();
+        let throttled_for = if self.engine.busy(took) {
+            took
+        } else {
+            Duration::ZERO
+        };
+        let spread = if first_sync {
+            self.at.config.agent.join_spread
+        } else {
+            Duration::ZERO
+        };
+        let not_before = confirm_not_before(spread, throttled_for);
+        self.at.next_confirm = self
+            .engine
+            .confirm_due(CONFIRM_FIRST)
+            .map(|d| Instant::now() + d.max(not_before).max(Duration::from_secs(1)));
+    }
+
+    /// The stop: leave, then drain, all within stop_timeout.
+    async fn stop(mut self, started: Instant) -> anyhow::Result<()> {
+        let config = self.at.config.clone();
+        let watchdog = self.at.watchdog;
+        let stop_timeout = config.agent.stop_timeout;
+        let stop_started = Instant::now();
+        notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("leaving"),
+        ]);
+        let status = &mut self.at.status;
+        status.state = State::Stopping;
+        status.reason = String::new();
+        status.since = unix_now();
+        status.write(&config.agent.state_dir);
+        tracing::info!(
+            "stopping: removing this instance's records (at most {})",
+            humantime::format_duration(stop_timeout)
+        );
+        // A fleet stopped together (a scale-in) meets the provider's limit as
+        // its boot did: the instances refused once the burst is used up come
+        // back spread over `join_spread` (the fleet's size at the provider's
+        // rate), not all again within a second; over three quarters of
+        // stop_timeout at most, so that the last of them still has time to be
+        // refused and retry.
+        let spread = config.agent.join_spread.min(stop_timeout * 3 / 4);
+        if !spread.is_zero() {
+            self.engine.spread_retries(spread);
+        }
+        // Each provider gets a little less than the whole, so that one that
+        // cannot finish is reported by name before the hard limit cuts
+        // everything off.
+        let per_provider =
+            stop_timeout.saturating_sub((stop_timeout / 10).min(Duration::from_secs(1)));
+        let left = alive_while(
+            watchdog,
+            timeout(stop_timeout, self.engine.sync(Action::Leave, per_provider)),
+        )
+        .await;
+        let result = stop_result(&config, left);
+        let drain = config
+            .agent
+            .drain
+            .min(stop_timeout.saturating_sub(stop_started.elapsed()));
+        drain_for(drain, watchdog).await;
+        let _ = std::fs::remove_file(config.agent.state_dir.join(STATUS_FILE));
+        tracing::debug!(ran = ?started.elapsed(), "agent done");
+        result
+    }
+}
+
+impl Standing {
+    /// How often to reconcile: a lease is renewed when a third of it has
+    /// passed, so at least that often.
+    fn interval(&self) -> Duration {
+        match self.config.lease {
+            Some(l) => self.config.agent.reconcile_interval.min(l.ttl / 3),
+            None => self.config.agent.reconcile_interval,
+        }
+    }
+
+    fn watches_notices(&self) -> bool {
+        !matches!(self.mode, Mode::Terminating(_)) && has_notices(&self.identity)
+    }
+
+    /// A health verdict came; whether it changed the mode (then a sync for
+    /// the new one starts at once).
+    fn verdict(&mut self, verdict: &Verdict) -> bool {
+        self.status.checks = verdict.checks.clone();
+        if follow_verdict(verdict, &mut self.mode) {
+            self.attempt = 0;
+            self.next_sync = Instant::now();
+            self.status.show(&self.mode, &self.config.agent.state_dir);
+            true
+        } else {
+            self.status.write(&self.config.agent.state_dir);
+            false
+        }
+    }
+
+    /// A termination notice: records removed at once, and kept down.
+    fn notice(&mut self, n: &Notice) {
+        self.mode = terminating(n);
+        self.attempt = 0;
+        self.next_sync = Instant::now();
+        self.status.show(&self.mode, &self.config.agent.state_dir);
+    }
+
+    fn ping(&mut self) {
+        ping_watchdog();
+        self.next_ping = Instant::now() + self.watchdog.unwrap_or_default();
+    }
+
+    fn extend_start(&mut self) {
+        notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
+            u32::try_from(START_EXTENSION.as_micros()).unwrap_or(u32::MAX),
+        )]);
+        self.next_extend = Instant::now() + START_EXTENSION / 3;
+    }
+
+    /// A sync ended with these reports (`ok`: all succeeded; `busy`: a
+    /// provider is throttling): the status, when to sync next, and READY=1
+    /// after the first that published (or that removed, when down).
+    fn synced(&mut self, reports: &[engine::Report], ok: bool, started: Instant, busy: bool) {
+        (self.status.state, self.status.reason) = describe(&self.mode);
         if !ok {
             let failed: Vec<String> = reports
                 .iter()
@@ -408,36 +650,36 @@ pub async fn run(
                         .map(|e| format!("{}: {e}", r.provider))
                 })
                 .collect();
-            status.reason = [status.reason.clone(), failed.join("; ")]
+            self.status.reason = [self.status.reason.clone(), failed.join("; ")]
                 .into_iter()
                 .filter(|s| !s.is_empty())
                 .collect::<Vec<_>>()
                 .join("; ");
         }
-        status.since = unix_now();
-        status.write(&config.agent.state_dir);
-
+        self.status.since = unix_now();
+        self.status.write(&self.config.agent.state_dir);
+        let interval = self.interval();
         if ok {
-            attempt = 0;
-            next_sync = match mode {
+            self.attempt = 0;
+            self.next_sync = match self.mode {
                 // Removed for good: nothing more to do until the stop.
                 Mode::Terminating(_) => far_future(),
                 // From the start of this sync: a slow sync or reap does not
                 // push the next renewal of a lease back.
-                _ => sync_started + interval,
+                _ => started + interval,
             };
-        } else if engine.busy(Duration::from_secs(60)) {
+        } else if busy {
             // The provider is throttling: its pacer spaces the requests, and
             // what was announced stays announced. Go on at once.
-            next_sync = Instant::now();
+            self.next_sync = Instant::now();
         } else {
             // Retry sooner than a full interval, with backoff.
-            next_sync = Instant::now() + RETRY.delay(attempt).min(interval);
-            attempt += 1;
+            self.next_sync = Instant::now() + RETRY.delay(self.attempt).min(interval);
+            self.attempt += 1;
         }
-        if !ready && (ok || mode != Mode::Up) {
-            ready = true;
-            let what = match &mode {
+        if !self.ready && (ok || self.mode != Mode::Up) {
+            self.ready = true;
+            let what = match &self.mode {
                 Mode::Up => {
                     tracing::info!(
                         "joined; reconciling every {}",
@@ -454,41 +696,18 @@ pub async fn run(
             ]);
         }
     }
+}
 
-    // The stop: leave, then drain, all within stop_timeout.
-    let stop_timeout = config.agent.stop_timeout;
-    let stop_started = Instant::now();
-    notify(&[
-        sd_notify::NotifyState::Stopping,
-        sd_notify::NotifyState::Status("leaving"),
-    ]);
-    status.state = "stopping".into();
-    status.reason = String::new();
-    status.since = unix_now();
-    status.write(&config.agent.state_dir);
-    tracing::info!(
-        "stopping: removing this instance's records (at most {})",
-        humantime::format_duration(stop_timeout)
-    );
-    // A fleet stopped together (a scale-in) meets the provider's limit as its
-    // boot did: the instances refused once the burst is used up come back
-    // spread over `join_spread` (the fleet's size at the provider's rate),
-    // not all again within a second; over three quarters of stop_timeout at
-    // most, so that the last of them still has time to be refused and retry.
-    let spread = config.agent.join_spread.min(stop_timeout * 3 / 4);
-    if !spread.is_zero() {
-        engine.spread_retries(spread);
-    }
-    // Each provider gets a little less than the whole, so that one that cannot
-    // finish is reported by name before the hard limit cuts everything off.
-    let per_provider = stop_timeout.saturating_sub((stop_timeout / 10).min(Duration::from_secs(1)));
-    let left = alive_while(
-        watchdog,
-        timeout(stop_timeout, engine.sync(Action::Leave, per_provider)),
-    )
-    .await;
-    // Out of time with a lease to fall back on (a fleet stopping together
-    // faster than the provider's rate allows): what remains is the reapers'.
+/// What the stop's leave comes to: out of time with a lease to fall back on
+/// (a fleet stopping together faster than the provider's rate allows), what
+/// remains is the reapers'.
+fn stop_result(
+    config: &Config,
+    left: Result<
+        Result<Vec<engine::Report>, crate::config::UsageError>,
+        tokio::time::error::Elapsed,
+    >,
+) -> anyhow::Result<()> {
     let left_to_reapers = |what: &str| match config.lease {
         Some(lease) => {
             tracing::warn!(
@@ -501,7 +720,7 @@ pub async fn run(
             "{what}; some may remain (a [lease] would let peers reap them)"
         )),
     };
-    let result = match left {
+    match left {
         Ok(Ok(reports)) => {
             if print_reports(Action::Leave, &reports) {
                 Ok(())
@@ -516,43 +735,41 @@ pub async fn run(
         Ok(Err(e)) => Err(e.into()),
         Err(_) => left_to_reapers(&format!(
             "removing records did not finish within stop_timeout ({})",
-            humantime::format_duration(stop_timeout)
+            humantime::format_duration(config.agent.stop_timeout)
         )),
-    };
-    let drain = config
-        .agent
-        .drain
-        .min(stop_timeout.saturating_sub(stop_started.elapsed()));
-    if !drain.is_zero() {
-        tracing::info!(
-            "draining for {}: clients' caches expire while the service still answers",
-            humantime::format_duration(drain)
-        );
-        // A second SIGTERM or SIGINT cuts the drain short (the operator who
-        // asks twice means now): the first one's listener is gone, and the
-        // runtime's handler would otherwise swallow it.
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).ok();
-        let mut int = signal(SignalKind::interrupt()).ok();
-        let again = async {
-            match (&mut term, &mut int) {
-                (Some(t), Some(i)) => {
-                    tokio::select! {
-                        _ = t.recv() => {}
-                        _ = i.recv() => {}
-                    }
-                }
-                _ => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = alive_while(watchdog, sleep(drain)) => {}
-            () = again => tracing::info!("signalled again: the drain is cut short"),
-        }
     }
-    let _ = std::fs::remove_file(config.agent.state_dir.join(STATUS_FILE));
-    tracing::debug!(ran = ?started.elapsed(), "agent done");
-    result
+}
+
+/// Waits `drain` (clients' caches expire while the service still answers).
+/// A second SIGTERM or SIGINT cuts it short (the operator who asks twice
+/// means now): the first one's listener is gone, and the runtime's handler
+/// would otherwise swallow it.
+async fn drain_for(drain: Duration, watchdog: Option<Duration>) {
+    if drain.is_zero() {
+        return;
+    }
+    tracing::info!(
+        "draining for {}: clients' caches expire while the service still answers",
+        humantime::format_duration(drain)
+    );
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let again = async {
+        match (&mut term, &mut int) {
+            (Some(t), Some(i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = alive_while(watchdog, sleep(drain)) => {}
+        () = again => tracing::info!("signalled again: the drain is cut short"),
+    }
 }
 
 /// How long each EXTEND_TIMEOUT_USEC pushes systemd's start timeout back.
@@ -656,11 +873,11 @@ async fn next_notice(at: &mut Instant, config: &Config, identity: &Identity) -> 
 }
 
 /// The agent's state and reason, as `dnsreg status` and `systemctl status` show them.
-fn describe(mode: &Mode) -> (String, String) {
+fn describe(mode: &Mode) -> (State, String) {
     match mode {
-        Mode::Up => ("published".into(), String::new()),
-        Mode::Withdrawn(why) => ("withdrawn".into(), format!("health checks fail: {why}")),
-        Mode::Terminating(n) => ("terminating".into(), n.clone()),
+        Mode::Up => (State::Published, String::new()),
+        Mode::Withdrawn(why) => (State::Withdrawn, format!("health checks fail: {why}")),
+        Mode::Terminating(n) => (State::Terminating, n.clone()),
     }
 }
 
@@ -942,7 +1159,7 @@ state_dir = "{state}"
         })
         .await;
         wait_until("the status file says published", || {
-            AgentStatus::read(&state).is_some_and(|s| s.state == "published")
+            AgentStatus::read(&state).is_some_and(|s| s.state == State::Published)
         })
         .await;
 
@@ -968,7 +1185,7 @@ state_dir = "{state}"
         })
         .await;
         let status = AgentStatus::read(&state).unwrap();
-        assert_eq!(status.state, "published", "{status:?}");
+        assert_eq!(status.state, State::Published, "{status:?}");
         assert_eq!(values("api.example.com"), ["203.0.113.7"]);
         assert_eq!(values("www.example.com"), ["203.0.113.7"]);
 
@@ -987,6 +1204,69 @@ state_dir = "{state}"
         assert!(result.is_ok(), "{result:?}");
         assert!(cf.records(&zone).is_empty(), "{:?}", cf.records(&zone));
         assert!(AgentStatus::read(&state).is_none());
+    }
+
+    /// A SIGHUP during a sync that hangs (a provider that does not answer)
+    /// is read at once: the sync is dropped, and the next one runs with the
+    /// new configuration while the hung request still hangs.
+    #[tokio::test]
+    async fn a_sighup_during_a_hung_sync_is_read_at_once() {
+        let logged = Logged::default();
+        let _log = logged.start();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+        let cf = CloudflareServer::start();
+        let zone = cf.create_zone("example.com");
+        cf.add_token(TOKEN, true);
+        let imds = ImdsServer::start(AwsInstance::default());
+        let text = Arc::new(Mutex::new(config_text(&cf, &imds, dir.path(), true)));
+        let first = crate::config::parse("dnsreg.toml", &text.lock().unwrap()).unwrap();
+        let load = {
+            let text = Arc::clone(&text);
+            move || Ok(crate::config::parse("dnsreg.toml", &text.lock().unwrap())?)
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (hup, reload) = mpsc::unbounded_channel();
+        let agent = tokio::spawn(run(
+            first,
+            load,
+            async {
+                let _ = stopped.await;
+            },
+            reload,
+        ));
+        let values = |name: &str| cf.values(&zone, name, "A");
+        wait_until("both names published", || {
+            values("api.example.com") == ["203.0.113.7"]
+                && values("www.example.com") == ["203.0.113.7"]
+        })
+        .await;
+        // The next reconcile's first request hangs.
+        cf.hold(1, testkit::Requests::Any);
+        wait_until("a request held", || cf.is_holding()).await;
+        *text.lock().unwrap() = config_text(&cf, &imds, dir.path(), false);
+        hup.send(()).unwrap();
+        wait_until("api removed by a sync with the new configuration", || {
+            values("api.example.com").is_empty()
+        })
+        .await;
+        assert!(cf.is_holding(), "the hung request still hangs");
+        assert!(
+            logged
+                .text()
+                .contains("a sync was under way; it is dropped for the SIGHUP"),
+            "{}",
+            logged.text()
+        );
+        assert_eq!(values("www.example.com"), ["203.0.113.7"]);
+        cf.release(testkit::Release::Drop);
+        stop.send(()).unwrap();
+        let result = timeout(Duration::from_secs(15), agent)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+        assert!(cf.records(&zone).is_empty(), "{:?}", cf.records(&zone));
     }
 
     #[tokio::test]
