@@ -177,6 +177,50 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
     eprintln!("join: {join:?}");
 }
 
+/// Under multivalue routing every rrset dnsreg writes is this instance's own:
+/// a first join writes without reading, a later one checks what the state
+/// file remembers in one change batch that changes nothing, and a leave
+/// deletes what it remembers: one change each (the README's request table).
+#[test]
+fn under_multivalue_each_step_is_one_change_batch_and_nothing_is_read() {
+    let env = Env::new();
+    let args = format!("{SERVICE} --routing multivalue");
+    let requests = |env: &Env| {
+        let s = env.r53.stats();
+        env.r53.reset_stats();
+        s.requests
+    };
+    let count = |pairs: &[(&str, u64)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    run_expect(&mut env.flags("join", &args), 0);
+    assert_eq!(
+        requests(&env),
+        count(&[
+            ("ListHostedZonesByName", 1),
+            ("ChangeResourceRecordSets", 1),
+            ("GetChange", 1)
+        ]),
+        "a first join writes without reading"
+    );
+    run_expect(&mut env.flags("join", &args), 0);
+    assert_eq!(
+        requests(&env),
+        count(&[("ChangeResourceRecordSets", 1)]),
+        "a later join checks its memory in one batch"
+    );
+    run_expect(&mut env.flags("leave", &args), 0);
+    assert_eq!(
+        requests(&env),
+        count(&[("ChangeResourceRecordSets", 1), ("GetChange", 1)]),
+        "a leave deletes what it remembers"
+    );
+    assert_eq!(env.records(), Vec::<String>::new());
+}
+
 /// A zone of more than one page is read rrset by rrset, and still right.
 #[test]
 fn a_zone_larger_than_a_page_is_read_rrset_by_rrset() {
