@@ -13,51 +13,15 @@ use futures_util::future::join_all;
 use crate::config::{Config, ProviderKind, UsageError};
 use crate::metadata::Identity;
 use crate::plan::{Desired, Vars, desired};
-use crate::provider::{Cloudflare, Fail, KnownZone, Provider, Rfc2136, Route53};
-use crate::reconcile::{DryRun, Intent, Outcome, Reaped, apply, dry_run, presence, reap};
+use crate::provider::{AnyProvider, Fail, KnownZone};
+use crate::reconcile::{DryRun, Intent, Outcome, Reaped};
 use crate::record::{DomainName, Value};
 use crate::registry::unix_now;
 use crate::state::{Pending, ProviderState, State, StateFile};
 
-/// Every provider type, for dispatch.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one per configured provider, made once: boxing would only add an indirection"
-)]
-pub enum AnyProvider {
-    Route53(Route53),
-    Cloudflare(Cloudflare),
-    Rfc2136(Rfc2136),
-}
-
-impl AnyProvider {
-    fn new(cfg: &crate::config::ProviderConfig, instance_id: &str) -> AnyProvider {
-        match &cfg.kind {
-            ProviderKind::Route53(r) => {
-                AnyProvider::Route53(Route53::new(&cfg.name, r.clone(), instance_id))
-            }
-            ProviderKind::Cloudflare(c) => {
-                AnyProvider::Cloudflare(Cloudflare::new(&cfg.name, c.clone(), instance_id))
-            }
-            ProviderKind::Rfc2136(r) => AnyProvider::Rfc2136(Rfc2136::new(&cfg.name, r.clone())),
-        }
-    }
-}
-
-/// Calls a generic function with the concrete provider.
-macro_rules! with_provider {
-    ($p:expr, $v:ident => $body:expr) => {
-        match $p {
-            AnyProvider::Route53($v) => $body,
-            AnyProvider::Cloudflare($v) => $body,
-            AnyProvider::Rfc2136($v) => $body,
-        }
-    };
-}
-
 struct Slot {
     name: String,
-    provider: AnyProvider,
+    provider: Box<dyn AnyProvider>,
     connected: bool,
 }
 
@@ -136,7 +100,7 @@ impl Engine {
             .iter()
             .map(|p| Slot {
                 name: p.name.clone(),
-                provider: AnyProvider::new(p, &vars.instance_id),
+                provider: crate::provider::facade::for_config(p, &vars.instance_id),
                 connected: false,
             })
             .collect();
@@ -152,7 +116,7 @@ impl Engine {
     /// The zone a provider writes to, when known without asking it.
     fn zone_before_connect(&self, slot: &Slot) -> Option<DomainName> {
         if slot.connected {
-            return Some(with_provider!(&slot.provider, p => p.zone().clone()));
+            return Some(slot.provider.zone().clone());
         }
         let cfg = self.config.providers.iter().find(|p| p.name == slot.name)?;
         match &cfg.kind {
@@ -216,7 +180,7 @@ impl Engine {
 
     async fn connect(slot: &mut Slot, known: Option<&KnownZone>) -> anyhow::Result<()> {
         if !slot.connected {
-            with_provider!(&mut slot.provider, p => p.connect(known).await)?;
+            slot.provider.connect(known).await?;
             slot.connected = true;
         }
         Ok(())
@@ -308,10 +272,10 @@ impl Engine {
                 if let Err(e) = Self::connect(slot, known_zone.as_ref()).await {
                     return Ok(Err(format!("{e:#}")));
                 }
-                let zone = with_provider!(&slot.provider, p => p.zone().clone());
+                let zone = slot.provider.zone().clone();
                 let desired = plan(config, vars, &slot.name, &zone)?;
                 let intent = intent(action, vars, desired, &before, &zone, deadline, lease);
-                let result = with_provider!(&slot.provider, p => dry_run(p, &intent).await);
+                let result = slot.provider.dry_run(&intent).await;
                 Ok(result.map_err(|e| format!("{e:#}")))
             };
             let result = tokio::time::timeout(deadline, work)
@@ -356,8 +320,8 @@ impl Engine {
                 result: Err(format!("{e:#}")),
             });
         }
-        let zone = with_provider!(&slot.provider, p => p.zone().clone());
-        let zone_id = with_provider!(&slot.provider, p => p.known_zone()).map(|k| k.id);
+        let zone = slot.provider.zone().clone();
+        let zone_id = slot.provider.known_zone().map(|k| k.id);
         let desired = plan(config, vars, &slot.name, &zone)?;
         let wanted = if action == Action::Join {
             desired.records.len()
@@ -378,7 +342,7 @@ impl Engine {
             save(file, &s);
         }
         let intent = intent(action, vars, desired, &before, &zone, deadline, lease);
-        let result = with_provider!(&slot.provider, p => apply(p, &intent).await);
+        let result = slot.provider.apply(&intent).await;
         {
             let mut s = lock(state);
             let entry = s.providers.entry(slot.name.clone()).or_default();
@@ -406,7 +370,7 @@ impl Engine {
                     if known_zone.is_some() && ZONE_GONE.iter().any(|m| text.contains(m)) {
                         entry.zone_id = None;
                         slot.connected = false;
-                        with_provider!(&mut slot.provider, p => p.forget_zone());
+                        slot.provider.forget_zone();
                     }
                 }
             }
@@ -439,7 +403,7 @@ impl Engine {
             let known = known_zone(entry);
             let result = match Self::connect(slot, known.as_ref()).await {
                 Ok(()) => {
-                    match with_provider!(&slot.provider, p => p.confirm(&pending.change).await) {
+                    match slot.provider.confirm(&pending.change).await {
                         Ok(live) => Ok(live),
                         // Busy or failing for now: not known yet, ask again later.
                         Err(Fail::Busy { .. } | Fail::Transient(_)) => Ok(false),
@@ -498,9 +462,9 @@ impl Engine {
     /// the stop left too little for the rest (measured with 200 agents).
     pub fn spread_retries(&self, over: Duration) {
         for s in &self.slots {
-            with_provider!(&s.provider, p => if p.keeps_apart() || !p.rewrites_rrsets() {
-                p.pacer().spread(over)
-            });
+            if s.provider.leaves_in_one_request() {
+                s.provider.pacer().spread(over);
+            }
         }
     }
 
@@ -508,7 +472,7 @@ impl Engine {
     pub fn busy(&self, within: Duration) -> bool {
         self.slots
             .iter()
-            .any(|s| with_provider!(&s.provider, p => p.pacer().busy_within(within)))
+            .any(|s| s.provider.pacer().busy_within(within))
     }
 
     /// Where this agent reaps (`[lease] reap = true`): one listing of every
@@ -526,7 +490,7 @@ impl Engine {
                 tracing::warn!(provider = %slot.name, "could not check the rights reaping needs: {e:#}");
                 continue;
             }
-            let listed = with_provider!(&slot.provider, p => p.registries().await.map(|_| ()));
+            let listed = slot.provider.list_registries().await;
             match listed {
                 Ok(()) => {}
                 Err(crate::provider::Fail::Permanent(e)) => {
@@ -564,9 +528,12 @@ impl Engine {
                 continue;
             }
             let slot = &self.slots[i];
-            let zone = with_provider!(&slot.provider, p => p.zone().clone());
+            let zone = slot.provider.zone().clone();
             let records = plan(&self.config, &self.vars, &slot.name, &zone)?.records;
-            let got = with_provider!(&slot.provider, p => presence(p, &records, Duration::from_secs(60)).await);
+            let got = slot
+                .provider
+                .presence(&records, Duration::from_secs(60))
+                .await;
             out.push(
                 got.map(|list| {
                     list.into_iter()
@@ -692,7 +659,7 @@ async fn reap_slots(slots: &mut [Slot], state: &State, deadline: Duration) -> Ve
     join_all(slots.iter_mut().map(|slot| async move {
         let known = state.providers.get(&slot.name).and_then(known_zone);
         let result = match Engine::connect(slot, known.as_ref()).await {
-            Ok(()) => with_provider!(&slot.provider, p => reap(p, now, deadline).await),
+            Ok(()) => slot.provider.reap(now, deadline).await,
             Err(e) => Err(e),
         };
         ReapReport {
@@ -711,7 +678,7 @@ pub async fn reap_once(config: &Config, deadline: Duration) -> Vec<ReapReport> {
         .iter()
         .map(|p| Slot {
             name: p.name.clone(),
-            provider: AnyProvider::new(p, "dnsreg-reaper"),
+            provider: crate::provider::facade::for_config(p, "dnsreg-reaper"),
             connected: false,
         })
         .collect();
@@ -1395,7 +1362,7 @@ mod tests {
         let mut waited = Vec::new();
         for s in &e.slots {
             // A first "too many requests" without Retry-After.
-            let pacer = with_provider!(&s.provider, p => p.pacer());
+            let pacer = s.provider.pacer();
             pacer.busy("throttled", None);
             let start = tokio::time::Instant::now();
             pacer.ready().await;

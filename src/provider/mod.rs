@@ -12,6 +12,7 @@
 //! process back while the provider says it is busy.
 
 pub mod cloudflare;
+pub mod facade;
 pub mod rfc2136;
 pub mod route53;
 
@@ -27,6 +28,7 @@ use crate::retry::Pacer;
 
 pub use crate::registry::Values;
 pub use cloudflare::Cloudflare;
+pub use facade::AnyProvider;
 pub use rfc2136::Rfc2136;
 pub use route53::Route53;
 
