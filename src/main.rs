@@ -26,6 +26,7 @@ mod record;
 mod registry;
 mod retry;
 mod state;
+mod tsig;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Reading what another machine sent, within bounds.
+//! Reading what another machine sent, within bounds; which endpoints may be
+//! spoken to in plain http.
 
 /// Reads a response body as text, refusing one longer than `limit` bytes
 /// before it is all in memory: a metadata service or an API answering with
@@ -28,4 +29,22 @@ fn too_long(limit: usize) -> String {
         "the answer is longer than {} KiB, more than any real one",
         limit / 1024
     )
+}
+
+/// Plain http is allowed to loopback stand-ins only: credentials travel over TLS.
+pub(crate) fn is_loopback_url(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap_or("");
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

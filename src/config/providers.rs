@@ -417,7 +417,7 @@ fn validate_rfc2136(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<P
     let mut key_ok = true;
     let tsig_key_file = raw.tsig_key_file.as_ref().map(|t| {
         let path = PathBuf::from(t.get_ref());
-        match crate::provider::rfc2136::TsigKey::load(&path) {
+        match crate::tsig::TsigKey::load(&path) {
             Ok(_) => warn_if_others_can_read(&format!("{key}.tsig_key_file"), &path),
             Err(e) => {
                 c.problem(t.span(), format!("{key}.tsig_key_file"), e);
@@ -480,7 +480,7 @@ fn endpoint(c: &mut Checker, key: &str, raw: &RawProvider, example: &str) -> Opt
                 format!("{key}.endpoint"),
                 format!("`{s}` is not a URL; write e.g. \"{example}\""),
             );
-        } else if !s.starts_with("https://") && !crate::provider::is_loopback_url(s) {
+        } else if !s.starts_with("https://") && !crate::net::is_loopback_url(s) {
             c.problem(
                 e.span(),
                 format!("{key}.endpoint"),

@@ -6,7 +6,7 @@ use clap::Parser;
 use super::{Input, Target, corpus};
 use crate::cli::{Cli, Command};
 use crate::config::{self, Flags, ServerAddr, Template};
-use crate::provider::rfc2136::TsigKey;
+use crate::tsig::TsigKey;
 
 const TOML_TOKENS: &[&[u8]] = &[
     b"\n[instance]\n",
@@ -210,7 +210,7 @@ fn check_values(text: &str) {
             let _ = t.expand(|v| Some(format!("<{v}>")));
             let _ = t.expand(|_| None);
         }
-        let _ = crate::provider::is_loopback_url(s);
+        let _ = crate::net::is_loopback_url(s);
     }
 }
 

@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::record::{DomainName, Record, RrKey, Value};
 use crate::retry::Pacer;
 
+pub(crate) use crate::net::is_loopback_url;
 pub use crate::registry::Values;
 pub use cloudflare::Cloudflare;
 pub use facade::AnyProvider;
@@ -333,24 +334,6 @@ pub trait Provider: Send + Sync {
     fn batch_limit(&self) -> BatchLimit {
         BatchLimit::NONE
     }
-}
-
-/// Plain http is allowed to loopback stand-ins only: credentials travel over TLS.
-pub(crate) fn is_loopback_url(url: &str) -> bool {
-    let rest = url.strip_prefix("http://").unwrap_or("");
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-        if p.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
-    host == "localhost"
-        || host == "[::1]"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl fmt::Display for Edit {
