@@ -202,68 +202,8 @@ async fn plan(
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Check => {
-            let config = load_config(&cli, None)?;
-            let n = config.records.len();
-            println!(
-                "{}: OK ({} provider{}, {n} record spec{})",
-                cli.config.display(),
-                config.providers.len(),
-                if config.providers.len() == 1 { "" } else { "s" },
-                if n == 1 { "" } else { "s" }
-            );
-            for note in config::fleet_notes(&config) {
-                println!("note: {note}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Whoami { instance, json } => {
-            let given = instance.metadata.is_some()
-                || instance.instance_id.is_some()
-                || instance.ipv4.is_some()
-                || instance.metadata_endpoint.is_some()
-                || instance.address.is_some();
-            let instance_cfg = if given || !cli.config.exists() {
-                config::instance_from_flags(&config::Flags {
-                    metadata: instance.metadata.clone(),
-                    metadata_endpoint: instance.metadata_endpoint.clone(),
-                    address: instance.address.clone(),
-                    instance_id: instance.instance_id.clone(),
-                    ipv4: instance.ipv4.clone(),
-                    ipv6: instance.ipv6,
-                    ..config::Flags::default()
-                })?
-            } else {
-                config::load_instance(&cli.config)?
-            };
-            let identity = metadata::identify(&instance_cfg).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&identity)?);
-            } else {
-                let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-                println!(
-                    "cloud:        {} ({})",
-                    identity.cloud, identity.detected_by
-                );
-                println!("instance id:  {}", identity.instance_id);
-                println!("region:       {}", show(identity.region.clone()));
-                println!("zone:         {}", show(identity.availability_zone.clone()));
-                println!("hostname:     {}", show(identity.hostname.clone()));
-                println!(
-                    "public ipv4:  {}",
-                    show(identity.public_ipv4.map(|i| i.to_string()))
-                );
-                println!(
-                    "private ipv4: {}",
-                    show(identity.private_ipv4.map(|i| i.to_string()))
-                );
-                println!(
-                    "ipv6:         {}",
-                    show(identity.ipv6.map(|i| i.to_string()))
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Check => check(&cli),
+        Command::Whoami { instance, json } => whoami(&cli, instance, *json).await,
         Command::Plan(args) => {
             let action = if args.leave {
                 Action::Leave
@@ -272,81 +212,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             plan(&cli, action, &args.records, args.json).await
         }
-        Command::Join(args) | Command::Leave(args) => {
-            let action = if matches!(cli.command, Command::Join(_)) {
-                Action::Join
-            } else {
-                Action::Leave
-            };
-            if args.dry_run {
-                return plan(&cli, action, &args.records, args.json).await;
-            }
-            let config = load_config(&cli, Some(&args.records))?;
-            let identity = metadata::identify(&config.instance).await?;
-            let mut engine = Engine::new(config, &identity)?;
-            let reports = engine.sync(action, ONE_SHOT_DEADLINE).await?;
-            let mut ok = print_reports(action, &reports);
-            if ok && !args.no_wait {
-                ok = wait_until_live(&mut engine).await;
-            }
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Command::Status { records, json } => {
-            let config = load_config(&cli, Some(records))?;
-            let identity = metadata::identify(&config.instance).await?;
-            let mut engine = Engine::new(config, &identity)?;
-            let mut all_present = true;
-            let mut rows = Vec::new();
-            for result in engine.status().await? {
-                match result {
-                    Ok(list) => rows.extend(list),
-                    Err(e) => {
-                        all_present = false;
-                        output::error(format_args!("status: {e}"));
-                    }
-                }
-            }
-            all_present &= rows.iter().all(|r| r.present);
-            // A running agent says why records are (or are not) there.
-            let agent = agent::AgentStatus::read(&engine.config().agent.state_dir);
-            if *json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "instance_id": engine.vars().instance_id, "all_present": all_present, "agent": agent, "records": rows })
-                    )?
-                );
-            } else {
-                if let Some(agent) = &agent {
-                    println!("{agent}");
-                    for c in agent.checks.iter() {
-                        println!(
-                            "  {} {}: {}",
-                            if c.passing { "passing" } else { "FAILING" },
-                            c.check,
-                            c.last
-                        );
-                    }
-                }
-                for r in &rows {
-                    println!(
-                        "{:<8} {}: {}",
-                        if r.present { "present" } else { "MISSING" },
-                        r.provider,
-                        r.record
-                    );
-                }
-            }
-            Ok(if all_present {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        Command::Join(args) => change(&cli, Action::Join, args).await,
+        Command::Leave(args) => change(&cli, Action::Leave, args).await,
+        Command::Status { records, json } => status(&cli, records, *json).await,
         Command::Discover(args) => discover::run(args).await,
         Command::Completions { shell } => {
             manual::completions(*shell, &mut std::io::stdout());
@@ -364,11 +232,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reap => {
             let config = load_config(&cli, None)?;
             let reports = engine::reap_once(&config, ONE_SHOT_DEADLINE).await;
-            Ok(if engine::print_reaped(&reports) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(exit(engine::print_reaped(&reports)))
         }
         Command::Run => {
             let config = load_config(&cli, None)?;
@@ -382,4 +246,146 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// 0 when everything went as asked, else 1.
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `dnsreg check`: the configuration is valid; notes for fleets.
+fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let config = load_config(cli, None)?;
+    let n = config.records.len();
+    println!(
+        "{}: OK ({} provider{}, {n} record spec{})",
+        cli.config.display(),
+        config.providers.len(),
+        if config.providers.len() == 1 { "" } else { "s" },
+        if n == 1 { "" } else { "s" }
+    );
+    for note in config::fleet_notes(&config) {
+        println!("note: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dnsreg whoami`: what the metadata says this instance is.
+async fn whoami(cli: &Cli, instance: &cli::InstanceArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let given = instance.metadata.is_some()
+        || instance.instance_id.is_some()
+        || instance.ipv4.is_some()
+        || instance.metadata_endpoint.is_some()
+        || instance.address.is_some();
+    let instance_cfg = if given || !cli.config.exists() {
+        config::instance_from_flags(&config::Flags {
+            metadata: instance.metadata.clone(),
+            metadata_endpoint: instance.metadata_endpoint.clone(),
+            address: instance.address.clone(),
+            instance_id: instance.instance_id.clone(),
+            ipv4: instance.ipv4.clone(),
+            ipv6: instance.ipv6,
+            ..config::Flags::default()
+        })?
+    } else {
+        config::load_instance(&cli.config)?
+    };
+    let identity = metadata::identify(&instance_cfg).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&identity)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    println!(
+        "cloud:        {} ({})",
+        identity.cloud, identity.detected_by
+    );
+    println!("instance id:  {}", identity.instance_id);
+    println!("region:       {}", show(identity.region.clone()));
+    println!("zone:         {}", show(identity.availability_zone.clone()));
+    println!("hostname:     {}", show(identity.hostname.clone()));
+    println!(
+        "public ipv4:  {}",
+        show(identity.public_ipv4.map(|i| i.to_string()))
+    );
+    println!(
+        "private ipv4: {}",
+        show(identity.private_ipv4.map(|i| i.to_string()))
+    );
+    println!(
+        "ipv6:         {}",
+        show(identity.ipv6.map(|i| i.to_string()))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dnsreg join` and `dnsreg leave` (or their dry runs).
+async fn change(cli: &Cli, action: Action, args: &cli::ChangeArgs) -> anyhow::Result<ExitCode> {
+    if args.dry_run {
+        return plan(cli, action, &args.records, args.json).await;
+    }
+    let config = load_config(cli, Some(&args.records))?;
+    let identity = metadata::identify(&config.instance).await?;
+    let mut engine = Engine::new(config, &identity)?;
+    let reports = engine.sync(action, ONE_SHOT_DEADLINE).await?;
+    let mut ok = print_reports(action, &reports);
+    if ok && !args.no_wait {
+        ok = wait_until_live(&mut engine).await;
+    }
+    Ok(exit(ok))
+}
+
+/// `dnsreg status`: whether each desired record is there, and what a running
+/// agent says.
+async fn status(cli: &Cli, records: &cli::RecordArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(cli, Some(records))?;
+    let identity = metadata::identify(&config.instance).await?;
+    let mut engine = Engine::new(config, &identity)?;
+    let mut all_present = true;
+    let mut rows = Vec::new();
+    for result in engine.status().await? {
+        match result {
+            Ok(list) => rows.extend(list),
+            Err(e) => {
+                all_present = false;
+                output::error(format_args!("status: {e}"));
+            }
+        }
+    }
+    all_present &= rows.iter().all(|r| r.present);
+    // A running agent says why records are (or are not) there.
+    let agent = agent::AgentStatus::read(&engine.config().agent.state_dir);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "instance_id": engine.vars().instance_id, "all_present": all_present, "agent": agent, "records": rows })
+            )?
+        );
+        return Ok(exit(all_present));
+    }
+    if let Some(agent) = &agent {
+        println!("{agent}");
+        for c in &agent.checks {
+            println!(
+                "  {} {}: {}",
+                if c.passing { "passing" } else { "FAILING" },
+                c.check,
+                c.last
+            );
+        }
+    }
+    for r in &rows {
+        println!(
+            "{:<8} {}: {}",
+            if r.present { "present" } else { "MISSING" },
+            r.provider,
+            r.record
+        );
+    }
+    Ok(exit(all_present))
 }
