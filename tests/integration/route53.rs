@@ -221,6 +221,46 @@ fn under_multivalue_each_step_is_one_change_batch_and_nothing_is_read() {
     assert_eq!(env.records(), Vec::<String>::new());
 }
 
+/// Registries of more than one page (Route53 lists 300 rrsets a page): a
+/// leave lists them all, follows the pages, and removes only its own value
+/// from a name 320 other instances share.
+#[test]
+fn a_leave_follows_the_registries_over_several_pages() {
+    let env = Env::new();
+    let ip = |k: usize| format!("10.7.{}.{}", k / 200, k % 200 + 1);
+    let others: Vec<String> = (0..320).map(ip).collect();
+    for (k, v) in others.iter().enumerate() {
+        env.r53.put_rrset(
+            &env.zone_id,
+            testkit::route53::RrSet::simple(
+                &format!("i-peer{k:03}._dnsreg.example.com."),
+                "TXT",
+                60,
+                &[&format!("\"dnsreg1 www.example.com. A {v}\"")],
+            ),
+        );
+    }
+    let refs: Vec<&str> = others.iter().map(String::as_str).collect();
+    env.r53.put_rrset(
+        &env.zone_id,
+        testkit::route53::RrSet::simple("www.example.com.", "A", 60, &refs),
+    );
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    assert_eq!(env.values("www", "A").len(), 321);
+    env.r53.reset_stats();
+    run_expect(&mut env.flags("leave", "--name www"), 0);
+    let mut left = env.values("www", "A");
+    left.sort();
+    let mut want = others.clone();
+    want.sort();
+    assert_eq!(left, want, "only this instance's value went");
+    let lists = env.r53.stats().requests["ListResourceRecordSets"];
+    assert!(
+        lists >= 2,
+        "the registries took more than one page: {lists}"
+    );
+}
+
 /// A zone of more than one page is read rrset by rrset, and still right.
 #[test]
 fn a_zone_larger_than_a_page_is_read_rrset_by_rrset() {
