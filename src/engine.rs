@@ -652,6 +652,9 @@ fn save(file: &StateFile, state: &State) {
 pub struct ReapReport {
     pub provider: String,
     pub result: Result<Vec<Reaped>, String>,
+    /// It ended only by running out of time (the provider busy): there may
+    /// be more to reap.
+    pub out_of_time: bool,
 }
 
 async fn reap_slots(slots: &mut [Slot], state: &State, deadline: Duration) -> Vec<ReapReport> {
@@ -664,6 +667,10 @@ async fn reap_slots(slots: &mut [Slot], state: &State, deadline: Duration) -> Ve
         };
         ReapReport {
             provider: slot.name.clone(),
+            out_of_time: result
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.downcast_ref::<crate::reconcile::OutOfTime>().is_some()),
             result: result.map_err(|e| format!("{e:#}")),
         }
     }))
@@ -1477,6 +1484,21 @@ mod tests {
         assert!(print_reaped(&reports));
         let left: Vec<String> = w.cf.records(&w.a).into_iter().map(|r| r.name).collect();
         assert!(left.iter().all(|n| n.starts_with("i-live.")), "{left:?}");
+
+        // Throttled past its deadline: a failure, and out of time (the agent
+        // reaps again soon rather than a whole interval later).
+        w.cf.fail_next(
+            4,
+            CfFault::RateLimited {
+                retry_after_secs: 1,
+            },
+        );
+        let reports = live.reap(Duration::from_millis(500)).await;
+        assert!(!print_reaped(&reports));
+        assert!(
+            reports.iter().any(|r| r.out_of_time && r.result.is_err()),
+            "{reports:?}"
+        );
     }
 
     #[test]
@@ -1498,10 +1520,12 @@ mod tests {
         let reaped = ReapReport {
             provider: "a".into(),
             result: Ok(Vec::new()),
+            out_of_time: false,
         };
         let failed = ReapReport {
             provider: "b".into(),
             result: Err("refused".into()),
+            out_of_time: false,
         };
         assert!(print_reaped(std::slice::from_ref(&reaped)));
         assert!(!print_reaped(&[reaped, failed]));

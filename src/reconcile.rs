@@ -1875,7 +1875,17 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
         .map(|(label, values)| (label.clone(), Registry::parse(values)))
         .collect();
     let mut out = Vec::new();
-    for (label, registry) in parsed.iter().filter(|(_, r)| r.expired(now)) {
+    // Each reaper starts at a random place in the list, so that several
+    // reaping at once (every agent with `reap = true`) mostly take different
+    // instances instead of reading the same ones and finding them gone.
+    let mut expired: Vec<(&String, &Registry)> =
+        parsed.iter().filter(|(_, r)| r.expired(now)).collect();
+    if !expired.is_empty() {
+        let start = usize::try_from(crate::retry::jitter(expired.len() as u64 - 1)).unwrap_or(0);
+        let last = expired.len() - 1;
+        expired.rotate_left(start.min(last));
+    }
+    for (label, registry) in expired {
         // Where instances keep rrsets of their own, read and delete the dead
         // one's, and what another instance publishes too is in its own rrsets.
         let owner = p.as_owner(label);

@@ -272,7 +272,7 @@ pub fn uniform(lo: Duration, hi: Duration) -> Duration {
 
 /// A uniform draw in `[0, max]`: the thread's generator, or in tests the
 /// seeded one, so that a randomized schedule can be replayed from its seed.
-fn jitter(max: u64) -> u64 {
+pub fn jitter(max: u64) -> u64 {
     #[cfg(test)]
     if let Some(v) = SEEDED.with(|r| {
         r.borrow_mut()
