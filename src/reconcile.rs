@@ -1885,6 +1885,36 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
         let last = expired.len() - 1;
         expired.rotate_left(start.min(last));
     }
+    let keys_of = |label: &String, registry: &Registry| -> anyhow::Result<BTreeSet<RrKey>> {
+        let mut keys: BTreeSet<RrKey> = registry
+            .owned
+            .iter()
+            .chain(registry.dropped.iter())
+            .flat_map(|v| {
+                [
+                    Some(v.key()),
+                    p.claims_by_name().then(|| registry::claim_key(p.zone(), v)),
+                ]
+            })
+            .flatten()
+            .collect();
+        keys.insert(RrKey {
+            name: registry::name(p.zone(), label).map_err(anyhow::Error::msg)?,
+            rtype: RType::TXT,
+        });
+        Ok(keys)
+    };
+    // Where instances keep rrsets of their own, every expired one's are read
+    // at once: one listing of the zone instead of a read per instance.
+    let mut prefetched: BTreeMap<String, P::Snapshot> = if p.keeps_apart() && expired.len() > 1 {
+        let owners = expired
+            .iter()
+            .map(|(label, r)| Ok(((*label).clone(), keys_of(label, r)?)))
+            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        attempt(&mut tries, "reading records", || p.read_as_owners(&owners)).await?
+    } else {
+        BTreeMap::new()
+    };
     for (label, registry) in expired {
         // Where instances keep rrsets of their own, read and delete the dead
         // one's, and what another instance publishes too is in its own rrsets.
@@ -1903,16 +1933,14 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
         // Where claims are kept by name, each value's claim rrset is read
         // and written with it: the dead instance's name comes off it.
         let claim_key = |v: &Value| p.claims_by_name().then(|| registry::claim_key(p.zone(), v));
+        let keys = keys_of(label, registry)?;
         loop {
-            let mut keys: BTreeSet<RrKey> = registry
-                .owned
-                .iter()
-                .chain(registry.dropped.iter())
-                .flat_map(|v| [Some(v.key()), claim_key(v)])
-                .flatten()
-                .collect();
-            keys.insert(reg_key.clone());
-            let snap = attempt(&mut tries, "reading records", || p.read(&keys)).await?;
+            // What was read of every expired instance at once, the first
+            // time; after a conflict, this one's again.
+            let snap = match prefetched.remove(label) {
+                Some(snap) => snap,
+                None => attempt(&mut tries, "reading records", || p.read(&keys)).await?,
+            };
             let current = p.values(&snap, &reg_key);
             let now_reg = Registry::parse(&current);
             // Gone (another reaper was first) or renewed (the instance is back).

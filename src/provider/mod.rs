@@ -190,6 +190,28 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// Reads `keys` as each owner sees them (see [`Provider::as_owner`]):
+    /// what a reaper reads of many expired instances. The default reads
+    /// owner by owner; a provider where one listing can serve them all
+    /// (Route53 multivalue) does that instead.
+    fn read_as_owners(
+        &self,
+        owners: &BTreeMap<String, BTreeSet<RrKey>>,
+    ) -> impl Future<Output = Result<BTreeMap<String, Self::Snapshot>, Fail>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let mut out = BTreeMap::new();
+            for (label, keys) in owners {
+                let owner = self.as_owner(label);
+                let p = owner.as_ref().unwrap_or(self);
+                out.insert(label.clone(), p.read(keys).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// Drops the zone id learnt or given at [`Provider::connect`]: the next
     /// connect looks it up again.
     fn forget_zone(&mut self) {}

@@ -327,6 +327,96 @@ fn reap_deletes_a_dead_instances_own_multivalue_rrsets() {
     );
 }
 
+/// Many expired instances under multivalue routing, in a zone of several
+/// pages: the reaper reads them all with one listing of the zone (a request
+/// per 300 rrsets), not a request per rrset of each, and deletes exactly
+/// theirs, one change each.
+#[test]
+fn reap_reads_many_expired_multivalue_instances_with_one_listing() {
+    let env = Env::new();
+    let t = now();
+    let multivalue = |id: &str, name: &str, value: &str| {
+        let mut r = RrSet::simple(&format!("{name}.example.com."), "A", 60, &[value]);
+        r.set_identifier = Some(id.to_string());
+        r.multivalue_answer = Some(true);
+        env.r53.put_rrset(&env.zone_id, r);
+    };
+    // 320 hand-made names: the zone is more than one page.
+    for i in 0..320 {
+        env.r53.put_rrset(
+            &env.zone_id,
+            RrSet::simple(
+                &format!("filler-{i:03}.example.com."),
+                "A",
+                60,
+                &["192.0.2.1"],
+            ),
+        );
+    }
+    for k in 0..6 {
+        let (id, ip) = (format!("i-dead{k}"), format!("192.0.2.{}", 10 + k));
+        multivalue(&id, "www", &ip);
+        multivalue(&id, "api", &ip);
+        plant_registry(
+            &env,
+            &id,
+            &[
+                &format!("www.example.com. A {ip}"),
+                &format!("api.example.com. A {ip}"),
+            ],
+            Some(t - 5),
+        );
+    }
+    multivalue("i-live", "www", "192.0.2.99");
+    plant_registry(
+        &env,
+        "i-live",
+        &["www.example.com. A 192.0.2.99"],
+        Some(t + 3600),
+    );
+    let config = env.config(
+        "reap.toml",
+        "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\nrouting = \"multivalue\"\n\n[[round_robin]]\nproviders = [\"r53\"]\nname = \"www\"\n\n[agent]\nstate_dir = \"{state_dir}\"\n",
+    );
+    env.r53.reset_stats();
+    let out = run_expect(env.dnsreg().arg("-c").arg(&config).arg("reap"), 0);
+    for k in 0..6 {
+        assert!(
+            stdout(&out).contains(&format!("reaped i-dead{k}")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let left: Vec<String> = env
+        .records()
+        .into_iter()
+        .filter(|r| !r.starts_with("filler-"))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "i-live._dnsreg.example.com. TXT \"dnsreg1 www.example.com. A 192.0.2.99\" | \"dnsreg1-lease "
+                .to_string()
+                + &(t + 3600).to_string()
+                + "\"",
+            "www.example.com. A [i-live] 192.0.2.99".to_string(),
+        ],
+        "only the live instance's records stay"
+    );
+    let stats = env.r53.stats().requests;
+    // The zone lookup, the registries (one page), the zone (two pages).
+    assert_eq!(
+        stats.get("ListResourceRecordSets").copied(),
+        Some(3),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.get("ChangeResourceRecordSets").copied(),
+        Some(6),
+        "{stats:?}"
+    );
+}
+
 /// A stop that runs out of time because the provider stays busy (a fleet
 /// stopping faster than the account's rate allows): with a lease, the records
 /// are left for the reapers and the agent says so and exits 0; without one it
