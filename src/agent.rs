@@ -1143,32 +1143,71 @@ state_dir = "{state}"
         }
     }
 
+    /// An agent run in-process against the Cloudflare and metadata
+    /// stand-ins, publishing `www` and `api`: its configuration text (what a
+    /// SIGHUP reads), its shutdown and SIGHUP senders, and its task.
+    struct Running {
+        dir: tempfile::TempDir,
+        cf: CloudflareServer,
+        zone: String,
+        imds: ImdsServer,
+        text: Arc<Mutex<String>>,
+        stop: oneshot::Sender<()>,
+        hup: mpsc::UnboundedSender<()>,
+        agent: tokio::task::JoinHandle<anyhow::Result<()>>,
+    }
+
+    impl Running {
+        fn start() -> Running {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+            let cf = CloudflareServer::start();
+            let zone = cf.create_zone("example.com");
+            cf.add_token(TOKEN, true);
+            let imds = ImdsServer::start(AwsInstance::default());
+            let text = Arc::new(Mutex::new(config_text(&cf, &imds, dir.path(), true)));
+            let first = crate::config::parse("dnsreg.toml", &text.lock().unwrap()).unwrap();
+            let load = {
+                let text = Arc::clone(&text);
+                move || Ok(crate::config::parse("dnsreg.toml", &text.lock().unwrap())?)
+            };
+            let (stop, stopped) = oneshot::channel::<()>();
+            let (hup, reload) = mpsc::unbounded_channel();
+            let agent = tokio::spawn(run(
+                first,
+                load,
+                async {
+                    let _ = stopped.await;
+                },
+                reload,
+            ));
+            Running {
+                dir,
+                cf,
+                zone,
+                imds,
+                text,
+                stop,
+                hup,
+                agent,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn reloads_and_shutdown_drive_the_loop() {
         let logged = Logged::default();
         let _log = logged.start();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), TOKEN).unwrap();
-        let cf = CloudflareServer::start();
-        let zone = cf.create_zone("example.com");
-        cf.add_token(TOKEN, true);
-        let imds = ImdsServer::start(AwsInstance::default());
-        let text = Arc::new(Mutex::new(config_text(&cf, &imds, dir.path(), true)));
-        let first = crate::config::parse("dnsreg.toml", &text.lock().unwrap()).unwrap();
-        let load = {
-            let text = Arc::clone(&text);
-            move || Ok(crate::config::parse("dnsreg.toml", &text.lock().unwrap())?)
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (hup, reload) = mpsc::unbounded_channel();
-        let agent = tokio::spawn(run(
-            first,
-            load,
-            async {
-                let _ = stopped.await;
-            },
-            reload,
-        ));
+        let Running {
+            dir,
+            cf,
+            zone,
+            imds,
+            text,
+            stop,
+            hup,
+            agent,
+        } = Running::start();
         let values = |name: &str| cf.values(&zone, name, "A");
         let state = dir.path().join("state");
         wait_until("both names published", || {
@@ -1231,28 +1270,16 @@ state_dir = "{state}"
     async fn a_sighup_during_a_hung_sync_is_read_at_once() {
         let logged = Logged::default();
         let _log = logged.start();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), TOKEN).unwrap();
-        let cf = CloudflareServer::start();
-        let zone = cf.create_zone("example.com");
-        cf.add_token(TOKEN, true);
-        let imds = ImdsServer::start(AwsInstance::default());
-        let text = Arc::new(Mutex::new(config_text(&cf, &imds, dir.path(), true)));
-        let first = crate::config::parse("dnsreg.toml", &text.lock().unwrap()).unwrap();
-        let load = {
-            let text = Arc::clone(&text);
-            move || Ok(crate::config::parse("dnsreg.toml", &text.lock().unwrap())?)
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (hup, reload) = mpsc::unbounded_channel();
-        let agent = tokio::spawn(run(
-            first,
-            load,
-            async {
-                let _ = stopped.await;
-            },
-            reload,
-        ));
+        let Running {
+            dir,
+            cf,
+            zone,
+            imds,
+            text,
+            stop,
+            hup,
+            agent,
+        } = Running::start();
         let values = |name: &str| cf.values(&zone, name, "A");
         wait_until("both names published", || {
             values("api.example.com") == ["203.0.113.7"]

@@ -535,27 +535,24 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
         env.cf.reset_stats();
         s.requests
     };
-    let count = |pairs: &[(&str, u64)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
     run_expect(&mut env.flags("join", SERVICE), 0);
     // Zone lookup, then one batch written without reading: nothing was there.
     let join = requests(&env);
-    assert_eq!(join, count(&[("GET zones", 1), ("POST batch", 1)]));
+    assert_eq!(
+        join,
+        crate::util::counts(&[("GET zones", 1), ("POST batch", 1)])
+    );
     run_expect(&mut env.flags("join", SERVICE), 0);
     assert_eq!(
         requests(&env),
-        count(&[("GET dns_records", 1)]),
+        crate::util::counts(&[("GET dns_records", 1)]),
         "an idempotent join checks its records with one listing; the zone id is remembered"
     );
     // Leave: one batch from what the state file remembers (the records name
     // their claimants, so no registry listing is needed).
     run_expect(&mut env.flags("leave", SERVICE), 0);
     let leave = requests(&env);
-    assert_eq!(leave, count(&[("POST batch", 1)]));
+    assert_eq!(leave, crate::util::counts(&[("POST batch", 1)]));
     assert!(env.cf.records(&env.zone_id).is_empty());
     eprintln!("join: {join:?}, leave: {leave:?}");
 }

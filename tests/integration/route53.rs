@@ -129,28 +129,24 @@ fn an_unknown_zone_says_no_hosted_zone_has_that_name() {
     );
 }
 
+/// The requests the stand-in counted since the last call, by action.
+fn requests(env: &Env) -> std::collections::BTreeMap<String, u64> {
+    let s = env.r53.stats();
+    env.r53.reset_stats();
+    s.requests
+}
+
 /// What a join and a leave cost in API requests: the figure that decides how
 /// large a fleet one account's five requests per second can serve.
 #[test]
 fn a_join_and_a_leave_cost_a_handful_of_requests() {
     let env = Env::new();
-    let requests = |env: &Env| {
-        let s = env.r53.stats();
-        env.r53.reset_stats();
-        s.requests
-    };
-    let count = |pairs: &[(&str, u64)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
     run_expect(&mut env.flags("join", SERVICE), 0);
     // Zone lookup, one read of the whole (small) zone, one batch, GetChange.
     let join = requests(&env);
     assert_eq!(
         join,
-        count(&[
+        crate::util::counts(&[
             ("ListHostedZonesByName", 1),
             ("ListResourceRecordSets", 1),
             ("ChangeResourceRecordSets", 1),
@@ -160,7 +156,7 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
     run_expect(&mut env.flags("join", SERVICE), 0);
     assert_eq!(
         requests(&env),
-        count(&[("ListResourceRecordSets", 1)]),
+        crate::util::counts(&[("ListResourceRecordSets", 1)]),
         "an idempotent join only reads, and the zone id is remembered"
     );
     // Leave also lists the other instances' registries (one page per 300), so
@@ -168,7 +164,7 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
     run_expect(&mut env.flags("leave", SERVICE), 0);
     assert_eq!(
         requests(&env),
-        count(&[
+        crate::util::counts(&[
             ("ListResourceRecordSets", 2),
             ("ChangeResourceRecordSets", 1),
             ("GetChange", 1)
@@ -185,21 +181,10 @@ fn a_join_and_a_leave_cost_a_handful_of_requests() {
 fn under_multivalue_each_step_is_one_change_batch_and_nothing_is_read() {
     let env = Env::new();
     let args = format!("{SERVICE} --routing multivalue");
-    let requests = |env: &Env| {
-        let s = env.r53.stats();
-        env.r53.reset_stats();
-        s.requests
-    };
-    let count = |pairs: &[(&str, u64)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
     run_expect(&mut env.flags("join", &args), 0);
     assert_eq!(
         requests(&env),
-        count(&[
+        crate::util::counts(&[
             ("ListHostedZonesByName", 1),
             ("ChangeResourceRecordSets", 1),
             ("GetChange", 1)
@@ -209,13 +194,13 @@ fn under_multivalue_each_step_is_one_change_batch_and_nothing_is_read() {
     run_expect(&mut env.flags("join", &args), 0);
     assert_eq!(
         requests(&env),
-        count(&[("ChangeResourceRecordSets", 1)]),
+        crate::util::counts(&[("ChangeResourceRecordSets", 1)]),
         "a later join checks its memory in one batch"
     );
     run_expect(&mut env.flags("leave", &args), 0);
     assert_eq!(
         requests(&env),
-        count(&[("ChangeResourceRecordSets", 1), ("GetChange", 1)]),
+        crate::util::counts(&[("ChangeResourceRecordSets", 1), ("GetChange", 1)]),
         "a leave deletes what it remembers"
     );
     assert_eq!(env.records(), Vec::<String>::new());

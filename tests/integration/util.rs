@@ -338,3 +338,8 @@ pub fn expected_claims<'a>(
     }
     out
 }
+
+/// `[("Action", n), …]` as the map of request counts the stand-ins keep.
+pub fn counts(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
