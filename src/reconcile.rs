@@ -61,6 +61,9 @@ const LOOK_SPACING: Duration = Duration::from_millis(250);
 /// has not seen how many they are yet: its first look comes this long after
 /// its announcement, at most (and at least a twentieth of it).
 const FIRST_LOOK_CROWDED: Duration = Duration::from_secs(20);
+/// The longest a leaving instance of a crowd waits before its first look: a
+/// one-shot `leave` has minutes, and must not spend them waiting.
+const LEAVING_FIRST_LOOK: Duration = Duration::from_secs(35);
 /// How often a leaving instance that carried others looks again for more to
 /// carry (see [`keep_carrying`]).
 const CARRY_ROUND: Duration = Duration::from_secs(2);
@@ -1578,11 +1581,12 @@ fn look_after(fleet: Option<usize>, crowded: bool, left: Duration, leaving: bool
             .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
             .max(Duration::from_secs(2)),
         // A crowd leaving together (a scale-in) announces all at once: its
-        // first looks spread over half of what is left of the stop, so that
-        // they do not take the rate from the announcements and carrying
-        // writes (measured with 200 on Route53: looked within 20 s, a third
-        // of the looks found nothing carried yet and came again).
-        None if crowded && leaving => FIRST_LOOK_CROWDED.max(left / 2),
+        // first looks spread over half of what is left of the stop (up to
+        // `LEAVING_FIRST_LOOK`), so that they do not take the rate from the
+        // announcements and carrying writes (measured with 200 on Route53:
+        // looked within 20 s, a third of the looks found nothing carried yet
+        // and came again).
+        None if crowded && leaving => (left / 2).clamp(FIRST_LOOK_CROWDED, LEAVING_FIRST_LOOK),
         None if crowded => FIRST_LOOK_CROWDED,
         None => Duration::from_secs(2),
     };

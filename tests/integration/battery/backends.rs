@@ -145,7 +145,30 @@ impl Backend for Route53Backend {
     /// stays short, slow enough that the fleet is throttled.
     fn limit_rate_for_a_fleet(&self) -> bool {
         self.r53.set_rate_limit(Some(40.0));
+        // The fleet's first change batch is held (see `contend`).
+        self.r53.hold(1, testkit::Requests::Writes);
         true
+    }
+
+    /// The fleet's first change batch (a direct write of the shared names)
+    /// is let through only once another instance's address is at `www`:
+    /// it then applies against what it read before, and Route53 refuses it
+    /// (InvalidChangeBatch), however the starts were spread. (Under load the
+    /// 50 processes started too far apart to conflict on their own.)
+    fn contend(&self) {
+        if !self.r53.wait_held(Duration::from_secs(60)) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self
+            .r53
+            .values(&self.zone_id, "www.example.com.", "A")
+            .is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.r53.release(testkit::Release::Serve);
     }
 
     /// Throttled, and conflicting change batches (DELETE of an rrset another

@@ -92,6 +92,10 @@ pub trait Backend: Sized {
     fn limit_rate_for_a_fleet(&self) -> bool {
         false
     }
+    /// While the fleet's processes run (started, not yet waited for): makes
+    /// sure what the test means to provoke happens whatever the timing (a
+    /// loaded machine spreads the fleet's starts). Nothing by default.
+    fn contend(&self) {}
     /// After 50 agents joined at once: panics unless the server saw what the
     /// fleet test means to provoke (throttled requests, conflicting writes), so
     /// that a pass proves something. Nothing to check by default.

@@ -459,6 +459,9 @@ pub fn fifty_agents_join_and_leave_one_name_concurrently<B: Backend>() {
                 c.spawn().unwrap()
             })
             .collect();
+        if cmd == "join" {
+            w.contend();
+        }
         for child in children {
             let out = child.wait_with_output().unwrap();
             assert!(
