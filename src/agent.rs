@@ -1192,29 +1192,50 @@ state_dir = "{state}"
                 agent,
             }
         }
+
+        fn values(&self, name: &str) -> Vec<String> {
+            self.cf.values(&self.zone, name, "A")
+        }
+
+        async fn published_both(&self) {
+            wait_until("both names published", || {
+                self.values("www.example.com") == ["203.0.113.7"]
+                    && self.values("api.example.com") == ["203.0.113.7"]
+            })
+            .await;
+        }
+
+        /// The configuration file now says `text` (or the usual one, with or
+        /// without `api`), and a SIGHUP is sent.
+        fn sighup_with(&self, text: Option<&str>, with_api: bool) {
+            *self.text.lock().unwrap() = match text {
+                Some(t) => t.to_string(),
+                None => config_text(&self.cf, &self.imds, self.dir.path(), with_api),
+            };
+            self.hup.send(()).unwrap();
+        }
+
+        /// The injected shutdown: the agent leaves and returns Ok, and
+        /// nothing of it is left.
+        async fn stop_cleanly(self) {
+            self.stop.send(()).unwrap();
+            let result = timeout(Duration::from_secs(15), self.agent)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(result.is_ok(), "{result:?}");
+            let left = self.cf.records(&self.zone);
+            assert!(left.is_empty(), "{left:?}");
+        }
     }
 
     #[tokio::test]
     async fn reloads_and_shutdown_drive_the_loop() {
         let logged = Logged::default();
         let _log = logged.start();
-        let Running {
-            dir,
-            cf,
-            zone,
-            imds,
-            text,
-            stop,
-            hup,
-            agent,
-        } = Running::start();
-        let values = |name: &str| cf.values(&zone, name, "A");
-        let state = dir.path().join("state");
-        wait_until("both names published", || {
-            values("www.example.com") == ["203.0.113.7"]
-                && values("api.example.com") == ["203.0.113.7"]
-        })
-        .await;
+        let r = Running::start();
+        let state = r.dir.path().join("state");
+        r.published_both().await;
         wait_until("the status file says published", || {
             AgentStatus::read(&state).is_some_and(|s| s.state == State::Published)
         })
@@ -1222,17 +1243,16 @@ state_dir = "{state}"
 
         // A broken file is refused: the running configuration and records
         // stay. Once the agent has said so, the reload was handled.
-        *text.lock().unwrap() = "[[round_robin]\n".into();
-        hup.send(()).unwrap();
+        r.sighup_with(Some("[[round_robin]\n"), true);
         wait_until("the reload refused", || {
             logged
                 .text()
                 .contains("reload refused, keeping the running configuration")
         })
         .await;
-        assert_eq!(values("api.example.com"), ["203.0.113.7"]);
-        assert_eq!(values("www.example.com"), ["203.0.113.7"]);
-        assert!(!agent.is_finished());
+        assert_eq!(r.values("api.example.com"), ["203.0.113.7"]);
+        assert_eq!(r.values("www.example.com"), ["203.0.113.7"]);
+        assert!(!r.agent.is_finished());
         // The reconciles after it (every second) run with the configuration
         // kept: the status file, written after each, comes back saying
         // published, and both names are still there.
@@ -1243,23 +1263,16 @@ state_dir = "{state}"
         .await;
         let status = AgentStatus::read(&state).unwrap();
         assert_eq!(status.state, State::Published, "{status:?}");
-        assert_eq!(values("api.example.com"), ["203.0.113.7"]);
-        assert_eq!(values("www.example.com"), ["203.0.113.7"]);
+        assert_eq!(r.values("api.example.com"), ["203.0.113.7"]);
+        assert_eq!(r.values("www.example.com"), ["203.0.113.7"]);
 
         // A good one that drops `api`: only that name goes.
-        *text.lock().unwrap() = config_text(&cf, &imds, dir.path(), false);
-        hup.send(()).unwrap();
-        wait_until("api removed", || values("api.example.com").is_empty()).await;
-        assert_eq!(values("www.example.com"), ["203.0.113.7"]);
+        r.sighup_with(None, false);
+        wait_until("api removed", || r.values("api.example.com").is_empty()).await;
+        assert_eq!(r.values("www.example.com"), ["203.0.113.7"]);
 
         // The injected shutdown: leave, remove the status file, return Ok.
-        stop.send(()).unwrap();
-        let result = timeout(Duration::from_secs(15), agent)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(result.is_ok(), "{result:?}");
-        assert!(cf.records(&zone).is_empty(), "{:?}", cf.records(&zone));
+        r.stop_cleanly().await;
         assert!(AgentStatus::read(&state).is_none());
     }
 
@@ -1270,32 +1283,17 @@ state_dir = "{state}"
     async fn a_sighup_during_a_hung_sync_is_read_at_once() {
         let logged = Logged::default();
         let _log = logged.start();
-        let Running {
-            dir,
-            cf,
-            zone,
-            imds,
-            text,
-            stop,
-            hup,
-            agent,
-        } = Running::start();
-        let values = |name: &str| cf.values(&zone, name, "A");
-        wait_until("both names published", || {
-            values("api.example.com") == ["203.0.113.7"]
-                && values("www.example.com") == ["203.0.113.7"]
-        })
-        .await;
+        let r = Running::start();
+        r.published_both().await;
         // The next reconcile's first request hangs.
-        cf.hold(1, testkit::Requests::Any);
-        wait_until("a request held", || cf.is_holding()).await;
-        *text.lock().unwrap() = config_text(&cf, &imds, dir.path(), false);
-        hup.send(()).unwrap();
+        r.cf.hold(1, testkit::Requests::Any);
+        wait_until("a request held", || r.cf.is_holding()).await;
+        r.sighup_with(None, false);
         wait_until("api removed by a sync with the new configuration", || {
-            values("api.example.com").is_empty()
+            r.values("api.example.com").is_empty()
         })
         .await;
-        assert!(cf.is_holding(), "the hung request still hangs");
+        assert!(r.cf.is_holding(), "the hung request still hangs");
         assert!(
             logged
                 .text()
@@ -1303,15 +1301,9 @@ state_dir = "{state}"
             "{}",
             logged.text()
         );
-        assert_eq!(values("www.example.com"), ["203.0.113.7"]);
-        cf.release(testkit::Release::Drop);
-        stop.send(()).unwrap();
-        let result = timeout(Duration::from_secs(15), agent)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(result.is_ok(), "{result:?}");
-        assert!(cf.records(&zone).is_empty(), "{:?}", cf.records(&zone));
+        assert_eq!(r.values("www.example.com"), ["203.0.113.7"]);
+        r.cf.release(testkit::Release::Drop);
+        r.stop_cleanly().await;
     }
 
     #[tokio::test]
