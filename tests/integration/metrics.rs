@@ -131,8 +131,29 @@ fn unix_now() -> u64 {
 }
 
 pub(crate) fn free_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    // Below the kernel's ephemeral range (32768 and up here): every other
+    // server of the suite binds port 0, or takes a port the kernel gave and
+    // released (BIND's), so one released here could be taken by BIND before
+    // the agent binds it, and a `GET /metrics` then waits on a DNS server
+    // (seen with two runs of the suite at once). Here only another call of
+    // this function could take it, one port in about 12,000.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id().rotate_left(16)
+        ^ CALLS
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(2_654_435_761);
+    for i in 0..12_000u32 {
+        let port = 20_000 + (seed.wrapping_add(i.wrapping_mul(7919)) % 12_000);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().unwrap().to_string();
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// Reads the textfile every few milliseconds while the agent runs, keeping
