@@ -43,8 +43,11 @@ pub(crate) fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 /// read as they come, so that a test can wait for what the agent says.
 pub(crate) struct Agent {
     child: Child,
-    sock: UnixDatagram,
-    seen: Vec<String>,
+    /// What the agent sent to its NOTIFY_SOCKET, read as it comes by a
+    /// thread: a socket left unread fills (ten datagrams here), and the
+    /// agent's next sd_notify then blocks its whole runtime, /metrics too,
+    /// as systemd, which always reads, never would.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// Read so that the pipe never fills and blocks the agent.
     _stdout: Said,
     pub(crate) stderr: Said,
@@ -61,7 +64,19 @@ impl Agent {
         let sock_path = env.dir.path().join("notify.sock");
         let _ = std::fs::remove_file(&sock_path);
         let sock = UnixDatagram::bind(&sock_path).unwrap();
-        sock.set_nonblocking(true).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let seen = std::sync::Arc::clone(&seen);
+            // Ends with the test process; it only ever reads.
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.recv(&mut buf) {
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            });
+        }
         let mut child = env
             .dnsreg()
             .arg("-c")
@@ -80,21 +95,15 @@ impl Agent {
         let stderr = Said::read(child.stderr.take().unwrap());
         Agent {
             child,
-            sock,
-            seen: Vec::new(),
+            seen,
             _stdout: stdout,
             stderr,
         }
     }
 
     /// The sd_notify messages the agent sent so far.
-    fn notifications(&mut self) -> &[String] {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = self.sock.recv(&mut buf) {
-            self.seen
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        &self.seen
+    fn notifications(&mut self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
     }
 
     pub(crate) fn wait_ready(&mut self) {
