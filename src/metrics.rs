@@ -216,7 +216,10 @@ impl Metrics {
             .set(i64::try_from(crate::registry::unix_now()).unwrap_or(i64::MAX));
     }
 
+    /// Counts one request to a provider (and logs it at debug level, so
+    /// that where a fleet's requests went can be read from its logs).
     pub fn request(&self, provider: &str, operation: &str, outcome: Outcome) {
+        tracing::debug!(provider, operation, outcome = outcome.as_str(), "request");
         self.api_requests
             .with_label_values(&[provider, operation, outcome.as_str()])
             .inc();
