@@ -14,7 +14,7 @@ use crate::config::{Config, ProviderKind, UsageError};
 use crate::metadata::Identity;
 use crate::plan::{Desired, Vars, desired};
 use crate::provider::{AnyProvider, Fail, KnownZone};
-use crate::reconcile::{DryRun, Intent, Outcome, Reaped};
+use crate::reconcile::{Checkpoint, DryRun, Intent, Outcome, Reaped};
 use crate::record::{DomainName, Value};
 use crate::registry::unix_now;
 use crate::state::{Pending, ProviderState, State, StateFile};
@@ -23,6 +23,8 @@ struct Slot {
     name: String,
     provider: Box<dyn AnyProvider>,
     connected: bool,
+    /// What an operation cut off here had learnt (see [`Checkpoint`]).
+    checkpoint: Checkpoint,
 }
 
 /// What happened at one provider.
@@ -102,6 +104,7 @@ impl Engine {
                 name: p.name.clone(),
                 provider: crate::provider::facade::for_config(p, &vars.instance_id),
                 connected: false,
+                checkpoint: Checkpoint::default(),
             })
             .collect();
         let state = StateFile::new(&config.agent.state_dir);
@@ -307,11 +310,16 @@ impl Engine {
         state: &std::sync::Mutex<State>,
         lease: Option<Duration>,
     ) -> Result<Report, UsageError> {
-        let before = lock(state)
+        let mut before = lock(state)
             .providers
             .get(&slot.name)
             .cloned()
             .unwrap_or_default();
+        // The last operation here was cut off (a SIGTERM while its join
+        // waited to be carried): what it learnt is newer than the file.
+        if let Some(memory) = slot.checkpoint.take() {
+            before.memory = Some(memory);
+        }
         let known_zone = known_zone(&before);
         if let Err(e) = Self::connect(slot, known_zone.as_ref()).await {
             return Ok(Report {
@@ -341,8 +349,15 @@ impl Engine {
             entry.leaving = action == Action::Leave;
             save(file, &s);
         }
-        let intent = intent(action, vars, desired, &before, &zone, deadline, lease);
+        let intent = Intent {
+            checkpoint: slot.checkpoint.clone(),
+            ..intent(action, vars, desired, &before, &zone, deadline, lease)
+        };
         let result = slot.provider.apply(&intent).await;
+        if result.is_ok() {
+            // Finished: the state file keeps what it left.
+            slot.checkpoint.take();
+        }
         {
             let mut s = lock(state);
             let entry = s.providers.entry(slot.name.clone()).or_default();
@@ -607,6 +622,7 @@ fn intent(
         memory: before.memory.clone().filter(|_| same_zone),
         deadline,
         lease,
+        checkpoint: Checkpoint::default(),
     }
 }
 
@@ -687,6 +703,7 @@ pub async fn reap_once(config: &Config, deadline: Duration) -> Vec<ReapReport> {
             name: p.name.clone(),
             provider: crate::provider::facade::for_config(p, "dnsreg-reaper"),
             connected: false,
+            checkpoint: Checkpoint::default(),
         })
         .collect();
     reap_slots(&mut slots, &State::default(), deadline).await

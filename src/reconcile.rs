@@ -94,6 +94,51 @@ pub struct Intent {
     /// `[lease]`: keep a lease of this length in the registry, refreshed when a
     /// third of it has passed. `None`: no lease (an old one is dropped).
     pub lease: Option<Duration>,
+    /// Where a join that announced keeps what its rrsets will be once a peer
+    /// carries it, for the operation that follows if this one is cut off
+    /// while it waits (see [`Checkpoint`]).
+    pub checkpoint: Checkpoint,
+}
+
+/// What an operation that was cut off had learnt of the provider, as a
+/// memory for the next operation to presume instead of reading (the state
+/// file keeps only what operations that finished left). A join that
+/// announced and then waited to be carried is cut off by a SIGTERM when a
+/// fleet is scaled in soon after it scaled out; without it, its leave read
+/// its registry and host rrsets one request each, under the same
+/// throttling that the rest of the fleet's leaves needed (measured with 200
+/// agents on Route53 simple routing: 37 such leaves, 82 of the stop's 730
+/// accepted requests). Presumed like any memory: a wrong guess (the peer
+/// had not carried it yet) costs a refused write and a read, never a wrong
+/// write.
+#[derive(Clone, Default)]
+pub struct Checkpoint(std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>);
+
+impl Checkpoint {
+    fn keep(&self, memory: Option<serde_json::Value>) {
+        *self.lock() = memory;
+    }
+
+    /// What the last operation kept, if it was cut off; empties it.
+    pub fn take(&self) -> Option<serde_json::Value> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<serde_json::Value>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.lock().is_some() {
+            "Checkpoint(kept)"
+        } else {
+            "Checkpoint(empty)"
+        })
+    }
 }
 
 /// What [`apply`] did.
@@ -996,6 +1041,9 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
     let mut carry = true;
     // What this instance's announcement left of its own rrsets.
     let mut announced_after: Option<P::Snapshot> = None;
+    // What a look showed of this instance's own rrsets, for the carrying
+    // write that follows it.
+    let mut looked: Option<P::Snapshot> = None;
     // How many instances' registries the last listing showed.
     let mut fleet: Option<usize> = None;
     let contention = Duration::from_secs(60);
@@ -1168,7 +1216,18 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                 step = Step::Await(round + 1);
                 continue;
             }
-            // Still waiting: carry them, and everyone's.
+            // Still waiting: carry them, and everyone's. Its own rrsets
+            // are as its announcement left them, its registry as just
+            // listed: presumed, so that only the shared rrsets are read
+            // (a request each on Route53 once the zone is large).
+            looked = match (&prelisted, &announced_after) {
+                (Some((_, listed)), Some(after)) => {
+                    let mut m = listed.clone();
+                    p.merge(&mut m, after.clone());
+                    Some(m)
+                }
+                _ => None,
+            };
             step = Step::Write(How::Materialise);
             continue;
         }
@@ -1182,12 +1241,15 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             step = Step::Announce;
             continue;
         }
+        let looked_now = looked.take();
         let (mut plan, snap, presumed) = match observe(
             p,
             intent,
             &ctx,
             how,
-            memory.as_ref().filter(|_| trust_memory),
+            looked_now
+                .as_ref()
+                .or(memory.as_ref().filter(|_| trust_memory)),
             prelisted.take(),
             &mut tries,
         )
@@ -1296,6 +1358,15 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                         provider = p.name(),
                         "announced; waiting for a peer to carry it"
                     );
+                    if !intent.leaving {
+                        intent.checkpoint.keep(once_carried(
+                            p,
+                            intent,
+                            &ctx,
+                            &plan,
+                            &written.after,
+                        ));
+                    }
                     landed = merged(plan.outcome.clone(), &landed);
                     announced = Some(plan);
                     announced_after = Some(written.after);
@@ -1362,6 +1433,36 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             Err(f) => tries.after("writing the change", f).await?,
         }
     }
+}
+
+/// The memory of a join whose announcement `plan` left `after`, as it will
+/// be once a peer carries it: its registry's wanted lines owned (as the
+/// carrier flips them), its own rrsets as the announcement wrote them.
+/// `None` where the provider cannot tell what an edit leaves.
+fn once_carried<P: Provider>(
+    p: &P,
+    intent: &Intent,
+    ctx: &Ctx,
+    plan: &Plan,
+    after: &P::Snapshot,
+) -> Option<serde_json::Value> {
+    let announced = Registry::parse(&plan.registry);
+    let carried = Registry {
+        owned: announced.owned.union(&announced.wanted).cloned().collect(),
+        wanted: Values::new(),
+        dropped: Values::new(),
+        lease: announced.lease,
+    };
+    let values = if carried.owned.is_empty() {
+        Values::new()
+    } else {
+        carried.to_values(&ctx.registry.name).ok()?
+    };
+    let ttl = p.ttl(after, &ctx.registry)?;
+    let mut edit = Edit::default();
+    set_exactly(&mut edit, &ctx.registry, &plan.registry, &values, ttl);
+    let snap = p.applied(after, &edit)?;
+    remember(p, intent, ctx, &snap, &carried.owned)
 }
 
 /// A leaving instance whose write carried other instances' announced values

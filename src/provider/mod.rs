@@ -272,6 +272,14 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// What `snapshot` would be once `edit` is applied to it, where the
+    /// provider can tell without asking (what a peer's write will leave, to
+    /// presume later: see [`crate::reconcile::Checkpoint`]). `None` where it
+    /// cannot.
+    fn applied(&self, _snapshot: &Self::Snapshot, _edit: &Edit) -> Option<Self::Snapshot> {
+        None
+    }
+
     /// Adds `more` (a read of other keys) to `snapshot`; keys `snapshot`
     /// already holds keep what it holds.
     fn merge(&self, snapshot: &mut Self::Snapshot, more: Self::Snapshot);

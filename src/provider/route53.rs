@@ -936,6 +936,10 @@ impl Provider for Route53 {
         Some((out, rest))
     }
 
+    fn applied(&self, snapshot: &Snapshot, edit: &Edit) -> Option<Snapshot> {
+        self.batch(snapshot, edit).ok().map(|(_, after)| after)
+    }
+
     fn merge(&self, snapshot: &mut Snapshot, more: Snapshot) {
         for (k, v) in more.rrsets {
             snapshot.rrsets.entry(k).or_insert(v);
