@@ -1044,8 +1044,8 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
     // What a look showed of this instance's own rrsets, for the carrying
     // write that follows it.
     let mut looked: Option<P::Snapshot> = None;
-    // How many instances' registries the last listing showed.
-    let mut fleet: Option<usize> = None;
+    // How many instances the last listing showed waiting to be carried.
+    let mut waiters: Option<usize> = None;
     let contention = Duration::from_secs(60);
     let mut step = if !p.keeps_apart()
         && p.rewrites_rrsets()
@@ -1098,7 +1098,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             // Give peers a moment to carry the announced values, then look.
             let wait = if p.lists_cheaply() {
                 look_after(
-                    fleet,
+                    waiters,
                     p.pacer().busy_within(contention),
                     tries.deadline.saturating_duration_since(Instant::now()),
                     intent.leaving,
@@ -1133,12 +1133,12 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
                     .iter()
                     .map(|(l, v)| (l.clone(), Registry::parse(v)))
                     .collect();
-                fleet = Some(parsed.len());
                 let pending: BTreeSet<String> = parsed
                     .iter()
                     .filter(|(_, r)| waiting(r, ctx.now))
                     .map(|(l, _)| l.clone())
                     .collect();
+                waiters = Some(pending.len());
                 // Carry when first in line, or when nobody carried anyone
                 // since the last look: else a carrier is at work, and a
                 // second one would only race it. A leave carries at every
@@ -1170,7 +1170,7 @@ pub async fn apply<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<Outcom
             tracing::debug!(
                 provider = p.name(),
                 round,
-                ?fleet,
+                ?waiters,
                 "waiting: this instance's lines {}",
                 if reg.wanted.is_empty() && reg.dropped.is_empty() {
                     "carried"
@@ -1669,15 +1669,19 @@ pub async fn dry_run<P: Provider>(p: &P, intent: &Intent) -> anyhow::Result<DryR
 }
 
 /// How long an instance that announced waits before it looks whether it was
-/// carried, where one listing shows the whole fleet: about `LOOK_SPACING` per
-/// instance of the `fleet` it last saw (so the fleet's looks stay a small
-/// share of the provider's rate), drawn at random so that the looks spread
-/// out; before it has seen the fleet, up to `FIRST_LOOK_CROWDED` when the
-/// provider is throttling (`crowded`: many are at it), else a couple of
-/// seconds. Never more than a quarter of the time `left`, so that a leave near its
-/// deadline still looks, and carries, in time.
-fn look_after(fleet: Option<usize>, crowded: bool, left: Duration, leaving: bool) -> Duration {
-    let span = match fleet {
+/// carried, where one listing shows every waiting instance: about
+/// `LOOK_SPACING` per instance its last look saw `waiters` (only they look,
+/// so their looks stay a small share of the provider's rate however many
+/// they are), drawn at random so that the looks spread out; before it has
+/// looked, up to `FIRST_LOOK_CROWDED` when the provider is throttling
+/// (`crowded`: many are at it), else a couple of seconds. Spaced by the
+/// whole fleet instead, the last few of a join storm, each waiting for
+/// another to carry it, looked half a minute apart, and the last three of
+/// 200 were carried 52 s after the rest. Never more than a quarter of the
+/// time `left`, so that a leave near its deadline still looks, and carries,
+/// in time.
+fn look_after(waiters: Option<usize>, crowded: bool, left: Duration, leaving: bool) -> Duration {
+    let span = match waiters {
         Some(n) => LOOK_SPACING
             .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
             .max(Duration::from_secs(2)),
@@ -1691,11 +1695,11 @@ fn look_after(fleet: Option<usize>, crowded: bool, left: Duration, leaving: bool
         None if crowded => FIRST_LOOK_CROWDED,
         None => Duration::from_secs(2),
     };
-    let (lo, hi) = match fleet {
+    let (lo, hi) = match waiters {
         Some(_) => (span / 2, span * 3 / 2),
         None => (span / 20, span),
     };
-    let cap = if leaving && fleet.is_none() {
+    let cap = if leaving && waiters.is_none() {
         left / 2
     } else {
         left / 4
@@ -1769,6 +1773,29 @@ fn remember<P: Provider>(
     serde_json::to_value(&part).ok()
 }
 
+/// Reads `keys`, retrying as [`attempt_unless_crowded`] does; where each
+/// rrset costs a request of its own, one by one, so that what was read
+/// stays read when a later request is throttled. Read in one call, a
+/// throttled second rrset threw the first away, and under a fleet's
+/// throttling half of the reads of a simulated scale-in were such waste.
+async fn read_all<P: Provider>(
+    p: &P,
+    tries: &mut Attempts<'_>,
+    crowd: bool,
+    keys: &BTreeSet<RrKey>,
+) -> anyhow::Result<P::Snapshot> {
+    if keys.len() < 2 || !p.reads_rrset_by_rrset() {
+        return attempt_unless_crowded(tries, "reading records", crowd, || p.read(keys)).await;
+    }
+    let mut snap = P::Snapshot::default();
+    for key in keys {
+        let one = BTreeSet::from([key.clone()]);
+        let part = attempt_unless_crowded(tries, "reading records", crowd, || p.read(&one)).await?;
+        p.merge(&mut snap, part);
+    }
+    Ok(snap)
+}
+
 /// Reads (or presumes) what a decision needs, then decides.
 async fn observe<P: Provider>(
     p: &P,
@@ -1805,8 +1832,7 @@ async fn observe<P: Provider>(
             .collect();
         if !refresh.is_empty() {
             // Presumed keys that must be read for real after all.
-            let read = attempt_unless_crowded(tries, "reading records", crowd, || p.read(&refresh))
-                .await?;
+            let read = read_all(p, tries, crowd, &refresh).await?;
             for k in &refresh {
                 let values = p.values(&read, k);
                 for v in &values {
@@ -1870,9 +1896,7 @@ async fn observe<P: Provider>(
             };
             let mut part = presumed;
             if !to_read.is_empty() {
-                let read =
-                    attempt_unless_crowded(tries, "reading records", crowd, || p.read(&to_read))
-                        .await?;
+                let read = read_all(p, tries, crowd, &to_read).await?;
                 match &mut part {
                     Some(s) => p.merge(s, read),
                     None => part = Some(read),

@@ -35,10 +35,13 @@ impl Backoff {
     /// For a provider that throttles a fleet starting together: the first
     /// throttled request tells that the account's burst is used up, so the
     /// next try waits up to a second, and each further one twice as long, up to
-    /// a minute (measured with `scripts/bench`, README "Performance").
+    /// half a minute. Up to a minute, the unlucky few of a crowd of 200
+    /// announced 45-50 s into the storm and were its tail; the simulated fleet
+    /// (`src/reconcile/tests.rs`) published in 80-100 s with a minute, 56-75 s
+    /// with half of it, and `scripts/bench` agreed (README "Performance").
     pub const BUSY: Backoff = Backoff {
         base: Duration::from_secs(1),
-        cap: Duration::from_secs(60),
+        cap: Duration::from_secs(30),
         attempts: u32::MAX,
     };
     /// For instance metadata, which is local and either answers fast or is absent.

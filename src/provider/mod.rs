@@ -351,6 +351,14 @@ pub trait Provider: Send + Sync {
         async { Ok(None) }
     }
 
+    /// Whether reading several rrsets costs a request per rrset (Route53
+    /// once the zone is larger than one page of a listing): then they are
+    /// read one by one, so that a throttled request costs only its own
+    /// rrset's read again, not the ones accepted before it.
+    fn reads_rrset_by_rrset(&self) -> bool {
+        false
+    }
+
     /// Whether listing every registry ([`Provider::registries`]) costs about
     /// what reading one rrset does (Route53: a page per 300 instances), so
     /// that instances waiting for their announced values can see which of

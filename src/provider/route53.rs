@@ -830,6 +830,11 @@ impl Provider for Route53 {
         true
     }
 
+    fn reads_rrset_by_rrset(&self) -> bool {
+        self.zone_is_large
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn batch_limit(&self) -> BatchLimit {
         // Route53's own limits, with room for this instance's own rrsets
         // beside what it carries for peers.

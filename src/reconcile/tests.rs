@@ -241,6 +241,9 @@ impl Provider for Memory {
     fn lists_cheaply(&self) -> bool {
         self.lists
     }
+    fn reads_rrset_by_rrset(&self) -> bool {
+        self.per_rrset
+    }
     fn claims_by_name(&self) -> bool {
         self.by_name
     }
@@ -1053,6 +1056,47 @@ async fn a_leaving_carrier_stays_to_carry_those_who_announce_after_it() {
     assert_eq!(m.counts().writes - writes_before, 3, "{:?}", m.counts());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_read_throttled_midway_keeps_the_rrsets_it_read() {
+    // Route53 once the zone is large: a request per rrset, here with one
+    // token at a time, so the second rrset's request is refused.
+    let mut m = Memory::new();
+    m.per_rrset = true;
+    m.bucket = Some(Arc::new(Mutex::new(Bucket::new(1.0, 1.0))));
+    m.put("www.example.com. A 192.0.2.250");
+    m.put("_a._tcp.example.com. SRV 0 0 80 other.example.com.");
+    let keys: BTreeSet<RrKey> = [
+        "www.example.com. A 192.0.2.250",
+        "_a._tcp.example.com. SRV 0 0 80 other.example.com.",
+    ]
+    .iter()
+    .map(|l| value(l).key())
+    .collect();
+    let mut tries = Attempts::new("memory", Duration::from_secs(60)).paced(&m.pacer);
+    let snap = read_all(&m, &mut tries, false, &keys).await.unwrap();
+    for k in &keys {
+        assert_eq!(m.values(&snap, k).len(), 1, "{k}");
+    }
+    let c = m.counts();
+    assert!(c.throttled > 0, "the limit was met: {c:?}");
+    // Read in one call, the accepted first rrset was read again after the
+    // refusal of the second.
+    assert_eq!(c.reads, 2, "each rrset read once: {c:?}");
+}
+
+#[test]
+fn the_waiters_look_as_often_as_they_are_few() {
+    // The last few of a join storm look within seconds, so that the one
+    // not first in line soon sees that nobody carried it and carries
+    // itself; two hundred waiting look tens of seconds apart each.
+    let left = Duration::from_secs(600);
+    for _ in 0..100 {
+        assert!(look_after(Some(1), true, left, false) <= Duration::from_secs(3));
+        assert!(look_after(Some(3), true, left, false) <= Duration::from_secs(3));
+        assert!(look_after(Some(200), true, left, false) >= Duration::from_secs(25));
+    }
+}
+
 /// A fleet scaled in as soon as it scaled out, on a throttling provider:
 /// i-1's join announced, a SIGTERM cut it off while it waited, and a peer
 /// carried it meanwhile. Then i-1 leaves, given what the engine would give
@@ -1420,10 +1464,13 @@ async fn simulated_scale_in_of_a_simple_routing_fleet() {
         let per = |x: u32| f64::from(x) / n as f64;
         let (j, c) = (r.join, r.leave);
         eprintln!(
-            "seed {seed}: published {:?}, join {:?}, {:.2} accepted + {:.2} throttled per join; leave: {} failed, {} values left, per leave {:.2} accepted ({:.2} reads, {:.2} writes, {:.2} lists) + {:.2} throttled, {} conflicts",
+            "seed {seed}: published {:?}, join {:?}, {:.2} accepted ({:.2} reads, {:.2} writes, {:.2} lists) + {:.2} throttled per join; leave: {} failed, {} values left, per leave {:.2} accepted ({:.2} reads, {:.2} writes, {:.2} lists) + {:.2} throttled, {} conflicts",
             r.published_in,
             r.joined_in,
             per(j.accepted()),
+            per(j.reads),
+            per(j.writes),
+            per(j.lists),
             per(j.throttled),
             r.failed,
             r.left.len(),
