@@ -94,6 +94,9 @@ struct PacerState {
     asked_until: Option<Instant>,
     /// When the provider last said it was busy, and what it said.
     last_busy: Option<(Instant, String)>,
+    /// When the provider last refused for its rate (not for "still working
+    /// on an earlier request"): a crowd is at it.
+    last_throttled: Option<Instant>,
     /// How long the next first "too many requests" spreads its retry over
     /// (once; see [`Pacer::spread`]).
     spread: Duration,
@@ -101,6 +104,10 @@ struct PacerState {
     /// [`Pacer::prior_not_complete`]).
     prior: u32,
 }
+
+/// How long before its deadline an operation's last request goes, at most
+/// (see [`Pacer::fit`]).
+const FIT_MARGIN: Duration = Duration::from_secs(1);
 
 /// How long a quiet provider takes to halve a pacer's pressure.
 const QUIET_HALVING: Duration = Duration::from_secs(30);
@@ -190,6 +197,7 @@ impl Pacer {
         s.not_before = Some(s.not_before.map_or(until, |t| t.max(until)));
         s.quiet_since = s.not_before;
         s.last_busy = Some((now, why.to_string()));
+        s.last_throttled = Some(now);
     }
 
     /// The provider is still working on an earlier request (Route53's
@@ -215,22 +223,28 @@ impl Pacer {
         s.last_busy = Some((now, why.to_string()));
     }
 
-    /// When the next request would come after `deadline`, draws it anew
-    /// within the time left, so that an operation with a deadline (a leave
-    /// within `stop_timeout`) still tries, and a fleet stopping together does
-    /// not all try at its last moment.
+    /// When the next request would come after `deadline`, or so close to it
+    /// that its answer could not come back in time (within `FIT_MARGIN`, or
+    /// a tenth of the time left), draws it anew within the time left before
+    /// that, so that an operation with a deadline (a leave within
+    /// `stop_timeout`) still tries, and a fleet stopping together does not
+    /// all try at its last moment. Measured without the margin: an instance
+    /// of 200 stopping together was sent away 12.2 s with 12.2 s of its stop
+    /// left, and its records stayed.
     pub fn fit(&self, deadline: Instant) {
         let mut s = self.lock();
         let now = Instant::now();
+        let margin = FIT_MARGIN.min(deadline.saturating_duration_since(now) / 10);
+        let latest = deadline - margin;
         let asked = s.asked_until.filter(|t| *t > now);
         if let Some(t) = s.not_before
-            && t > deadline
-            && deadline > now
-            && asked.is_none_or(|a| a < deadline)
+            && t > latest
+            && latest > now
+            && asked.is_none_or(|a| a < latest)
         {
             // Never before what the provider asked for.
             let from = asked.unwrap_or(now);
-            let left = u64::try_from((deadline - from).as_millis()).unwrap_or(0);
+            let left = u64::try_from((latest - from).as_millis()).unwrap_or(0);
             s.not_before = Some(from + Duration::from_millis(jitter(left)));
         }
     }
@@ -253,12 +267,15 @@ impl Pacer {
         s.prior = 0;
     }
 
-    /// Whether the provider said it was busy within the last `within`.
+    /// Whether the provider throttled within the last `within`: refused for
+    /// its rate, which tells that a crowd is at it. A "still working on an
+    /// earlier request" does not: taken for one, it made a lone instance of
+    /// ten look for its carrier up to 20 s later, as if in a crowd (a fleet
+    /// of 10 published in 18.5 s instead of 1.3).
     pub fn busy_within(&self, within: Duration) -> bool {
         self.lock()
-            .last_busy
-            .as_ref()
-            .is_some_and(|(t, _)| t.elapsed() < within)
+            .last_throttled
+            .is_some_and(|t| t.elapsed() < within)
     }
 
     /// What the provider said the last time it was busy.
@@ -362,7 +379,13 @@ mod tests {
                 pressure,
                 "the throttling window is as it was"
             );
-            assert!(p.busy_within(s(1)));
+            // Busy, and said so in messages, but not a crowd at it.
+            assert!(!p.busy_within(s(1)), "answer {n}: taken for throttling");
+            assert!(
+                p.last_busy()
+                    .is_some_and(|b| b.starts_with("PriorRequestNotComplete")),
+                "answer {n}"
+            );
             tokio::time::advance(wait).await;
         }
         // Answered: the next such answer starts from a second again.
@@ -525,19 +548,38 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_next_try_due_by_the_deadline_stands_and_a_reached_deadline_draws_none() {
+    async fn a_next_try_leaves_room_before_the_deadline_and_a_reached_deadline_draws_none() {
         let long = Backoff {
             base: Duration::from_secs(1000),
             cap: Duration::from_secs(1000),
             attempts: u32::MAX,
         };
-        // Due exactly at the deadline: not after it, so not drawn anew.
+        // Due well before the deadline: it stands.
         let pacer = Pacer::new(long);
         pacer.busy("Throttling", None);
         let due = pacer.lock().not_before.unwrap();
-        pacer.fit(due);
+        pacer.fit(due + FIT_MARGIN * 2);
         pacer.ready().await;
         assert_eq!(Instant::now(), due);
+        // Due exactly at the deadline, or within the margin before it: the
+        // answer would come too late, so it is drawn anew before the margin.
+        for before in [Duration::ZERO, FIT_MARGIN / 2] {
+            for _ in 0..20 {
+                let pacer = Pacer::new(long);
+                pacer.busy("Throttling", None);
+                let t = Instant::now();
+                let due = pacer.lock().not_before.unwrap();
+                let deadline = due + before;
+                pacer.fit(deadline);
+                pacer.ready().await;
+                let margin = FIT_MARGIN.min((deadline - t) / 10);
+                assert!(
+                    Instant::now() + margin <= deadline,
+                    "sent {:?} before its deadline",
+                    deadline - Instant::now()
+                );
+            }
+        }
         // The deadline is now: no time is left to draw a try in, and the
         // throttled provider is not sent one at once.
         for _ in 0..20 {
