@@ -427,6 +427,17 @@ impl Provider for Memory {
     }
 }
 
+/// With `DNSREG_TRACE` set, the test's debug log is printed (with
+/// `--nocapture`): what each instance read, wrote and waited for.
+fn trace_if_asked() {
+    if std::env::var_os("DNSREG_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("dnsreg=debug")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 fn value(line: &str) -> Value {
     Value::from_line(line).unwrap()
 }
@@ -944,12 +955,7 @@ async fn a_leave_that_carries_hands_a_value_another_instance_wants_over_to_it() 
     // it wants that value too. i-1 leaves on a throttled provider (so it
     // announces, looks, and carries): the value stays, now i-2's, and i-1
     // does not report it removed.
-    if std::env::var_os("DNSREG_TRACE").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("dnsreg=debug")
-            .with_test_writer()
-            .try_init();
-    }
+    trace_if_asked();
     let mut m = Memory::new();
     m.lists = true;
     let m = Arc::new(m);
@@ -1103,12 +1109,7 @@ fn the_waiters_look_as_often_as_they_are_few() {
 /// it (`keep`: what the cut-off join kept; else nothing, as before). Returns
 /// the rrsets the leave read.
 async fn leave_after_a_join_cut_off(keep: bool) -> u32 {
-    if std::env::var_os("DNSREG_TRACE").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("dnsreg=debug")
-            .with_test_writer()
-            .try_init();
-    }
+    trace_if_asked();
     let mut m = Memory::new();
     m.lists = true;
     let m = Arc::new(m);
@@ -1686,12 +1687,7 @@ fn check_zone(
 /// lost. At the end, every instance joins or leaves for good, and the zone
 /// holds exactly what the survivors want and the person's values.
 async fn schedule(seed: u64) {
-    if std::env::var_os("DNSREG_TRACE").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("dnsreg=debug")
-            .with_test_writer()
-            .try_init();
-    }
+    trace_if_asked();
     crate::retry::SEEDED.with(|r| *r.borrow_mut() = Some(StdRng::seed_from_u64(seed)));
     let mut rng = StdRng::seed_from_u64(seed);
     let truth = Arc::new(Mutex::new(Truth::default()));
