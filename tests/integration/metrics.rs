@@ -29,8 +29,8 @@ name = "web"
 
 [[check]]
 exec = ["/usr/bin/test", "-e", "{flag}"]
-interval = "200ms"
-timeout = "150ms"
+interval = "1s"
+timeout = "1s"
 rise = 1
 fall = 1
 
@@ -225,9 +225,13 @@ fn both_outputs_tell_records_requests_throttling_health_and_mode() {
     // outputs count what the stand-in counted, request by request.
     let throttled_at_r53 = env.r53.stats().throttled_by_action;
     let (mut http, mut file);
-    // Generous: under load (scripts/test-under-load: two runs of the suite
-    // beside a busy loop per core) 10 s was once not enough; what was seen
-    // last is printed if it comes to that.
+    // What was seen last is printed if it comes to that. (Under
+    // scripts/test-under-load the agent once counted one throttled answer
+    // fewer than the stand-in gave. A request goes uncounted only when its
+    // sync is dropped while it is in flight, which only a notice, a SIGHUP
+    // or a new health verdict does; this test sends none, so the check,
+    // then given 150 ms to spawn `test` beside four busy processes, must
+    // have failed once. It now has a second.)
     let outputs_deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !{
         http = parse(&scrape(&listen).2);
