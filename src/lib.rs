@@ -13,6 +13,7 @@ pub mod commands;
 mod config;
 mod discover;
 mod engine;
+mod fail;
 #[cfg(test)]
 mod fuzz;
 mod manual;

@@ -43,8 +43,8 @@ impl Outcome {
 
     /// A provider failure's outcome: a denial is told by the words the
     /// providers use for it (AccessDenied, 401/403, REFUSED/NOTAUTH).
-    pub fn of_fail(fail: &crate::provider::Fail) -> Outcome {
-        use crate::provider::Fail;
+    pub fn of_fail(fail: &crate::fail::Fail) -> Outcome {
+        use crate::fail::Fail;
         match fail {
             Fail::Busy { .. } => Outcome::Throttled,
             Fail::Conflict(_) => Outcome::Conflict,

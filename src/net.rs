@@ -1,5 +1,5 @@
 //! Reading what another machine sent, within bounds; which endpoints may be
-//! spoken to in plain http.
+//! spoken to in plain http; which addresses another machine can reach.
 
 /// Reads a response body as text, refusing one longer than `limit` bytes
 /// before it is all in memory: a metadata service or an API answering with
@@ -47,4 +47,38 @@ pub(crate) fn is_loopback_url(url: &str) -> bool {
         || host
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why `ip` can be no machine's address in DNS, if it cannot: the
+/// unspecified, loopback, broadcast, multicast and link-local addresses
+/// (private ranges are fine where they are wanted).
+pub fn unusable_ipv4(ip: std::net::Ipv4Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_broadcast() {
+        Some("the broadcast address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_link_local() {
+        Some("a link-local address")
+    } else {
+        None
+    }
+}
+
+/// [`unusable_ipv4`] for IPv6: unspecified, loopback, multicast, link-local.
+pub fn unusable_ipv6(ip: std::net::Ipv6Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_loopback() {
+        Some("the loopback address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_unicast_link_local() {
+        Some("a link-local address")
+    } else {
+        None
+    }
 }

@@ -106,7 +106,7 @@ fn instance_ipv4(c: &mut Checker, raw: &RawInstance) -> Option<Ipv4Addr> {
         .as_ref()
         .and_then(|v| match v.get_ref().parse::<Ipv4Addr>() {
             Ok(ip) => {
-                if let Some(why) = crate::metadata::unusable_ipv4(ip) {
+                if let Some(why) = crate::net::unusable_ipv4(ip) {
                     c.problem(
                         v.span(),
                         "instance.ipv4",

@@ -27,6 +27,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde::Serialize;
 
 use crate::config::{AddressKind, InstanceConfig, MetadataKind};
+pub use crate::net::{unusable_ipv4, unusable_ipv6};
 use crate::plan::Vars;
 
 pub use cloud::Cloud;
@@ -261,40 +262,6 @@ pub async fn notice(
     match cloud(identity.cloud) {
         Some(c) => c.notice(cfg.metadata_endpoint.as_deref()).await,
         None => Ok(None),
-    }
-}
-
-/// Why `ip` can be no machine's address in DNS, if it cannot: the
-/// unspecified, loopback, broadcast, multicast and link-local addresses
-/// (private ranges are fine where they are wanted).
-pub fn unusable_ipv4(ip: std::net::Ipv4Addr) -> Option<&'static str> {
-    if ip.is_unspecified() {
-        Some("the unspecified address")
-    } else if ip.is_loopback() {
-        Some("a loopback address")
-    } else if ip.is_broadcast() {
-        Some("the broadcast address")
-    } else if ip.is_multicast() {
-        Some("a multicast address")
-    } else if ip.is_link_local() {
-        Some("a link-local address")
-    } else {
-        None
-    }
-}
-
-/// [`unusable_ipv4`] for IPv6: unspecified, loopback, multicast, link-local.
-pub fn unusable_ipv6(ip: std::net::Ipv6Addr) -> Option<&'static str> {
-    if ip.is_unspecified() {
-        Some("the unspecified address")
-    } else if ip.is_loopback() {
-        Some("the loopback address")
-    } else if ip.is_multicast() {
-        Some("a multicast address")
-    } else if ip.is_unicast_link_local() {
-        Some("a link-local address")
-    } else {
-        None
     }
 }
 

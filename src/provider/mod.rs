@@ -18,11 +18,11 @@ pub mod route53;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::fail::Fail;
 use crate::record::{DomainName, Record, RrKey, Value};
 use crate::retry::Pacer;
 
@@ -77,40 +77,6 @@ impl Edit {
             .cloned()
             .chain(claimed)
             .collect()
-    }
-}
-
-/// Why a call did not do what it was asked, classified for the retry loop.
-#[derive(Debug)]
-pub enum Fail {
-    /// The provider's rate limit: it asks to come back later (after
-    /// `retry_after` when it says). The provider's [`Pacer`] already knows.
-    Busy {
-        why: String,
-        retry_after: Option<Duration>,
-    },
-    /// A failure that may pass: 5xx, a timeout, a connection reset.
-    Transient(String),
-    /// The zone changed since the snapshot (from `write` only): nothing was
-    /// applied; read again and retry.
-    Conflict(String),
-    /// Will not pass by trying again: denied, invalid, not found. Says what to do.
-    Permanent(anyhow::Error),
-}
-
-impl Fail {
-    pub fn permanent(message: impl fmt::Display) -> Fail {
-        Fail::Permanent(anyhow::anyhow!("{message}"))
-    }
-}
-
-impl fmt::Display for Fail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fail::Busy { why, .. } => write!(f, "busy: {why}"),
-            Fail::Transient(m) | Fail::Conflict(m) => f.write_str(m),
-            Fail::Permanent(e) => write!(f, "{e:#}"),
-        }
     }
 }
 
