@@ -19,6 +19,7 @@ mod fuzz;
 mod manual;
 mod metadata;
 mod metrics;
+mod model;
 mod net;
 mod output;
 mod plan;

@@ -3,8 +3,8 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use super::model::{Problem, Template};
 use super::raw::{S, line_of};
+use crate::model::{Problem, Template};
 
 /// The longest duration any setting takes: far beyond any sensible value,
 /// and far from the arithmetic overflows (deadlines, lease expiry) of huge ones.

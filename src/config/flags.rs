@@ -3,10 +3,10 @@
 use toml::Spanned;
 
 use super::checker::Checker;
-use super::model::{Config, ConfigError, InstanceConfig, Problem};
 use super::raw::{RawAgent, RawConfig, RawInstance, RawName, RawProvider, RawSrv};
 use super::settings::validate_instance;
 use super::validate::validate;
+use crate::model::{Config, ConfigError, InstanceConfig, Problem};
 
 // ---------------------------------------------------------------------------
 // Configuration from flags

@@ -8,7 +8,8 @@
 //! are durations.
 //! The same validation serves a configuration built from command-line flags.
 //!
-//! The parts: `model` holds the validated types and the errors; `raw` the
+//! The parts: `crate::model` holds the validated types and the errors (a
+//! module of its own, re-exported here); `raw` the
 //! TOML as read, with its spans; `checker` the collector of problems;
 //! `settings`, `providers` and `records` check their tables; `validate` puts
 //! them together and checks what only the whole configuration can tell; `flags`
@@ -17,7 +18,6 @@
 
 mod checker;
 mod flags;
-mod model;
 mod providers;
 mod raw;
 mod records;
@@ -26,9 +26,9 @@ mod validate;
 
 use std::path::Path;
 
+pub use crate::model::*;
 pub use checker::MAX_DURATION;
 pub use flags::{Flags, from_flags, instance_from_flags};
-pub use model::*;
 pub use providers::plausible_hosted_zone_id;
 pub use validate::{fleet_notes, validate};
 

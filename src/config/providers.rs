@@ -5,11 +5,11 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use super::checker::Checker;
-use super::model::{
+use super::raw::{RawProvider, S};
+use crate::model::{
     CloudflareConfig, ProviderConfig, ProviderKind, Rfc2136Config, Route53Config, Routing,
     ServerAddr, ZoneRef,
 };
-use super::raw::{RawProvider, S};
 use crate::record::DomainName;
 
 /// Every `[providers.NAME]` table, then each pair of them that names one zone.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{ConfigError, Problem};
+use crate::model::{ConfigError, Problem};
 
 pub(super) type S<T> = Spanned<T>;
 

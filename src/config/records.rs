@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::checker::Checker;
-use super::model::{RecordSpec, SpecKind, Template};
 use super::raw::{RawConfig, RawName, RawService, RawSrv, S};
+use crate::model::{RecordSpec, SpecKind, Template};
 
 /// Every record table's entries, table by table in the order above.
 pub(super) fn validate_records(c: &mut Checker, raw: &RawConfig) -> Vec<RecordSpec> {

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::checker::Checker;
-use super::model::{
+use super::raw::{RawAgent, RawCheck, RawInstance, RawLease, S};
+use crate::model::{
     AddressKind, AgentConfig, CheckConfig, InstanceConfig, LeaseConfig, MetadataKind, Probe,
     Problem, ServerAddr,
 };
-use super::raw::{RawAgent, RawCheck, RawInstance, RawLease, S};
 
 /// `[instance]`: where the instance's identity comes from, and values that
 /// override it.

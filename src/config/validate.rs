@@ -3,14 +3,14 @@
 //! cannot take, settings that contradict each other).
 
 use super::checker::Checker;
-use super::model::{
-    Config, ConfigError, Problem, ProviderConfig, ProviderKind, RecordSpec, Routing, SpecKind,
-};
 use super::providers::validate_providers;
 use super::raw::{RawConfig, S};
 use super::records::validate_records;
 use super::settings::{
     drain_within_stop_timeout, validate_agent, validate_check, validate_instance, validate_lease,
+};
+use crate::model::{
+    Config, ConfigError, Problem, ProviderConfig, ProviderKind, RecordSpec, Routing, SpecKind,
 };
 
 /// Validates a raw configuration. `text` (when from a file) gives line numbers.

@@ -1,5 +1,7 @@
 //! The validated configuration: checked types, past which nothing re-checks
-//! strings, and the errors that list what was wrong instead.
+//! strings, and the errors that list what was wrong instead. A leaf: `config`
+//! reads and checks a file (or flags) into these types, and `plan`, `metadata`
+//! and the rest read them, so none of them depends on how they were read.
 
 use std::fmt;
 use std::net::Ipv4Addr;
