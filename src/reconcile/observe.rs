@@ -76,6 +76,7 @@ pub(super) async fn read_all<P: Provider>(
 }
 
 /// Reads (or presumes) what a decision needs, then decides.
+/// Reads (or presumes) what a decision needs, then decides.
 pub(super) async fn observe<P: Provider>(
     p: &P,
     intent: &Intent,
@@ -85,8 +86,6 @@ pub(super) async fn observe<P: Provider>(
     mut prelisted: Option<(BTreeMap<String, Values>, P::Snapshot)>,
     tries: &mut Attempts<'_>,
 ) -> anyhow::Result<(Plan, P::Snapshot, BTreeSet<RrKey>)> {
-    let mut seen = Seen::default();
-    let mut snap: Option<P::Snapshot> = None;
     let mut refresh: BTreeSet<RrKey> = BTreeSet::new();
     let mut keys: BTreeSet<RrKey> = intent
         .desired
@@ -97,162 +96,220 @@ pub(super) async fn observe<P: Provider>(
         .collect();
     keys.insert(ctx.registry.clone());
     keys.extend(claims_of(intent, ctx));
-    let mut memory = memory;
     // Reading shared rrsets to write them directly: a throttled read means a
     // fleet is at it; announce instead (see `Crowded`).
     let crowd = how == How::Direct
         && !ctx.keeps_apart
         && p.rewrites_rrsets()
         && intent.shares_any(&ctx.registry);
+    let mut o = Observation {
+        p,
+        intent,
+        ctx,
+        tries,
+        crowd,
+        memory,
+        seen: Seen::default(),
+        snap: None,
+    };
     loop {
         let mut fresh: BTreeSet<RrKey> = keys
-            .difference(&seen.rrsets.keys().cloned().collect())
+            .difference(&o.seen.rrsets.keys().cloned().collect())
             .cloned()
             .collect();
         if !refresh.is_empty() {
             // Presumed keys that must be read for real after all.
-            let read = read_all(p, tries, crowd, &refresh).await?;
-            for k in &refresh {
-                let values = p.values(&read, k);
-                for v in &values {
-                    if let Some(c) = p.claimants(&read, v) {
-                        seen.claimants.get_or_insert_default().insert(v.clone(), c);
-                    }
-                }
-                seen.rrsets.insert(
-                    k.clone(),
-                    Rrset {
-                        values,
-                        ttl: p.ttl(&read, k),
-                    },
-                );
-                seen.presumed.remove(k);
-            }
-            let mut fresh_snap = read;
-            if let Some(old) = snap.take() {
-                p.merge(&mut fresh_snap, old);
-            }
-            snap = Some(fresh_snap);
+            o.read_again(&refresh).await?;
             refresh.clear();
-            fresh.retain(|k| !seen.rrsets.contains_key(k));
+            fresh.retain(|k| !o.seen.rrsets.contains_key(k));
         }
         if !fresh.is_empty() {
-            let shared: BTreeSet<RrKey> = fresh
-                .iter()
-                .filter(|k| intent.is_shared(k, &ctx.registry))
-                .cloned()
-                .collect();
-            // Where claims are kept by name, a join reads the records
-            // (memory would not show a value added or removed by someone else
-            // since) and presumes the ownership rrsets: its registry and its
-            // values' claims as its last write left them, absent when nothing
-            // is remembered (a machine's first join). Every claim the decision
-            // rests on is then a prerequisite of the UPDATE (changed, or
-            // guarded as absent where a value was found unclaimed), so a claim
-            // a peer wrote meanwhile refuses the write and is read; a fleet
-            // joining with values of their own reads no claim at all. A leave
-            // presumes them all.
-            let presumable: BTreeSet<RrKey> = if ctx.claims_by_name && !intent.leaving {
-                let ownership = registry::root(&ctx.zone);
-                fresh
-                    .iter()
-                    .filter(|k| k.name.is_in(&ownership))
-                    .cloned()
-                    .collect()
-            } else {
-                fresh.clone()
-            };
-            let (presumed, to_read) = match memory
-                .take()
-                .and_then(|m| p.presume(m, &presumable, &shared, &intent.known))
-            {
-                Some((s, mut rest)) => {
-                    seen.presumed.extend(presumable.difference(&rest).cloned());
-                    rest.extend(fresh.difference(&presumable).cloned());
-                    (Some(s), rest)
-                }
-                None => (None, fresh.clone()),
-            };
-            let mut part = presumed;
-            if !to_read.is_empty() {
-                let read = read_all(p, tries, crowd, &to_read).await?;
-                match &mut part {
-                    Some(s) => p.merge(s, read),
-                    None => part = Some(read),
-                }
-            }
-            let part = part.expect("presumed or read");
-            for k in &fresh {
-                let values = p.values(&part, k);
-                for v in &values {
-                    if let Some(c) = p.claimants(&part, v) {
-                        seen.claimants.get_or_insert_default().insert(v.clone(), c);
-                    }
-                }
-                seen.rrsets.insert(
-                    k.clone(),
-                    Rrset {
-                        values,
-                        ttl: p.ttl(&part, k),
-                    },
-                );
-            }
-            match &mut snap {
-                Some(s) => p.merge(s, part),
-                None => snap = Some(part),
-            }
+            o.read_fresh(&fresh).await?;
         }
-        match decide(intent, ctx, &seen, how)? {
+        match decide(intent, ctx, &o.seen, how)? {
             Decision::Read(more) => {
                 // Keys known already are read again, for real.
                 refresh.extend(
                     more.iter()
-                        .filter(|k| seen.rrsets.contains_key(*k))
+                        .filter(|k| o.seen.rrsets.contains_key(*k))
                         .cloned(),
                 );
                 keys.extend(more);
             }
-            Decision::ListRegistries => {
-                let (all, regs) = match prelisted.take() {
-                    Some(listed) => listed,
-                    None => {
-                        attempt_unless_crowded(tries, "listing ownership registries", crowd, || {
-                            p.registries()
-                        })
-                        .await?
-                    }
-                };
-                let mut others = BTreeMap::new();
-                for (label, values) in all {
-                    if label == ctx.label {
-                        continue;
-                    }
-                    if let Ok(name) = registry::name(&ctx.zone, &label) {
-                        let key = RrKey {
-                            name,
-                            rtype: RType::TXT,
-                        };
-                        let ttl = p.ttl(&regs, &key);
-                        seen.rrsets.entry(key).or_insert_with(|| Rrset {
-                            values: values.clone(),
-                            ttl,
-                        });
-                    }
-                    others.insert(label, Registry::parse(&values));
-                }
-                seen.others = Some(others);
-                match &mut snap {
-                    Some(s) => p.merge(s, regs),
-                    None => snap = Some(regs),
-                }
-            }
+            Decision::ListRegistries => o.list_registries(prelisted.take()).await?,
             Decision::Write(plan) => {
                 return Ok((
                     *plan,
-                    snap.expect("the registry is always read"),
-                    seen.presumed,
+                    o.snap.expect("the registry is always read"),
+                    o.seen.presumed,
                 ));
             }
         }
+    }
+}
+
+/// What one [`observe`] has read or presumed so far, and how it reads more.
+struct Observation<'o, 't, P: Provider> {
+    p: &'o P,
+    intent: &'o Intent,
+    ctx: &'o Ctx,
+    tries: &'o mut Attempts<'t>,
+    /// Whether a throttled read means announcing instead (see `Crowded`).
+    crowd: bool,
+    /// What may be presumed instead of read; taken by the first read.
+    memory: Option<&'o P::Snapshot>,
+    seen: Seen,
+    snap: Option<P::Snapshot>,
+}
+
+impl<P: Provider> Observation<'_, '_, P> {
+    /// Notes in `seen` what `part` shows at `k`: its values, who claims
+    /// them, its TTL.
+    fn note(&mut self, part: &P::Snapshot, k: &RrKey) {
+        let p = self.p;
+        let values = p.values(part, k);
+        for v in &values {
+            if let Some(c) = p.claimants(part, v) {
+                self.seen
+                    .claimants
+                    .get_or_insert_default()
+                    .insert(v.clone(), c);
+            }
+        }
+        self.seen.rrsets.insert(
+            k.clone(),
+            Rrset {
+                values,
+                ttl: p.ttl(part, k),
+            },
+        );
+    }
+
+    /// Reads `refresh` for real (what was presumed, or must be read again
+    /// after a claim): what it shows replaces what was seen before.
+    async fn read_again(&mut self, refresh: &BTreeSet<RrKey>) -> anyhow::Result<()> {
+        let read = read_all(self.p, self.tries, self.crowd, refresh).await?;
+        for k in refresh {
+            self.note(&read, k);
+            self.seen.presumed.remove(k);
+        }
+        let mut fresh_snap = read;
+        if let Some(old) = self.snap.take() {
+            self.p.merge(&mut fresh_snap, old);
+        }
+        self.snap = Some(fresh_snap);
+        Ok(())
+    }
+
+    /// Presumes from memory what of `fresh` it can, reads the rest, and
+    /// notes it all.
+    async fn read_fresh(&mut self, fresh: &BTreeSet<RrKey>) -> anyhow::Result<()> {
+        let (p, intent, ctx) = (self.p, self.intent, self.ctx);
+        let shared: BTreeSet<RrKey> = fresh
+            .iter()
+            .filter(|k| intent.is_shared(k, &ctx.registry))
+            .cloned()
+            .collect();
+        let presumable = self.presumable(fresh);
+        let (presumed, to_read) = match self
+            .memory
+            .take()
+            .and_then(|m| p.presume(m, &presumable, &shared, &intent.known))
+        {
+            Some((s, mut rest)) => {
+                self.seen
+                    .presumed
+                    .extend(presumable.difference(&rest).cloned());
+                rest.extend(fresh.difference(&presumable).cloned());
+                (Some(s), rest)
+            }
+            None => (None, fresh.clone()),
+        };
+        let mut part = presumed;
+        if !to_read.is_empty() {
+            let read = read_all(p, self.tries, self.crowd, &to_read).await?;
+            match &mut part {
+                Some(s) => p.merge(s, read),
+                None => part = Some(read),
+            }
+        }
+        let part = part.expect("presumed or read");
+        for k in fresh {
+            self.note(&part, k);
+        }
+        match &mut self.snap {
+            Some(s) => p.merge(s, part),
+            None => self.snap = Some(part),
+        }
+        Ok(())
+    }
+
+    /// Which of `fresh` may be presumed from memory.
+    fn presumable(&self, fresh: &BTreeSet<RrKey>) -> BTreeSet<RrKey> {
+        // Where claims are kept by name, a join reads the records
+        // (memory would not show a value added or removed by someone else
+        // since) and presumes the ownership rrsets: its registry and its
+        // values' claims as its last write left them, absent when nothing
+        // is remembered (a machine's first join). Every claim the decision
+        // rests on is then a prerequisite of the UPDATE (changed, or
+        // guarded as absent where a value was found unclaimed), so a claim
+        // a peer wrote meanwhile refuses the write and is read; a fleet
+        // joining with values of their own reads no claim at all. A leave
+        // presumes them all.
+        if self.ctx.claims_by_name && !self.intent.leaving {
+            let ownership = registry::root(&self.ctx.zone);
+            fresh
+                .iter()
+                .filter(|k| k.name.is_in(&ownership))
+                .cloned()
+                .collect()
+        } else {
+            fresh.clone()
+        }
+    }
+
+    /// Lists the other instances' registries (or takes what a look listed
+    /// already) and notes them in `seen`.
+    async fn list_registries(
+        &mut self,
+        prelisted: Option<(BTreeMap<String, Values>, P::Snapshot)>,
+    ) -> anyhow::Result<()> {
+        let (p, ctx) = (self.p, self.ctx);
+        let (all, regs) = match prelisted {
+            Some(listed) => listed,
+            None => {
+                attempt_unless_crowded(
+                    self.tries,
+                    "listing ownership registries",
+                    self.crowd,
+                    || p.registries(),
+                )
+                .await?
+            }
+        };
+        let mut others = BTreeMap::new();
+        for (label, values) in all {
+            if label == ctx.label {
+                continue;
+            }
+            if let Ok(name) = registry::name(&ctx.zone, &label) {
+                let key = RrKey {
+                    name,
+                    rtype: RType::TXT,
+                };
+                let ttl = p.ttl(&regs, &key);
+                self.seen.rrsets.entry(key).or_insert_with(|| Rrset {
+                    values: values.clone(),
+                    ttl,
+                });
+            }
+            others.insert(label, Registry::parse(&values));
+        }
+        self.seen.others = Some(others);
+        match &mut self.snap {
+            Some(s) => p.merge(s, regs),
+            None => self.snap = Some(regs),
+        }
+        Ok(())
     }
 }

@@ -37,17 +37,7 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
         .collect();
     let mut out = Vec::new();
     let expired = expired_from_anywhere(&parsed, now);
-    // Where instances keep rrsets of their own, every expired one's are read
-    // at once: one listing of the zone instead of a read per instance.
-    let mut prefetched: BTreeMap<String, P::Snapshot> = if p.keeps_apart() && expired.len() > 1 {
-        let owners = expired
-            .iter()
-            .map(|(label, r)| Ok(((*label).clone(), reap_keys(p, label, r)?)))
-            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
-        attempt(&mut tries, "reading records", || p.read_as_owners(&owners)).await?
-    } else {
-        BTreeMap::new()
-    };
+    let mut prefetched = prefetch(p, &mut tries, &expired).await?;
     for (label, registry) in expired {
         // Where instances keep rrsets of their own, read and delete the dead
         // one's, and what another instance publishes too is in its own rrsets.
@@ -58,63 +48,107 @@ pub async fn reap<P: Provider>(p: &P, now: u64, deadline: Duration) -> anyhow::R
             .filter(|(l, r)| *l != label && !r.expired(now) && !p.keeps_apart())
             .flat_map(|(_, r)| r.claims().cloned())
             .collect();
-        let reg_key = RrKey {
-            name: registry::name(p.zone(), label).map_err(anyhow::Error::msg)?,
-            rtype: RType::TXT,
-        };
-        let mut conflicts = 0u32;
-        let keys = reap_keys(p, label, registry)?;
-        loop {
-            // What was read of every expired instance at once, the first
-            // time; after a conflict, this one's again.
-            let snap = match prefetched.remove(label) {
-                Some(snap) => snap,
-                None => attempt(&mut tries, "reading records", || p.read(&keys)).await?,
-            };
-            let current = p.values(&snap, &reg_key);
-            let now_reg = Registry::parse(&current);
-            // Gone (another reaper was first) or renewed (the instance is back).
-            if !now_reg.expired(now) {
-                break;
-            }
-            let (edit, reaped) = reap_edit(
-                p,
-                label,
-                &snap,
-                &now_reg,
-                &current,
-                &reg_key,
-                &claimed_by_others,
-            );
-            match p.write(&snap, &edit).await {
-                Ok(_) => {
-                    out.push(reaped);
-                    break;
-                }
-                Err(Fail::Conflict(why)) => {
-                    conflicts += 1;
-                    if tries.expired() {
-                        anyhow::bail!(
-                            "{}: gave up reaping {label} after {conflicts} conflicting writes; last: {why}",
-                            p.name()
-                        );
-                    }
-                    tries
-                        .sleep(
-                            Backoff {
-                                base: Duration::from_millis(100),
-                                cap: Duration::from_secs(5),
-                                attempts: u32::MAX,
-                            }
-                            .delay(conflicts.min(10)),
-                        )
-                        .await;
-                }
-                Err(f) => tries.after(&format!("reaping {label}"), f).await?,
-            }
+        let first = prefetched.remove(label);
+        if let Some(reaped) = reap_one(
+            p,
+            &mut tries,
+            label,
+            registry,
+            now,
+            &claimed_by_others,
+            first,
+        )
+        .await?
+        {
+            out.push(reaped);
         }
     }
     Ok(out)
+}
+
+/// Where instances keep rrsets of their own, every expired one's are read
+/// at once: one listing of the zone instead of a read per instance. Empty
+/// elsewhere, and where only one expired.
+async fn prefetch<P: Provider>(
+    p: &P,
+    tries: &mut Attempts<'_>,
+    expired: &[(&String, &Registry)],
+) -> anyhow::Result<BTreeMap<String, P::Snapshot>> {
+    if !(p.keeps_apart() && expired.len() > 1) {
+        return Ok(BTreeMap::new());
+    }
+    let owners = expired
+        .iter()
+        .map(|(label, r)| Ok(((*label).clone(), reap_keys(p, label, r)?)))
+        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+    attempt(tries, "reading records", || p.read_as_owners(&owners)).await
+}
+
+/// Reaps expired instance `label` (its `registry` as listed) in one
+/// conditional edit, reading again after a conflict; starts from `first`
+/// (what was prefetched) where given. Values in `claimed_by_others` stay.
+/// `None` where it is gone (another reaper was first) or renewed.
+async fn reap_one<P: Provider>(
+    p: &P,
+    tries: &mut Attempts<'_>,
+    label: &str,
+    registry: &Registry,
+    now: u64,
+    claimed_by_others: &Values,
+    mut first: Option<P::Snapshot>,
+) -> anyhow::Result<Option<Reaped>> {
+    let reg_key = RrKey {
+        name: registry::name(p.zone(), label).map_err(anyhow::Error::msg)?,
+        rtype: RType::TXT,
+    };
+    let mut conflicts = 0u32;
+    let keys = reap_keys(p, label, registry)?;
+    loop {
+        // What was read of every expired instance at once, the first
+        // time; after a conflict, this one's again.
+        let snap = match first.take() {
+            Some(snap) => snap,
+            None => attempt(tries, "reading records", || p.read(&keys)).await?,
+        };
+        let current = p.values(&snap, &reg_key);
+        let now_reg = Registry::parse(&current);
+        // Gone (another reaper was first) or renewed (the instance is back).
+        if !now_reg.expired(now) {
+            return Ok(None);
+        }
+        let (edit, reaped) = reap_edit(
+            p,
+            label,
+            &snap,
+            &now_reg,
+            &current,
+            &reg_key,
+            claimed_by_others,
+        );
+        match p.write(&snap, &edit).await {
+            Ok(_) => return Ok(Some(reaped)),
+            Err(Fail::Conflict(why)) => {
+                conflicts += 1;
+                if tries.expired() {
+                    anyhow::bail!(
+                        "{}: gave up reaping {label} after {conflicts} conflicting writes; last: {why}",
+                        p.name()
+                    );
+                }
+                tries
+                    .sleep(
+                        Backoff {
+                            base: Duration::from_millis(100),
+                            cap: Duration::from_secs(5),
+                            attempts: u32::MAX,
+                        }
+                        .delay(conflicts.min(10)),
+                    )
+                    .await;
+            }
+            Err(f) => tries.after(&format!("reaping {label}"), f).await?,
+        }
+    }
 }
 
 /// The expired registries, starting at a random place in the list: several
