@@ -227,11 +227,51 @@ fn cloudflare_answers() {
 #[test]
 #[ignore = "writes tests/fuzz-corpus/cloudflare"]
 fn write_cloudflare_corpus() {
-    use std::sync::{Arc, Mutex};
-
-    use testkit::cloudflare::{CfFault, CloudflareServer, DnsRecord};
+    use testkit::cloudflare::{CfFault, CloudflareServer};
 
     let server = CloudflareServer::start();
+    seed_zone(&server);
+    let rt = runtime();
+    let fake = rt.block_on(FakeHttp::start());
+    let recorded = record_through(&fake, &server);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "fuzz-token").unwrap();
+    let cfg = CloudflareConfig {
+        zone: name("example.com"),
+        zone_id: None,
+        token_file: Some(token),
+        proxied: false,
+        endpoint: Some(fake.url.clone()),
+    };
+    rt.block_on(use_api(&cfg));
+    // Refusals, as the stand-in words them: a batch refused, and a rate limit.
+    server.fail_next(1, CfFault::BatchUnsupported);
+    rt.block_on(use_api(&cfg));
+    server.fail_next(
+        1,
+        CfFault::RateLimited {
+            retry_after_secs: 7,
+        },
+    );
+    rt.block_on(use_api(&cfg));
+    let out = super::corpus_dir("cloudflare");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut seen = BTreeSet::new();
+    for (what, body) in recorded.lock().unwrap().iter() {
+        if seen.insert(body.clone()) {
+            std::fs::write(out.join(what), body).unwrap();
+        }
+    }
+}
+
+/// The stand-in's zone `example.com` with the token `fuzz-token`, holding
+/// what the corpus's answers show: an instance's value at www and a
+/// person's, its registry with a lease, and an SRV line two instances
+/// claim.
+fn seed_zone(server: &testkit::cloudflare::CloudflareServer) {
+    use testkit::cloudflare::DnsRecord;
+
     let zone_id = server.create_zone("example.com");
     server.add_token("fuzz-token", true);
     let record = |n: &str, t: &str, c: &str, comment: Option<&str>| DnsRecord {
@@ -267,8 +307,15 @@ fn write_cloudflare_corpus() {
     ] {
         server.put_record(&zone_id, r);
     }
-    let rt = runtime();
-    let fake = rt.block_on(FakeHttp::start());
+}
+
+/// The answers recorded, each under a name that says which request it
+/// answered: its number, method, last path segment and status.
+type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// Makes `fake` pass every request on to the stand-in `server` and answer
+/// with what it answers, recording each answer.
+fn record_through(fake: &FakeHttp, server: &testkit::cloudflare::CloudflareServer) -> Recorded {
     let addr = server.url().trim_start_matches("http://").to_string();
     let addr = addr.split('/').next().unwrap().to_string();
     let prefix = server
@@ -276,8 +323,7 @@ fn write_cloudflare_corpus() {
         .trim_start_matches("http://")
         .trim_start_matches(&addr)
         .to_string();
-    type Recorded = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-    let recorded: Recorded = Arc::default();
+    let recorded: Recorded = Recorded::default();
     let rec = recorded.clone();
     fake.set(move |r: &Request| {
         let mut r = r.clone();
@@ -293,39 +339,7 @@ fn write_cloudflare_corpus() {
         list.push((what, body.clone()));
         Response::new(status, body).header("Content-Type", "application/json")
     });
-    let cfg = CloudflareConfig {
-        zone: name("example.com"),
-        zone_id: None,
-        token_file: None,
-        proxied: false,
-        endpoint: Some(fake.url.clone()),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "fuzz-token").unwrap();
-    let cfg = CloudflareConfig {
-        token_file: Some(token),
-        ..cfg
-    };
-    rt.block_on(use_api(&cfg));
-    // Refusals, as the stand-in words them: a batch refused, and a rate limit.
-    server.fail_next(1, CfFault::BatchUnsupported);
-    rt.block_on(use_api(&cfg));
-    server.fail_next(
-        1,
-        CfFault::RateLimited {
-            retry_after_secs: 7,
-        },
-    );
-    rt.block_on(use_api(&cfg));
-    let out = super::corpus_dir("cloudflare");
-    std::fs::create_dir_all(&out).unwrap();
-    let mut seen = BTreeSet::new();
-    for (what, body) in recorded.lock().unwrap().iter() {
-        if seen.insert(body.clone()) {
-            std::fs::write(out.join(what), body).unwrap();
-        }
-    }
+    recorded
 }
 
 /// The harness reaches the parser: a recorded listing reads as its records.

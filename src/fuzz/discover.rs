@@ -119,31 +119,46 @@ fn discover_answers() {
 #[test]
 #[ignore = "writes tests/fuzz-corpus/discover-dns"]
 fn write_discover_corpus() {
-    let name = |s: &str| Name::from_ascii(s).unwrap();
-    let answer = |q: Name, t: RecordType, records: Vec<Record>| -> Vec<u8> {
-        let mut m = Message::new(0x2b7c, MessageType::Response, OpCode::Query);
-        m.add_query(Query::query(q, t));
-        for r in records {
-            m.add_answer(r);
-        }
-        m.to_vec().unwrap()
-    };
-    let srv = |p, w, port, target: &str| {
-        Record::from_rdata(
-            name("_v1._theservice._tcp.example.com."),
-            60,
-            RData::SRV(SRV::new(p, w, port, name(target))),
-        )
-    };
-    let service = "_http._tcp.example.com.";
-    // An instance name with a space, as DNS-SD allows (RFC 6763 §4.1.1).
-    let inst =
-        Name::from_labels(["web 1", "_http", "_tcp", "example", "com"].map(str::as_bytes)).unwrap();
-    let files: Vec<(&str, Vec<u8>)> = vec![
+    let dir = super::corpus_dir("discover-dns");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, bytes) in srv_seeds().into_iter().chain(dnssd_seeds()) {
+        std::fs::write(dir.join(file), bytes).unwrap();
+    }
+}
+
+/// A name the corpus writes correctly.
+fn dns_name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+/// A response to the query for `q` of type `t` answering `records`, as
+/// bytes on the wire.
+fn answer(q: Name, t: RecordType, records: Vec<Record>) -> Vec<u8> {
+    let mut m = Message::new(0x2b7c, MessageType::Response, OpCode::Query);
+    m.add_query(Query::query(q, t));
+    for r in records {
+        m.add_answer(r);
+    }
+    m.to_vec().unwrap()
+}
+
+/// An SRV record of `_v1._theservice._tcp.example.com.`.
+fn srv(p: u16, w: u16, port: u16, target: &str) -> Record {
+    Record::from_rdata(
+        dns_name("_v1._theservice._tcp.example.com."),
+        60,
+        RData::SRV(SRV::new(p, w, port, dns_name(target))),
+    )
+}
+
+/// The corpus's SRV answers: three priorities, and a service decidedly
+/// not available (RFC 2782's ".").
+fn srv_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
         (
             "srv-three-priorities",
             answer(
-                name("_v1._theservice._tcp.example.com."),
+                dns_name("_v1._theservice._tcp.example.com."),
                 RecordType::SRV,
                 vec![
                     srv(10, 60, 8080, "i-1.example.com."),
@@ -155,22 +170,34 @@ fn write_discover_corpus() {
         (
             "srv-decidedly-unavailable",
             answer(
-                name("_v1._theservice._tcp.example.com."),
+                dns_name("_v1._theservice._tcp.example.com."),
                 RecordType::SRV,
                 vec![srv(0, 0, 0, ".")],
             ),
         ),
+    ]
+}
+
+/// The corpus's DNS-SD browse and what it leads to: an instance's SRV and
+/// TXT, addresses, and TXT strings that are not text.
+fn dnssd_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let service = "_http._tcp.example.com.";
+    // An instance name with a space, as DNS-SD allows (RFC 6763 §4.1.1).
+    let inst =
+        Name::from_labels(["web 1", "_http", "_tcp", "example", "com"].map(str::as_bytes)).unwrap();
+    let www = dns_name("www.example.com.");
+    vec![
         (
             "dnssd-browse",
             answer(
-                name(service),
+                dns_name(service),
                 RecordType::PTR,
                 vec![
-                    Record::from_rdata(name(service), 60, RData::PTR(PTR(inst.clone()))),
+                    Record::from_rdata(dns_name(service), 60, RData::PTR(PTR(inst.clone()))),
                     Record::from_rdata(
                         inst.clone(),
                         60,
-                        RData::SRV(SRV::new(0, 0, 8080, name("web-1.example.com."))),
+                        RData::SRV(SRV::new(0, 0, 8080, dns_name("web-1.example.com."))),
                     ),
                     Record::from_rdata(
                         inst.clone(),
@@ -189,16 +216,12 @@ fn write_discover_corpus() {
         (
             "addresses",
             answer(
-                name("www.example.com."),
+                www.clone(),
                 RecordType::A,
                 vec![
+                    Record::from_rdata(www.clone(), 60, RData::A(A::new(192, 0, 2, 1))),
                     Record::from_rdata(
-                        name("www.example.com."),
-                        60,
-                        RData::A(A::new(192, 0, 2, 1)),
-                    ),
-                    Record::from_rdata(
-                        name("www.example.com."),
+                        www,
                         60,
                         RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
                     ),
@@ -211,7 +234,7 @@ fn write_discover_corpus() {
                 inst.clone(),
                 RecordType::TXT,
                 vec![Record::from_rdata(
-                    inst.clone(),
+                    inst,
                     60,
                     RData::TXT(TXT::from_bytes(vec![
                         b"k=\xff\xfe\x00v",
@@ -222,10 +245,5 @@ fn write_discover_corpus() {
                 )],
             ),
         ),
-    ];
-    let dir = super::corpus_dir("discover-dns");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (file, bytes) in files {
-        std::fs::write(dir.join(file), bytes).unwrap();
-    }
+    ]
 }

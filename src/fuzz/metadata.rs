@@ -216,55 +216,20 @@ fn run_cloud(kind: MetadataKind, target: &'static str) {
             })
             .collect()
     };
-    let unchanged = Case {
-        answers: seeds
-            .iter()
-            .map(|_| Answer {
-                status: 200,
-                body: Body::Seed(Vec::new()),
-            })
-            .collect(),
-        other: (404, Vec::new()),
-        private: false,
-        ipv6: true,
-    };
+    let unchanged = Case::recorded(seeds.len());
     let check = |c: &Case| {
-        let answers = bodies(c);
-        let names = names.clone();
-        let other = c.other.clone();
-        fake.set(move |r: &Request| {
-            let (status, body) = names
-                .iter()
-                .position(|n| *n == file_name(&r.method, &r.path))
-                .map_or_else(|| other.clone(), |i| answers[i].clone());
-            let body = if status == 204 { Vec::new() } else { body };
-            Response::new(status, body).header("Metadata-Flavor", "Google")
-        });
-        let cfg = InstanceConfig {
-            metadata: kind,
-            address: if c.private {
-                AddressKind::Private
-            } else {
-                AddressKind::Public
-            },
-            ipv6: c.ipv6,
-            id: None,
-            ipv4: None,
-            hostname: None,
-            region: None,
-            metadata_endpoint: Some(fake.url.clone()),
-        };
+        serve(&fake, names.clone(), bodies(c), c.other.clone());
+        let cfg = c.instance(kind, &fake.url);
         let read = rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(30), read_all(kind, &cfg, &config))
                 .await
                 .expect("the metadata readers did not return within 30 s")
         });
         // The harness reaches the parser: the recorded answers are an identity.
-        let recorded = c
-            .answers
-            .iter()
-            .all(|a| a.status == 200 && matches!(&a.body, Body::Seed(m) if m.is_empty()));
-        assert!(read || !recorded, "the recorded answers are no identity");
+        assert!(
+            read || !c.is_recorded(),
+            "the recorded answers are no identity"
+        );
         assert!(
             fake.requests() < 100,
             "{} requests for one identity and notice",
@@ -279,6 +244,63 @@ fn run_cloud(kind: MetadataKind, target: &'static str) {
         |c| bodies(c).into_iter().flat_map(|(_, b)| b).collect(),
         check,
     );
+}
+
+/// Makes `fake` answer a request for the corpus file `names[i]` with
+/// `answers[i]`, and any other with `other`.
+fn serve(fake: &FakeHttp, names: Vec<String>, answers: Vec<(u16, Vec<u8>)>, other: (u16, Vec<u8>)) {
+    fake.set(move |r: &Request| {
+        let (status, body) = names
+            .iter()
+            .position(|n| *n == file_name(&r.method, &r.path))
+            .map_or_else(|| other.clone(), |i| answers[i].clone());
+        let body = if status == 204 { Vec::new() } else { body };
+        Response::new(status, body).header("Metadata-Flavor", "Google")
+    });
+}
+
+impl Case {
+    /// The recorded answers of `n` corpus files, unchanged, and a 404 for
+    /// any other path.
+    fn recorded(n: usize) -> Case {
+        Case {
+            answers: (0..n)
+                .map(|_| Answer {
+                    status: 200,
+                    body: Body::Seed(Vec::new()),
+                })
+                .collect(),
+            other: (404, Vec::new()),
+            private: false,
+            ipv6: true,
+        }
+    }
+
+    /// Whether every answer is the recorded one, unchanged.
+    fn is_recorded(&self) -> bool {
+        self.answers
+            .iter()
+            .all(|a| a.status == 200 && matches!(&a.body, Body::Seed(m) if m.is_empty()))
+    }
+
+    /// The instance's configuration in this case: the cloud `kind`, its
+    /// metadata service at `endpoint`.
+    fn instance(&self, kind: MetadataKind, endpoint: &str) -> InstanceConfig {
+        InstanceConfig {
+            metadata: kind,
+            address: if self.private {
+                AddressKind::Private
+            } else {
+                AddressKind::Public
+            },
+            ipv6: self.ipv6,
+            id: None,
+            ipv4: None,
+            hostname: None,
+            region: None,
+            metadata_endpoint: Some(endpoint.to_string()),
+        }
+    }
 }
 
 #[test]
