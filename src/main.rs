@@ -35,7 +35,8 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, RecordArgs};
 use crate::config::{Config, ConfigError, UsageError};
-use crate::engine::{Action, Engine, print_reports};
+use crate::engine::{Action, Engine};
+use crate::output::print_reports;
 
 /// How long a one-shot join or leave keeps resolving conflicts.
 const ONE_SHOT_DEADLINE: Duration = Duration::from_secs(300);
@@ -190,7 +191,7 @@ async fn plan(
     let identity = metadata::identify(&config.instance).await?;
     let mut engine = Engine::new(config, &identity)?;
     let reports = engine.dry_run(action, ONE_SHOT_DEADLINE).await?;
-    let planned = engine::print_plans(action, &engine.vars().instance_id, &reports, json);
+    let planned = output::print_plans(action, &engine.vars().instance_id, &reports, json);
     Ok(ExitCode::from(if !planned.ok {
         1
     } else if planned.changes {
@@ -232,7 +233,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reap => {
             let config = load_config(&cli, None)?;
             let reports = engine::reap_once(&config, ONE_SHOT_DEADLINE).await;
-            Ok(exit(engine::print_reaped(&reports)))
+            Ok(exit(output::print_reaped(&reports)))
         }
         Command::Run => {
             let config = load_config(&cli, None)?;
