@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::cli::{self, Cli, Command, RecordArgs};
 use crate::config::{Config, ConfigError, UsageError};
-use crate::engine::{Action, Engine, print_reports};
+use crate::engine::{Action, Engine};
+use crate::output::print_reports;
 use crate::{agent, config, discover, engine, manual, metadata, output};
 
 /// How long a one-shot join or leave keeps resolving conflicts.
@@ -158,7 +159,7 @@ async fn plan(
     let identity = metadata::identify(&config.instance).await?;
     let mut engine = Engine::new(config, &identity)?;
     let reports = engine.dry_run(action, ONE_SHOT_DEADLINE).await?;
-    let planned = engine::print_plans(action, &engine.vars().instance_id, &reports, json);
+    let planned = output::print_plans(action, &engine.vars().instance_id, &reports, json);
     Ok(ExitCode::from(if !planned.ok {
         1
     } else if planned.changes {
@@ -200,7 +201,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reap => {
             let config = load_config(&cli, None)?;
             let reports = engine::reap_once(&config, ONE_SHOT_DEADLINE).await;
-            Ok(exit(engine::print_reaped(&reports)))
+            Ok(exit(output::print_reaped(&reports)))
         }
         Command::Run => {
             let config = load_config(&cli, None)?;

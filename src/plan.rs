@@ -165,42 +165,58 @@ pub fn expand(
                 .child(&label)
                 .map_err(|e| (key("instance"), e.to_string()))?;
             let target = expand_name(target, vars, zone, &key("target"))?;
-            let strings = if txt.is_empty() {
-                // RFC 6763 §6.1: a service with no TXT data still has one empty string.
-                vec![String::new()]
-            } else {
-                txt.iter().map(|(k, v)| format!("{k}={v}")).collect()
+            let srv = RData::Srv {
+                priority: *priority,
+                weight: *weight,
+                port: *port,
+                target,
             };
-            vec![
-                (
-                    rec(Value {
-                        name: service.clone(),
-                        data: RData::Ptr(instance_name.clone()),
-                    }),
-                    Share::Shared,
-                ),
-                (
-                    rec(Value {
-                        name: instance_name.clone(),
-                        data: RData::Srv {
-                            priority: *priority,
-                            weight: *weight,
-                            port: *port,
-                            target,
-                        },
-                    }),
-                    Share::Exclusive,
-                ),
-                (
-                    rec(Value {
-                        name: instance_name,
-                        data: RData::Txt(strings),
-                    }),
-                    Share::Exclusive,
-                ),
-            ]
+            dns_sd_records(service, instance_name, srv, txt)
+                .into_iter()
+                .map(|(v, share)| (rec(v), share))
+                .collect()
         }
     })
+}
+
+/// The three records of one DNS-SD service instance (RFC 6763 §4): the
+/// PTR from the service type, which the instances share, and the
+/// instance's own SRV and TXT.
+fn dns_sd_records(
+    service: DomainName,
+    instance_name: DomainName,
+    srv: RData,
+    txt: &[(String, String)],
+) -> Vec<(Value, Share)> {
+    let strings = if txt.is_empty() {
+        // RFC 6763 §6.1: a service with no TXT data still has one empty string.
+        vec![String::new()]
+    } else {
+        txt.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    };
+    vec![
+        (
+            Value {
+                name: service,
+                data: RData::Ptr(instance_name.clone()),
+            },
+            Share::Shared,
+        ),
+        (
+            Value {
+                name: instance_name.clone(),
+                data: srv,
+            },
+            Share::Exclusive,
+        ),
+        (
+            Value {
+                name: instance_name,
+                data: RData::Txt(strings),
+            },
+            Share::Exclusive,
+        ),
+    ]
 }
 
 /// What this instance wants through one provider.
@@ -235,8 +251,32 @@ pub fn desired(
             Err(p) => problems.push(p),
         }
     }
+    problems.extend(unpublished_targets(config, provider, zone, vars, &out));
+    problems.extend(collisions(&out));
+    if problems.is_empty() {
+        let exclusive = out
+            .iter()
+            .filter(|(_, s, _)| *s == Share::Exclusive)
+            .map(|(r, _, _)| r.value.key())
+            .collect();
+        let mut records: Vec<Record> = out.into_iter().map(|(r, _, _)| r).collect();
+        records.sort();
+        Ok(Desired { records, exclusive })
+    } else {
+        Err(problems)
+    }
+}
 
-    // SRV targets must be names this configuration publishes through this provider.
+/// SRV targets must be names this configuration publishes through this
+/// provider: a problem for each that is not.
+fn unpublished_targets(
+    config: &Config,
+    provider: &str,
+    zone: &DomainName,
+    vars: &Vars,
+    out: &[(Record, Share, &str)],
+) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
     let published: Vec<&DomainName> = out
         .iter()
         .filter(|(r, _, _)| matches!(r.value.data.rtype(), RType::A | RType::AAAA))
@@ -260,12 +300,16 @@ pub fn desired(
             ));
         }
     }
+    problems
+}
 
-    // Collisions: an exclusive rrset claimed twice, or claimed and shared at once;
-    // the same shared value written by two specs.
+/// Collisions: an exclusive rrset claimed twice, or claimed and shared at once;
+/// the same shared value written by two specs. A problem for each.
+fn collisions(out: &[(Record, Share, &str)]) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
     type Claims<'a> = Vec<(Share, &'a str, &'a Value)>;
     let mut by_key: BTreeMap<(DomainName, RType), Claims> = BTreeMap::new();
-    for (r, share, origin) in &out {
+    for (r, share, origin) in out {
         by_key
             .entry((r.value.name.clone(), r.value.data.rtype()))
             .or_default()
@@ -285,18 +329,7 @@ pub fn desired(
             ));
         }
     }
-    if problems.is_empty() {
-        let exclusive = out
-            .iter()
-            .filter(|(_, s, _)| *s == Share::Exclusive)
-            .map(|(r, _, _)| r.value.key())
-            .collect();
-        let mut records: Vec<Record> = out.into_iter().map(|(r, _, _)| r).collect();
-        records.sort();
-        Ok(Desired { records, exclusive })
-    } else {
-        Err(problems)
-    }
+    problems
 }
 
 /// The configuration's problems found by expanding it with a sample identity.

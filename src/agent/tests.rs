@@ -3,12 +3,15 @@
 //! the stand-ins answer over loopback, and tokio's paused clock would jump
 //! past the HTTP timeouts while a request is in flight.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use testkit::cloudflare::CloudflareServer;
 use testkit::imds::{AwsInstance, ImdsServer};
 use tokio::sync::oneshot;
+use tokio::time::timeout;
 
+use super::status::STATUS_FILE;
 use super::*;
 
 const TOKEN: &str = "agent-test-token";

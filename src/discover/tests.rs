@@ -1,8 +1,12 @@
 use std::collections::HashMap;
+use std::net::IpAddr;
 
+use hickory_resolver::proto::rr::Name;
+use hickory_resolver::proto::rr::rdata::SRV;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::order::weighted_order;
 use super::*;
 
 /// (name, priority, weight)

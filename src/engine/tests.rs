@@ -2,12 +2,17 @@
 //! instance with its state file in a temporary directory. Real time, as
 //! in the agent's tests: the stand-in answers over loopback.
 
+use std::collections::BTreeSet;
+
 use testkit::cloudflare::{CfFault, CloudflareServer};
 
+use super::sync::intent;
 use super::*;
+use crate::output::{print_reaped, print_reports};
 use crate::provider::Values;
 use crate::record::{Record, Value};
-use crate::state::ProviderState;
+use crate::registry::unix_now;
+use crate::state::{Pending, ProviderState};
 
 #[test]
 fn a_leave_looks_where_the_configuration_publishes_whatever_the_state_file_says() {

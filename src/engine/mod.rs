@@ -1,0 +1,299 @@
+//! Join, leave and status across every configured provider, with the state file.
+//!
+//! Shared by the one-shot commands and the agent. Each provider is handled on its
+//! own: one that fails does not stop the others, and the report says which did
+//! what. Planning happens for every provider before anything is written, so a
+//! planning error (a name outside a zone known only by id) changes nothing.
+
+use std::time::Duration;
+
+use crate::config::{Config, ProviderKind, UsageError};
+use crate::metadata::Identity;
+use crate::plan::{Desired, Vars, desired};
+use crate::provider::{AnyProvider, KnownZone};
+use crate::reconcile::{Checkpoint, Outcome};
+use crate::record::{DomainName, Value};
+use crate::state::{ProviderState, State, StateFile};
+
+mod confirm;
+mod reap;
+mod sync;
+
+pub use reap::{ReapReport, reap_once};
+pub use sync::PlanReport;
+
+struct Slot {
+    name: String,
+    provider: Box<dyn AnyProvider>,
+    connected: bool,
+    /// What an operation cut off here had learnt (see [`Checkpoint`]).
+    checkpoint: Checkpoint,
+}
+
+/// What happened at one provider.
+#[derive(Debug)]
+pub struct Report {
+    pub provider: String,
+    pub result: Result<Outcome, String>,
+    /// It failed only by running out of time (the provider busy or contended).
+    pub out_of_time: bool,
+}
+
+impl Report {
+    fn timed_out(provider: String, deadline: Duration) -> Report {
+        Report {
+            provider,
+            result: Err(format!(
+                "gave up after {} without finishing: nothing more is sent, a \
+                 change already accepted stands whole (each is atomic), and the \
+                 next run or reconcile finishes the work",
+                humantime::format_duration(deadline)
+            )),
+            out_of_time: true,
+        }
+    }
+}
+
+/// One desired record's presence, for `status`.
+#[derive(Debug, serde::Serialize)]
+pub struct Presence {
+    pub provider: String,
+    pub record: String,
+    pub present: bool,
+}
+
+/// Whether a provider's accepted change is live, for `join` and the agent.
+#[derive(Debug)]
+pub struct Confirmation {
+    pub provider: String,
+    pub change: String,
+    /// `Ok(true)`: live everywhere; `Ok(false)`: still pending.
+    pub result: Result<bool, String>,
+    /// How long since it was accepted.
+    pub after: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Join,
+    Leave,
+}
+
+pub struct Engine {
+    config: Config,
+    vars: Vars,
+    slots: Vec<Slot>,
+    state: StateFile,
+}
+
+/// The variables, or whose fault they are not (see [`Engine::new`]).
+fn usable(vars: Result<Vars, crate::metadata::Unusable>) -> anyhow::Result<Vars> {
+    vars.map_err(|e| match e {
+        crate::metadata::Unusable::Config(why) => UsageError(why).into(),
+        crate::metadata::Unusable::Metadata(why) => anyhow::anyhow!(why),
+    })
+}
+
+impl Engine {
+    /// Prepares providers for `identity`; no network call yet. An identity
+    /// the metadata service made unusable is a runtime failure; one the
+    /// configuration did, a [`UsageError`].
+    pub fn new(config: Config, identity: &Identity) -> anyhow::Result<Engine> {
+        let vars = usable(crate::metadata::vars(identity, &config.instance))?;
+        let slots = config
+            .providers
+            .iter()
+            .map(|p| Slot {
+                name: p.name.clone(),
+                provider: crate::provider::facade::for_config(p, &vars.instance_id),
+                connected: false,
+                checkpoint: Checkpoint::default(),
+            })
+            .collect();
+        let state = StateFile::new(&config.agent.state_dir);
+        Ok(Engine {
+            config,
+            vars,
+            slots,
+            state,
+        })
+    }
+
+    /// The zone a provider writes to, when known without asking it.
+    fn zone_before_connect(&self, slot: &Slot) -> Option<DomainName> {
+        if slot.connected {
+            return Some(slot.provider.zone().clone());
+        }
+        let cfg = self.config.providers.iter().find(|p| p.name == slot.name)?;
+        match &cfg.kind {
+            ProviderKind::Route53(r) => match &r.zone {
+                crate::config::ZoneRef::Name(zone) | crate::config::ZoneRef::Both(zone, _) => {
+                    Some(zone.clone())
+                }
+                crate::config::ZoneRef::Id(_) => None,
+            },
+            ProviderKind::Cloudflare(c) => Some(c.zone.clone()),
+            ProviderKind::Rfc2136(r) => Some(r.zone.clone()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    /// Follows a new identity (an address change); the next join removes the old values.
+    pub fn set_identity(&mut self, identity: &Identity) -> anyhow::Result<bool> {
+        let vars = usable(crate::metadata::vars(identity, &self.config.instance))?;
+        if vars.instance_id != self.vars.instance_id {
+            anyhow::bail!(
+                "the instance id changed from {} to {}; restart dnsreg",
+                self.vars.instance_id,
+                vars.instance_id
+            );
+        }
+        let changed = vars != self.vars;
+        self.vars = vars;
+        Ok(changed)
+    }
+
+    /// The state file's content, or empty (with a warning) when it cannot be
+    /// read: the ownership registry in DNS still knows what was published.
+    fn load_state(&self) -> State {
+        let mut state = match self.state.load() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                State::default()
+            }
+        };
+        if !state.instance_id.is_empty() && state.instance_id != self.vars.instance_id {
+            tracing::warn!(
+                file = %self.state.path().display(),
+                "the state file belongs to instance {}, not {}; ignoring it",
+                state.instance_id,
+                self.vars.instance_id
+            );
+            state.providers.clear();
+        }
+        state.version = 1;
+        state.instance_id.clone_from(&self.vars.instance_id);
+        state
+    }
+
+    async fn connect(slot: &mut Slot, known: Option<&KnownZone>) -> anyhow::Result<()> {
+        if !slot.connected {
+            slot.provider.connect(known).await?;
+            slot.connected = true;
+        }
+        Ok(())
+    }
+
+    /// Makes every provider's next first throttled answer wait a random
+    /// while up to `over` (see [`crate::retry::Pacer::spread`]), where a
+    /// leave is one request. Where instances share rrsets that are rewritten
+    /// whole (Route53 simple routing), a leave announces, looks and
+    /// carries within the stop: spreading its first request over most of
+    /// the stop left too little for the rest (measured with 200 agents).
+    pub fn spread_retries(&self, over: Duration) {
+        for s in &self.slots {
+            if s.provider.leaves_in_one_request() {
+                s.provider.pacer().spread(over);
+            }
+        }
+    }
+
+    /// Whether any provider is throttling this process now.
+    pub fn busy(&self, within: Duration) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.provider.pacer().busy_within(within))
+    }
+
+    /// Whether each desired record is present at its provider.
+    pub async fn status(&mut self) -> Result<Vec<Result<Vec<Presence>, String>>, UsageError> {
+        let state = self.load_state();
+        let mut out = Vec::new();
+        for i in 0..self.slots.len() {
+            let known = state
+                .providers
+                .get(&self.slots[i].name)
+                .and_then(known_zone);
+            if let Err(e) = Self::connect(&mut self.slots[i], known.as_ref()).await {
+                out.push(Err(format!("{}: {e:#}", self.slots[i].name)));
+                continue;
+            }
+            let slot = &self.slots[i];
+            let zone = slot.provider.zone().clone();
+            let records = plan(&self.config, &self.vars, &slot.name, &zone)?.records;
+            let got = slot
+                .provider
+                .presence(&records, Duration::from_secs(60))
+                .await;
+            out.push(
+                got.map(|list| {
+                    list.into_iter()
+                        .map(|(v, present): (Value, bool)| Presence {
+                            provider: slot.name.clone(),
+                            record: v.to_line(),
+                            present,
+                        })
+                        .collect()
+                })
+                .map_err(|e| format!("{e:#}")),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// The zone a provider's state remembers, if it remembers its id.
+fn known_zone(p: &ProviderState) -> Option<KnownZone> {
+    Some(KnownZone {
+        name: DomainName::new(&p.zone).ok()?,
+        id: p.zone_id.clone()?,
+    })
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The records wanted through a provider of `zone`, or the planning problems.
+fn plan(
+    config: &Config,
+    vars: &Vars,
+    provider: &str,
+    zone: &DomainName,
+) -> Result<Desired, UsageError> {
+    desired(config, provider, zone, vars).map_err(|problems| {
+        UsageError(
+            problems
+                .into_iter()
+                .map(|(key, message)| format!("{key}: {message}"))
+                .collect::<Vec<_>>()
+                .join("\n  "),
+        )
+    })
+}
+
+fn lock(state: &std::sync::Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn save(file: &StateFile, state: &State) {
+    if let Err(e) = file.save(state) {
+        tracing::warn!("{e:#}; `leave` will rely on the ownership registry in DNS");
+    }
+}
+
+#[cfg(test)]
+mod tests;
