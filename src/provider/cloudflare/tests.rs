@@ -1,4 +1,6 @@
-use super::*;
+use super::api::{ApiMessage, CallError, RecordJson, classify, needed, value_of};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value as Json, json};
 
 fn rec(rtype: &str, content: &str, data: Option<Json>) -> RecordJson {
     RecordJson {

@@ -1,4 +1,7 @@
 use super::*;
+use crate::record::{RData, Value};
+use hickory_proto::op::{OpCode, UpdateMessage as _};
+use hickory_proto::rr::DNSClass;
 
 fn value(name: &str, data: RData) -> Value {
     Value {

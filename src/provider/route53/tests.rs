@@ -1,4 +1,5 @@
-use super::*;
+use super::api::{is_conflict, unescape_name};
+use crate::provider::is_loopback_url;
 
 #[test]
 fn conflicts_are_told_from_invalid_input() {
