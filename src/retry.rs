@@ -6,6 +6,10 @@
 //! rate limit is kept by one [`Pacer`] per provider, which every request of the
 //! process waits on: throttling slows the whole process down, not one call.
 
+mod attempts;
+
+pub use attempts::{Attempts, Crowded, OutOfTime, attempt, attempt_unless_crowded};
+
 use std::sync::Mutex;
 use std::time::Duration;
 

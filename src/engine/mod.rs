@@ -10,12 +10,14 @@ use std::time::Duration;
 use crate::config::{Config, ProviderKind, UsageError};
 use crate::metadata::Identity;
 use crate::plan::{Desired, Vars, desired};
-use crate::provider::{AnyProvider, KnownZone};
+use crate::provider::KnownZone;
 use crate::reconcile::{Checkpoint, Outcome};
 use crate::record::{DomainName, Value};
 use crate::state::{ProviderState, State, StateFile};
+use facade::AnyProvider;
 
 mod confirm;
+mod facade;
 mod reap;
 mod sync;
 
@@ -105,7 +107,7 @@ impl Engine {
             .iter()
             .map(|p| Slot {
                 name: p.name.clone(),
-                provider: crate::provider::facade::for_config(p, &vars.instance_id),
+                provider: facade::for_config(p, &vars.instance_id),
                 connected: false,
                 checkpoint: Checkpoint::default(),
             })

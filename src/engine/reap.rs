@@ -76,7 +76,7 @@ async fn reap_slots(slots: &mut [Slot], state: &State, deadline: Duration) -> Ve
             out_of_time: result
                 .as_ref()
                 .err()
-                .is_some_and(|e| e.downcast_ref::<crate::reconcile::OutOfTime>().is_some()),
+                .is_some_and(|e| e.downcast_ref::<crate::retry::OutOfTime>().is_some()),
             result: result.map_err(|e| format!("{e:#}")),
         }
     }))
@@ -91,7 +91,7 @@ pub async fn reap_once(config: &Config, deadline: Duration) -> Vec<ReapReport> {
         .iter()
         .map(|p| Slot {
             name: p.name.clone(),
-            provider: crate::provider::facade::for_config(p, "dnsreg-reaper"),
+            provider: super::facade::for_config(p, "dnsreg-reaper"),
             connected: false,
             checkpoint: Checkpoint::default(),
         })

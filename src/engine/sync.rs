@@ -157,7 +157,7 @@ impl Round<'_> {
         if let Err(e) = Engine::connect(slot, known_zone.as_ref()).await {
             return Ok(Report {
                 provider: slot.name.clone(),
-                out_of_time: e.downcast_ref::<crate::reconcile::OutOfTime>().is_some(),
+                out_of_time: e.downcast_ref::<crate::retry::OutOfTime>().is_some(),
                 result: Err(format!("{e:#}")),
             });
         }
@@ -193,7 +193,7 @@ impl Round<'_> {
             out_of_time: result
                 .as_ref()
                 .err()
-                .is_some_and(|e| e.downcast_ref::<crate::reconcile::OutOfTime>().is_some()),
+                .is_some_and(|e| e.downcast_ref::<crate::retry::OutOfTime>().is_some()),
             result: result.map_err(|e| format!("{e:#}")),
         })
     }

@@ -12,7 +12,6 @@
 //! process back while the provider says it is busy.
 
 pub mod cloudflare;
-pub mod facade;
 pub mod rfc2136;
 pub mod route53;
 
@@ -29,7 +28,6 @@ use crate::retry::Pacer;
 pub(crate) use crate::net::is_loopback_url;
 pub use crate::registry::Values;
 pub use cloudflare::Cloudflare;
-pub use facade::AnyProvider;
 pub use rfc2136::Rfc2136;
 pub use route53::Route53;
 

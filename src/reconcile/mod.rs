@@ -46,22 +46,22 @@ use tokio::time::Instant;
 use crate::provider::{BatchLimit, Edit, Fail, Provider, Values};
 use crate::record::{DomainName, RType, Record, RrKey, Value};
 use crate::registry::{self, Registry};
-use crate::retry::{Backoff, Pacer};
+use crate::retry::Backoff;
 
 mod apply;
-mod attempts;
 mod carry;
 mod decide;
 mod dry_run;
 mod observe;
 mod reap;
 
+pub use crate::retry::{Attempts, OutOfTime, attempt};
+use crate::retry::{Crowded, attempt_unless_crowded};
 pub use apply::apply;
-pub use attempts::{Attempts, OutOfTime, attempt};
 pub use decide::decide;
 pub use dry_run::{DryRun, dry_run};
 pub use reap::{Reaped, presence, reap};
-use {attempts::*, carry::*, decide::*, dry_run::*, observe::*};
+use {carry::*, decide::*, dry_run::*, observe::*};
 
 /// What one instance wants of one provider.
 #[derive(Clone, Debug)]

@@ -15,8 +15,8 @@ use serde_json::Value as Json;
 use super::{Cloudflare, DEFAULT_ENDPOINT};
 use crate::metadata::error_chain;
 use crate::provider::{Fail, is_loopback_url};
-use crate::reconcile::{Attempts, attempt};
 use crate::record::{DomainName, RData, RType, Value};
+use crate::retry::{Attempts, attempt};
 
 /// Records per page when listing (Cloudflare's default page size).
 const PER_PAGE: u32 = 100;

@@ -13,9 +13,9 @@ use serde_json::{Value as Json, json};
 use super::api::{CallError, Envelope, RecordJson, value_of};
 use super::{Cloudflare, Held, MAX_COMMENT, Snapshot, claimants_of, comment_for};
 use crate::provider::{Edit, Fail};
-use crate::reconcile::Attempts;
 use crate::record::{RData, RrKey, Value};
 use crate::registry;
+use crate::retry::Attempts;
 
 /// Whether a record carries a dnsreg comment (any instance's): a record
 /// without one is a person's.

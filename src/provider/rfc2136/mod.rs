@@ -214,8 +214,8 @@ impl Provider for Rfc2136 {
         // The zone must be served, authoritatively, by this server.
         let what = self.what();
         let mut tries =
-            crate::reconcile::Attempts::new(&what, Duration::from_secs(24 * 3600)).with(BACKOFF);
-        let answer = crate::reconcile::attempt(&mut tries, "looking up the zone's SOA", || async {
+            crate::retry::Attempts::new(&what, Duration::from_secs(24 * 3600)).with(BACKOFF);
+        let answer = crate::retry::attempt(&mut tries, "looking up the zone's SOA", || async {
             self.query(&self.zone, RecordType::SOA)
                 .await
                 .map_err(|f| f.into_fail(&what, "looking up the zone's SOA"))

@@ -19,8 +19,8 @@ use super::{Route53, Stored};
 use crate::config::ZoneRef;
 use crate::metadata::error_chain;
 use crate::provider::{Fail, is_loopback_url};
-use crate::reconcile::{Attempts, attempt};
 use crate::record::{DomainName, RType, RrKey};
+use crate::retry::{Attempts, attempt};
 
 /// Route53's largest page of ListResourceRecordSets. A zone that fits in one
 /// is read whole with a single request, instead of one request per rrset.

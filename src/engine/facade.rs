@@ -8,8 +8,8 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::{Cloudflare, Fail, KnownZone, Provider, Rfc2136, Route53};
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::provider::{Cloudflare, Fail, KnownZone, Provider, Rfc2136, Route53};
 use crate::reconcile::{self, DryRun, Intent, Outcome, Reaped};
 use crate::record::{DomainName, Record, Value};
 use crate::retry::Pacer;

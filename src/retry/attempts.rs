@@ -1,7 +1,12 @@
 //! One operation's retries and deadline: busy answers wait on the pacer,
 //! failures that may pass back off, anything else ends it.
 
-use super::*;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Backoff, Pacer};
+use crate::fail::Fail;
 
 /// An operation that ran out of its deadline while the provider was busy or
 /// contended (as opposed to one that was refused): the next try may well
@@ -23,7 +28,7 @@ impl std::error::Error for OutOfTime {}
 /// one deadline.
 pub struct Attempts<'a> {
     provider: &'a str,
-    pub(super) deadline: Instant,
+    pub deadline: Instant,
     transient: u32,
     policy: Backoff,
     pacer: Option<&'a Pacer>,
@@ -96,11 +101,11 @@ impl<'a> Attempts<'a> {
         }
     }
 
-    pub(super) async fn sleep(&self, d: Duration) {
+    pub async fn sleep(&self, d: Duration) {
         tokio::time::sleep_until(self.deadline.min(Instant::now() + d)).await;
     }
 
-    pub(super) fn expired(&self) -> bool {
+    pub fn expired(&self) -> bool {
         Instant::now() >= self.deadline
     }
 }
@@ -109,7 +114,7 @@ impl<'a> Attempts<'a> {
 /// it, and racing it would only waste requests. The instance announces
 /// instead, without reading them.
 #[derive(Debug)]
-pub(super) struct Crowded;
+pub struct Crowded;
 
 impl std::fmt::Display for Crowded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -121,7 +126,7 @@ impl std::error::Error for Crowded {}
 
 /// [`attempt`], except that with `crowd` a throttled answer ends it with
 /// [`Crowded`] instead of waiting to try again.
-pub(super) async fn attempt_unless_crowded<T, F, Fut>(
+pub async fn attempt_unless_crowded<T, F, Fut>(
     tries: &mut Attempts<'_>,
     doing: &str,
     crowd: bool,
