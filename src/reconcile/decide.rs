@@ -34,8 +34,6 @@ pub fn decide(intent: &Intent, ctx: &Ctx, seen: &Seen, how: How) -> anyhow::Resu
     rules.carry_peers(&mut draft)?;
     let new_reg_values = rules.registry(&mut draft)?;
     if let Some(key) = rules.ttls(&mut draft, &new_reg_values) {
-        // Whether others share the rrset (and its TTL is not ours to
-        // change) only a read can tell.
         return Ok(Decision::Read(BTreeSet::from([key])));
     }
     let Draft {
@@ -65,10 +63,13 @@ struct Rules<'a> {
     ctx: &'a Ctx,
     seen: &'a Seen,
     how: How,
-    /// This instance's registry as read, and what it says.
+    /// This instance's registry as read.
     reg_values: Values,
+    /// What that registry says.
     mine: Registry,
+    /// The values this instance wants, with their records.
     desired: BTreeMap<&'a Value, &'a Record>,
+    /// The shortest TTL it wants: for ownership rrsets and new ones.
     desired_ttl: u32,
     /// What this instance owns, as the zone says.
     owned: Values,
@@ -80,6 +81,7 @@ struct Rules<'a> {
     by_name: Option<BTreeMap<Value, BTreeSet<String>>>,
     /// Other instances' registries, by label (none unless listed).
     others: &'a BTreeMap<String, Registry>,
+    /// What those registries claim (see [`owned_by_others`]).
     owned_by_others: Values,
 }
 
@@ -89,8 +91,11 @@ struct Rules<'a> {
 struct Draft {
     edit: Edit,
     out: Outcome,
+    /// What this instance owns after the edit (its `owned` lines).
     new_owned: Values,
+    /// Values announced for whoever writes their rrset to add (`want`).
     wants: Values,
+    /// Values announced for whoever writes their rrset to remove (`drop`).
     drops: Values,
 }
 
@@ -499,6 +504,8 @@ impl<'a> Rules<'a> {
                 && !ctx.ttl_per_record
                 && now.is_some_and(|now| now != want)
             {
+                // Whether others share the rrset (and its TTL is not ours to
+                // change) only a read can tell.
                 return Some(key.clone());
             }
             let ttl = match now {
