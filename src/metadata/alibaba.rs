@@ -9,7 +9,6 @@
 //! the GETs work without one. Spot reclaim: `instance/spot/termination-time`
 //! ("Preemptible instances": present only once the instance is to be released).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -62,14 +61,18 @@ impl Ecs {
         Ok(())
     }
 
-    async fn get(&self, item: &str) -> Result<Option<String>, MetadataError> {
-        let path = format!("{ROOT}/{item}");
-        let headers: Vec<(&str, &str)> = self
-            .token
+    /// The token header, once there is a token; none in normal mode.
+    fn token_header(&self) -> Vec<(&str, &str)> {
+        self.token
             .as_deref()
             .map(|t| (TOKEN_HEADER, t))
             .into_iter()
-            .collect();
+            .collect()
+    }
+
+    async fn get(&self, item: &str) -> Result<Option<String>, MetadataError> {
+        let path = format!("{ROOT}/{item}");
+        let headers = self.token_header();
         let reply = self.http.request(&Call::get(&path, &headers)).await?;
         match reply.status {
             s if s.is_success() => Ok(Some(reply.body.trim().to_string()).filter(|s| !s.is_empty())),
@@ -105,12 +108,7 @@ async fn probe(base: Option<&str>) -> bool {
             a.token = Some(r.body.trim().to_string());
         }
         let path = format!("{ROOT}/region-id");
-        let headers: Vec<(&str, &str)> = a
-            .token
-            .as_deref()
-            .map(|t| (TOKEN_HEADER, t))
-            .into_iter()
-            .collect();
+        let headers = a.token_header();
         match a.http.probe(Call::get(&path, &headers)).await {
             Some(r) => r.status.is_success() && http::plausible_id(r.body.trim()),
             None => false,
@@ -130,20 +128,19 @@ async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, Met
             .err(&id_path, "HTTP 404: the instance has no such value")
     })?;
     check_id(&a.http, &id_path, &instance_id)?;
-    let region = a.get("region-id").await?;
-    let availability_zone = a.get("zone-id").await?;
-    let hostname = a.get("hostname").await?;
+    let mut id = Identity::of(MetadataKind::Alibaba, detected_by, instance_id);
+    id.region = a.get("region-id").await?;
+    id.availability_zone = a.get("zone-id").await?;
+    id.hostname = a.get("hostname").await?;
     let private = a.get("private-ipv4").await?;
-    let private_ipv4: Option<Ipv4Addr> =
-        parse_ip(&a.http, &format!("{ROOT}/private-ipv4"), private.as_deref())?;
+    id.private_ipv4 = parse_ip(&a.http, &format!("{ROOT}/private-ipv4"), private.as_deref())?;
     // An elastic IP when one is bound, else the instance's own public address.
     let (item, public) = match a.get("eipv4").await? {
         Some(ip) => ("eipv4", Some(ip)),
         None => ("public-ipv4", a.get("public-ipv4").await?),
     };
-    let public_ipv4: Option<Ipv4Addr> =
-        parse_ip(&a.http, &format!("{ROOT}/{item}"), public.as_deref())?;
-    let ipv6: Option<Ipv6Addr> = match a.get("mac").await? {
+    id.public_ipv4 = parse_ip(&a.http, &format!("{ROOT}/{item}"), public.as_deref())?;
+    id.ipv6 = match a.get("mac").await? {
         Some(mac) => {
             let item = format!("network/interfaces/macs/{mac}/ipv6s");
             let first = a.get(&item).await?.map(|s| {
@@ -158,17 +155,7 @@ async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, Met
         }
         None => None,
     };
-    Ok(Identity {
-        cloud: MetadataKind::Alibaba,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// A preemptible instance about to be released.
@@ -197,6 +184,8 @@ impl Cloud for Alibaba {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
 

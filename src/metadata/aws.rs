@@ -7,7 +7,7 @@
 //! request that never answers is the IMDSv2 hop limit inside a container, and the
 //! error says how to fix it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -136,21 +136,20 @@ impl Imds {
             return Err(self.http.err("/latest/meta-data/instance-id", format!("the answer is not an instance id: {:?}; is something else answering at this address?", shown(&instance_id))));
         }
         check_id(&self.http, "/latest/meta-data/instance-id", &instance_id)?;
-        let availability_zone = self.get("placement/availability-zone").await?;
-        let region = match self.get("placement/region").await? {
+        let mut id = Identity::of(MetadataKind::Aws, detected_by, instance_id);
+        id.availability_zone = self.get("placement/availability-zone").await?;
+        id.region = match self.get("placement/region").await? {
             Some(r) => Some(r),
             // Older instances: the region is the zone minus its letter.
-            None => availability_zone.as_ref().map(|z| {
+            None => id.availability_zone.as_ref().map(|z| {
                 z.trim_end_matches(|c: char| c.is_ascii_alphabetic())
                     .to_string()
             }),
         };
-        let hostname = self.get("local-hostname").await?;
-        let private_ipv4: Option<Ipv4Addr> =
-            self.parse("local-ipv4", self.get("local-ipv4").await?)?;
-        let public_ipv4: Option<Ipv4Addr> =
-            self.parse("public-ipv4", self.get("public-ipv4").await?)?;
-        let ipv6 = match self.get("mac").await? {
+        id.hostname = self.get("local-hostname").await?;
+        id.private_ipv4 = self.parse("local-ipv4", self.get("local-ipv4").await?)?;
+        id.public_ipv4 = self.parse("public-ipv4", self.get("public-ipv4").await?)?;
+        id.ipv6 = match self.get("mac").await? {
             Some(mac) => {
                 let path = format!("network/interfaces/macs/{mac}/ipv6s");
                 let first = self
@@ -161,17 +160,7 @@ impl Imds {
             }
             None => None,
         };
-        Ok(Identity {
-            cloud: MetadataKind::Aws,
-            detected_by: detected_by.to_string(),
-            instance_id,
-            region,
-            availability_zone,
-            hostname,
-            public_ipv4,
-            private_ipv4,
-            ipv6,
-        })
+        Ok(id)
     }
 
     /// A spot interruption (`spot/instance-action`) or an Auto Scaling
@@ -181,12 +170,7 @@ impl Imds {
     pub async fn notice(&self) -> Result<Option<Notice>, MetadataError> {
         if let Some(body) = self.get("spot/instance-action").await? {
             let path = "/latest/meta-data/spot/instance-action";
-            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
-                self.http.err(
-                    path,
-                    format!("the answer is not JSON ({e}): {:?}", shown(&body)),
-                )
-            })?;
+            let v = self.http.parse_json(path, &body)?;
             let action = http::str_at(&v, "/action").unwrap_or("terminate");
             return Ok(Some(Notice::Preempt {
                 cloud: "aws",

@@ -9,12 +9,10 @@
 //! Service: Scheduled Events", `Preempt` (Spot eviction) and `Terminate`
 //! events naming this VM.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use serde_json::Value;
 
 use super::cloud::Cloud;
-use super::http::{self, Call, Http, check_id, parse_ip, str_at};
+use super::http::{self, Http, parse_ip, str_at};
 use super::{Identity, MetadataError, Notice};
 use crate::config::MetadataKind;
 
@@ -29,71 +27,57 @@ fn client(base: Option<&str>) -> Http {
 
 /// Does IMDS answer at `base` with an instance document?
 async fn probe(base: Option<&str>) -> bool {
-    match client(base).probe(Call::get(INSTANCE_PATH, &HEADERS)).await {
-        Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
-            .ok()
-            .is_some_and(|v| str_at(&v, "/compute/vmId").is_some()),
-        _ => false,
-    }
+    client(base)
+        .probe_json(INSTANCE_PATH, &HEADERS, |v| {
+            str_at(v, "/compute/vmId").is_some()
+        })
+        .await
 }
 
 async fn document(http: &Http) -> Result<Value, MetadataError> {
-    http.json(INSTANCE_PATH, &HEADERS)
-        .await?
-        .ok_or_else(|| http.err(INSTANCE_PATH, "HTTP 404: no instance document"))
+    http.document(INSTANCE_PATH, &HEADERS, "HTTP 404: no instance document")
+        .await
 }
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = document(&http).await?;
-    let instance_id = str_at(&doc, "/compute/vmId")
-        .ok_or_else(|| http.err(INSTANCE_PATH, "the document has no compute.vmId"))?
-        .to_string();
-    check_id(&http, INSTANCE_PATH, &instance_id)?;
-    let region = str_at(&doc, "/compute/location").map(str::to_string);
+    let instance_id = http.id_in(INSTANCE_PATH, &doc, "/compute/vmId", "compute.vmId")?;
+    let mut id = Identity::of(MetadataKind::Azure, detected_by, instance_id);
+    id.region = str_at(&doc, "/compute/location").map(str::to_string);
     // `zone` is "1", "2", "3" (or empty outside availability zones): shown as
     // location-zone, the way the portal names it.
-    let availability_zone = match (str_at(&doc, "/compute/zone"), region.as_deref()) {
+    id.availability_zone = match (str_at(&doc, "/compute/zone"), id.region.as_deref()) {
         (Some(z), Some(r)) => Some(format!("{r}-{z}")),
         (Some(z), None) => Some(z.to_string()),
         _ => None,
     };
-    let hostname = str_at(&doc, "/compute/osProfile/computerName")
+    id.hostname = str_at(&doc, "/compute/osProfile/computerName")
         .or_else(|| str_at(&doc, "/compute/name"))
         .map(str::to_string);
     let nic = "/network/interface/0";
-    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+    id.private_ipv4 = parse_ip(
         &http,
         INSTANCE_PATH,
         str_at(&doc, &format!("{nic}/ipv4/ipAddress/0/privateIpAddress")),
     )?;
     // Empty for Standard-SKU public addresses: absent, not broken.
-    let public_ipv4: Option<Ipv4Addr> = parse_ip(
+    id.public_ipv4 = parse_ip(
         &http,
         INSTANCE_PATH,
         str_at(&doc, &format!("{nic}/ipv4/ipAddress/0/publicIpAddress")),
     )?;
-    let ipv6: Option<Ipv6Addr> = parse_ip(
+    id.ipv6 = parse_ip(
         &http,
         INSTANCE_PATH,
         str_at(&doc, &format!("{nic}/ipv6/ipAddress/0/privateIpAddress")),
     )?;
-    if public_ipv4.is_none() {
+    if id.public_ipv4.is_none() {
         tracing::info!(
             "azure metadata shows no public IPv4 (Standard-SKU public addresses are not visible to the VM); publish the private address with [instance] address = \"private\", or set [instance] ipv4"
         );
     }
-    Ok(Identity {
-        cloud: MetadataKind::Azure,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// A scheduled `Preempt` or `Terminate` event for this VM.
@@ -172,6 +156,8 @@ impl Cloud for Azure {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
 

@@ -6,10 +6,8 @@
 //! (the private one exists only with VPC networking; 404 = absent). Droplets
 //! have a region and no zones. No termination notices.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use super::cloud::Cloud;
-use super::http::{self, Http, check_id, parse_ip};
+use super::http::{self, Http};
 use super::{Identity, MetadataError};
 use crate::config::MetadataKind;
 
@@ -31,31 +29,15 @@ async fn get(http: &Http, item: &str) -> Result<Option<String>, MetadataError> {
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
-    let id_path = format!("{ROOT}/id");
-    let instance_id = http.required(&id_path, &[]).await?.trim().to_string();
-    check_id(&http, &id_path, &instance_id)?;
-    let region = get(&http, "region").await?;
-    let hostname = get(&http, "hostname").await?;
-    let addr = async |item: &str| -> Result<(String, Option<String>), MetadataError> {
-        Ok((format!("{ROOT}/{item}"), get(&http, item).await?))
-    };
-    let (p, v) = addr("interfaces/public/0/ipv4/address").await?;
-    let public_ipv4: Option<Ipv4Addr> = parse_ip(&http, &p, v.as_deref())?;
-    let (p, v) = addr("interfaces/private/0/ipv4/address").await?;
-    let private_ipv4: Option<Ipv4Addr> = parse_ip(&http, &p, v.as_deref())?;
-    let (p, v) = addr("interfaces/public/0/ipv6/address").await?;
-    let ipv6: Option<Ipv6Addr> = parse_ip(&http, &p, v.as_deref())?;
-    Ok(Identity {
-        cloud: MetadataKind::DigitalOcean,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone: None,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    let instance_id = http.instance_id(&format!("{ROOT}/id"), &[]).await?;
+    let mut id = Identity::of(MetadataKind::DigitalOcean, detected_by, instance_id);
+    id.region = get(&http, "region").await?;
+    id.hostname = get(&http, "hostname").await?;
+    let interface = |item: &str| format!("{ROOT}/interfaces/{item}/address");
+    id.public_ipv4 = http.address(&interface("public/0/ipv4"), &[]).await?;
+    id.private_ipv4 = http.address(&interface("private/0/ipv4"), &[]).await?;
+    id.ipv6 = http.address(&interface("public/0/ipv6"), &[]).await?;
+    Ok(id)
 }
 
 /// DigitalOcean, as the agent sees it.
@@ -67,10 +49,6 @@ impl Cloud for DigitalOcean {
     }
 
     super::cloud::read_by_module_fns!();
-
-    fn has_notices(&self) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,8 @@
 //! `projects/NUMBER/zones/ZONE`; the region is the zone minus its last `-x`.
 //! Preemption: `instance/preempted` turns `TRUE` ("Detect if a VM was preempted").
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use super::cloud::Cloud;
-use super::http::{self, Call, Http, check_id, parse_ip};
+use super::http::{self, Call, Http, parse_ip};
 use super::{Identity, MetadataError, Notice};
 use crate::config::MetadataKind;
 
@@ -39,11 +37,7 @@ async fn probe(base: Option<&str>) -> bool {
 }
 
 async fn get(http: &Http, item: &str) -> Result<Option<String>, MetadataError> {
-    Ok(http
-        .get(&format!("{ROOT}/{item}"), &FLAVOR)
-        .await?
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty()))
+    http.value(&format!("{ROOT}/{item}"), &FLAVOR).await
 }
 
 /// `projects/123/zones/us-central1-a` → (`us-central1-a`, `us-central1`).
@@ -62,10 +56,9 @@ pub fn zone_and_region(zone_path: &str) -> (String, String) {
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
-    let id_path = format!("{ROOT}/id");
-    let instance_id = http.required(&id_path, &FLAVOR).await?.trim().to_string();
-    check_id(&http, &id_path, &instance_id)?;
-    let (availability_zone, region) = match get(&http, "zone").await? {
+    let instance_id = http.instance_id(&format!("{ROOT}/id"), &FLAVOR).await?;
+    let mut id = Identity::of(MetadataKind::Gcp, detected_by, instance_id);
+    (id.availability_zone, id.region) = match get(&http, "zone").await? {
         Some(z) if z.contains("/zones/") => {
             let (zone, region) = zone_and_region(&z);
             (Some(zone), Some(region))
@@ -81,22 +74,15 @@ async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, Met
         }
         None => (None, None),
     };
-    let hostname = get(&http, "hostname").await?;
+    id.hostname = get(&http, "hostname").await?;
     let nic = "network-interfaces/0";
-    let private = get(&http, &format!("{nic}/ip")).await?;
-    let private_ipv4: Option<Ipv4Addr> =
-        parse_ip(&http, &format!("{ROOT}/{nic}/ip"), private.as_deref())?;
+    id.private_ipv4 = http.address(&format!("{ROOT}/{nic}/ip"), &FLAVOR).await?;
     // An ephemeral or static external address is the first access config's.
-    let public = get(&http, &format!("{nic}/access-configs/0/external-ip")).await?;
-    let public_ipv4: Option<Ipv4Addr> = parse_ip(
-        &http,
-        &format!("{ROOT}/{nic}/access-configs/0/external-ip"),
-        public.as_deref(),
-    )?;
+    let external = format!("{ROOT}/{nic}/access-configs/0/external-ip");
+    id.public_ipv4 = http.address(&external, &FLAVOR).await?;
     // Dual-stack interfaces: the external IPv6 address, else the internal one.
-    let mut ipv6: Option<Ipv6Addr> = None;
     for item in [format!("{nic}/external-ipv6"), format!("{nic}/ipv6s")] {
-        if ipv6.is_some() {
+        if id.ipv6.is_some() {
             break;
         }
         let first = get(&http, &item).await?.and_then(|s| {
@@ -104,19 +90,9 @@ async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, Met
                 .next()
                 .map(|l| l.trim().trim_end_matches('/').to_string())
         });
-        ipv6 = parse_ip(&http, &format!("{ROOT}/{item}"), first.as_deref())?;
+        id.ipv6 = parse_ip(&http, &format!("{ROOT}/{item}"), first.as_deref())?;
     }
-    Ok(Identity {
-        cloud: MetadataKind::Gcp,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// A Spot or preemptible VM being reclaimed: `instance/preempted` = `TRUE`.
@@ -150,6 +126,8 @@ impl Cloud for Gcp {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
 

@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::cloud::Cloud;
-use super::http::{self, Http, check_id, parse_ip};
+use super::http::{self, Http, parse_ip};
 use super::{Identity, MetadataError};
 use crate::config::MetadataKind;
 
@@ -51,12 +51,7 @@ fn first_ipv6(http: &Http, doc: &str) -> Result<Option<Ipv6Addr>, MetadataError>
             Ok(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => {}
             Ok(v6) => return Ok(Some(v6)),
             Err(_) if ip.parse::<Ipv4Addr>().is_ok() => {}
-            Err(_) => {
-                return Err(http.err(
-                    &format!("{ROOT}/network-config"),
-                    format!("not an address: {:?}", http::shown(a)),
-                ));
-            }
+            Err(_) => return Err(http.not_an_address(&format!("{ROOT}/network-config"), a)),
         }
     }
     Ok(None)
@@ -64,38 +59,27 @@ fn first_ipv6(http: &Http, doc: &str) -> Result<Option<Ipv6Addr>, MetadataError>
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
-    let id_path = format!("{ROOT}/instance-id");
-    let instance_id = http.required(&id_path, &[]).await?.trim().to_string();
-    check_id(&http, &id_path, &instance_id)?;
-    let region = get(&http, "region").await?;
-    let availability_zone = get(&http, "availability-zone").await?;
-    let hostname = get(&http, "hostname").await?;
-    let public = get(&http, "public-ipv4").await?;
-    let public_ipv4: Option<Ipv4Addr> =
-        parse_ip(&http, &format!("{ROOT}/public-ipv4"), public.as_deref())?;
+    let instance_id = http
+        .instance_id(&format!("{ROOT}/instance-id"), &[])
+        .await?;
+    let mut id = Identity::of(MetadataKind::Hetzner, detected_by, instance_id);
+    id.region = get(&http, "region").await?;
+    id.availability_zone = get(&http, "availability-zone").await?;
+    id.hostname = get(&http, "hostname").await?;
+    id.public_ipv4 = http.address(&format!("{ROOT}/public-ipv4"), &[]).await?;
     let private = get(&http, "private-networks")
         .await?
         .and_then(|doc| yaml_values(&doc, "ip").next().map(str::to_string));
-    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+    id.private_ipv4 = parse_ip(
         &http,
         &format!("{ROOT}/private-networks"),
         private.as_deref(),
     )?;
-    let ipv6 = match get(&http, "network-config").await? {
+    id.ipv6 = match get(&http, "network-config").await? {
         Some(doc) => first_ipv6(&http, &doc)?,
         None => None,
     };
-    Ok(Identity {
-        cloud: MetadataKind::Hetzner,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// Hetzner Cloud, as the agent sees it.
@@ -107,10 +91,6 @@ impl Cloud for Hetzner {
     }
 
     super::cloud::read_by_module_fns!();
-
-    fn has_notices(&self) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]

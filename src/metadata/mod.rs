@@ -54,6 +54,24 @@ pub struct Identity {
     pub ipv6: Option<Ipv6Addr>,
 }
 
+impl Identity {
+    /// An identity from `cloud` of which only the id is known yet: each reader
+    /// starts from it and fills in the rest as it reads it.
+    pub fn of(cloud: MetadataKind, detected_by: &str, instance_id: String) -> Identity {
+        Identity {
+            cloud,
+            detected_by: detected_by.to_string(),
+            instance_id,
+            region: None,
+            availability_zone: None,
+            hostname: None,
+            public_ipv4: None,
+            private_ipv4: None,
+            ipv6: None,
+        }
+    }
+}
+
 /// A metadata failure: which cloud, which URL, what came back.
 #[derive(Debug, thiserror::Error)]
 #[error("{cloud} metadata: {}: {}", printable(url), printable(what))]
@@ -135,17 +153,11 @@ fn is_dns_name(s: &str) -> bool {
 /// Reads this instance's identity as the configuration says, overrides applied.
 pub async fn identify(cfg: &InstanceConfig) -> Result<Identity, MetadataError> {
     let mut identity = match cfg.metadata {
-        MetadataKind::None => Identity {
-            cloud: MetadataKind::None,
-            detected_by: "metadata = \"none\": [instance] settings only".into(),
-            instance_id: String::new(),
-            region: None,
-            availability_zone: None,
-            hostname: None,
-            public_ipv4: None,
-            private_ipv4: None,
-            ipv6: None,
-        },
+        MetadataKind::None => Identity::of(
+            MetadataKind::None,
+            "metadata = \"none\": [instance] settings only",
+            String::new(),
+        ),
         MetadataKind::Auto => detect::detect(cfg).await?,
         kind => {
             let by = format!("metadata = \"{}\"", kind.name());
@@ -395,15 +407,12 @@ mod tests {
             metadata_endpoint: None,
         };
         let identity = Identity {
-            cloud: MetadataKind::Azure,
-            detected_by: "test".into(),
-            instance_id: "02aab8a4-74ef-476e-8182-f6d2ba4166a6".into(),
-            region: None,
-            availability_zone: None,
-            hostname: None,
-            public_ipv4: None,
             private_ipv4: Some(Ipv4Addr::new(10, 1, 0, 4)),
-            ipv6: None,
+            ..Identity::of(
+                MetadataKind::Azure,
+                "test",
+                "02aab8a4-74ef-476e-8182-f6d2ba4166a6".into(),
+            )
         };
         let e = vars(&identity, &cfg).unwrap_err();
         assert!(
@@ -461,17 +470,7 @@ mod tests {
 
     #[test]
     fn whoami_json_names_the_cloud() {
-        let identity = Identity {
-            cloud: MetadataKind::DigitalOcean,
-            detected_by: "test".into(),
-            instance_id: "1".into(),
-            region: None,
-            availability_zone: None,
-            hostname: None,
-            public_ipv4: None,
-            private_ipv4: None,
-            ipv6: None,
-        };
+        let identity = Identity::of(MetadataKind::DigitalOcean, "test", "1".into());
         let v = serde_json::to_value(&identity).unwrap();
         assert_eq!(v["cloud"], "digitalocean", "{v}");
     }

@@ -7,12 +7,8 @@
 //! it). OCI metadata does not show the public IP: the identity has none, and
 //! the error from [`super::vars`] says what to configure. No termination notices.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
-use serde_json::Value;
-
 use super::cloud::Cloud;
-use super::http::{self, Call, Http, check_id, parse_ip, str_at};
+use super::http::{self, Http, parse_ip, str_at};
 use super::{Identity, MetadataError};
 use crate::config::MetadataKind;
 
@@ -27,57 +23,41 @@ fn client(base: Option<&str>) -> Http {
 
 /// Does OCI's IMDSv2 answer with an instance document?
 async fn probe(base: Option<&str>) -> bool {
-    match client(base).probe(Call::get(INSTANCE_PATH, &HEADERS)).await {
-        Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
-            .ok()
-            .is_some_and(|v| {
-                str_at(&v, "/id").is_some() && str_at(&v, "/availabilityDomain").is_some()
-            }),
-        _ => false,
-    }
+    client(base)
+        .probe_json(INSTANCE_PATH, &HEADERS, |v| {
+            str_at(v, "/id").is_some() && str_at(v, "/availabilityDomain").is_some()
+        })
+        .await
 }
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = http
-        .json(INSTANCE_PATH, &HEADERS)
-        .await?
-        .ok_or_else(|| http.err(INSTANCE_PATH, "HTTP 404: no instance document"))?;
-    let instance_id = str_at(&doc, "/id")
-        .ok_or_else(|| http.err(INSTANCE_PATH, "the document has no id"))?
-        .to_string();
-    check_id(&http, INSTANCE_PATH, &instance_id)?;
-    let region = str_at(&doc, "/canonicalRegionName")
+        .document(INSTANCE_PATH, &HEADERS, "HTTP 404: no instance document")
+        .await?;
+    let instance_id = http.id_in(INSTANCE_PATH, &doc, "/id", "id")?;
+    let mut id = Identity::of(MetadataKind::Oracle, detected_by, instance_id);
+    id.region = str_at(&doc, "/canonicalRegionName")
         .or_else(|| str_at(&doc, "/region"))
         .map(str::to_string);
-    let availability_zone = str_at(&doc, "/availabilityDomain").map(str::to_string);
-    let hostname = str_at(&doc, "/hostname").map(str::to_string);
+    id.availability_zone = str_at(&doc, "/availabilityDomain").map(str::to_string);
+    id.hostname = str_at(&doc, "/hostname").map(str::to_string);
     let vnics = http.json(VNICS_PATH, &HEADERS).await?;
     let first = vnics.as_ref().and_then(|v| v.get(0));
     if vnics.is_some() && first.is_none() {
         return Err(http.err(VNICS_PATH, "expected a JSON array of VNICs"));
     }
-    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+    id.private_ipv4 = parse_ip(
         &http,
         VNICS_PATH,
         first.and_then(|n| str_at(n, "/privateIp")),
     )?;
-    let ipv6: Option<Ipv6Addr> = parse_ip(
+    id.ipv6 = parse_ip(
         &http,
         VNICS_PATH,
         first.and_then(|n| str_at(n, "/ipv6Addresses/0")),
     )?;
-    Ok(Identity {
-        cloud: MetadataKind::Oracle,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4: None,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// Oracle Cloud Infrastructure, as the agent sees it.
@@ -90,10 +70,6 @@ impl Cloud for Oracle {
 
     super::cloud::read_by_module_fns!();
 
-    fn has_notices(&self) -> bool {
-        false
-    }
-
     fn no_public_ipv4_why(&self) -> &'static str {
         "OCI metadata does not show public IPs"
     }
@@ -101,6 +77,8 @@ impl Cloud for Oracle {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
 
