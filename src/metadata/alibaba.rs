@@ -187,28 +187,26 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity_with_a_hardened_mode_token() {
-        let want = Instance::example(CloudKind::Alibaba);
-        let imds = ImdsServer::start_cloud(CloudKind::Alibaba, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "alibaba");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
-        assert_eq!(id.availability_zone.as_deref(), Some(want.zone.as_str()));
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
+        let s = Stand::example(&Alibaba);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
+        assert_eq!(id.availability_zone.as_deref(), Some(s.want.zone.as_str()));
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
         assert_eq!(
             id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
+            Some(s.want.private_ipv4.clone())
         );
-        let requests = imds.requests();
+        let requests = s.imds.requests();
         assert!(
             requests.iter().any(|r| r.starts_with("PUT")),
             "{requests:?}"
         );
-        assert!(probe(Some(&imds.url())).await);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
@@ -255,30 +253,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_spot_release_is_a_notice() {
-        let imds =
-            ImdsServer::start_cloud(CloudKind::Alibaba, Instance::example(CloudKind::Alibaba));
-        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
-        imds.set_termination_notice(true);
-        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        let s = Stand::example(&Alibaba);
+        assert_eq!(notice(Some(&s.url())).await.unwrap(), None);
+        s.imds.set_termination_notice(true);
+        let n = notice(Some(&s.url())).await.unwrap().unwrap();
         assert_eq!(n.cloud(), "alibaba");
     }
 
     #[tokio::test]
     async fn failures_are_named() {
-        let imds =
-            ImdsServer::start_cloud(CloudKind::Alibaba, Instance::example(CloudKind::Alibaba));
-        imds.set_fault(ImdsFault::Status(500));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "alibaba metadata: {}{TOKEN_PATH}: HTTP 500",
-                imds.url()
-            )),
-            "{e}"
-        );
+        let s = Stand::example(&Alibaba);
+        s.imds.set_fault(ImdsFault::Status(500));
+        s.fails_naming(&format!("{TOKEN_PATH}: HTTP 500")).await;
     }
 
     /// An IPv6-enabled ENI: `network/interfaces/macs/<mac>/ipv6s` answers
@@ -286,37 +272,16 @@ mod tests {
     /// came back.
     #[tokio::test]
     async fn an_ipv6_eni_gives_its_address_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Alibaba,
-            Instance {
-                ipv6: Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18ba".into()),
-                ..Instance::example(CloudKind::Alibaba)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(
-            id.ipv6,
-            Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18ba".parse().unwrap())
-        );
+        let good = "2408:4005:39c:d300:e4e4:bf3c:8dd6:18ba";
+        let (s, id) = Stand::gives_the_ipv6(&Alibaba, good).await;
         assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 16)));
         let item = "/latest/meta-data/network/interfaces/macs/00:16:3e:0f:2a:4b/ipv6s";
         assert!(
-            imds.requests().contains(&format!("GET {item}")),
+            s.imds.requests().contains(&format!("GET {item}")),
             "{:?}",
-            imds.requests()
+            s.imds.requests()
         );
-
-        imds.update_instance(|i| i.ipv6 = Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18bax".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "alibaba metadata: {}{item}: not an address: \"2408:4005:39c:d300:e4e4:bf3c:8dd6:18bax\"",
-                imds.url()
-            )
-        );
+        let bad = "2408:4005:39c:d300:e4e4:bf3c:8dd6:18bax";
+        s.refuses_the_ipv6(bad, item, bad).await;
     }
 }

@@ -230,6 +230,7 @@ impl Cloud for Aws {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::testing::failure;
     use crate::retry::Backoff;
     use testkit::imds::{AwsInstance, ImdsFault, ImdsServer};
 
@@ -271,11 +272,7 @@ mod tests {
     async fn failures_name_the_cloud_and_url() {
         let imds = ImdsServer::start(AwsInstance::default());
         imds.set_fault(ImdsFault::Status(500));
-        let e = Imds::new(Some(&imds.url()))
-            .identity("test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = failure(&Aws, &imds.url()).await;
         assert_eq!(
             e,
             format!(
@@ -287,11 +284,7 @@ mod tests {
         assert_eq!(imds.requests().len(), Backoff::METADATA.attempts as usize);
 
         imds.set_fault(ImdsFault::Garbage);
-        let e = Imds::new(Some(&imds.url()))
-            .identity("test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = failure(&Aws, &imds.url()).await;
         assert!(e.contains("is not an IMDSv2 token"), "{e}");
     }
 
@@ -299,11 +292,7 @@ mod tests {
     async fn a_token_that_never_comes_is_the_hop_limit() {
         let imds = ImdsServer::start(AwsInstance::default());
         imds.set_fault(ImdsFault::HopLimit);
-        let e = Imds::new(Some(&imds.url()))
-            .identity("test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = failure(&Aws, &imds.url()).await;
         assert!(
             e.contains("hop limit") && e.contains("--http-put-response-hop-limit 2"),
             "{e}"

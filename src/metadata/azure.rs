@@ -159,72 +159,54 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::{Stand, failure};
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity_with_the_metadata_header() {
-        let want = Instance::example(CloudKind::Azure);
-        let imds = ImdsServer::start_cloud(CloudKind::Azure, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "azure");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
+        let s = Stand::example(&Azure);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
         assert_eq!(
             id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
+            Some(s.want.private_ipv4.clone())
         );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert!(probe(Some(&imds.url())).await);
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn an_empty_standard_sku_public_ip_is_absent() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Azure,
-            Instance {
-                public_ipv4: None,
-                ..Instance::example(CloudKind::Azure)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        let s = Stand::serving(&Azure, |i| i.public_ipv4 = None);
+        let id = s.identity().await;
         assert_eq!(id.public_ipv4, None);
         assert!(id.private_ipv4.is_some());
     }
 
     #[tokio::test]
     async fn preempt_and_terminate_events_are_notices() {
-        let imds = ImdsServer::start_cloud(CloudKind::Azure, Instance::example(CloudKind::Azure));
-        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
-        imds.set_azure_event(Some("Preempt"));
-        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        let s = Stand::example(&Azure);
+        assert_eq!(notice(Some(&s.url())).await.unwrap(), None);
+        s.imds.set_azure_event(Some("Preempt"));
+        let n = notice(Some(&s.url())).await.unwrap().unwrap();
         assert!(matches!(n, Notice::Preempt { cloud: "azure", .. }), "{n:?}");
-        imds.set_azure_event(Some("Terminate"));
-        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        s.imds.set_azure_event(Some("Terminate"));
+        let n = notice(Some(&s.url())).await.unwrap().unwrap();
         assert!(
             matches!(n, Notice::Terminate { cloud: "azure", .. }),
             "{n:?}"
         );
-        imds.set_azure_event(Some("Freeze"));
-        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
+        s.imds.set_azure_event(Some("Freeze"));
+        assert_eq!(notice(Some(&s.url())).await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn failures_name_the_cloud_url_and_answer() {
-        let imds = ImdsServer::start_cloud(CloudKind::Azure, Instance::example(CloudKind::Azure));
-        imds.set_fault(ImdsFault::Garbage);
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!("azure metadata: {}{INSTANCE_PATH}: ", imds.url())),
-            "{e}"
-        );
-        imds.set_fault(ImdsFault::Status(400));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let s = Stand::example(&Azure);
+        s.imds.set_fault(ImdsFault::Garbage);
+        s.fails_naming(&format!("{INSTANCE_PATH}: ")).await;
+        s.imds.set_fault(ImdsFault::Status(400));
+        let e = failure(&Azure, &s.url()).await;
         assert!(e.contains("HTTP 400"), "{e}");
     }
 
@@ -233,28 +215,9 @@ mod tests {
     /// URL and what came back.
     #[tokio::test]
     async fn a_dual_stack_nic_gives_its_ipv6_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Azure,
-            Instance {
-                ipv6: Some("ace:cab:deca:deed::4".into()),
-                ..Instance::example(CloudKind::Azure)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.ipv6, Some("ace:cab:deca:deed::4".parse().unwrap()));
+        let (s, id) = Stand::gives_the_ipv6(&Azure, "ace:cab:deca:deed::4").await;
         assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 1, 0, 4)));
-
-        imds.update_instance(|i| i.ipv6 = Some("ace:cab:deca:deed::4%eth0".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "azure metadata: {}{INSTANCE_PATH}: not an address: \"ace:cab:deca:deed::4%eth0\"",
-                imds.url()
-            )
-        );
+        let bad = "ace:cab:deca:deed::4%eth0";
+        s.refuses_the_ipv6(bad, INSTANCE_PATH, bad).await;
     }
 }

@@ -54,39 +54,24 @@ impl Cloud for DigitalOcean {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity() {
-        let want = Instance::example(CloudKind::DigitalOcean);
-        let imds = ImdsServer::start_cloud(CloudKind::DigitalOcean, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "digitalocean");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert_eq!(id.ipv6.map(|i| i.to_string()), want.ipv6);
-        assert!(probe(Some(&imds.url())).await);
+        let s = Stand::example(&DigitalOcean);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        assert_eq!(id.ipv6.map(|i| i.to_string()), s.want.ipv6);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn an_html_page_is_not_an_instance_id() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::DigitalOcean,
-            Instance::example(CloudKind::DigitalOcean),
-        );
-        imds.set_fault(ImdsFault::Garbage);
-        assert!(!probe(Some(&imds.url())).await);
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "digitalocean metadata: {}/metadata/v1/id: ",
-                imds.url()
-            )),
-            "{e}"
-        );
+        let s = Stand::example(&DigitalOcean);
+        s.imds.set_fault(ImdsFault::Garbage);
+        assert!(!s.probe().await);
+        s.fails_naming("/metadata/v1/id: ").await;
     }
 }

@@ -129,7 +129,8 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::{Stand, failure};
+    use testkit::imds::ImdsFault;
 
     #[test]
     fn the_region_is_the_zone_minus_its_last_part() {
@@ -145,67 +146,48 @@ mod tests {
 
     #[tokio::test]
     async fn reads_the_identity_with_the_flavor_header() {
-        let want = Instance::example(CloudKind::Gcp);
-        let imds = ImdsServer::start_cloud(CloudKind::Gcp, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "gcp");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.availability_zone.as_deref(), Some(want.zone.as_str()));
-        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
+        let s = Stand::example(&Gcp);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.availability_zone.as_deref(), Some(s.want.zone.as_str()));
+        assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
         assert_eq!(
             id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
+            Some(s.want.private_ipv4.clone())
         );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert!(probe(Some(&imds.url())).await);
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn no_external_address_is_absent_not_broken() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Gcp,
-            Instance {
-                public_ipv4: None,
-                ipv6: None,
-                ..Instance::example(CloudKind::Gcp)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        let s = Stand::serving(&Gcp, |i| {
+            i.public_ipv4 = None;
+            i.ipv6 = None;
+        });
+        let id = s.identity().await;
         assert_eq!(id.public_ipv4, None);
         assert_eq!(id.ipv6, None);
     }
 
     #[tokio::test]
     async fn preemption_is_a_notice() {
-        let imds = ImdsServer::start_cloud(CloudKind::Gcp, Instance::example(CloudKind::Gcp));
-        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
-        imds.set_termination_notice(true);
-        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        let s = Stand::example(&Gcp);
+        assert_eq!(notice(Some(&s.url())).await.unwrap(), None);
+        s.imds.set_termination_notice(true);
+        let n = notice(Some(&s.url())).await.unwrap().unwrap();
         assert_eq!(n.cloud(), "gcp");
         assert!(matches!(n, Notice::Preempt { .. }));
     }
 
     #[tokio::test]
     async fn failures_name_the_cloud_url_and_answer() {
-        let imds = ImdsServer::start_cloud(CloudKind::Gcp, Instance::example(CloudKind::Gcp));
-        imds.set_fault(ImdsFault::Status(403));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "gcp metadata: {}/computeMetadata/v1/instance/id: HTTP 403",
-                imds.url()
-            )),
-            "{e}"
-        );
-        imds.set_fault(ImdsFault::Garbage);
-        assert!(!probe(Some(&imds.url())).await);
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let s = Stand::example(&Gcp);
+        s.imds.set_fault(ImdsFault::Status(403));
+        s.fails_naming("/computeMetadata/v1/instance/id: HTTP 403")
+            .await;
+        s.imds.set_fault(ImdsFault::Garbage);
+        assert!(!s.probe().await);
+        let e = failure(&Gcp, &s.url()).await;
         assert!(e.starts_with("gcp metadata: "), "{e}");
     }
 
@@ -214,34 +196,15 @@ mod tests {
     /// no address is refused, naming the URL and what came back.
     #[tokio::test]
     async fn a_dual_stack_interface_gives_its_ipv6_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Gcp,
-            Instance {
-                ipv6: Some("2600:1900:4000:7a1e:0:1::".into()),
-                ..Instance::example(CloudKind::Gcp)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.ipv6, Some("2600:1900:4000:7a1e:0:1::".parse().unwrap()));
+        let (s, id) = Stand::gives_the_ipv6(&Gcp, "2600:1900:4000:7a1e:0:1::").await;
         assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 10)));
+        let path = "/computeMetadata/v1/instance/network-interfaces/0/ipv6s";
         assert!(
-            imds.requests()
-                .contains(&"GET /computeMetadata/v1/instance/network-interfaces/0/ipv6s".into()),
+            s.imds.requests().contains(&format!("GET {path}")),
             "{:?}",
-            imds.requests()
+            s.imds.requests()
         );
-
-        imds.update_instance(|i| i.ipv6 = Some("2600:1900:4000:7a1e::1::2".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "gcp metadata: {}/computeMetadata/v1/instance/network-interfaces/0/ipv6s: not an address: \"2600:1900:4000:7a1e::1::2\"",
-                imds.url()
-            )
-        );
+        let bad = "2600:1900:4000:7a1e::1::2";
+        s.refuses_the_ipv6(bad, path, bad).await;
     }
 }

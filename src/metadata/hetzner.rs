@@ -96,7 +96,8 @@ impl Cloud for Hetzner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[test]
     fn reads_scalars_from_yaml_lists() {
@@ -123,32 +124,19 @@ mod tests {
 
     #[tokio::test]
     async fn reads_the_identity_key_by_key() {
-        let want = Instance::example(CloudKind::Hetzner);
-        let imds = ImdsServer::start_cloud(CloudKind::Hetzner, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "hetzner");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.hostname.as_deref(), Some(want.hostname.as_str()));
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert!(probe(Some(&imds.url())).await);
+        let s = Stand::example(&Hetzner);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.hostname.as_deref(), Some(s.want.hostname.as_str()));
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn a_server_error_is_named() {
-        let imds =
-            ImdsServer::start_cloud(CloudKind::Hetzner, Instance::example(CloudKind::Hetzner));
-        imds.set_fault(ImdsFault::Status(503));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "hetzner metadata: {}/hetzner/v1/metadata/instance-id: HTTP 503",
-                imds.url()
-            )),
-            "{e}"
-        );
+        let s = Stand::example(&Hetzner);
+        s.imds.set_fault(ImdsFault::Status(503));
+        s.fails_naming("/hetzner/v1/metadata/instance-id: HTTP 503")
+            .await;
     }
 
     /// The static IPv6 subnet of `network-config` gives the address (without
@@ -157,28 +145,9 @@ mod tests {
     /// AAAA records.
     #[tokio::test]
     async fn network_config_gives_the_ipv6_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Hetzner,
-            Instance {
-                ipv6: Some("2a01:4f8:c17:b8f::1".into()),
-                ..Instance::example(CloudKind::Hetzner)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.ipv6, Some("2a01:4f8:c17:b8f::1".parse().unwrap()));
+        let (s, id) = Stand::gives_the_ipv6(&Hetzner, "2a01:4f8:c17:b8f::1").await;
         assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 13)));
-
-        imds.update_instance(|i| i.ipv6 = Some("2a01:4f8:c17:b8f::g1".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "hetzner metadata: {}{ROOT}/network-config: not an address: \"2a01:4f8:c17:b8f::g1/64\"",
-                imds.url()
-            )
-        );
+        let (bad, path) = ("2a01:4f8:c17:b8f::g1", format!("{ROOT}/network-config"));
+        s.refuses_the_ipv6(bad, &path, &format!("{bad}/64")).await;
     }
 }

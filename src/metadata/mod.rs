@@ -20,6 +20,8 @@ mod hetzner;
 mod http;
 mod openstack;
 mod oracle;
+#[cfg(test)]
+mod testing;
 pub(crate) mod triton;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

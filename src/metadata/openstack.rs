@@ -84,38 +84,26 @@ impl Cloud for OpenStack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity() {
-        let want = Instance::example(CloudKind::OpenStack);
-        let imds = ImdsServer::start_cloud(CloudKind::OpenStack, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "openstack");
-        assert_eq!(id.instance_id, want.instance_id);
+        let s = Stand::example(&OpenStack);
+        let id = s.identity_of_the_instance().await;
         assert_eq!(
             id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
+            Some(s.want.private_ipv4.clone())
         );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert!(probe(Some(&imds.url())).await);
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn garbage_is_named() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::OpenStack,
-            Instance::example(CloudKind::OpenStack),
-        );
-        imds.set_fault(ImdsFault::Garbage);
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!("openstack metadata: {}{META_DATA}: ", imds.url())),
-            "{e}"
-        );
+        let s = Stand::example(&OpenStack);
+        s.imds.set_fault(ImdsFault::Garbage);
+        s.fails_naming(&format!("{META_DATA}: ")).await;
     }
 
     /// `network_data.json` lists the port's IPv4 network and its static IPv6
@@ -124,28 +112,9 @@ mod tests {
     /// leaving the instance silently without AAAA records.
     #[tokio::test]
     async fn network_data_gives_the_ipv6_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::OpenStack,
-            Instance {
-                ipv6: Some("2001:db8:1234:5678::5".into()),
-                ..Instance::example(CloudKind::OpenStack)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.ipv6, Some("2001:db8:1234:5678::5".parse().unwrap()));
+        let (s, id) = Stand::gives_the_ipv6(&OpenStack, "2001:db8:1234:5678::5").await;
         assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 11)));
-
-        imds.update_instance(|i| i.ipv6 = Some("2001:db8:1234:5678::5::6".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "openstack metadata: {}{NETWORK_DATA}: not an address: \"2001:db8:1234:5678::5::6\"",
-                imds.url()
-            )
-        );
+        let bad = "2001:db8:1234:5678::5::6";
+        s.refuses_the_ipv6(bad, NETWORK_DATA, bad).await;
     }
 }

@@ -80,68 +80,35 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity_with_the_bearer_header() {
-        let want = Instance::example(CloudKind::Oracle);
-        let imds = ImdsServer::start_cloud(CloudKind::Oracle, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "oracle");
-        assert_eq!(id.instance_id, want.instance_id);
+        let s = Stand::example(&Oracle);
+        let id = s.identity_of_the_instance().await;
         assert_eq!(
             id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
+            Some(s.want.private_ipv4.clone())
         );
-        assert!(probe(Some(&imds.url())).await);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn a_refusal_is_named() {
-        let imds = ImdsServer::start_cloud(CloudKind::Oracle, Instance::example(CloudKind::Oracle));
-        imds.set_fault(ImdsFault::Status(401));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "oracle metadata: {}{INSTANCE_PATH}: HTTP 401",
-                imds.url()
-            )),
-            "{e}"
-        );
+        let s = Stand::example(&Oracle);
+        s.imds.set_fault(ImdsFault::Status(401));
+        s.fails_naming(&format!("{INSTANCE_PATH}: HTTP 401")).await;
     }
 
     /// An IPv6-enabled VNIC lists `ipv6Addresses`; the first is the instance's,
     /// and one that is no address is refused, naming the URL and what came back.
     #[tokio::test]
     async fn an_ipv6_vnic_gives_its_address_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Oracle,
-            Instance {
-                ipv6: Some("2603:c020:8000:1200:a3e2:81e0:b4c3:8a31".into()),
-                ..Instance::example(CloudKind::Oracle)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(
-            id.ipv6,
-            Some("2603:c020:8000:1200:a3e2:81e0:b4c3:8a31".parse().unwrap())
-        );
+        let good = "2603:c020:8000:1200:a3e2:81e0:b4c3:8a31";
+        let (s, id) = Stand::gives_the_ipv6(&Oracle, good).await;
         assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 12)));
-
-        imds.update_instance(|i| i.ipv6 = Some("2603:c020:8000:1200:a3e2:81e0:b4c3".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "oracle metadata: {}{VNICS_PATH}: not an address: \"2603:c020:8000:1200:a3e2:81e0:b4c3\"",
-                imds.url()
-            )
-        );
+        let bad = "2603:c020:8000:1200:a3e2:81e0:b4c3";
+        s.refuses_the_ipv6(bad, VNICS_PATH, bad).await;
     }
 }
