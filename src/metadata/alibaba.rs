@@ -196,11 +196,8 @@ mod tests {
         let id = s.identity_of_the_instance().await;
         assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
         assert_eq!(id.availability_zone.as_deref(), Some(s.want.zone.as_str()));
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(s.want.private_ipv4.clone())
-        );
+        s.has_the_public_ipv4(&id);
+        s.has_the_private_ipv4(&id);
         let requests = s.imds.requests();
         assert!(
             requests.iter().any(|r| r.starts_with("PUT")),
@@ -263,8 +260,8 @@ mod tests {
     #[tokio::test]
     async fn failures_are_named() {
         let s = Stand::example(&Alibaba);
-        s.imds.set_fault(ImdsFault::Status(500));
-        s.fails_naming(&format!("{TOKEN_PATH}: HTTP 500")).await;
+        s.fault_is_named(ImdsFault::Status(500), &format!("{TOKEN_PATH}: HTTP 500"))
+            .await;
     }
 
     /// An IPv6-enabled ENI: `network/interfaces/macs/<mac>/ipv6s` answers

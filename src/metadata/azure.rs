@@ -167,11 +167,8 @@ mod tests {
         let s = Stand::example(&Azure);
         let id = s.identity_of_the_instance().await;
         assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(s.want.private_ipv4.clone())
-        );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        s.has_the_private_ipv4(&id);
+        s.has_the_public_ipv4(&id);
         assert!(s.probe().await);
     }
 
@@ -203,8 +200,8 @@ mod tests {
     #[tokio::test]
     async fn failures_name_the_cloud_url_and_answer() {
         let s = Stand::example(&Azure);
-        s.imds.set_fault(ImdsFault::Garbage);
-        s.fails_naming(&format!("{INSTANCE_PATH}: ")).await;
+        s.fault_is_named(ImdsFault::Garbage, &format!("{INSTANCE_PATH}: "))
+            .await;
         s.imds.set_fault(ImdsFault::Status(400));
         let e = failure(&Azure, &s.url()).await;
         assert!(e.contains("HTTP 400"), "{e}");

@@ -150,11 +150,8 @@ mod tests {
         let id = s.identity_of_the_instance().await;
         assert_eq!(id.availability_zone.as_deref(), Some(s.want.zone.as_str()));
         assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(s.want.private_ipv4.clone())
-        );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        s.has_the_private_ipv4(&id);
+        s.has_the_public_ipv4(&id);
         assert!(s.probe().await);
     }
 
@@ -182,9 +179,11 @@ mod tests {
     #[tokio::test]
     async fn failures_name_the_cloud_url_and_answer() {
         let s = Stand::example(&Gcp);
-        s.imds.set_fault(ImdsFault::Status(403));
-        s.fails_naming("/computeMetadata/v1/instance/id: HTTP 403")
-            .await;
+        s.fault_is_named(
+            ImdsFault::Status(403),
+            "/computeMetadata/v1/instance/id: HTTP 403",
+        )
+        .await;
         s.imds.set_fault(ImdsFault::Garbage);
         assert!(!s.probe().await);
         let e = failure(&Gcp, &s.url()).await;

@@ -127,16 +127,18 @@ mod tests {
         let s = Stand::example(&Hetzner);
         let id = s.identity_of_the_instance().await;
         assert_eq!(id.hostname.as_deref(), Some(s.want.hostname.as_str()));
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        s.has_the_public_ipv4(&id);
         assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn a_server_error_is_named() {
         let s = Stand::example(&Hetzner);
-        s.imds.set_fault(ImdsFault::Status(503));
-        s.fails_naming("/hetzner/v1/metadata/instance-id: HTTP 503")
-            .await;
+        s.fault_is_named(
+            ImdsFault::Status(503),
+            "/hetzner/v1/metadata/instance-id: HTTP 503",
+        )
+        .await;
     }
 
     /// The static IPv6 subnet of `network-config` gives the address (without

@@ -396,18 +396,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_missing_public_address_says_what_to_configure() {
-        let cfg = InstanceConfig {
-            metadata: MetadataKind::Azure,
+    /// `[instance]` reading `metadata` (at `endpoint`, if given) and
+    /// publishing the public IPv4 address only, nothing overridden.
+    fn instance(metadata: MetadataKind, endpoint: Option<String>) -> InstanceConfig {
+        InstanceConfig {
+            metadata,
             address: AddressKind::Public,
             ipv6: false,
             id: None,
             ipv4: None,
             hostname: None,
             region: None,
-            metadata_endpoint: None,
-        };
+            metadata_endpoint: endpoint,
+        }
+    }
+
+    #[test]
+    fn a_missing_public_address_says_what_to_configure() {
+        let cfg = instance(MetadataKind::Azure, None);
         let identity = Identity {
             private_ipv4: Some(Ipv4Addr::new(10, 1, 0, 4)),
             ..Identity::of(
@@ -431,16 +437,7 @@ mod tests {
     #[tokio::test]
     async fn notice_asks_the_cloud_the_identity_came_from() {
         let imds = ImdsServer::start_cloud(CloudKind::Gcp, Instance::example(CloudKind::Gcp));
-        let cfg = InstanceConfig {
-            metadata: MetadataKind::Gcp,
-            address: AddressKind::Public,
-            ipv6: false,
-            id: None,
-            ipv4: None,
-            hostname: None,
-            region: None,
-            metadata_endpoint: Some(imds.url()),
-        };
+        let cfg = instance(MetadataKind::Gcp, Some(imds.url()));
         let identity = identify(&cfg).await.unwrap();
         assert_eq!(notice(&cfg, &identity).await.unwrap(), None);
         imds.set_termination_notice(true);

@@ -91,19 +91,16 @@ mod tests {
     async fn reads_the_identity() {
         let s = Stand::example(&OpenStack);
         let id = s.identity_of_the_instance().await;
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(s.want.private_ipv4.clone())
-        );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), s.want.public_ipv4);
+        s.has_the_private_ipv4(&id);
+        s.has_the_public_ipv4(&id);
         assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn garbage_is_named() {
         let s = Stand::example(&OpenStack);
-        s.imds.set_fault(ImdsFault::Garbage);
-        s.fails_naming(&format!("{META_DATA}: ")).await;
+        s.fault_is_named(ImdsFault::Garbage, &format!("{META_DATA}: "))
+            .await;
     }
 
     /// `network_data.json` lists the port's IPv4 network and its static IPv6

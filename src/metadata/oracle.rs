@@ -87,18 +87,18 @@ mod tests {
     async fn reads_the_identity_with_the_bearer_header() {
         let s = Stand::example(&Oracle);
         let id = s.identity_of_the_instance().await;
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(s.want.private_ipv4.clone())
-        );
+        s.has_the_private_ipv4(&id);
         assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn a_refusal_is_named() {
         let s = Stand::example(&Oracle);
-        s.imds.set_fault(ImdsFault::Status(401));
-        s.fails_naming(&format!("{INSTANCE_PATH}: HTTP 401")).await;
+        s.fault_is_named(
+            ImdsFault::Status(401),
+            &format!("{INSTANCE_PATH}: HTTP 401"),
+        )
+        .await;
     }
 
     /// An IPv6-enabled VNIC lists `ipv6Addresses`; the first is the instance's,

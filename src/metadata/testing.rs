@@ -3,7 +3,7 @@
 //! cloud's tests make of it (an error names the cloud, the URL and what came
 //! back; a malformed IPv6 address is refused, not silently dropped).
 
-use testkit::imds::{CloudKind, ImdsServer, Instance};
+use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
 
 use super::{Cloud, Identity};
 
@@ -57,6 +57,27 @@ impl Stand {
         assert_eq!(id.cloud.to_string(), self.cloud.name());
         assert_eq!(id.instance_id, self.want.instance_id);
         id
+    }
+
+    /// Checks that `id` has the private IPv4 address the stand-in serves.
+    pub fn has_the_private_ipv4(&self, id: &Identity) {
+        assert_eq!(
+            id.private_ipv4.map(|i| i.to_string()),
+            Some(self.want.private_ipv4.clone())
+        );
+    }
+
+    /// Checks that `id` has the public IPv4 address the stand-in serves, or
+    /// none when it serves none.
+    pub fn has_the_public_ipv4(&self, id: &Identity) {
+        assert_eq!(id.public_ipv4.map(|i| i.to_string()), self.want.public_ipv4);
+    }
+
+    /// Makes the stand-in misbehave with `fault`, then checks that reading
+    /// the identity fails as [`Stand::fails_naming`] says.
+    pub async fn fault_is_named(&self, fault: ImdsFault, rest: &str) -> String {
+        self.imds.set_fault(fault);
+        self.fails_naming(rest).await
     }
 
     /// What reading the identity from the stand-in fails with, which must
