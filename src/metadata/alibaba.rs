@@ -9,7 +9,6 @@
 //! the GETs work without one. Spot reclaim: `instance/spot/termination-time`
 //! ("Preemptible instances": present only once the instance is to be released).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -62,14 +61,18 @@ impl Ecs {
         Ok(())
     }
 
-    async fn get(&self, item: &str) -> Result<Option<String>, MetadataError> {
-        let path = format!("{ROOT}/{item}");
-        let headers: Vec<(&str, &str)> = self
-            .token
+    /// The token header, once there is a token; none in normal mode.
+    fn token_header(&self) -> Vec<(&str, &str)> {
+        self.token
             .as_deref()
             .map(|t| (TOKEN_HEADER, t))
             .into_iter()
-            .collect();
+            .collect()
+    }
+
+    async fn get(&self, item: &str) -> Result<Option<String>, MetadataError> {
+        let path = format!("{ROOT}/{item}");
+        let headers = self.token_header();
         let reply = self.http.request(&Call::get(&path, &headers)).await?;
         match reply.status {
             s if s.is_success() => Ok(Some(reply.body.trim().to_string()).filter(|s| !s.is_empty())),
@@ -105,12 +108,7 @@ async fn probe(base: Option<&str>) -> bool {
             a.token = Some(r.body.trim().to_string());
         }
         let path = format!("{ROOT}/region-id");
-        let headers: Vec<(&str, &str)> = a
-            .token
-            .as_deref()
-            .map(|t| (TOKEN_HEADER, t))
-            .into_iter()
-            .collect();
+        let headers = a.token_header();
         match a.http.probe(Call::get(&path, &headers)).await {
             Some(r) => r.status.is_success() && http::plausible_id(r.body.trim()),
             None => false,
@@ -130,20 +128,19 @@ async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, Met
             .err(&id_path, "HTTP 404: the instance has no such value")
     })?;
     check_id(&a.http, &id_path, &instance_id)?;
-    let region = a.get("region-id").await?;
-    let availability_zone = a.get("zone-id").await?;
-    let hostname = a.get("hostname").await?;
+    let mut id = Identity::of(MetadataKind::Alibaba, detected_by, instance_id);
+    id.region = a.get("region-id").await?;
+    id.availability_zone = a.get("zone-id").await?;
+    id.hostname = a.get("hostname").await?;
     let private = a.get("private-ipv4").await?;
-    let private_ipv4: Option<Ipv4Addr> =
-        parse_ip(&a.http, &format!("{ROOT}/private-ipv4"), private.as_deref())?;
+    id.private_ipv4 = parse_ip(&a.http, &format!("{ROOT}/private-ipv4"), private.as_deref())?;
     // An elastic IP when one is bound, else the instance's own public address.
     let (item, public) = match a.get("eipv4").await? {
         Some(ip) => ("eipv4", Some(ip)),
         None => ("public-ipv4", a.get("public-ipv4").await?),
     };
-    let public_ipv4: Option<Ipv4Addr> =
-        parse_ip(&a.http, &format!("{ROOT}/{item}"), public.as_deref())?;
-    let ipv6: Option<Ipv6Addr> = match a.get("mac").await? {
+    id.public_ipv4 = parse_ip(&a.http, &format!("{ROOT}/{item}"), public.as_deref())?;
+    id.ipv6 = match a.get("mac").await? {
         Some(mac) => {
             let item = format!("network/interfaces/macs/{mac}/ipv6s");
             let first = a.get(&item).await?.map(|s| {
@@ -158,17 +155,7 @@ async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, Met
         }
         None => None,
     };
-    Ok(Identity {
-        cloud: MetadataKind::Alibaba,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// A preemptible instance about to be released.
@@ -197,29 +184,26 @@ impl Cloud for Alibaba {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity_with_a_hardened_mode_token() {
-        let want = Instance::example(CloudKind::Alibaba);
-        let imds = ImdsServer::start_cloud(CloudKind::Alibaba, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "alibaba");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
-        assert_eq!(id.availability_zone.as_deref(), Some(want.zone.as_str()));
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
-        );
-        let requests = imds.requests();
+        let s = Stand::example(&Alibaba);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
+        assert_eq!(id.availability_zone.as_deref(), Some(s.want.zone.as_str()));
+        s.has_the_public_ipv4(&id);
+        s.has_the_private_ipv4(&id);
+        let requests = s.imds.requests();
         assert!(
             requests.iter().any(|r| r.starts_with("PUT")),
             "{requests:?}"
         );
-        assert!(probe(Some(&imds.url())).await);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
@@ -266,30 +250,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_spot_release_is_a_notice() {
-        let imds =
-            ImdsServer::start_cloud(CloudKind::Alibaba, Instance::example(CloudKind::Alibaba));
-        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
-        imds.set_termination_notice(true);
-        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        let s = Stand::example(&Alibaba);
+        assert_eq!(notice(Some(&s.url())).await.unwrap(), None);
+        s.imds.set_termination_notice(true);
+        let n = notice(Some(&s.url())).await.unwrap().unwrap();
         assert_eq!(n.cloud(), "alibaba");
     }
 
     #[tokio::test]
     async fn failures_are_named() {
-        let imds =
-            ImdsServer::start_cloud(CloudKind::Alibaba, Instance::example(CloudKind::Alibaba));
-        imds.set_fault(ImdsFault::Status(500));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "alibaba metadata: {}{TOKEN_PATH}: HTTP 500",
-                imds.url()
-            )),
-            "{e}"
-        );
+        let s = Stand::example(&Alibaba);
+        s.fault_is_named(ImdsFault::Status(500), &format!("{TOKEN_PATH}: HTTP 500"))
+            .await;
     }
 
     /// An IPv6-enabled ENI: `network/interfaces/macs/<mac>/ipv6s` answers
@@ -297,37 +269,16 @@ mod tests {
     /// came back.
     #[tokio::test]
     async fn an_ipv6_eni_gives_its_address_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Alibaba,
-            Instance {
-                ipv6: Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18ba".into()),
-                ..Instance::example(CloudKind::Alibaba)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(
-            id.ipv6,
-            Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18ba".parse().unwrap())
-        );
+        let good = "2408:4005:39c:d300:e4e4:bf3c:8dd6:18ba";
+        let (s, id) = Stand::gives_the_ipv6(&Alibaba, good).await;
         assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 16)));
         let item = "/latest/meta-data/network/interfaces/macs/00:16:3e:0f:2a:4b/ipv6s";
         assert!(
-            imds.requests().contains(&format!("GET {item}")),
+            s.imds.requests().contains(&format!("GET {item}")),
             "{:?}",
-            imds.requests()
+            s.imds.requests()
         );
-
-        imds.update_instance(|i| i.ipv6 = Some("2408:4005:39c:d300:e4e4:bf3c:8dd6:18bax".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "alibaba metadata: {}{item}: not an address: \"2408:4005:39c:d300:e4e4:bf3c:8dd6:18bax\"",
-                imds.url()
-            )
-        );
+        let bad = "2408:4005:39c:d300:e4e4:bf3c:8dd6:18bax";
+        s.refuses_the_ipv6(bad, item, bad).await;
     }
 }

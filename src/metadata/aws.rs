@@ -7,7 +7,7 @@
 //! request that never answers is the IMDSv2 hop limit inside a container, and the
 //! error says how to fix it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -136,21 +136,20 @@ impl Imds {
             return Err(self.http.err("/latest/meta-data/instance-id", format!("the answer is not an instance id: {:?}; is something else answering at this address?", shown(&instance_id))));
         }
         check_id(&self.http, "/latest/meta-data/instance-id", &instance_id)?;
-        let availability_zone = self.get("placement/availability-zone").await?;
-        let region = match self.get("placement/region").await? {
+        let mut id = Identity::of(MetadataKind::Aws, detected_by, instance_id);
+        id.availability_zone = self.get("placement/availability-zone").await?;
+        id.region = match self.get("placement/region").await? {
             Some(r) => Some(r),
             // Older instances: the region is the zone minus its letter.
-            None => availability_zone.as_ref().map(|z| {
+            None => id.availability_zone.as_ref().map(|z| {
                 z.trim_end_matches(|c: char| c.is_ascii_alphabetic())
                     .to_string()
             }),
         };
-        let hostname = self.get("local-hostname").await?;
-        let private_ipv4: Option<Ipv4Addr> =
-            self.parse("local-ipv4", self.get("local-ipv4").await?)?;
-        let public_ipv4: Option<Ipv4Addr> =
-            self.parse("public-ipv4", self.get("public-ipv4").await?)?;
-        let ipv6 = match self.get("mac").await? {
+        id.hostname = self.get("local-hostname").await?;
+        id.private_ipv4 = self.parse("local-ipv4", self.get("local-ipv4").await?)?;
+        id.public_ipv4 = self.parse("public-ipv4", self.get("public-ipv4").await?)?;
+        id.ipv6 = match self.get("mac").await? {
             Some(mac) => {
                 let path = format!("network/interfaces/macs/{mac}/ipv6s");
                 let first = self
@@ -161,17 +160,7 @@ impl Imds {
             }
             None => None,
         };
-        Ok(Identity {
-            cloud: MetadataKind::Aws,
-            detected_by: detected_by.to_string(),
-            instance_id,
-            region,
-            availability_zone,
-            hostname,
-            public_ipv4,
-            private_ipv4,
-            ipv6,
-        })
+        Ok(id)
     }
 
     /// A spot interruption (`spot/instance-action`) or an Auto Scaling
@@ -181,12 +170,7 @@ impl Imds {
     pub async fn notice(&self) -> Result<Option<Notice>, MetadataError> {
         if let Some(body) = self.get("spot/instance-action").await? {
             let path = "/latest/meta-data/spot/instance-action";
-            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
-                self.http.err(
-                    path,
-                    format!("the answer is not JSON ({e}): {:?}", shown(&body)),
-                )
-            })?;
+            let v = self.http.parse_json(path, &body)?;
             let action = http::str_at(&v, "/action").unwrap_or("terminate");
             return Ok(Some(Notice::Preempt {
                 cloud: "aws",
@@ -246,6 +230,7 @@ impl Cloud for Aws {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::testing::failure;
     use crate::retry::Backoff;
     use testkit::imds::{AwsInstance, ImdsFault, ImdsServer};
 
@@ -287,11 +272,7 @@ mod tests {
     async fn failures_name_the_cloud_and_url() {
         let imds = ImdsServer::start(AwsInstance::default());
         imds.set_fault(ImdsFault::Status(500));
-        let e = Imds::new(Some(&imds.url()))
-            .identity("test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = failure(&Aws, &imds.url()).await;
         assert_eq!(
             e,
             format!(
@@ -303,11 +284,7 @@ mod tests {
         assert_eq!(imds.requests().len(), Backoff::METADATA.attempts as usize);
 
         imds.set_fault(ImdsFault::Garbage);
-        let e = Imds::new(Some(&imds.url()))
-            .identity("test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = failure(&Aws, &imds.url()).await;
         assert!(e.contains("is not an IMDSv2 token"), "{e}");
     }
 
@@ -315,11 +292,7 @@ mod tests {
     async fn a_token_that_never_comes_is_the_hop_limit() {
         let imds = ImdsServer::start(AwsInstance::default());
         imds.set_fault(ImdsFault::HopLimit);
-        let e = Imds::new(Some(&imds.url()))
-            .identity("test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = failure(&Aws, &imds.url()).await;
         assert!(
             e.contains("hop limit") && e.contains("--http-put-response-hop-limit 2"),
             "{e}"

@@ -9,12 +9,10 @@
 //! Service: Scheduled Events", `Preempt` (Spot eviction) and `Terminate`
 //! events naming this VM.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use serde_json::Value;
 
 use super::cloud::Cloud;
-use super::http::{self, Call, Http, check_id, parse_ip, str_at};
+use super::http::{self, Http, parse_ip, str_at};
 use super::{Identity, MetadataError, Notice};
 use crate::config::MetadataKind;
 
@@ -29,71 +27,57 @@ fn client(base: Option<&str>) -> Http {
 
 /// Does IMDS answer at `base` with an instance document?
 async fn probe(base: Option<&str>) -> bool {
-    match client(base).probe(Call::get(INSTANCE_PATH, &HEADERS)).await {
-        Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
-            .ok()
-            .is_some_and(|v| str_at(&v, "/compute/vmId").is_some()),
-        _ => false,
-    }
+    client(base)
+        .probe_json(INSTANCE_PATH, &HEADERS, |v| {
+            str_at(v, "/compute/vmId").is_some()
+        })
+        .await
 }
 
 async fn document(http: &Http) -> Result<Value, MetadataError> {
-    http.json(INSTANCE_PATH, &HEADERS)
-        .await?
-        .ok_or_else(|| http.err(INSTANCE_PATH, "HTTP 404: no instance document"))
+    http.document(INSTANCE_PATH, &HEADERS, "HTTP 404: no instance document")
+        .await
 }
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = document(&http).await?;
-    let instance_id = str_at(&doc, "/compute/vmId")
-        .ok_or_else(|| http.err(INSTANCE_PATH, "the document has no compute.vmId"))?
-        .to_string();
-    check_id(&http, INSTANCE_PATH, &instance_id)?;
-    let region = str_at(&doc, "/compute/location").map(str::to_string);
+    let instance_id = http.id_in(INSTANCE_PATH, &doc, "/compute/vmId", "compute.vmId")?;
+    let mut id = Identity::of(MetadataKind::Azure, detected_by, instance_id);
+    id.region = str_at(&doc, "/compute/location").map(str::to_string);
     // `zone` is "1", "2", "3" (or empty outside availability zones): shown as
     // location-zone, the way the portal names it.
-    let availability_zone = match (str_at(&doc, "/compute/zone"), region.as_deref()) {
+    id.availability_zone = match (str_at(&doc, "/compute/zone"), id.region.as_deref()) {
         (Some(z), Some(r)) => Some(format!("{r}-{z}")),
         (Some(z), None) => Some(z.to_string()),
         _ => None,
     };
-    let hostname = str_at(&doc, "/compute/osProfile/computerName")
+    id.hostname = str_at(&doc, "/compute/osProfile/computerName")
         .or_else(|| str_at(&doc, "/compute/name"))
         .map(str::to_string);
     let nic = "/network/interface/0";
-    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+    id.private_ipv4 = parse_ip(
         &http,
         INSTANCE_PATH,
         str_at(&doc, &format!("{nic}/ipv4/ipAddress/0/privateIpAddress")),
     )?;
     // Empty for Standard-SKU public addresses: absent, not broken.
-    let public_ipv4: Option<Ipv4Addr> = parse_ip(
+    id.public_ipv4 = parse_ip(
         &http,
         INSTANCE_PATH,
         str_at(&doc, &format!("{nic}/ipv4/ipAddress/0/publicIpAddress")),
     )?;
-    let ipv6: Option<Ipv6Addr> = parse_ip(
+    id.ipv6 = parse_ip(
         &http,
         INSTANCE_PATH,
         str_at(&doc, &format!("{nic}/ipv6/ipAddress/0/privateIpAddress")),
     )?;
-    if public_ipv4.is_none() {
+    if id.public_ipv4.is_none() {
         tracing::info!(
             "azure metadata shows no public IPv4 (Standard-SKU public addresses are not visible to the VM); publish the private address with [instance] address = \"private\", or set [instance] ipv4"
         );
     }
-    Ok(Identity {
-        cloud: MetadataKind::Azure,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// A scheduled `Preempt` or `Terminate` event for this VM.
@@ -172,73 +156,54 @@ impl Cloud for Azure {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::{Stand, failure};
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity_with_the_metadata_header() {
-        let want = Instance::example(CloudKind::Azure);
-        let imds = ImdsServer::start_cloud(CloudKind::Azure, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "azure");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
-        );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert!(probe(Some(&imds.url())).await);
+        let s = Stand::example(&Azure);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
+        s.has_the_private_ipv4(&id);
+        s.has_the_public_ipv4(&id);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn an_empty_standard_sku_public_ip_is_absent() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Azure,
-            Instance {
-                public_ipv4: None,
-                ..Instance::example(CloudKind::Azure)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        let s = Stand::serving(&Azure, |i| i.public_ipv4 = None);
+        let id = s.identity().await;
         assert_eq!(id.public_ipv4, None);
         assert!(id.private_ipv4.is_some());
     }
 
     #[tokio::test]
     async fn preempt_and_terminate_events_are_notices() {
-        let imds = ImdsServer::start_cloud(CloudKind::Azure, Instance::example(CloudKind::Azure));
-        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
-        imds.set_azure_event(Some("Preempt"));
-        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        let s = Stand::example(&Azure);
+        assert_eq!(notice(Some(&s.url())).await.unwrap(), None);
+        s.imds.set_azure_event(Some("Preempt"));
+        let n = notice(Some(&s.url())).await.unwrap().unwrap();
         assert!(matches!(n, Notice::Preempt { cloud: "azure", .. }), "{n:?}");
-        imds.set_azure_event(Some("Terminate"));
-        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        s.imds.set_azure_event(Some("Terminate"));
+        let n = notice(Some(&s.url())).await.unwrap().unwrap();
         assert!(
             matches!(n, Notice::Terminate { cloud: "azure", .. }),
             "{n:?}"
         );
-        imds.set_azure_event(Some("Freeze"));
-        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
+        s.imds.set_azure_event(Some("Freeze"));
+        assert_eq!(notice(Some(&s.url())).await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn failures_name_the_cloud_url_and_answer() {
-        let imds = ImdsServer::start_cloud(CloudKind::Azure, Instance::example(CloudKind::Azure));
-        imds.set_fault(ImdsFault::Garbage);
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!("azure metadata: {}{INSTANCE_PATH}: ", imds.url())),
-            "{e}"
-        );
-        imds.set_fault(ImdsFault::Status(400));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let s = Stand::example(&Azure);
+        s.fault_is_named(ImdsFault::Garbage, &format!("{INSTANCE_PATH}: "))
+            .await;
+        s.imds.set_fault(ImdsFault::Status(400));
+        let e = failure(&Azure, &s.url()).await;
         assert!(e.contains("HTTP 400"), "{e}");
     }
 
@@ -247,28 +212,9 @@ mod tests {
     /// URL and what came back.
     #[tokio::test]
     async fn a_dual_stack_nic_gives_its_ipv6_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Azure,
-            Instance {
-                ipv6: Some("ace:cab:deca:deed::4".into()),
-                ..Instance::example(CloudKind::Azure)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.ipv6, Some("ace:cab:deca:deed::4".parse().unwrap()));
+        let (s, id) = Stand::gives_the_ipv6(&Azure, "ace:cab:deca:deed::4").await;
         assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 1, 0, 4)));
-
-        imds.update_instance(|i| i.ipv6 = Some("ace:cab:deca:deed::4%eth0".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "azure metadata: {}{INSTANCE_PATH}: not an address: \"ace:cab:deca:deed::4%eth0\"",
-                imds.url()
-            )
-        );
+        let bad = "ace:cab:deca:deed::4%eth0";
+        s.refuses_the_ipv6(bad, INSTANCE_PATH, bad).await;
     }
 }

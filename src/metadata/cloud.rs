@@ -65,10 +65,17 @@ pub trait Cloud: Sync {
 
 /// The [`Cloud`] methods of a cloud whose module reads it with its own free
 /// functions `probe(base)` and `identity(base, detected_by)` and, given
-/// `notice`, `notice(base)` (then `has_notices` is true): written inside its
-/// `impl Cloud`, beside what differs from cloud to cloud.
+/// `notice`, `notice(base)` (then `has_notices` is true; without it, false):
+/// written inside its `impl Cloud`, beside what differs from cloud to cloud.
 macro_rules! read_by_module_fns {
     () => {
+        $crate::metadata::cloud::read_by_module_fns!(@read);
+
+        fn has_notices(&self) -> bool {
+            false
+        }
+    };
+    (@read) => {
         fn probe<'a>(
             &'a self,
             base: Option<&'a str>,
@@ -88,7 +95,7 @@ macro_rules! read_by_module_fns {
         }
     };
     (notice) => {
-        $crate::metadata::cloud::read_by_module_fns!();
+        $crate::metadata::cloud::read_by_module_fns!(@read);
 
         fn has_notices(&self) -> bool {
             true

@@ -7,10 +7,8 @@
 //! `projects/NUMBER/zones/ZONE`; the region is the zone minus its last `-x`.
 //! Preemption: `instance/preempted` turns `TRUE` ("Detect if a VM was preempted").
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use super::cloud::Cloud;
-use super::http::{self, Call, Http, check_id, parse_ip};
+use super::http::{self, Call, Http, parse_ip};
 use super::{Identity, MetadataError, Notice};
 use crate::config::MetadataKind;
 
@@ -39,11 +37,7 @@ async fn probe(base: Option<&str>) -> bool {
 }
 
 async fn get(http: &Http, item: &str) -> Result<Option<String>, MetadataError> {
-    Ok(http
-        .get(&format!("{ROOT}/{item}"), &FLAVOR)
-        .await?
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty()))
+    http.value(&format!("{ROOT}/{item}"), &FLAVOR).await
 }
 
 /// `projects/123/zones/us-central1-a` → (`us-central1-a`, `us-central1`).
@@ -62,10 +56,9 @@ pub fn zone_and_region(zone_path: &str) -> (String, String) {
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
-    let id_path = format!("{ROOT}/id");
-    let instance_id = http.required(&id_path, &FLAVOR).await?.trim().to_string();
-    check_id(&http, &id_path, &instance_id)?;
-    let (availability_zone, region) = match get(&http, "zone").await? {
+    let instance_id = http.instance_id(&format!("{ROOT}/id"), &FLAVOR).await?;
+    let mut id = Identity::of(MetadataKind::Gcp, detected_by, instance_id);
+    (id.availability_zone, id.region) = match get(&http, "zone").await? {
         Some(z) if z.contains("/zones/") => {
             let (zone, region) = zone_and_region(&z);
             (Some(zone), Some(region))
@@ -81,22 +74,15 @@ async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, Met
         }
         None => (None, None),
     };
-    let hostname = get(&http, "hostname").await?;
+    id.hostname = get(&http, "hostname").await?;
     let nic = "network-interfaces/0";
-    let private = get(&http, &format!("{nic}/ip")).await?;
-    let private_ipv4: Option<Ipv4Addr> =
-        parse_ip(&http, &format!("{ROOT}/{nic}/ip"), private.as_deref())?;
+    id.private_ipv4 = http.address(&format!("{ROOT}/{nic}/ip"), &FLAVOR).await?;
     // An ephemeral or static external address is the first access config's.
-    let public = get(&http, &format!("{nic}/access-configs/0/external-ip")).await?;
-    let public_ipv4: Option<Ipv4Addr> = parse_ip(
-        &http,
-        &format!("{ROOT}/{nic}/access-configs/0/external-ip"),
-        public.as_deref(),
-    )?;
+    let external = format!("{ROOT}/{nic}/access-configs/0/external-ip");
+    id.public_ipv4 = http.address(&external, &FLAVOR).await?;
     // Dual-stack interfaces: the external IPv6 address, else the internal one.
-    let mut ipv6: Option<Ipv6Addr> = None;
     for item in [format!("{nic}/external-ipv6"), format!("{nic}/ipv6s")] {
-        if ipv6.is_some() {
+        if id.ipv6.is_some() {
             break;
         }
         let first = get(&http, &item).await?.and_then(|s| {
@@ -104,19 +90,9 @@ async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, Met
                 .next()
                 .map(|l| l.trim().trim_end_matches('/').to_string())
         });
-        ipv6 = parse_ip(&http, &format!("{ROOT}/{item}"), first.as_deref())?;
+        id.ipv6 = parse_ip(&http, &format!("{ROOT}/{item}"), first.as_deref())?;
     }
-    Ok(Identity {
-        cloud: MetadataKind::Gcp,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// A Spot or preemptible VM being reclaimed: `instance/preempted` = `TRUE`.
@@ -150,8 +126,11 @@ impl Cloud for Gcp {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::{Stand, failure};
+    use testkit::imds::ImdsFault;
 
     #[test]
     fn the_region_is_the_zone_minus_its_last_part() {
@@ -167,67 +146,47 @@ mod tests {
 
     #[tokio::test]
     async fn reads_the_identity_with_the_flavor_header() {
-        let want = Instance::example(CloudKind::Gcp);
-        let imds = ImdsServer::start_cloud(CloudKind::Gcp, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "gcp");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.availability_zone.as_deref(), Some(want.zone.as_str()));
-        assert_eq!(id.region.as_deref(), Some(want.region.as_str()));
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
-        );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert!(probe(Some(&imds.url())).await);
+        let s = Stand::example(&Gcp);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.availability_zone.as_deref(), Some(s.want.zone.as_str()));
+        assert_eq!(id.region.as_deref(), Some(s.want.region.as_str()));
+        s.has_the_private_ipv4(&id);
+        s.has_the_public_ipv4(&id);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn no_external_address_is_absent_not_broken() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Gcp,
-            Instance {
-                public_ipv4: None,
-                ipv6: None,
-                ..Instance::example(CloudKind::Gcp)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
+        let s = Stand::serving(&Gcp, |i| {
+            i.public_ipv4 = None;
+            i.ipv6 = None;
+        });
+        let id = s.identity().await;
         assert_eq!(id.public_ipv4, None);
         assert_eq!(id.ipv6, None);
     }
 
     #[tokio::test]
     async fn preemption_is_a_notice() {
-        let imds = ImdsServer::start_cloud(CloudKind::Gcp, Instance::example(CloudKind::Gcp));
-        assert_eq!(notice(Some(&imds.url())).await.unwrap(), None);
-        imds.set_termination_notice(true);
-        let n = notice(Some(&imds.url())).await.unwrap().unwrap();
+        let s = Stand::example(&Gcp);
+        assert_eq!(notice(Some(&s.url())).await.unwrap(), None);
+        s.imds.set_termination_notice(true);
+        let n = notice(Some(&s.url())).await.unwrap().unwrap();
         assert_eq!(n.cloud(), "gcp");
         assert!(matches!(n, Notice::Preempt { .. }));
     }
 
     #[tokio::test]
     async fn failures_name_the_cloud_url_and_answer() {
-        let imds = ImdsServer::start_cloud(CloudKind::Gcp, Instance::example(CloudKind::Gcp));
-        imds.set_fault(ImdsFault::Status(403));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "gcp metadata: {}/computeMetadata/v1/instance/id: HTTP 403",
-                imds.url()
-            )),
-            "{e}"
-        );
-        imds.set_fault(ImdsFault::Garbage);
-        assert!(!probe(Some(&imds.url())).await);
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let s = Stand::example(&Gcp);
+        s.fault_is_named(
+            ImdsFault::Status(403),
+            "/computeMetadata/v1/instance/id: HTTP 403",
+        )
+        .await;
+        s.imds.set_fault(ImdsFault::Garbage);
+        assert!(!s.probe().await);
+        let e = failure(&Gcp, &s.url()).await;
         assert!(e.starts_with("gcp metadata: "), "{e}");
     }
 
@@ -236,34 +195,15 @@ mod tests {
     /// no address is refused, naming the URL and what came back.
     #[tokio::test]
     async fn a_dual_stack_interface_gives_its_ipv6_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Gcp,
-            Instance {
-                ipv6: Some("2600:1900:4000:7a1e:0:1::".into()),
-                ..Instance::example(CloudKind::Gcp)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.ipv6, Some("2600:1900:4000:7a1e:0:1::".parse().unwrap()));
+        let (s, id) = Stand::gives_the_ipv6(&Gcp, "2600:1900:4000:7a1e:0:1::").await;
         assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 10)));
+        let path = "/computeMetadata/v1/instance/network-interfaces/0/ipv6s";
         assert!(
-            imds.requests()
-                .contains(&"GET /computeMetadata/v1/instance/network-interfaces/0/ipv6s".into()),
+            s.imds.requests().contains(&format!("GET {path}")),
             "{:?}",
-            imds.requests()
+            s.imds.requests()
         );
-
-        imds.update_instance(|i| i.ipv6 = Some("2600:1900:4000:7a1e::1::2".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "gcp metadata: {}/computeMetadata/v1/instance/network-interfaces/0/ipv6s: not an address: \"2600:1900:4000:7a1e::1::2\"",
-                imds.url()
-            )
-        );
+        let bad = "2600:1900:4000:7a1e::1::2";
+        s.refuses_the_ipv6(bad, path, bad).await;
     }
 }

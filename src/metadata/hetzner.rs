@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::cloud::Cloud;
-use super::http::{self, Http, check_id, parse_ip};
+use super::http::{self, Http, parse_ip};
 use super::{Identity, MetadataError};
 use crate::config::MetadataKind;
 
@@ -51,12 +51,7 @@ fn first_ipv6(http: &Http, doc: &str) -> Result<Option<Ipv6Addr>, MetadataError>
             Ok(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => {}
             Ok(v6) => return Ok(Some(v6)),
             Err(_) if ip.parse::<Ipv4Addr>().is_ok() => {}
-            Err(_) => {
-                return Err(http.err(
-                    &format!("{ROOT}/network-config"),
-                    format!("not an address: {:?}", http::shown(a)),
-                ));
-            }
+            Err(_) => return Err(http.not_an_address(&format!("{ROOT}/network-config"), a)),
         }
     }
     Ok(None)
@@ -64,38 +59,27 @@ fn first_ipv6(http: &Http, doc: &str) -> Result<Option<Ipv6Addr>, MetadataError>
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
-    let id_path = format!("{ROOT}/instance-id");
-    let instance_id = http.required(&id_path, &[]).await?.trim().to_string();
-    check_id(&http, &id_path, &instance_id)?;
-    let region = get(&http, "region").await?;
-    let availability_zone = get(&http, "availability-zone").await?;
-    let hostname = get(&http, "hostname").await?;
-    let public = get(&http, "public-ipv4").await?;
-    let public_ipv4: Option<Ipv4Addr> =
-        parse_ip(&http, &format!("{ROOT}/public-ipv4"), public.as_deref())?;
+    let instance_id = http
+        .instance_id(&format!("{ROOT}/instance-id"), &[])
+        .await?;
+    let mut id = Identity::of(MetadataKind::Hetzner, detected_by, instance_id);
+    id.region = get(&http, "region").await?;
+    id.availability_zone = get(&http, "availability-zone").await?;
+    id.hostname = get(&http, "hostname").await?;
+    id.public_ipv4 = http.address(&format!("{ROOT}/public-ipv4"), &[]).await?;
     let private = get(&http, "private-networks")
         .await?
         .and_then(|doc| yaml_values(&doc, "ip").next().map(str::to_string));
-    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+    id.private_ipv4 = parse_ip(
         &http,
         &format!("{ROOT}/private-networks"),
         private.as_deref(),
     )?;
-    let ipv6 = match get(&http, "network-config").await? {
+    id.ipv6 = match get(&http, "network-config").await? {
         Some(doc) => first_ipv6(&http, &doc)?,
         None => None,
     };
-    Ok(Identity {
-        cloud: MetadataKind::Hetzner,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// Hetzner Cloud, as the agent sees it.
@@ -107,16 +91,13 @@ impl Cloud for Hetzner {
     }
 
     super::cloud::read_by_module_fns!();
-
-    fn has_notices(&self) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[test]
     fn reads_scalars_from_yaml_lists() {
@@ -143,32 +124,21 @@ mod tests {
 
     #[tokio::test]
     async fn reads_the_identity_key_by_key() {
-        let want = Instance::example(CloudKind::Hetzner);
-        let imds = ImdsServer::start_cloud(CloudKind::Hetzner, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "hetzner");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(id.hostname.as_deref(), Some(want.hostname.as_str()));
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert!(probe(Some(&imds.url())).await);
+        let s = Stand::example(&Hetzner);
+        let id = s.identity_of_the_instance().await;
+        assert_eq!(id.hostname.as_deref(), Some(s.want.hostname.as_str()));
+        s.has_the_public_ipv4(&id);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn a_server_error_is_named() {
-        let imds =
-            ImdsServer::start_cloud(CloudKind::Hetzner, Instance::example(CloudKind::Hetzner));
-        imds.set_fault(ImdsFault::Status(503));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "hetzner metadata: {}/hetzner/v1/metadata/instance-id: HTTP 503",
-                imds.url()
-            )),
-            "{e}"
-        );
+        let s = Stand::example(&Hetzner);
+        s.fault_is_named(
+            ImdsFault::Status(503),
+            "/hetzner/v1/metadata/instance-id: HTTP 503",
+        )
+        .await;
     }
 
     /// The static IPv6 subnet of `network-config` gives the address (without
@@ -177,28 +147,9 @@ mod tests {
     /// AAAA records.
     #[tokio::test]
     async fn network_config_gives_the_ipv6_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Hetzner,
-            Instance {
-                ipv6: Some("2a01:4f8:c17:b8f::1".into()),
-                ..Instance::example(CloudKind::Hetzner)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.ipv6, Some("2a01:4f8:c17:b8f::1".parse().unwrap()));
+        let (s, id) = Stand::gives_the_ipv6(&Hetzner, "2a01:4f8:c17:b8f::1").await;
         assert_eq!(id.public_ipv4, Some(Ipv4Addr::new(203, 0, 113, 13)));
-
-        imds.update_instance(|i| i.ipv6 = Some("2a01:4f8:c17:b8f::g1".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "hetzner metadata: {}{ROOT}/network-config: not an address: \"2a01:4f8:c17:b8f::g1/64\"",
-                imds.url()
-            )
-        );
+        let (bad, path) = ("2a01:4f8:c17:b8f::g1", format!("{ROOT}/network-config"));
+        s.refuses_the_ipv6(bad, &path, &format!("{bad}/64")).await;
     }
 }

@@ -211,6 +211,29 @@ impl Http {
             .ok_or_else(|| self.err(path, "HTTP 404: the instance has no such value"))
     }
 
+    /// GETs the plain-text instance id at `path`, which must be there, and
+    /// checks that it is one.
+    pub async fn instance_id(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<String, MetadataError> {
+        let id = self.required(path, headers).await?.trim().to_string();
+        check_id(self, path, &id)?;
+        Ok(id)
+    }
+
+    /// GETs a plain-text address: absent as [`Http::value`] says, an error
+    /// naming what came back when it is no address.
+    pub async fn address<T: std::str::FromStr>(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Option<T>, MetadataError> {
+        let v = self.value(path, headers).await?;
+        parse_ip(self, path, v.as_deref())
+    }
+
     /// GETs a JSON document.
     pub async fn json(
         &self,
@@ -219,15 +242,67 @@ impl Http {
     ) -> Result<Option<serde_json::Value>, MetadataError> {
         self.get(path, headers)
             .await?
-            .map(|body| {
-                serde_json::from_str(&body).map_err(|e| {
-                    self.err(
-                        path,
-                        format!("the answer is not JSON ({e}): {:?}", shown(&body)),
-                    )
-                })
-            })
+            .map(|body| self.parse_json(path, &body))
             .transpose()
+    }
+
+    /// GETs a JSON document that must be there; `absent` is what a 404 says.
+    pub async fn document(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        absent: &str,
+    ) -> Result<serde_json::Value, MetadataError> {
+        self.json(path, headers)
+            .await?
+            .ok_or_else(|| self.err(path, absent))
+    }
+
+    /// Parses `body`, the answer at `path`, as JSON, or says what came back.
+    pub fn parse_json(&self, path: &str, body: &str) -> Result<serde_json::Value, MetadataError> {
+        serde_json::from_str(body).map_err(|e| {
+            self.err(
+                path,
+                format!("the answer is not JSON ({e}): {:?}", shown(body)),
+            )
+        })
+    }
+
+    /// The instance id at `pointer` in the document read from `path`,
+    /// checked; `field` names it when the document has none.
+    pub fn id_in(
+        &self,
+        path: &str,
+        doc: &serde_json::Value,
+        pointer: &str,
+        field: &str,
+    ) -> Result<String, MetadataError> {
+        let id = str_at(doc, pointer)
+            .ok_or_else(|| self.err(path, format!("the document has no {field}")))?
+            .to_string();
+        check_id(self, path, &id)?;
+        Ok(id)
+    }
+
+    /// The error for an answer at `path` that should have been an address.
+    pub fn not_an_address(&self, path: &str, s: &str) -> MetadataError {
+        self.err(path, format!("not an address: {:?}", shown(s)))
+    }
+
+    /// A probe that passes when `path` answers 2xx with a JSON document that
+    /// `is_ours` recognises as the cloud's (a status alone could be anyone's).
+    pub async fn probe_json(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        is_ours: impl FnOnce(&serde_json::Value) -> bool,
+    ) -> bool {
+        match self.probe(Call::get(path, headers)).await {
+            Some(r) if r.status.is_success() => serde_json::from_str::<serde_json::Value>(&r.body)
+                .ok()
+                .is_some_and(|v| is_ours(&v)),
+            _ => false,
+        }
     }
 
     /// One quick request for `auto`: no retry, [`PROBE_TIMEOUT`]; `None` for
@@ -314,7 +389,7 @@ pub fn parse_ip<T: std::str::FromStr>(
         Some(s) => s
             .parse::<T>()
             .map(Some)
-            .map_err(|_| http.err(path, format!("not an address: {:?}", shown(s)))),
+            .map_err(|_| http.not_an_address(path, s)),
     }
 }
 

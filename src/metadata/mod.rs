@@ -20,6 +20,8 @@ mod hetzner;
 mod http;
 mod openstack;
 mod oracle;
+#[cfg(test)]
+mod testing;
 pub(crate) mod triton;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -52,6 +54,24 @@ pub struct Identity {
     pub public_ipv4: Option<Ipv4Addr>,
     pub private_ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
+}
+
+impl Identity {
+    /// An identity from `cloud` of which only the id is known yet: each reader
+    /// starts from it and fills in the rest as it reads it.
+    pub fn of(cloud: MetadataKind, detected_by: &str, instance_id: String) -> Identity {
+        Identity {
+            cloud,
+            detected_by: detected_by.to_string(),
+            instance_id,
+            region: None,
+            availability_zone: None,
+            hostname: None,
+            public_ipv4: None,
+            private_ipv4: None,
+            ipv6: None,
+        }
+    }
 }
 
 /// A metadata failure: which cloud, which URL, what came back.
@@ -135,17 +155,11 @@ fn is_dns_name(s: &str) -> bool {
 /// Reads this instance's identity as the configuration says, overrides applied.
 pub async fn identify(cfg: &InstanceConfig) -> Result<Identity, MetadataError> {
     let mut identity = match cfg.metadata {
-        MetadataKind::None => Identity {
-            cloud: MetadataKind::None,
-            detected_by: "metadata = \"none\": [instance] settings only".into(),
-            instance_id: String::new(),
-            region: None,
-            availability_zone: None,
-            hostname: None,
-            public_ipv4: None,
-            private_ipv4: None,
-            ipv6: None,
-        },
+        MetadataKind::None => Identity::of(
+            MetadataKind::None,
+            "metadata = \"none\": [instance] settings only",
+            String::new(),
+        ),
         MetadataKind::Auto => detect::detect(cfg).await?,
         kind => {
             let by = format!("metadata = \"{}\"", kind.name());
@@ -382,28 +396,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_missing_public_address_says_what_to_configure() {
-        let cfg = InstanceConfig {
-            metadata: MetadataKind::Azure,
+    /// `[instance]` reading `metadata` (at `endpoint`, if given) and
+    /// publishing the public IPv4 address only, nothing overridden.
+    fn instance(metadata: MetadataKind, endpoint: Option<String>) -> InstanceConfig {
+        InstanceConfig {
+            metadata,
             address: AddressKind::Public,
             ipv6: false,
             id: None,
             ipv4: None,
             hostname: None,
             region: None,
-            metadata_endpoint: None,
-        };
+            metadata_endpoint: endpoint,
+        }
+    }
+
+    #[test]
+    fn a_missing_public_address_says_what_to_configure() {
+        let cfg = instance(MetadataKind::Azure, None);
         let identity = Identity {
-            cloud: MetadataKind::Azure,
-            detected_by: "test".into(),
-            instance_id: "02aab8a4-74ef-476e-8182-f6d2ba4166a6".into(),
-            region: None,
-            availability_zone: None,
-            hostname: None,
-            public_ipv4: None,
             private_ipv4: Some(Ipv4Addr::new(10, 1, 0, 4)),
-            ipv6: None,
+            ..Identity::of(
+                MetadataKind::Azure,
+                "test",
+                "02aab8a4-74ef-476e-8182-f6d2ba4166a6".into(),
+            )
         };
         let e = vars(&identity, &cfg).unwrap_err();
         assert!(
@@ -420,16 +437,7 @@ mod tests {
     #[tokio::test]
     async fn notice_asks_the_cloud_the_identity_came_from() {
         let imds = ImdsServer::start_cloud(CloudKind::Gcp, Instance::example(CloudKind::Gcp));
-        let cfg = InstanceConfig {
-            metadata: MetadataKind::Gcp,
-            address: AddressKind::Public,
-            ipv6: false,
-            id: None,
-            ipv4: None,
-            hostname: None,
-            region: None,
-            metadata_endpoint: Some(imds.url()),
-        };
+        let cfg = instance(MetadataKind::Gcp, Some(imds.url()));
         let identity = identify(&cfg).await.unwrap();
         assert_eq!(notice(&cfg, &identity).await.unwrap(), None);
         imds.set_termination_notice(true);
@@ -461,17 +469,7 @@ mod tests {
 
     #[test]
     fn whoami_json_names_the_cloud() {
-        let identity = Identity {
-            cloud: MetadataKind::DigitalOcean,
-            detected_by: "test".into(),
-            instance_id: "1".into(),
-            region: None,
-            availability_zone: None,
-            hostname: None,
-            public_ipv4: None,
-            private_ipv4: None,
-            ipv6: None,
-        };
+        let identity = Identity::of(MetadataKind::DigitalOcean, "test", "1".into());
         let v = serde_json::to_value(&identity).unwrap();
         assert_eq!(v["cloud"], "digitalocean", "{v}");
     }

@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde_json::Value;
 
 use super::cloud::Cloud;
-use super::http::{self, Call, Http, check_id, parse_ip, str_at};
+use super::http::{self, Http, parse_ip, str_at};
 use super::{Identity, MetadataError};
 use crate::config::MetadataKind;
 
@@ -26,22 +26,9 @@ fn client(base: Option<&str>) -> Http {
 
 /// Does Nova answer with a `meta_data.json` that has a `uuid`?
 async fn probe(base: Option<&str>) -> bool {
-    match client(base).probe(Call::get(META_DATA, &[])).await {
-        Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
-            .ok()
-            .is_some_and(|v| str_at(&v, "/uuid").is_some()),
-        _ => false,
-    }
-}
-
-async fn ec2(http: &Http, item: &str) -> Result<(String, Option<String>), MetadataError> {
-    let path = format!("/latest/meta-data/{item}");
-    let v = http
-        .get(&path, &[])
-        .await?
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
-    Ok((path, v))
+    client(base)
+        .probe_json(META_DATA, &[], |v| str_at(v, "/uuid").is_some())
+        .await
 }
 
 /// The first IPv6 `ip_address` among `network_data.json`'s networks; IPv4
@@ -64,38 +51,23 @@ fn first_ipv6(http: &Http, net: &Value) -> Result<Option<Ipv6Addr>, MetadataErro
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = http
-        .json(META_DATA, &[])
-        .await?
-        .ok_or_else(|| http.err(META_DATA, "HTTP 404: no meta_data.json"))?;
-    let instance_id = str_at(&doc, "/uuid")
-        .ok_or_else(|| http.err(META_DATA, "the document has no uuid"))?
-        .to_string();
-    check_id(&http, META_DATA, &instance_id)?;
-    let availability_zone = str_at(&doc, "/availability_zone").map(str::to_string);
-    let hostname = str_at(&doc, "/hostname")
+        .document(META_DATA, &[], "HTTP 404: no meta_data.json")
+        .await?;
+    let instance_id = http.id_in(META_DATA, &doc, "/uuid", "uuid")?;
+    let mut id = Identity::of(MetadataKind::OpenStack, detected_by, instance_id);
+    id.availability_zone = str_at(&doc, "/availability_zone").map(str::to_string);
+    id.hostname = str_at(&doc, "/hostname")
         .or_else(|| str_at(&doc, "/name"))
         .map(str::to_string);
-    let (p, v) = ec2(&http, "local-ipv4").await?;
-    let private_ipv4: Option<Ipv4Addr> = parse_ip(&http, &p, v.as_deref())?;
-    let (p, v) = ec2(&http, "public-ipv4").await?;
-    let public_ipv4: Option<Ipv4Addr> = parse_ip(&http, &p, v.as_deref())?;
+    id.private_ipv4 = http.address("/latest/meta-data/local-ipv4", &[]).await?;
+    id.public_ipv4 = http.address("/latest/meta-data/public-ipv4", &[]).await?;
     // network_data.json lists static IPv6 networks as {"type": "ipv6", "ip_address": …}.
-    let ipv6: Option<Ipv6Addr> = match http.json(NETWORK_DATA, &[]).await {
+    id.ipv6 = match http.json(NETWORK_DATA, &[]).await {
         Ok(Some(net)) => first_ipv6(&http, &net)?,
         // Older Nova has no network_data.json; IPv6 is optional, the rest is not.
         Ok(None) | Err(_) => None,
     };
-    Ok(Identity {
-        cloud: MetadataKind::OpenStack,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region: None,
-        availability_zone,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// OpenStack, as the agent sees it.
@@ -107,47 +79,28 @@ impl Cloud for OpenStack {
     }
 
     super::cloud::read_by_module_fns!();
-
-    fn has_notices(&self) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity() {
-        let want = Instance::example(CloudKind::OpenStack);
-        let imds = ImdsServer::start_cloud(CloudKind::OpenStack, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "openstack");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
-        );
-        assert_eq!(id.public_ipv4.map(|i| i.to_string()), want.public_ipv4);
-        assert!(probe(Some(&imds.url())).await);
+        let s = Stand::example(&OpenStack);
+        let id = s.identity_of_the_instance().await;
+        s.has_the_private_ipv4(&id);
+        s.has_the_public_ipv4(&id);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn garbage_is_named() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::OpenStack,
-            Instance::example(CloudKind::OpenStack),
-        );
-        imds.set_fault(ImdsFault::Garbage);
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!("openstack metadata: {}{META_DATA}: ", imds.url())),
-            "{e}"
-        );
+        let s = Stand::example(&OpenStack);
+        s.fault_is_named(ImdsFault::Garbage, &format!("{META_DATA}: "))
+            .await;
     }
 
     /// `network_data.json` lists the port's IPv4 network and its static IPv6
@@ -156,28 +109,9 @@ mod tests {
     /// leaving the instance silently without AAAA records.
     #[tokio::test]
     async fn network_data_gives_the_ipv6_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::OpenStack,
-            Instance {
-                ipv6: Some("2001:db8:1234:5678::5".into()),
-                ..Instance::example(CloudKind::OpenStack)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.ipv6, Some("2001:db8:1234:5678::5".parse().unwrap()));
+        let (s, id) = Stand::gives_the_ipv6(&OpenStack, "2001:db8:1234:5678::5").await;
         assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 11)));
-
-        imds.update_instance(|i| i.ipv6 = Some("2001:db8:1234:5678::5::6".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "openstack metadata: {}{NETWORK_DATA}: not an address: \"2001:db8:1234:5678::5::6\"",
-                imds.url()
-            )
-        );
+        let bad = "2001:db8:1234:5678::5::6";
+        s.refuses_the_ipv6(bad, NETWORK_DATA, bad).await;
     }
 }

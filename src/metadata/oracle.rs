@@ -7,12 +7,8 @@
 //! it). OCI metadata does not show the public IP: the identity has none, and
 //! the error from [`super::vars`] says what to configure. No termination notices.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
-use serde_json::Value;
-
 use super::cloud::Cloud;
-use super::http::{self, Call, Http, check_id, parse_ip, str_at};
+use super::http::{self, Http, parse_ip, str_at};
 use super::{Identity, MetadataError};
 use crate::config::MetadataKind;
 
@@ -27,57 +23,41 @@ fn client(base: Option<&str>) -> Http {
 
 /// Does OCI's IMDSv2 answer with an instance document?
 async fn probe(base: Option<&str>) -> bool {
-    match client(base).probe(Call::get(INSTANCE_PATH, &HEADERS)).await {
-        Some(r) if r.status.is_success() => serde_json::from_str::<Value>(&r.body)
-            .ok()
-            .is_some_and(|v| {
-                str_at(&v, "/id").is_some() && str_at(&v, "/availabilityDomain").is_some()
-            }),
-        _ => false,
-    }
+    client(base)
+        .probe_json(INSTANCE_PATH, &HEADERS, |v| {
+            str_at(v, "/id").is_some() && str_at(v, "/availabilityDomain").is_some()
+        })
+        .await
 }
 
 async fn identity(base: Option<&str>, detected_by: &str) -> Result<Identity, MetadataError> {
     let http = client(base);
     let doc = http
-        .json(INSTANCE_PATH, &HEADERS)
-        .await?
-        .ok_or_else(|| http.err(INSTANCE_PATH, "HTTP 404: no instance document"))?;
-    let instance_id = str_at(&doc, "/id")
-        .ok_or_else(|| http.err(INSTANCE_PATH, "the document has no id"))?
-        .to_string();
-    check_id(&http, INSTANCE_PATH, &instance_id)?;
-    let region = str_at(&doc, "/canonicalRegionName")
+        .document(INSTANCE_PATH, &HEADERS, "HTTP 404: no instance document")
+        .await?;
+    let instance_id = http.id_in(INSTANCE_PATH, &doc, "/id", "id")?;
+    let mut id = Identity::of(MetadataKind::Oracle, detected_by, instance_id);
+    id.region = str_at(&doc, "/canonicalRegionName")
         .or_else(|| str_at(&doc, "/region"))
         .map(str::to_string);
-    let availability_zone = str_at(&doc, "/availabilityDomain").map(str::to_string);
-    let hostname = str_at(&doc, "/hostname").map(str::to_string);
+    id.availability_zone = str_at(&doc, "/availabilityDomain").map(str::to_string);
+    id.hostname = str_at(&doc, "/hostname").map(str::to_string);
     let vnics = http.json(VNICS_PATH, &HEADERS).await?;
     let first = vnics.as_ref().and_then(|v| v.get(0));
     if vnics.is_some() && first.is_none() {
         return Err(http.err(VNICS_PATH, "expected a JSON array of VNICs"));
     }
-    let private_ipv4: Option<Ipv4Addr> = parse_ip(
+    id.private_ipv4 = parse_ip(
         &http,
         VNICS_PATH,
         first.and_then(|n| str_at(n, "/privateIp")),
     )?;
-    let ipv6: Option<Ipv6Addr> = parse_ip(
+    id.ipv6 = parse_ip(
         &http,
         VNICS_PATH,
         first.and_then(|n| str_at(n, "/ipv6Addresses/0")),
     )?;
-    Ok(Identity {
-        cloud: MetadataKind::Oracle,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone,
-        hostname,
-        public_ipv4: None,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// Oracle Cloud Infrastructure, as the agent sees it.
@@ -90,10 +70,6 @@ impl Cloud for Oracle {
 
     super::cloud::read_by_module_fns!();
 
-    fn has_notices(&self) -> bool {
-        false
-    }
-
     fn no_public_ipv4_why(&self) -> &'static str {
         "OCI metadata does not show public IPs"
     }
@@ -101,69 +77,38 @@ impl Cloud for Oracle {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use testkit::imds::{CloudKind, ImdsFault, ImdsServer, Instance};
+    use crate::metadata::testing::Stand;
+    use testkit::imds::ImdsFault;
 
     #[tokio::test]
     async fn reads_the_identity_with_the_bearer_header() {
-        let want = Instance::example(CloudKind::Oracle);
-        let imds = ImdsServer::start_cloud(CloudKind::Oracle, want.clone());
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(id.cloud.to_string(), "oracle");
-        assert_eq!(id.instance_id, want.instance_id);
-        assert_eq!(
-            id.private_ipv4.map(|i| i.to_string()),
-            Some(want.private_ipv4.clone())
-        );
-        assert!(probe(Some(&imds.url())).await);
+        let s = Stand::example(&Oracle);
+        let id = s.identity_of_the_instance().await;
+        s.has_the_private_ipv4(&id);
+        assert!(s.probe().await);
     }
 
     #[tokio::test]
     async fn a_refusal_is_named() {
-        let imds = ImdsServer::start_cloud(CloudKind::Oracle, Instance::example(CloudKind::Oracle));
-        imds.set_fault(ImdsFault::Status(401));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(&format!(
-                "oracle metadata: {}{INSTANCE_PATH}: HTTP 401",
-                imds.url()
-            )),
-            "{e}"
-        );
+        let s = Stand::example(&Oracle);
+        s.fault_is_named(
+            ImdsFault::Status(401),
+            &format!("{INSTANCE_PATH}: HTTP 401"),
+        )
+        .await;
     }
 
     /// An IPv6-enabled VNIC lists `ipv6Addresses`; the first is the instance's,
     /// and one that is no address is refused, naming the URL and what came back.
     #[tokio::test]
     async fn an_ipv6_vnic_gives_its_address_and_a_malformed_one_is_refused() {
-        let imds = ImdsServer::start_cloud(
-            CloudKind::Oracle,
-            Instance {
-                ipv6: Some("2603:c020:8000:1200:a3e2:81e0:b4c3:8a31".into()),
-                ..Instance::example(CloudKind::Oracle)
-            },
-        );
-        let id = identity(Some(&imds.url()), "test").await.unwrap();
-        assert_eq!(
-            id.ipv6,
-            Some("2603:c020:8000:1200:a3e2:81e0:b4c3:8a31".parse().unwrap())
-        );
+        let good = "2603:c020:8000:1200:a3e2:81e0:b4c3:8a31";
+        let (s, id) = Stand::gives_the_ipv6(&Oracle, good).await;
         assert_eq!(id.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 12)));
-
-        imds.update_instance(|i| i.ipv6 = Some("2603:c020:8000:1200:a3e2:81e0:b4c3".into()));
-        let e = identity(Some(&imds.url()), "test")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            format!(
-                "oracle metadata: {}{VNICS_PATH}: not an address: \"2603:c020:8000:1200:a3e2:81e0:b4c3\"",
-                imds.url()
-            )
-        );
+        let bad = "2603:c020:8000:1200:a3e2:81e0:b4c3";
+        s.refuses_the_ipv6(bad, VNICS_PATH, bad).await;
     }
 }

@@ -134,9 +134,10 @@ async fn identity(_base: Option<&str>, detected_by: &str) -> Result<Identity, Me
             format!("not an instance id: {:?}", shown(&instance_id)),
         ));
     }
-    let hostname = get("sdc:hostname").await?;
-    let region = get("sdc:datacenter_name").await?;
-    let (public_ipv4, private_ipv4, ipv6) = match get("sdc:nics").await? {
+    let mut id = Identity::of(MetadataKind::Triton, detected_by, instance_id);
+    id.hostname = get("sdc:hostname").await?;
+    id.region = get("sdc:datacenter_name").await?;
+    (id.public_ipv4, id.private_ipv4, id.ipv6) = match get("sdc:nics").await? {
         Some(text) => {
             let v: Value = serde_json::from_str(&text)
                 .map_err(|e| err("sdc:nics", format!("not JSON ({e}): {:?}", shown(&text))))?;
@@ -147,17 +148,7 @@ async fn identity(_base: Option<&str>, detected_by: &str) -> Result<Identity, Me
         }
         None => (None, None, None),
     };
-    Ok(Identity {
-        cloud: MetadataKind::Triton,
-        detected_by: detected_by.to_string(),
-        instance_id,
-        region,
-        availability_zone: None,
-        hostname,
-        public_ipv4,
-        private_ipv4,
-        ipv6,
-    })
+    Ok(id)
 }
 
 /// Joyent Triton / SmartOS, as the agent sees it.
