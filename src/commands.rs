@@ -321,7 +321,7 @@ async fn status(cli: &Cli, records: &cli::RecordArgs, json: bool) -> anyhow::Res
             Ok(list) => rows.extend(list),
             Err(e) => {
                 all_present = false;
-                output::error(format_args!("status: {e}"));
+                output::error(format_args!("status: {e:#}"));
             }
         }
     }

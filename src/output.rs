@@ -129,7 +129,7 @@ pub fn print_reaped(reports: &[ReapReport]) -> bool {
             }
             Err(e) => {
                 ok = false;
-                error(format_args!("reap at {}: {e}", r.provider));
+                error(format_args!("reap at {}: {e:#}", r.provider));
             }
         }
     }
@@ -144,7 +144,7 @@ pub fn print_reaped_quietly(reports: &[ReapReport]) {
             Ok(_) => {
                 print_reaped(std::slice::from_ref(r));
             }
-            Err(e) => tracing::warn!(provider = %r.provider, "reaping expired leases: {e}"),
+            Err(e) => tracing::warn!(provider = %r.provider, "reaping expired leases: {e:#}"),
         }
     }
 }
@@ -208,7 +208,7 @@ pub fn print_plans(
                     );
                 }
             }
-            Err(e) => error(format_args!("plan at {}: {e}", r.provider)),
+            Err(e) => error(format_args!("plan at {}: {e:#}", r.provider)),
         }
     }
     if changes {
@@ -238,7 +238,7 @@ fn print_plans_json(verb: &str, instance_id: &str, reports: &[PlanReport], plann
                     "keep_others": lines(&d.keep_others),
                     "owned": d.owned.iter().map(Value::to_line).collect::<Vec<_>>(),
                 }),
-                Err(e) => serde_json::json!({ "error": e }),
+                Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
             };
             (r.provider.clone(), entry)
         })
@@ -256,7 +256,7 @@ fn print_plans_json(verb: &str, instance_id: &str, reports: &[PlanReport], plann
     );
     for r in reports {
         if let Err(e) = &r.result {
-            error(format_args!("plan at {}: {e}", r.provider));
+            error(format_args!("plan at {}: {e:#}", r.provider));
         }
     }
 }
@@ -314,7 +314,7 @@ pub fn print_reports(action: Action, reports: &[Report]) -> bool {
             Err(e) => {
                 ok = false;
                 error(format_args!(
-                    "{} at {}: {e}",
+                    "{} at {}: {e:#}",
                     if action == Action::Join {
                         "join"
                     } else {

@@ -403,7 +403,7 @@ impl Agent {
                 .map(Vec::len)
                 .sum(),
         );
-        Some(reaped.iter().any(|r| r.out_of_time))
+        Some(reaped.iter().any(engine::ReapReport::out_of_time))
     }
 
     /// Route53 takes up to a minute to make a change live: ask once, then,

@@ -82,7 +82,7 @@ impl Standing {
                     r.result
                         .as_ref()
                         .err()
-                        .map(|e| format!("{}: {e}", r.provider))
+                        .map(|e| format!("{}: {e:#}", r.provider))
                 })
                 .collect();
             self.status.reason = [self.status.reason.clone(), failed.join("; ")]

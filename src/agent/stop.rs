@@ -89,7 +89,7 @@ fn stop_result(
         Ok(Ok(reports)) => {
             if print_reports(Action::Leave, &reports) {
                 Ok(())
-            } else if reports.iter().all(|r| r.result.is_ok() || r.out_of_time) {
+            } else if reports.iter().all(|r| r.result.is_ok() || r.out_of_time()) {
                 left_to_reapers("some records could not be removed within stop_timeout (see above)")
             } else {
                 Err(anyhow::anyhow!(

@@ -13,6 +13,7 @@ use crate::plan::{Desired, Vars, desired};
 use crate::provider::KnownZone;
 use crate::reconcile::{Checkpoint, Outcome};
 use crate::record::{DomainName, Value};
+use crate::retry::OutOfTime;
 use crate::state::{ProviderState, State, StateFile};
 use facade::AnyProvider;
 
@@ -33,27 +34,37 @@ struct Slot {
 }
 
 /// What happened at one provider.
+/// The error stays typed until it is printed (`{e:#}`: each cause after a
+/// colon), so that what it was can still be asked (see [`Report::out_of_time`]).
 #[derive(Debug)]
 pub struct Report {
     pub provider: String,
-    pub result: Result<Outcome, String>,
-    /// It failed only by running out of time (the provider busy or contended).
-    pub out_of_time: bool,
+    pub result: anyhow::Result<Outcome>,
 }
 
 impl Report {
     fn timed_out(provider: String, deadline: Duration) -> Report {
         Report {
             provider,
-            result: Err(format!(
+            result: Err(OutOfTime(format!(
                 "gave up after {} without finishing: nothing more is sent, a \
                  change already accepted stands whole (each is atomic), and the \
                  next run or reconcile finishes the work",
                 humantime::format_duration(deadline)
-            )),
-            out_of_time: true,
+            ))
+            .into()),
         }
     }
+
+    /// It failed only by running out of time (the provider busy or contended).
+    pub fn out_of_time(&self) -> bool {
+        self.result.as_ref().err().is_some_and(out_of_time)
+    }
+}
+
+/// Whether `e` is an operation that ran out of time rather than one refused.
+pub fn out_of_time(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<OutOfTime>().is_some()
 }
 
 /// One desired record's presence, for `status`.
@@ -216,7 +227,7 @@ impl Engine {
     }
 
     /// Whether each desired record is present at its provider.
-    pub async fn status(&mut self) -> Result<Vec<Result<Vec<Presence>, String>>, UsageError> {
+    pub async fn status(&mut self) -> Result<Vec<anyhow::Result<Vec<Presence>>>, UsageError> {
         let state = self.load_state();
         let mut out = Vec::new();
         for i in 0..self.slots.len() {
@@ -225,7 +236,7 @@ impl Engine {
                 .get(&self.slots[i].name)
                 .and_then(known_zone);
             if let Err(e) = Self::connect(&mut self.slots[i], known.as_ref()).await {
-                out.push(Err(format!("{}: {e:#}", self.slots[i].name)));
+                out.push(Err(e.context(self.slots[i].name.clone())));
                 continue;
             }
             let slot = &self.slots[i];
@@ -235,18 +246,15 @@ impl Engine {
                 .provider
                 .presence(&records, Duration::from_secs(60))
                 .await;
-            out.push(
-                got.map(|list| {
-                    list.into_iter()
-                        .map(|(v, present): (Value, bool)| Presence {
-                            provider: slot.name.clone(),
-                            record: v.to_line(),
-                            present,
-                        })
-                        .collect()
-                })
-                .map_err(|e| format!("{e:#}")),
-            );
+            out.push(got.map(|list| {
+                list.into_iter()
+                    .map(|(v, present): (Value, bool)| Presence {
+                        provider: slot.name.clone(),
+                        record: v.to_line(),
+                        present,
+                    })
+                    .collect()
+            }));
         }
         Ok(out)
     }

@@ -57,10 +57,15 @@ impl Engine {
 #[derive(Debug)]
 pub struct ReapReport {
     pub provider: String,
-    pub result: Result<Vec<Reaped>, String>,
+    pub result: anyhow::Result<Vec<Reaped>>,
+}
+
+impl ReapReport {
     /// It ended only by running out of time (the provider busy): there may
     /// be more to reap.
-    pub out_of_time: bool,
+    pub fn out_of_time(&self) -> bool {
+        self.result.as_ref().err().is_some_and(super::out_of_time)
+    }
 }
 
 async fn reap_slots(slots: &mut [Slot], state: &State, deadline: Duration) -> Vec<ReapReport> {
@@ -73,11 +78,7 @@ async fn reap_slots(slots: &mut [Slot], state: &State, deadline: Duration) -> Ve
         };
         ReapReport {
             provider: slot.name.clone(),
-            out_of_time: result
-                .as_ref()
-                .err()
-                .is_some_and(|e| e.downcast_ref::<crate::retry::OutOfTime>().is_some()),
-            result: result.map_err(|e| format!("{e:#}")),
+            result,
         }
     }))
     .await

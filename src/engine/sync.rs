@@ -106,18 +106,18 @@ impl Engine {
                 let before = state.providers.get(&slot.name).cloned().unwrap_or_default();
                 let known_zone = known_zone(&before);
                 if let Err(e) = Self::connect(slot, known_zone.as_ref()).await {
-                    return Ok(Err(format!("{e:#}")));
+                    return Ok(Err(e));
                 }
                 let zone = slot.provider.zone().clone();
                 let desired = plan(config, vars, &slot.name, &zone)?;
                 let intent = intent(action, vars, desired, &before, &zone, deadline, lease);
                 let result = slot.provider.dry_run(&intent).await;
-                Ok(result.map_err(|e| format!("{e:#}")))
+                Ok(result)
             };
             let result = tokio::time::timeout(deadline, work)
                 .await
                 .unwrap_or_else(|_| {
-                    Ok(Err(format!(
+                    Ok(Err(anyhow::anyhow!(
                         "gave up after {} without an answer",
                         humantime::format_duration(deadline)
                     )))
@@ -157,8 +157,7 @@ impl Round<'_> {
         if let Err(e) = Engine::connect(slot, known_zone.as_ref()).await {
             return Ok(Report {
                 provider: slot.name.clone(),
-                out_of_time: e.downcast_ref::<crate::retry::OutOfTime>().is_some(),
-                result: Err(format!("{e:#}")),
+                result: Err(e),
             });
         }
         let zone = slot.provider.zone().clone();
@@ -190,11 +189,7 @@ impl Round<'_> {
         self.finished(slot, &result, known_zone.as_ref());
         Ok(Report {
             provider: slot.name.clone(),
-            out_of_time: result
-                .as_ref()
-                .err()
-                .is_some_and(|e| e.downcast_ref::<crate::retry::OutOfTime>().is_some()),
-            result: result.map_err(|e| format!("{e:#}")),
+            result,
         })
     }
 
@@ -316,5 +311,5 @@ pub(super) fn intent(
 #[derive(Debug)]
 pub struct PlanReport {
     pub provider: String,
-    pub result: Result<DryRun, String>,
+    pub result: anyhow::Result<DryRun>,
 }

@@ -583,7 +583,7 @@ async fn expired_leases_are_reaped_by_an_agent_and_by_dnsreg_reap() {
     let reports = live.reap(Duration::from_millis(500)).await;
     assert!(!print_reaped(&reports));
     assert!(
-        reports.iter().any(|r| r.out_of_time && r.result.is_err()),
+        reports.iter().any(|r| r.out_of_time() && r.result.is_err()),
         "{reports:?}"
     );
 }
@@ -593,12 +593,10 @@ fn a_failure_at_any_provider_fails_the_command() {
     let ok = || Report {
         provider: "a".into(),
         result: Ok(Outcome::default()),
-        out_of_time: false,
     };
     let failed = || Report {
         provider: "b".into(),
-        result: Err("refused".into()),
-        out_of_time: false,
+        result: Err(anyhow::anyhow!("refused")),
     };
     for action in [Action::Join, Action::Leave] {
         assert!(print_reports(action, &[ok()]));
@@ -607,12 +605,10 @@ fn a_failure_at_any_provider_fails_the_command() {
     let reaped = ReapReport {
         provider: "a".into(),
         result: Ok(Vec::new()),
-        out_of_time: false,
     };
     let failed = ReapReport {
         provider: "b".into(),
-        result: Err("refused".into()),
-        out_of_time: false,
+        result: Err(anyhow::anyhow!("refused")),
     };
     assert!(print_reaped(std::slice::from_ref(&reaped)));
     assert!(!print_reaped(&[reaped, failed]));
