@@ -223,6 +223,21 @@ pub struct InstanceArgs {
     pub ipv6: bool,
 }
 
+impl InstanceArgs {
+    /// The `[instance]` flags as configuration input.
+    pub fn flags(&self) -> Flags {
+        Flags {
+            metadata: self.metadata.clone(),
+            metadata_endpoint: self.metadata_endpoint.clone(),
+            address: self.address.clone(),
+            instance_id: self.instance_id.clone(),
+            ipv4: self.ipv4.clone(),
+            ipv6: self.ipv6,
+            ..Flags::default()
+        }
+    }
+}
+
 impl RecordArgs {
     /// The flags as configuration input, when `--provider` was given.
     pub fn flags(&self) -> Option<Flags> {
@@ -240,13 +255,8 @@ impl RecordArgs {
             names: self.names.clone(),
             hosts: self.hosts.clone(),
             ttl: self.ttl,
-            metadata: self.instance.metadata.clone(),
-            metadata_endpoint: self.instance.metadata_endpoint.clone(),
-            address: self.instance.address.clone(),
-            instance_id: self.instance.instance_id.clone(),
-            ipv4: self.instance.ipv4.clone(),
-            ipv6: self.instance.ipv6,
             state_dir: self.state_dir.clone(),
+            ..self.instance.flags()
         })
     }
 

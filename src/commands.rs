@@ -251,15 +251,7 @@ async fn whoami(cli: &Cli, instance: &cli::InstanceArgs, json: bool) -> anyhow::
         || instance.metadata_endpoint.is_some()
         || instance.address.is_some();
     let instance_cfg = if given || !cli.config.exists() {
-        config::instance_from_flags(&config::Flags {
-            metadata: instance.metadata.clone(),
-            metadata_endpoint: instance.metadata_endpoint.clone(),
-            address: instance.address.clone(),
-            instance_id: instance.instance_id.clone(),
-            ipv4: instance.ipv4.clone(),
-            ipv6: instance.ipv6,
-            ..config::Flags::default()
-        })?
+        config::instance_from_flags(&instance.flags())?
     } else {
         config::load_instance(&cli.config)?
     };

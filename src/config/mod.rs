@@ -42,33 +42,33 @@ use settings::validate_instance;
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let (source_name, text) = read(
+        path,
+        "; write a configuration there, point -c at one, or give the settings as flags (--provider, --zone, ...)",
+    )?;
+    parse(&source_name, &text)
+}
+
+/// The file's name as problems name it, and its text; a file that cannot be
+/// read is one problem, its message followed by `hint`.
+fn read(path: &Path, hint: &str) -> Result<(String, String), ConfigError> {
     let source_name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         source_name: source_name.clone(),
         problems: vec![Problem {
             line: None,
             key: String::new(),
-            message: format!(
-                "cannot read it: {e}; write a configuration there, point -c at one, or give the settings as flags (--provider, --zone, ...)"
-            ),
+            message: format!("cannot read it: {e}{hint}"),
         }],
     })?;
-    parse(&source_name, &text)
+    Ok((source_name, text))
 }
 
 /// Reads a configuration file for its `[instance]` table alone (`whoami`):
 /// the file must parse, but providers and records need not be there or be
 /// right, since nothing is published.
 pub fn load_instance(path: &Path) -> Result<InstanceConfig, ConfigError> {
-    let source_name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        source_name: source_name.clone(),
-        problems: vec![Problem {
-            line: None,
-            key: String::new(),
-            message: format!("cannot read it: {e}"),
-        }],
-    })?;
+    let (source_name, text) = read(path, "")?;
     let mut raw = parse_raw(&source_name, &text)?;
     let mut c = Checker {
         text: Some(&text),

@@ -5,7 +5,7 @@ use clap::Parser;
 
 use super::{Input, Target, corpus};
 use crate::cli::{Cli, Command};
-use crate::config::{self, Flags, ServerAddr, Template};
+use crate::config::{self, ServerAddr, Template};
 use crate::tsig::TsigKey;
 
 const TOML_TOKENS: &[&[u8]] = &[
@@ -151,16 +151,7 @@ fn check_args(text: &str) {
         Command::Plan(a) => records(&a.records),
         Command::Status { records: r, .. } => records(r),
         Command::Whoami { instance, .. } => {
-            let f = Flags {
-                metadata: instance.metadata.clone(),
-                metadata_endpoint: instance.metadata_endpoint.clone(),
-                address: instance.address.clone(),
-                instance_id: instance.instance_id.clone(),
-                ipv4: instance.ipv4.clone(),
-                ipv6: instance.ipv6,
-                ..Flags::default()
-            };
-            if let Err(e) = config::instance_from_flags(&f) {
+            if let Err(e) = config::instance_from_flags(&instance.flags()) {
                 let _ = e.to_string();
             }
         }

@@ -601,16 +601,7 @@ impl<'a, P: Provider> Operation<'a, P> {
             How::Direct if direct_shared => Step::Announce,
             How::Materialise => Step::Await(conflicts),
             _ => {
-                self.tries
-                    .sleep(
-                        Backoff {
-                            base: Duration::from_millis(100),
-                            cap: Duration::from_secs(5),
-                            attempts: u32::MAX,
-                        }
-                        .delay(conflicts.min(10)),
-                    )
-                    .await;
+                self.tries.sleep(after_conflict(conflicts)).await;
                 self.step
             }
         };

@@ -290,5 +290,17 @@ impl Intent {
     }
 }
 
+/// How long to wait before reading again after the `conflicts`-th refused
+/// write: a tenth of a second, doubling up to 5 s, drawn at random (the
+/// writers that raced are told apart).
+fn after_conflict(conflicts: u32) -> Duration {
+    Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(5),
+        attempts: u32::MAX,
+    }
+    .delay(conflicts.min(10))
+}
+
 #[cfg(test)]
 mod tests;

@@ -135,16 +135,7 @@ async fn reap_one<P: Provider>(
                         p.name()
                     );
                 }
-                tries
-                    .sleep(
-                        Backoff {
-                            base: Duration::from_millis(100),
-                            cap: Duration::from_secs(5),
-                            attempts: u32::MAX,
-                        }
-                        .delay(conflicts.min(10)),
-                    )
-                    .await;
+                tries.sleep(after_conflict(conflicts)).await;
             }
             Err(f) => tries.after(&format!("reaping {label}"), f).await?,
         }
