@@ -143,7 +143,7 @@ impl Faulty for Route53Backend {
                 self.r53.fail_next_writes(1, Fault::ServiceUnavailable);
                 self.r53.fail_next_writes(1, Fault::InternalError);
             }
-            // dnsreg gives each attempt 15 s (src/provider/route53.rs).
+            // dnsreg gives each attempt 15 s (src/provider/route53/api.rs).
             Trouble::Timeout => self
                 .r53
                 .fail_next_writes(1, Fault::Delay(Duration::from_secs(16))),
@@ -200,7 +200,7 @@ impl Faulty for CloudflareBackend {
                 self.cf.fail_next_writes(1, CfFault::ServerError(502));
                 self.cf.fail_next_writes(1, CfFault::ServerError(503));
             }
-            // dnsreg gives each request 20 s (src/provider/cloudflare.rs).
+            // dnsreg gives each request 20 s (src/provider/cloudflare/api.rs).
             Trouble::Timeout => self
                 .cf
                 .fail_next_writes(1, CfFault::Delay(Duration::from_secs(21))),
