@@ -22,9 +22,9 @@ impl Engine {
             };
             let after = Duration::from_millis(unix_now_ms().saturating_sub(pending.accepted_ms));
             let known = known_zone(entry);
-            let result = match Self::connect(slot, known.as_ref()).await {
-                Ok(()) => {
-                    match slot.provider.confirm(&pending.change).await {
+            let result = match slot.link.provider(known.as_ref()).await {
+                Ok(provider) => {
+                    match provider.confirm(&pending.change).await {
                         Ok(live) => Ok(live),
                         // Busy or failing for now: not known yet, ask again later.
                         Err(Fail::Busy { .. } | Fail::Transient(_)) => Ok(false),

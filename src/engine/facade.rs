@@ -1,15 +1,16 @@
-//! Every provider behind one object-safe trait, so that the engine holds a
-//! `Box<dyn AnyProvider>` per configured provider and calls it without
-//! knowing its type. [`Provider`] is generic over its snapshot type (what a
-//! write needs from the read before it) and cannot be a trait object; this
-//! trait offers what the engine asks of a provider, each operation run by
-//! the generic code of `reconcile` for the concrete type behind it.
+//! Every provider behind object-safe traits, so that the engine holds a
+//! `Box<dyn AnyConnect>` per configured provider, and the `Box<dyn
+//! AnyProvider>` it connected, and calls them without knowing their type.
+//! [`Provider`] is generic over its snapshot type (what a write needs from
+//! the read before it) and cannot be a trait object; [`AnyProvider`] offers
+//! what the engine asks of a connected provider, each operation run by the
+//! generic code of `reconcile` for the concrete type behind it.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use crate::config::{ProviderConfig, ProviderKind};
-use crate::provider::{Cloudflare, Fail, KnownZone, Provider, Rfc2136, Route53};
+use crate::provider::{Connect, Fail, KnownZone, Provider, cloudflare, rfc2136, route53};
 use crate::reconcile::{self, DryRun, Intent, Outcome, Reaped};
 use crate::record::{DomainName, Record, Value};
 use crate::retry::Pacer;
@@ -17,27 +18,56 @@ use crate::retry::Pacer;
 /// A future the caller need not name.
 pub type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What the engine asks of a configured provider, whatever its type (see
+/// [`Connect`]).
+pub trait AnyConnect: Send + Sync {
+    /// See [`Connect::zone`].
+    fn zone(&self) -> Option<&DomainName>;
+
+    /// See [`Connect::pacer`].
+    fn pacer(&self) -> &Pacer;
+
+    /// See [`Connect::leaves_in_one_request`].
+    fn leaves_in_one_request(&self) -> bool;
+
+    /// See [`Connect::connect`].
+    fn connect<'a>(
+        &'a self,
+        known: Option<&'a KnownZone>,
+    ) -> Boxed<'a, anyhow::Result<Box<dyn AnyProvider>>>;
+}
+
+impl<C: Connect> AnyConnect for C {
+    fn zone(&self) -> Option<&DomainName> {
+        Connect::zone(self)
+    }
+
+    fn pacer(&self) -> &Pacer {
+        Connect::pacer(self)
+    }
+
+    fn leaves_in_one_request(&self) -> bool {
+        Connect::leaves_in_one_request(self)
+    }
+
+    fn connect<'a>(
+        &'a self,
+        known: Option<&'a KnownZone>,
+    ) -> Boxed<'a, anyhow::Result<Box<dyn AnyProvider>>> {
+        Box::pin(async move {
+            let connected = Connect::connect(self, known).await?;
+            Ok(Box::new(connected) as Box<dyn AnyProvider>)
+        })
+    }
+}
+
 /// What the engine asks of a provider, whatever its type.
 pub trait AnyProvider: Send + Sync {
-    /// The zone's name. Valid after [`AnyProvider::connect`].
+    /// The zone it writes to.
     fn zone(&self) -> &DomainName;
 
     /// See [`Provider::known_zone`].
     fn known_zone(&self) -> Option<KnownZone>;
-
-    /// See [`Provider::connect`].
-    fn connect<'a>(&'a mut self, known: Option<&'a KnownZone>) -> Boxed<'a, anyhow::Result<()>>;
-
-    /// See [`Provider::forget_zone`].
-    fn forget_zone(&mut self);
-
-    /// See [`Provider::pacer`].
-    fn pacer(&self) -> &Pacer;
-
-    /// Whether a leave is one request here: each instance's values in
-    /// rrsets of its own ([`Provider::keeps_apart`]), or changed one by one
-    /// (not [`Provider::rewrites_rrsets`]).
-    fn leaves_in_one_request(&self) -> bool;
 
     /// [`reconcile::apply`] with this provider.
     fn apply<'a>(&'a self, intent: &'a Intent) -> Boxed<'a, anyhow::Result<Outcome>>;
@@ -72,22 +102,6 @@ impl<P: Provider + 'static> AnyProvider for P {
         Provider::known_zone(self)
     }
 
-    fn connect<'a>(&'a mut self, known: Option<&'a KnownZone>) -> Boxed<'a, anyhow::Result<()>> {
-        Box::pin(Provider::connect(self, known))
-    }
-
-    fn forget_zone(&mut self) {
-        Provider::forget_zone(self);
-    }
-
-    fn pacer(&self) -> &Pacer {
-        Provider::pacer(self)
-    }
-
-    fn leaves_in_one_request(&self) -> bool {
-        self.keeps_apart() || !self.rewrites_rrsets()
-    }
-
     fn apply<'a>(&'a self, intent: &'a Intent) -> Boxed<'a, anyhow::Result<Outcome>> {
         Box::pin(reconcile::apply(self, intent))
     }
@@ -118,10 +132,16 @@ impl<P: Provider + 'static> AnyProvider for P {
 }
 
 /// The provider a configuration entry names, not connected yet.
-pub fn for_config(cfg: &ProviderConfig, instance_id: &str) -> Box<dyn AnyProvider> {
+pub fn for_config(cfg: &ProviderConfig, instance_id: &str) -> Box<dyn AnyConnect> {
     match &cfg.kind {
-        ProviderKind::Route53(r) => Box::new(Route53::new(&cfg.name, r.clone(), instance_id)),
-        ProviderKind::Cloudflare(c) => Box::new(Cloudflare::new(&cfg.name, c.clone(), instance_id)),
-        ProviderKind::Rfc2136(r) => Box::new(Rfc2136::new(&cfg.name, r.clone())),
+        ProviderKind::Route53(r) => {
+            Box::new(route53::Connector::new(&cfg.name, r.clone(), instance_id))
+        }
+        ProviderKind::Cloudflare(c) => Box::new(cloudflare::Connector::new(
+            &cfg.name,
+            c.clone(),
+            instance_id,
+        )),
+        ProviderKind::Rfc2136(r) => Box::new(rfc2136::Connector::new(&cfg.name, r.clone())),
     }
 }

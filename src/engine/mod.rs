@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, ProviderKind, UsageError};
+use crate::config::{Config, ProviderConfig, UsageError};
 use crate::metadata::Identity;
 use crate::plan::{Desired, Vars, desired};
 use crate::provider::KnownZone;
@@ -15,7 +15,7 @@ use crate::reconcile::{Checkpoint, Outcome};
 use crate::record::{DomainName, Value};
 use crate::retry::OutOfTime;
 use crate::state::{ProviderState, State, StateFile};
-use facade::AnyProvider;
+use facade::{AnyConnect, AnyProvider};
 
 mod confirm;
 mod facade;
@@ -27,10 +27,55 @@ pub use sync::PlanReport;
 
 struct Slot {
     name: String,
-    provider: Box<dyn AnyProvider>,
-    connected: bool,
+    link: Link,
     /// What an operation cut off here had learnt (see [`Checkpoint`]).
     checkpoint: Checkpoint,
+}
+
+impl Slot {
+    fn new(config: &ProviderConfig, instance_id: &str) -> Slot {
+        Slot {
+            name: config.name.clone(),
+            link: Link {
+                connector: facade::for_config(config, instance_id),
+                connected: None,
+            },
+            checkpoint: Checkpoint::default(),
+        }
+    }
+}
+
+/// A configured provider and, once it has connected, the provider it
+/// connected (see [`crate::provider::Connect`]).
+struct Link {
+    connector: Box<dyn AnyConnect>,
+    connected: Option<Box<dyn AnyProvider>>,
+}
+
+impl Link {
+    /// The connected provider, connecting first if it is not: a connect
+    /// that failed is tried again by the next call.
+    async fn provider(&mut self, known: Option<&KnownZone>) -> anyhow::Result<&dyn AnyProvider> {
+        let provider = match self.connected.take() {
+            Some(p) => p,
+            None => self.connector.connect(known).await?,
+        };
+        Ok(&**self.connected.insert(provider))
+    }
+
+    /// Drops the connected provider: the zone it found is gone (deleted and
+    /// made again), so the next call connects anew.
+    fn disconnect(&mut self) {
+        self.connected = None;
+    }
+
+    /// The zone it writes to, when known without asking the provider.
+    fn zone(&self) -> Option<DomainName> {
+        match &self.connected {
+            Some(p) => Some(p.zone().clone()),
+            None => self.connector.zone().cloned(),
+        }
+    }
 }
 
 /// What happened at one provider.
@@ -116,12 +161,7 @@ impl Engine {
         let slots = config
             .providers
             .iter()
-            .map(|p| Slot {
-                name: p.name.clone(),
-                provider: facade::for_config(p, &vars.instance_id),
-                connected: false,
-                checkpoint: Checkpoint::default(),
-            })
+            .map(|p| Slot::new(p, &vars.instance_id))
             .collect();
         let state = StateFile::new(&config.agent.state_dir);
         Ok(Engine {
@@ -130,24 +170,6 @@ impl Engine {
             slots,
             state,
         })
-    }
-
-    /// The zone a provider writes to, when known without asking it.
-    fn zone_before_connect(&self, slot: &Slot) -> Option<DomainName> {
-        if slot.connected {
-            return Some(slot.provider.zone().clone());
-        }
-        let cfg = self.config.providers.iter().find(|p| p.name == slot.name)?;
-        match &cfg.kind {
-            ProviderKind::Route53(r) => match &r.zone {
-                crate::config::ZoneRef::Name(zone) | crate::config::ZoneRef::Both(zone, _) => {
-                    Some(zone.clone())
-                }
-                crate::config::ZoneRef::Id(_) => None,
-            },
-            ProviderKind::Cloudflare(c) => Some(c.zone.clone()),
-            ProviderKind::Rfc2136(r) => Some(r.zone.clone()),
-        }
     }
 
     pub fn config(&self) -> &Config {
@@ -197,14 +219,6 @@ impl Engine {
         state
     }
 
-    async fn connect(slot: &mut Slot, known: Option<&KnownZone>) -> anyhow::Result<()> {
-        if !slot.connected {
-            slot.provider.connect(known).await?;
-            slot.connected = true;
-        }
-        Ok(())
-    }
-
     /// Makes every provider's next first throttled answer wait a random
     /// while up to `over` (see [`crate::retry::Pacer::spread`]), where a
     /// leave is one request. Where instances share rrsets that are rewritten
@@ -213,8 +227,8 @@ impl Engine {
     /// the stop left too little for the rest (measured with 200 agents).
     pub fn spread_retries(&self, over: Duration) {
         for s in &self.slots {
-            if s.provider.leaves_in_one_request() {
-                s.provider.pacer().spread(over);
+            if s.link.connector.leaves_in_one_request() {
+                s.link.connector.pacer().spread(over);
             }
         }
     }
@@ -223,7 +237,7 @@ impl Engine {
     pub fn busy(&self, within: Duration) -> bool {
         self.slots
             .iter()
-            .any(|s| s.provider.pacer().busy_within(within))
+            .any(|s| s.link.connector.pacer().busy_within(within))
     }
 
     /// Whether each desired record is present at its provider.
@@ -235,17 +249,17 @@ impl Engine {
                 .providers
                 .get(&self.slots[i].name)
                 .and_then(known_zone);
-            if let Err(e) = Self::connect(&mut self.slots[i], known.as_ref()).await {
-                out.push(Err(e.context(self.slots[i].name.clone())));
-                continue;
-            }
-            let slot = &self.slots[i];
-            let zone = slot.provider.zone().clone();
+            let slot = &mut self.slots[i];
+            let provider = match slot.link.provider(known.as_ref()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push(Err(e.context(slot.name.clone())));
+                    continue;
+                }
+            };
+            let zone = provider.zone().clone();
             let records = plan(&self.config, &self.vars, &slot.name, &zone)?.records;
-            let got = slot
-                .provider
-                .presence(&records, Duration::from_secs(60))
-                .await;
+            let got = provider.presence(&records, Duration::from_secs(60)).await;
             out.push(got.map(|list| {
                 list.into_iter()
                     .map(|(v, present): (Value, bool)| Presence {

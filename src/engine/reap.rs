@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 
 use super::{Engine, Slot, known_zone};
 use crate::config::Config;
-use crate::reconcile::{Checkpoint, Reaped};
+use crate::reconcile::Reaped;
 use crate::registry::unix_now;
 use crate::state::State;
 
@@ -23,12 +23,15 @@ impl Engine {
         let state = self.load_state();
         for slot in &mut self.slots {
             let known = state.providers.get(&slot.name).and_then(known_zone);
-            if let Err(e) = Self::connect(slot, known.as_ref()).await {
-                // The join says it too, and retries.
-                tracing::warn!(provider = %slot.name, "could not check the rights reaping needs: {e:#}");
-                continue;
-            }
-            let listed = slot.provider.list_registries().await;
+            let provider = match slot.link.provider(known.as_ref()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // The join says it too, and retries.
+                    tracing::warn!(provider = %slot.name, "could not check the rights reaping needs: {e:#}");
+                    continue;
+                }
+            };
+            let listed = provider.list_registries().await;
             match listed {
                 Ok(()) => {}
                 Err(crate::provider::Fail::Permanent(e)) => {
@@ -72,8 +75,8 @@ async fn reap_slots(slots: &mut [Slot], state: &State, deadline: Duration) -> Ve
     let now = unix_now();
     join_all(slots.iter_mut().map(|slot| async move {
         let known = state.providers.get(&slot.name).and_then(known_zone);
-        let result = match Engine::connect(slot, known.as_ref()).await {
-            Ok(()) => slot.provider.reap(now, deadline).await,
+        let result = match slot.link.provider(known.as_ref()).await {
+            Ok(provider) => provider.reap(now, deadline).await,
             Err(e) => Err(e),
         };
         ReapReport {
@@ -90,12 +93,7 @@ pub async fn reap_once(config: &Config, deadline: Duration) -> Vec<ReapReport> {
     let mut slots: Vec<Slot> = config
         .providers
         .iter()
-        .map(|p| Slot {
-            name: p.name.clone(),
-            provider: super::facade::for_config(p, "dnsreg-reaper"),
-            connected: false,
-            checkpoint: Checkpoint::default(),
-        })
+        .map(|p| Slot::new(p, "dnsreg-reaper"))
         .collect();
     reap_slots(&mut slots, &State::default(), deadline).await
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use super::facade::AnyProvider;
 use super::{Action, Engine, Report, Slot, known_zone, lock, plan, save, unix_now_ms};
 use crate::config::{Config, UsageError};
 use crate::plan::{Desired, Vars};
@@ -74,7 +75,7 @@ impl Engine {
     /// zone given by id is learnt at connect, and planned after it.
     fn plan_known(&self, selected: &dyn Fn(&str) -> bool) -> Result<(), UsageError> {
         for slot in self.slots.iter().filter(|s| selected(&s.name)) {
-            if let Some(zone) = self.zone_before_connect(slot) {
+            if let Some(zone) = slot.link.zone() {
                 plan(&self.config, &self.vars, &slot.name, &zone)?;
             }
         }
@@ -105,13 +106,14 @@ impl Engine {
             let work = async {
                 let before = state.providers.get(&slot.name).cloned().unwrap_or_default();
                 let known_zone = known_zone(&before);
-                if let Err(e) = Self::connect(slot, known_zone.as_ref()).await {
-                    return Ok(Err(e));
-                }
-                let zone = slot.provider.zone().clone();
+                let provider = match slot.link.provider(known_zone.as_ref()).await {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let zone = provider.zone().clone();
                 let desired = plan(config, vars, &slot.name, &zone)?;
                 let intent = intent(action, vars, desired, &before, &zone, deadline, lease);
-                let result = slot.provider.dry_run(&intent).await;
+                let result = provider.dry_run(&intent).await;
                 Ok(result)
             };
             let result = tokio::time::timeout(deadline, work)
@@ -154,23 +156,31 @@ impl Round<'_> {
     async fn slot(&self, slot: &mut Slot) -> Result<Report, UsageError> {
         let before = self.before(slot);
         let known_zone = known_zone(&before);
-        if let Err(e) = Engine::connect(slot, known_zone.as_ref()).await {
-            return Ok(Report {
-                provider: slot.name.clone(),
-                result: Err(e),
-            });
-        }
-        let zone = slot.provider.zone().clone();
-        let desired = plan(self.config, self.vars, &slot.name, &zone)?;
+        let Slot {
+            name,
+            link,
+            checkpoint,
+        } = slot;
+        let provider = match link.provider(known_zone.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Report {
+                    provider: name.clone(),
+                    result: Err(e),
+                });
+            }
+        };
+        let zone = provider.zone().clone();
+        let desired = plan(self.config, self.vars, name, &zone)?;
         let wanted = if self.action == Action::Join {
             desired.records.len()
         } else {
             0
         };
-        crate::metrics::get().records(&slot.name, Some(wanted), None);
-        self.starting(slot, &zone);
+        crate::metrics::get().records(name, Some(wanted), None);
+        self.starting(name, provider);
         let intent = Intent {
-            checkpoint: slot.checkpoint.clone(),
+            checkpoint: checkpoint.clone(),
             ..intent(
                 self.action,
                 self.vars,
@@ -181,14 +191,16 @@ impl Round<'_> {
                 self.lease,
             )
         };
-        let result = slot.provider.apply(&intent).await;
+        let result = provider.apply(&intent).await;
         if result.is_ok() {
             // Finished: the state file keeps what it left.
-            slot.checkpoint.take();
+            checkpoint.take();
         }
-        self.finished(slot, &result, known_zone.as_ref());
+        if self.finished(name, &result, known_zone.as_ref()) {
+            link.disconnect();
+        }
         Ok(Report {
-            provider: slot.name.clone(),
+            provider: name.clone(),
             result,
         })
     }
@@ -213,11 +225,11 @@ impl Round<'_> {
     /// record for whoever reads the file after a crash; nothing reads it
     /// back: what may be removed is decided by the zone's registries,
     /// never by the state file's list).
-    fn starting(&self, slot: &Slot, zone: &DomainName) {
-        let zone_id = slot.provider.known_zone().map(|k| k.id);
+    fn starting(&self, name: &str, provider: &dyn AnyProvider) {
+        let zone_id = provider.known_zone().map(|k| k.id);
         let mut s = lock(self.state);
-        let entry = s.providers.entry(slot.name.clone()).or_default();
-        entry.zone = zone.to_string();
+        let entry = s.providers.entry(name.to_string()).or_default();
+        entry.zone = provider.zone().to_string();
         entry.zone_id.clone_from(&zone_id);
         entry.leaving = self.action == Action::Leave;
         save(self.file, &s);
@@ -225,20 +237,22 @@ impl Round<'_> {
 
     /// After writing: what the provider now holds of this instance, and
     /// the change to confirm; or, on a failure that says the remembered
-    /// zone id is gone, that it is to be looked up anew.
+    /// zone id is gone, that it is to be looked up anew (true: the caller
+    /// drops the connected provider).
     fn finished(
         &self,
-        slot: &mut Slot,
+        name: &str,
         result: &anyhow::Result<Outcome>,
         known_zone: Option<&KnownZone>,
-    ) {
+    ) -> bool {
         let mut s = lock(self.state);
-        let entry = s.providers.entry(slot.name.clone()).or_default();
+        let entry = s.providers.entry(name.to_string()).or_default();
+        let mut zone_gone = false;
         match result {
             Ok(outcome) => {
                 let metrics = crate::metrics::get();
-                metrics.records(&slot.name, None, Some(outcome.owned.len()));
-                metrics.synced(&slot.name);
+                metrics.records(name, None, Some(outcome.owned.len()));
+                metrics.synced(name);
                 // A protected old value is another instance's now: forget it.
                 entry.published = outcome.owned.clone();
                 entry.leaving = false;
@@ -251,18 +265,18 @@ impl Round<'_> {
                 }
             }
             Err(e) => {
-                tracing::debug!(provider = %slot.name, "{e:#}");
+                tracing::debug!(provider = %name, "{e:#}");
                 // A remembered zone id that the provider no longer knows
                 // (the zone was deleted and made again): look it up anew.
                 let text = format!("{e:#}");
                 if known_zone.is_some() && ZONE_GONE.iter().any(|m| text.contains(m)) {
                     entry.zone_id = None;
-                    slot.connected = false;
-                    slot.provider.forget_zone();
+                    zone_gone = true;
                 }
             }
         }
         save(self.file, &s);
+        zone_gone
     }
 }
 

@@ -456,7 +456,7 @@ async fn a_stop_spreads_the_first_retries_where_instances_write_apart() {
     let mut waited = Vec::new();
     for s in &e.slots {
         // A first "too many requests" without Retry-After.
-        let pacer = s.provider.pacer();
+        let pacer = s.link.connector.pacer();
         pacer.busy("throttled", None);
         let start = tokio::time::Instant::now();
         pacer.ready().await;

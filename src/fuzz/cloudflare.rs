@@ -22,8 +22,8 @@ use super::{
     values_at_their_keys,
 };
 use crate::config::CloudflareConfig;
-use crate::provider::Provider;
 use crate::provider::cloudflare::Cloudflare;
+use crate::provider::{Connect, Provider};
 use crate::record::{RType, RrKey};
 
 const TOKENS: &[&[u8]] = &[
@@ -96,9 +96,10 @@ fn answer(n: usize) -> impl Strategy<Value = Answer> {
 /// provider for its Retry-After (up to five minutes), which is the pacer's
 /// business, not the parser's.
 async fn connected(cfg: &CloudflareConfig) -> Option<Cloudflare> {
-    let mut cf = Cloudflare::new("cf", cfg.clone(), "i-1");
-    cf.connect(None).await.ok()?;
-    Some(cf)
+    crate::provider::cloudflare::Connector::new("cf", cfg.clone(), "i-1")
+        .connect(None)
+        .await
+        .ok()
 }
 
 /// What an instance does with the API: connect, read, list registries,

@@ -93,9 +93,9 @@ fn fixture() -> Fixture {
     Fixture {
         dir,
         engine,
-        r53: Route53::new("r53", r53(Routing::Simple), "i-1"),
-        r53_multi: Route53::new("r53", r53(Routing::Multivalue), "i-1"),
-        cf: Cloudflare::new("cf", cf_cfg, "i-1"),
+        r53: Route53::offline("r53", r53(Routing::Simple), "i-1"),
+        r53_multi: Route53::offline("r53", r53(Routing::Multivalue), "i-1"),
+        cf: Cloudflare::offline("cf", cf_cfg, "i-1"),
     }
 }
 

@@ -27,9 +27,6 @@ use crate::retry::Pacer;
 
 pub(crate) use crate::net::is_loopback_url;
 pub use crate::registry::Values;
-pub use cloudflare::Cloudflare;
-pub use rfc2136::Rfc2136;
-pub use route53::Route53;
 
 /// An edit of one zone, relative to a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,6 +112,37 @@ pub struct KnownZone {
     pub id: String,
 }
 
+/// A provider as configured, before any I/O. [`Connect::connect`] opens its
+/// client and finds its zone, and gives the [`Provider`] that reads and
+/// writes it: a provider that could be asked to read or write before it is
+/// connected does not exist. A connector is kept for the life of the
+/// process; when the zone it found is gone (deleted and made again), the
+/// connected provider is dropped and the connector connects anew.
+pub trait Connect: Send + Sync {
+    type Provider: Provider + 'static;
+
+    /// The zone's name, when the configuration says it (a Route53 zone given
+    /// only by its id is named by the provider at connect).
+    fn zone(&self) -> Option<&DomainName>;
+
+    /// The pacer every request of this provider waits on: one per
+    /// configured provider, shared by each provider it connects.
+    fn pacer(&self) -> &Pacer;
+
+    /// Whether a leave is one request here: each instance's values in
+    /// rrsets of its own ([`Provider::keeps_apart`]), or changed one by one
+    /// (not [`Provider::rewrites_rrsets`]).
+    fn leaves_in_one_request(&self) -> bool;
+
+    /// Opens the client, finds the zone and checks access; with `known`,
+    /// trusts it instead of asking (a wrong guess shows as an error on the
+    /// first call that uses it).
+    fn connect(
+        &self,
+        known: Option<&KnownZone>,
+    ) -> impl Future<Output = anyhow::Result<Self::Provider>> + Send;
+}
+
 /// What a provider must do. Each operation's guarantee is stated on it; the
 /// conformance tests hold every provider to them.
 pub trait Provider: Send + Sync {
@@ -126,22 +154,14 @@ pub trait Provider: Send + Sync {
     /// The name used in configuration and messages.
     fn name(&self) -> &str;
 
-    /// The zone's name. Valid after [`Provider::connect`].
+    /// The zone it writes to.
     fn zone(&self) -> &DomainName;
 
-    /// The zone's name and the provider's id for it, once connected, to be
-    /// passed to the next [`Provider::connect`] (`None` where there is no id).
+    /// The zone's name and the provider's id for it, to be passed to the
+    /// next [`Connect::connect`] (`None` where there is no id).
     fn known_zone(&self) -> Option<KnownZone> {
         None
     }
-
-    /// Finds the zone and checks access; with `known`, trusts it instead of
-    /// asking (a wrong guess shows as an error on the first call that uses it).
-    /// Idempotent: a provider already connected does nothing.
-    fn connect(
-        &mut self,
-        known: Option<&KnownZone>,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// The same provider acting for another instance (by its registry label):
     /// where each instance keeps rrsets of its own (Route53 multivalue), what
@@ -175,10 +195,6 @@ pub trait Provider: Send + Sync {
             Ok(out)
         }
     }
-
-    /// Drops the zone id learnt or given at [`Provider::connect`]: the next
-    /// connect looks it up again.
-    fn forget_zone(&mut self) {}
 
     /// Every request of this provider waits on its pacer.
     fn pacer(&self) -> &Pacer;

@@ -3,6 +3,7 @@
 //! by page (refused when they are not answers Cloudflare gives), the JSON
 //! it answers with, and the classification of failures.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -12,11 +13,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
-use super::{Cloudflare, DEFAULT_ENDPOINT};
+use super::{Cloudflare, Connector, DEFAULT_ENDPOINT};
 use crate::metadata::error_chain;
 use crate::provider::{Fail, is_loopback_url};
 use crate::record::{DomainName, RData, RType, Value};
-use crate::retry::{Attempts, attempt};
+use crate::retry::{Attempts, Pacer, attempt};
 
 /// Records per page when listing (Cloudflare's default page size).
 const PER_PAGE: u32 = 100;
@@ -95,6 +96,21 @@ pub(super) enum CallError {
     /// The batch endpoint is not available here.
     BatchRefused(String),
     Permanent(String),
+}
+
+impl CallError {
+    /// The failure as the retry loop takes it: what was refused says which
+    /// provider and zone (`what`), and what it was doing.
+    pub(super) fn into_fail(self, what: &str, doing: &str) -> Fail {
+        match self {
+            CallError::Busy(why, retry_after) => Fail::Busy { why, retry_after },
+            CallError::Transient(m) => Fail::Transient(m),
+            CallError::Conflict(m) => Fail::Conflict(m),
+            CallError::BatchRefused(m) | CallError::Permanent(m) => {
+                Fail::Permanent(anyhow!("{what}: {doing}: {m}"))
+            }
+        }
+    }
 }
 
 /// A request's operation for `dnsreg_api_requests_total`: the kind of
@@ -243,7 +259,7 @@ pub(super) fn value_of(r: &RecordJson) -> Option<Value> {
     };
     Some(Value { name, data })
 }
-impl Cloudflare {
+impl Connector {
     /// The API token: `token_file`, else `CLOUDFLARE_API_TOKEN`.
     fn token(&self) -> anyhow::Result<HeaderValue> {
         let token = match &self.cfg.token_file {
@@ -271,6 +287,42 @@ impl Cloudflare {
         })?;
         value.set_sensitive(true);
         Ok(value)
+    }
+}
+
+/// Cloudflare's API as a provider talks to it: the HTTP client, the base
+/// URL and the token, the pacer every request waits on, and the provider's
+/// name for the metrics.
+pub(super) struct Api {
+    name: String,
+    client: reqwest::Client,
+    base: String,
+    /// `Bearer <token>`, marked sensitive.
+    auth: HeaderValue,
+    pacer: Arc<Pacer>,
+}
+
+impl Api {
+    /// An API at a closed port on loopback, with a made-up token.
+    #[cfg(test)]
+    pub(super) fn offline(name: &str, pacer: Arc<Pacer>) -> Api {
+        Api {
+            name: name.to_string(),
+            client: reqwest::Client::new(),
+            base: "http://127.0.0.1:9".to_string(),
+            auth: HeaderValue::from_static("Bearer offline"),
+            pacer,
+        }
+    }
+
+    /// The pacer every request waits on.
+    pub(super) fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// The provider's name in the configuration.
+    pub(super) fn name(&self) -> &str {
+        &self.name
     }
 
     /// One request, one attempt, after the pacer allows it. `path` is below the API base.
@@ -307,12 +359,12 @@ impl Cloudflare {
         query: &[(&str, String)],
         body: Option<&Json>,
     ) -> Result<Envelope<T>, CallError> {
-        let client = self.client.as_ref().expect("connect() first");
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base), query)
             .map_err(|e| CallError::Permanent(format!("bad URL {}{path}: {e}", self.base)))?;
-        let mut req = client
+        let mut req = self
+            .client
             .request(method.clone(), url)
-            .header(AUTHORIZATION, self.auth.clone().expect("connect() first"));
+            .header(AUTHORIZATION, self.auth.clone());
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -356,17 +408,12 @@ impl Cloudflare {
             other => Err(other),
         }
     }
+}
 
+impl Cloudflare {
     /// The failure as the retry loop takes it.
     pub(super) fn fail(&self, doing: &str, e: CallError) -> Fail {
-        match e {
-            CallError::Busy(why, retry_after) => Fail::Busy { why, retry_after },
-            CallError::Transient(m) => Fail::Transient(m),
-            CallError::Conflict(m) => Fail::Conflict(m),
-            CallError::BatchRefused(m) | CallError::Permanent(m) => {
-                Fail::Permanent(anyhow!("{}: {doing}: {m}", self.what()))
-            }
-        }
+        e.into_fail(&self.what(), doing)
     }
 
     /// Every record matching `query`, following pagination.
@@ -382,6 +429,7 @@ impl Cloudflare {
             q.push(("per_page", PER_PAGE.to_string()));
             q.push(("page", page.to_string()));
             let env: Envelope<Vec<RecordJson>> = self
+                .api
                 .call(
                     Method::GET,
                     &format!("/zones/{}/dns_records", self.zone_id),
@@ -427,9 +475,11 @@ impl Cloudflare {
             page += 1;
         }
     }
+}
 
+impl Connector {
     /// Checks the endpoint, reads the API token and builds the HTTP client.
-    pub(super) fn open(&mut self) -> anyhow::Result<()> {
+    pub(super) fn open(&self) -> anyhow::Result<Api> {
         let base = self
             .cfg
             .endpoint
@@ -441,10 +491,11 @@ impl Cloudflare {
                 self.what()
             );
         }
-        self.base = base.trim_end_matches('/').to_string();
-        self.auth = Some(self.token()?);
-        self.client = Some(
-            reqwest::Client::builder()
+        Ok(Api {
+            name: self.name.clone(),
+            base: base.trim_end_matches('/').to_string(),
+            auth: self.token()?,
+            client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(20))
                 // The API never redirects: a 3xx would re-send the token and
@@ -452,31 +503,22 @@ impl Cloudflare {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .context("building the HTTP client")?,
-        );
-        Ok(())
+            pacer: self.pacer.clone(),
+        })
     }
 
-    /// Looks the zone's id up by its name. On failure the client is
-    /// dropped, so that the next connect starts over.
-    pub(super) async fn find_zone(&mut self) -> anyhow::Result<()> {
-        let zone = self.zone.without_dot().to_string();
+    /// Looks the zone's id up by its name.
+    pub(super) async fn find_zone(&self, api: &Api) -> anyhow::Result<String> {
+        let zone = self.cfg.zone.without_dot().to_string();
         let doing = format!("looking up the zone named {zone}");
-        let name = self.name.clone();
-        let mut tries = Attempts::new(&name, Duration::from_secs(24 * 3600));
+        let mut tries = Attempts::new(&self.name, Duration::from_secs(24 * 3600));
         let query = [("name", zone.clone()), ("per_page", "50".into())];
-        let env: Envelope<Vec<ZoneInfo>> = match attempt(&mut tries, &doing, || async {
-            self.call(Method::GET, "/zones", &query, None)
+        let env: Envelope<Vec<ZoneInfo>> = attempt(&mut tries, &doing, || async {
+            api.call(Method::GET, "/zones", &query, None)
                 .await
-                .map_err(|e| self.fail(&doing, e))
+                .map_err(|e| e.into_fail(&self.what(), &doing))
         })
-        .await
-        {
-            Ok(env) => env,
-            Err(e) => {
-                self.client = None;
-                return Err(e);
-            }
-        };
+        .await?;
         let found: Vec<String> = env
             .result
             .unwrap_or_default()
@@ -485,24 +527,17 @@ impl Cloudflare {
             .map(|z| z.id)
             .collect();
         match found.as_slice() {
-            [id] => self.zone_id.clone_from(id),
-            [] => {
-                self.client = None;
-                anyhow::bail!(
-                    "{}: no zone named {zone} is visible to this API token; check the name, and that the token's zone resources include it ({PERMISSIONS})",
-                    self.what()
-                );
-            }
-            many => {
-                self.client = None;
-                anyhow::bail!(
-                    "{}: {} zones are named {zone} ({}); dnsreg cannot tell which to use",
-                    self.what(),
-                    many.len(),
-                    many.join(", ")
-                );
-            }
+            [id] => Ok(id.clone()),
+            [] => anyhow::bail!(
+                "{}: no zone named {zone} is visible to this API token; check the name, and that the token's zone resources include it ({PERMISSIONS})",
+                self.what()
+            ),
+            many => anyhow::bail!(
+                "{}: {} zones are named {zone} ({}); dnsreg cannot tell which to use",
+                self.what(),
+                many.len(),
+                many.join(", ")
+            ),
         }
-        Ok(())
     }
 }

@@ -33,17 +33,17 @@ mod api;
 mod ops;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use reqwest::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 
-use super::{Edit, Fail, KnownZone, Provider, Values, Written};
+use super::{Connect, Edit, Fail, KnownZone, Provider, Values, Written};
 use crate::config::CloudflareConfig;
 use crate::record::{DomainName, RType, RrKey, Value, by_key};
 use crate::registry::{self, instance_label};
 use crate::retry::{Backoff, Pacer};
-use api::{CallError, RecordJson, value_of};
+use api::{Api, CallError, RecordJson, value_of};
 
 /// Cloudflare's API base URL.
 pub const DEFAULT_ENDPOINT: &str = "https://api.cloudflare.com/client/v4";
@@ -78,22 +78,27 @@ fn comment_for(claimants: &BTreeSet<String>) -> String {
     )
 }
 
-pub struct Cloudflare {
+/// A Cloudflare provider as configured (see [`Connect`]).
+pub struct Connector {
     name: String,
+    cfg: CloudflareConfig,
+    /// This instance's label, as comments name it.
+    label: String,
+    pacer: Arc<Pacer>,
+}
+
+/// A zone found, and the API to reach it.
+pub struct Cloudflare {
+    api: Api,
     cfg: CloudflareConfig,
     /// This instance's comment: `dnsreg:<instance-id>`.
     owner: String,
     /// This instance's label, as comments name it.
     label: String,
-    client: Option<reqwest::Client>,
-    base: String,
-    /// `Bearer <token>`, marked sensitive.
-    auth: Option<HeaderValue>,
     zone_id: String,
     zone: DomainName,
     /// Set once the batch endpoint was refused: later writes go as single calls.
     batch_refused: AtomicBool,
-    pacer: Pacer,
 }
 
 /// The records read, by key.
@@ -113,36 +118,90 @@ struct Held {
     proxied: bool,
     comment: Option<String>,
 }
-impl Cloudflare {
-    pub fn new(name: &str, cfg: CloudflareConfig, instance_id: &str) -> Cloudflare {
+impl Connector {
+    pub fn new(name: &str, cfg: CloudflareConfig, instance_id: &str) -> Connector {
         // Config validation made sure the id is a label (≤ 63 characters), so
         // the comment stays well within the free plan's 100 characters.
         let label =
             instance_label(instance_id).unwrap_or_else(|_| instance_id.to_ascii_lowercase());
-        Cloudflare {
+        Connector {
             name: name.to_string(),
-            zone: cfg.zone.clone(),
             cfg,
-            owner: format!("{OWNER_PREFIX}{label}"),
             label,
-            client: None,
-            base: String::new(),
-            auth: None,
-            zone_id: String::new(),
-            batch_refused: AtomicBool::new(false),
-            pacer: Pacer::new(Backoff::BUSY),
+            pacer: Arc::new(Pacer::new(Backoff::BUSY)),
         }
     }
 
     fn what(&self) -> String {
-        if self.zone_id.is_empty() {
-            format!("cloudflare `{}` (zone {})", self.name, self.zone)
+        format!("cloudflare `{}` (zone {})", self.name, self.cfg.zone)
+    }
+}
+
+impl Connect for Connector {
+    type Provider = Cloudflare;
+
+    fn zone(&self) -> Option<&DomainName> {
+        Some(&self.cfg.zone)
+    }
+
+    fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// Each value is a record of its own, changed on its own.
+    fn leaves_in_one_request(&self) -> bool {
+        true
+    }
+
+    async fn connect(&self, known: Option<&KnownZone>) -> anyhow::Result<Cloudflare> {
+        let api = self.open()?;
+        let zone = self.cfg.zone.clone();
+        let zone_id = if let Some(id) = &self.cfg.zone_id {
+            id.clone()
+        } else if let Some(k) = known.filter(|k| k.name == zone) {
+            tracing::debug!(provider = %self.name, zone = %zone, zone_id = %k.id, "zone known from the state file");
+            k.id.clone()
         } else {
-            format!(
-                "cloudflare `{}` (zone {} {})",
-                self.name, self.zone, self.zone_id
-            )
+            let id = self.find_zone(&api).await?;
+            tracing::debug!(provider = %self.name, zone = %zone, zone_id = %id, "connected");
+            id
+        };
+        Ok(self.bound(api, zone_id))
+    }
+}
+
+impl Connector {
+    /// The provider for the zone `zone_id`, through `api`.
+    fn bound(&self, api: Api, zone_id: String) -> Cloudflare {
+        Cloudflare {
+            api,
+            cfg: self.cfg.clone(),
+            owner: format!("{OWNER_PREFIX}{}", self.label),
+            label: self.label.clone(),
+            zone_id,
+            zone: self.cfg.zone.clone(),
+            batch_refused: AtomicBool::new(false),
         }
+    }
+}
+
+impl Cloudflare {
+    /// A provider of `cfg` that has sent nothing and never will (its API is
+    /// a closed port): the fuzz tests' own, for what needs no API.
+    #[cfg(test)]
+    pub(crate) fn offline(name: &str, cfg: CloudflareConfig, instance_id: &str) -> Cloudflare {
+        let connector = Connector::new(name, cfg, instance_id);
+        let api = Api::offline(name, connector.pacer.clone());
+        connector.bound(api, "0".repeat(32))
+    }
+
+    fn what(&self) -> String {
+        format!(
+            "cloudflare `{}` (zone {} {})",
+            self.api.name(),
+            self.zone,
+            self.zone_id
+        )
     }
 
     fn is_ours(&self, comment: Option<&str>) -> bool {
@@ -154,7 +213,7 @@ impl Provider for Cloudflare {
     type Snapshot = Snapshot;
 
     fn name(&self) -> &str {
-        &self.name
+        self.api.name()
     }
 
     fn zone(&self) -> &DomainName {
@@ -162,20 +221,14 @@ impl Provider for Cloudflare {
     }
 
     fn known_zone(&self) -> Option<KnownZone> {
-        (!self.zone_id.is_empty()).then(|| KnownZone {
+        Some(KnownZone {
             name: self.zone.clone(),
             id: self.zone_id.clone(),
         })
     }
 
     fn pacer(&self) -> &Pacer {
-        &self.pacer
-    }
-
-    fn forget_zone(&mut self) {
-        if self.cfg.zone_id.is_none() {
-            self.zone_id.clear();
-        }
+        self.api.pacer()
     }
 
     fn ttl_per_record(&self) -> bool {
@@ -235,25 +288,6 @@ impl Provider for Cloudflare {
         });
         Ok(Some(all_there && nothing_else))
     }
-    async fn connect(&mut self, known: Option<&KnownZone>) -> anyhow::Result<()> {
-        if self.client.is_some() && !self.zone_id.is_empty() {
-            return Ok(());
-        }
-        self.open()?;
-        if let Some(id) = &self.cfg.zone_id {
-            self.zone_id.clone_from(id);
-            return Ok(());
-        }
-        if let Some(k) = known.filter(|k| k.name == self.zone) {
-            self.zone_id.clone_from(&k.id);
-            tracing::debug!(provider = %self.name, zone = %self.zone, zone_id = %self.zone_id, "zone known from the state file");
-            return Ok(());
-        }
-        self.find_zone().await?;
-        tracing::debug!(provider = %self.name, zone = %self.zone, zone_id = %self.zone_id, "connected");
-        Ok(())
-    }
-
     async fn read(&self, keys: &BTreeSet<RrKey>) -> Result<Snapshot, Fail> {
         let mut records = BTreeMap::new();
         for key in keys {
@@ -372,7 +406,7 @@ impl Provider for Cloudflare {
                 change: None,
             });
         }
-        tracing::debug!(provider = %self.name, "change:\n{edit}");
+        tracing::debug!(provider = %self.api.name(), "change:\n{edit}");
         if !self.batch_refused.load(Ordering::Relaxed) {
             match self.write_batch(&ops).await {
                 Ok(posted) => {
@@ -383,13 +417,13 @@ impl Provider for Cloudflare {
                 }
                 Err(CallError::BatchRefused(m)) => {
                     self.batch_refused.store(true, Ordering::Relaxed);
-                    tracing::debug!(provider = %self.name, "batch endpoint refused: {m}");
+                    tracing::debug!(provider = %self.api.name(), "batch endpoint refused: {m}");
                 }
                 Err(e) => return Err(self.fail("changing records (one batch request)", e)),
             }
         }
         tracing::warn!(
-            provider = %self.name,
+            provider = %self.api.name(),
             "the batch endpoint is not available: applying the change as {} single requests; it is not atomic",
             ops.len()
         );

@@ -120,7 +120,7 @@ impl Cloudflare {
                 .collect();
             if take.is_empty() {
                 tracing::warn!(
-                    provider = %self.name,
+                    provider = %self.api.name(),
                     "{v}: left alone, its record does not carry a dnsreg comment (made by hand or by another tool)"
                 );
             }
@@ -264,6 +264,7 @@ impl Cloudflare {
             posts: Vec<RecordJson>,
         }
         let env: Envelope<BatchResult> = self
+            .api
             .call(
                 Method::POST,
                 &format!("/zones/{}/dns_records/batch", self.zone_id),
@@ -309,7 +310,7 @@ impl Cloudflare {
         let total = steps.len();
         let mut conflicts = Vec::new();
         let mut posted = Vec::new();
-        let mut tries = Attempts::new(&self.name, Duration::from_secs(600));
+        let mut tries = Attempts::new(self.api.name(), Duration::from_secs(600));
         for (done, (method, p, body, op)) in steps.into_iter().enumerate() {
             let verb = match method {
                 Method::POST => "adding",
@@ -322,7 +323,7 @@ impl Cloudflare {
                 done + 1
             );
             let got = loop {
-                match self.call::<Json>(method.clone(), &p, &[], body).await {
+                match self.api.call::<Json>(method.clone(), &p, &[], body).await {
                     Ok(env) => break Some(env),
                     // Already gone, or already there: another writer got there
                     // first. Go on, then read again so that `apply` sees it.

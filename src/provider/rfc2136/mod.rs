@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use hickory_proto::rr::{Record as HRecord, RecordType};
 
-use super::{Edit, Fail, Provider, Values, Written};
+use std::sync::Arc;
+
+use super::{Connect, Edit, Fail, Provider, Values, Written};
 use crate::config::Rfc2136Config;
 use crate::record::{DomainName, RType, RrKey};
 use crate::registry;
@@ -129,39 +131,141 @@ impl RrSet {
     }
 }
 
+/// An RFC 2136 server as configured (see [`Connect`]).
+pub struct Connector {
+    name: String,
+    cfg: Rfc2136Config,
+    pacer: Arc<Pacer>,
+}
+
+/// A server found to serve the zone, with its transport and key.
 pub struct Rfc2136 {
     name: String,
     cfg: Rfc2136Config,
     zone: DomainName,
-    transport: Option<Transport>,
-    pacer: std::sync::Arc<Pacer>,
+    transport: Transport,
+    pacer: Arc<Pacer>,
+}
+
+impl Connector {
+    pub fn new(name: &str, cfg: Rfc2136Config) -> Connector {
+        Connector {
+            name: name.to_string(),
+            cfg,
+            pacer: Arc::new(Pacer::new(Backoff::BUSY)),
+        }
+    }
+}
+
+impl Connect for Connector {
+    type Provider = Rfc2136;
+
+    fn zone(&self) -> Option<&DomainName> {
+        Some(&self.cfg.zone)
+    }
+
+    fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    fn leaves_in_one_request(&self) -> bool {
+        true
+    }
+
+    async fn connect(&self, _known: Option<&super::KnownZone>) -> anyhow::Result<Rfc2136> {
+        let what = what(&self.name, &self.cfg);
+        let server = &self.cfg.server;
+        let addr = tokio::net::lookup_host((server.host.as_str(), server.port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                anyhow::anyhow!("{what}: cannot resolve the server name {}", server.host)
+            })?;
+        let key = match &self.cfg.tsig_key_file {
+            Some(path) => Some(TsigKey::load(path).map_err(|e| anyhow::anyhow!("{what}: {e}"))?),
+            None => None,
+        };
+        let zone = self.cfg.zone.clone();
+        let provider = Rfc2136 {
+            name: self.name.clone(),
+            cfg: self.cfg.clone(),
+            transport: Transport {
+                addr,
+                origin: hname(&zone),
+                signer: key.as_ref().map(|k| k.signer(FUDGE)).transpose()?,
+                key: key.as_ref().map(TsigKey::describe),
+            },
+            zone,
+            pacer: self.pacer.clone(),
+        };
+        provider.check_soa().await?;
+        Ok(provider)
+    }
 }
 
 impl Rfc2136 {
-    pub fn new(name: &str, cfg: Rfc2136Config) -> Rfc2136 {
+    /// A provider of `cfg` that has not looked at its server (the unit
+    /// tests' own: what they ask of it needs no server).
+    #[cfg(test)]
+    pub(crate) fn unchecked(name: &str, cfg: Rfc2136Config) -> Rfc2136 {
+        let zone = cfg.zone.clone();
         Rfc2136 {
             name: name.to_string(),
-            zone: cfg.zone.clone(),
+            transport: Transport {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], cfg.server.port)),
+                origin: hname(&zone),
+                signer: None,
+                key: None,
+            },
             cfg,
-            transport: None,
-            pacer: std::sync::Arc::new(Pacer::new(Backoff::BUSY)),
+            zone,
+            pacer: Arc::new(Pacer::new(Backoff::BUSY)),
         }
     }
 
     fn transport(&self) -> &Transport {
-        self.transport
-            .as_ref()
-            .expect("connect() comes before any other call")
+        &self.transport
     }
 
     fn what(&self) -> String {
-        format!(
-            "rfc2136 `{}` (zone {} at {})",
-            self.name,
-            self.zone.without_dot(),
-            self.cfg.server
-        )
+        what(&self.name, &self.cfg)
     }
+
+    /// The zone must be served, authoritatively, by this server.
+    async fn check_soa(&self) -> anyhow::Result<()> {
+        let what = self.what();
+        let mut tries =
+            crate::retry::Attempts::new(&what, Duration::from_secs(24 * 3600)).with(BACKOFF);
+        let answer = crate::retry::attempt(&mut tries, "looking up the zone's SOA", || async {
+            self.query(&self.zone, RecordType::SOA)
+                .await
+                .map_err(|f| f.into_fail(&what, "looking up the zone's SOA"))
+        })
+        .await?;
+        let origin = hname(&self.zone);
+        if !answer
+            .answers
+            .iter()
+            .any(|r| r.name == origin && r.record_type() == RecordType::SOA)
+        {
+            anyhow::bail!(
+                "{}: the server has no SOA at {}: it does not serve that zone (check `zone`; a name inside a zone is not a zone)",
+                self.what(),
+                self.zone.without_dot()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How messages name the provider.
+fn what(name: &str, cfg: &Rfc2136Config) -> String {
+    format!(
+        "rfc2136 `{name}` (zone {} at {})",
+        cfg.zone.without_dot(),
+        cfg.server
+    )
 }
 
 impl Provider for Rfc2136 {
@@ -181,67 +285,6 @@ impl Provider for Rfc2136 {
 
     fn transient_backoff(&self) -> Backoff {
         BACKOFF
-    }
-
-    async fn connect(&mut self, _known: Option<&super::KnownZone>) -> anyhow::Result<()> {
-        if self.transport.is_some() {
-            return Ok(());
-        }
-        let server = &self.cfg.server;
-        let addr = tokio::net::lookup_host((server.host.as_str(), server.port))
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: cannot resolve the server name {}",
-                    self.what(),
-                    server.host
-                )
-            })?;
-        let key = match &self.cfg.tsig_key_file {
-            Some(path) => {
-                Some(TsigKey::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", self.what()))?)
-            }
-            None => None,
-        };
-        self.transport = Some(Transport {
-            addr,
-            origin: hname(&self.zone),
-            signer: key.as_ref().map(|k| k.signer(FUDGE)).transpose()?,
-            key: key.as_ref().map(TsigKey::describe),
-        });
-        // The zone must be served, authoritatively, by this server.
-        let what = self.what();
-        let mut tries =
-            crate::retry::Attempts::new(&what, Duration::from_secs(24 * 3600)).with(BACKOFF);
-        let answer = crate::retry::attempt(&mut tries, "looking up the zone's SOA", || async {
-            self.query(&self.zone, RecordType::SOA)
-                .await
-                .map_err(|f| f.into_fail(&what, "looking up the zone's SOA"))
-        })
-        .await;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e) => {
-                self.transport = None;
-                return Err(e);
-            }
-        };
-        let origin = hname(&self.zone);
-        if !answer
-            .answers
-            .iter()
-            .any(|r| r.name == origin && r.record_type() == RecordType::SOA)
-        {
-            self.transport = None;
-            anyhow::bail!(
-                "{}: the server has no SOA at {}: it does not serve that zone (check `zone`; a name inside a zone is not a zone)",
-                self.what(),
-                self.zone.without_dot()
-            );
-        }
-        Ok(())
     }
 
     /// The ownership rrsets (registries, claims) first, then the records,

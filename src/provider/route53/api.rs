@@ -15,12 +15,14 @@ use aws_sdk_route53::config::http::HttpResponse;
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::types::{ResourceRecordSet, RrType};
 
-use super::{Route53, Stored};
+use std::sync::Arc;
+
+use super::{Connector, Route53, Stored};
 use crate::config::ZoneRef;
 use crate::metadata::error_chain;
 use crate::provider::{Fail, is_loopback_url};
 use crate::record::{DomainName, RType, RrKey};
-use crate::retry::{Attempts, attempt};
+use crate::retry::{Attempts, Pacer, attempt};
 
 /// Route53's largest page of ListResourceRecordSets. A zone that fits in one
 /// is read whole with a single request, instead of one request per rrset.
@@ -170,7 +172,7 @@ pub(crate) fn unescape_name(name: &str) -> String {
     out.to_ascii_lowercase()
 }
 
-impl Route53 {
+impl Connector {
     /// The SDK client for this provider's endpoint and credentials.
     pub(super) async fn make_client(&self) -> anyhow::Result<Client> {
         let endpoint = self
@@ -210,14 +212,14 @@ impl Route53 {
         Ok(Client::from_conf(conf.build()))
     }
 
-    /// Learns the hosted zone's id (or, given the id, its name).
-    pub(super) async fn find_zone(&mut self) -> anyhow::Result<()> {
+    /// Learns the hosted zone's name and id (or, given the id, its name).
+    pub(super) async fn find_zone(&self, api: &Api) -> anyhow::Result<(DomainName, String)> {
         // Connecting has no deadline of its own: the caller's bounds it.
         let mut tries = Attempts::new(&self.name, Duration::from_secs(24 * 3600));
         match self.cfg.zone.clone() {
             ZoneRef::Id(id) => {
                 let got = attempt(&mut tries, &format!("looking up hosted zone {id}"), || {
-                    self.call("GetHostedZone", |c| c.get_hosted_zone().id(&id).send())
+                    api.call("GetHostedZone", |c| c.get_hosted_zone().id(&id).send())
                 })
                 .await
                 .map_err(|e| e.context(self.what()))?;
@@ -227,9 +229,9 @@ impl Route53 {
                         self.name
                     )
                 })?;
-                self.zone = DomainName::new(&unescape_name(zone.name()))
+                let name = DomainName::new(&unescape_name(zone.name()))
                     .with_context(|| format!("hosted zone {id} has an unusable name"))?;
-                self.zone_id = id;
+                Ok((name, id))
             }
             // Both given: connect() never gets here.
             ZoneRef::Name(name) | ZoneRef::Both(name, _) => {
@@ -237,7 +239,7 @@ impl Route53 {
                     &mut tries,
                     &format!("looking up the hosted zone named {name}"),
                     || {
-                        self.call("ListHostedZonesByName", |c| {
+                        api.call("ListHostedZonesByName", |c| {
                             c.list_hosted_zones_by_name()
                                 .dns_name(name.as_str())
                                 .max_items(10)
@@ -254,7 +256,7 @@ impl Route53 {
                     .map(|z| z.id().trim_start_matches("/hostedzone/"))
                     .collect();
                 match found.as_slice() {
-                    [id] => self.zone_id = (*id).to_string(),
+                    [id] => Ok((name, (*id).to_string())),
                     [] => anyhow::bail!(
                         "route53 `{}`: no hosted zone named {name} is visible to these credentials; check the name, or set zone_id",
                         self.name
@@ -268,9 +270,19 @@ impl Route53 {
                 }
             }
         }
-        Ok(())
     }
+}
 
+/// Route53 as a provider talks to it: the SDK client, the pacer every
+/// request waits on, and the provider's name for the metrics.
+#[derive(Clone)]
+pub(super) struct Api {
+    pub(super) name: String,
+    pub(super) client: Client,
+    pub(super) pacer: Arc<Pacer>,
+}
+
+impl Api {
     /// One request: waits on the pacer, sends, classifies, and tells the pacer
     /// whether Route53 was busy.
     /// Every request but the change passes here, named by `operation`.
@@ -281,7 +293,7 @@ impl Route53 {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         self.pacer.ready().await;
-        let result = op(self.client()).await.map_err(|e| classify(&e));
+        let result = op(&self.client).await.map_err(|e| classify(&e));
         match &result {
             Err(fail) => self.tell_pacer(fail),
             Ok(_) => self.pacer.ok(),
@@ -307,10 +319,13 @@ impl Route53 {
         let outcome = fail.map_or(Outcome::Ok, Outcome::of_fail);
         crate::metrics::get().request(&self.name, operation, outcome);
     }
+}
 
+impl Route53 {
     pub(super) async fn list_one(&self, key: &RrKey) -> Result<Option<Stored>, Fail> {
         let set_id = self.set_identifier(key);
         let got = self
+            .api
             .call("ListResourceRecordSets", |c| {
                 let mut req = c
                     .list_resource_record_sets()
@@ -338,6 +353,7 @@ impl Route53 {
             return Ok(None);
         }
         let got = self
+            .api
             .call("ListResourceRecordSets", |c| {
                 c.list_resource_record_sets()
                     .hosted_zone_id(&self.zone_id)
@@ -378,6 +394,7 @@ impl Route53 {
                 )));
             }
             let got = self
+                .api
                 .call("ListResourceRecordSets", |c| {
                     let mut req = c
                         .list_resource_record_sets()

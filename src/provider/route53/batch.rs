@@ -152,10 +152,11 @@ impl Route53 {
             .set_changes(Some(changes))
             .build()
             .map_err(|e| Fail::Permanent(e.into()))?;
-        tracing::debug!(provider = %self.name, "change batch:\n{edit}");
-        self.pacer.ready().await;
+        tracing::debug!(provider = %self.api.name, "change batch:\n{edit}");
+        self.api.pacer.ready().await;
         let result = self
-            .client()
+            .api
+            .client
             .change_resource_record_sets()
             .hosted_zone_id(&self.zone_id)
             .change_batch(batch)
@@ -165,8 +166,8 @@ impl Route53 {
             Ok(out) => out,
             Err(e) => {
                 let fail = self.refusal(&e, presumed);
-                self.tell_pacer(&fail);
-                self.count("ChangeResourceRecordSets", Some(&fail));
+                self.api.tell_pacer(&fail);
+                self.api.count("ChangeResourceRecordSets", Some(&fail));
                 return Err(match fail {
                     Fail::Permanent(e) => {
                         Fail::Permanent(e.context(format!("{}: changing records", self.what())))
@@ -175,8 +176,8 @@ impl Route53 {
                 });
             }
         };
-        self.pacer.ok();
-        self.count("ChangeResourceRecordSets", None);
+        self.api.pacer.ok();
+        self.api.count("ChangeResourceRecordSets", None);
         // A change that only checked (guards) has nothing to make live.
         let change = out
             .change_info()
@@ -185,7 +186,7 @@ impl Route53 {
         let change = match change {
             Some(id) if !plausible_change_id(&id) => {
                 tracing::warn!(
-                    provider = %self.name,
+                    provider = %self.api.name,
                     "the change was accepted with the id {:?}, which is not one Route53 gives (is a proxy rewriting answers?); it is not asked about",
                     id.chars().take(60).collect::<String>()
                 );

@@ -27,6 +27,8 @@ mod api;
 mod batch;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_route53::Client;
 use aws_sdk_route53::types::{ChangeStatus, ResourceRecord, ResourceRecordSet, RrType};
@@ -36,26 +38,36 @@ use serde::{Deserialize, Serialize};
 #[cfg(test)]
 pub(crate) use api::excerpt;
 pub(crate) use api::unescape_name;
-use api::{plausible_change_id, rr_type};
+use api::{Api, plausible_change_id, rr_type};
 use batch::{MAX_BATCH_CHARACTERS, MAX_BATCH_RECORDS};
 
-use super::{BatchLimit, Edit, Fail, KnownZone, Provider, Values, Written};
+use super::{BatchLimit, Connect, Edit, Fail, KnownZone, Provider, Values, Written};
 use crate::config::{Route53Config, Routing, ZoneRef};
 use crate::record::{DomainName, RData, RType, RrKey, Value, by_key};
 use crate::registry;
 use crate::retry::{Backoff, Pacer};
 
-pub struct Route53 {
+/// A Route53 provider as configured (see [`Connect`]): the SDK client is
+/// made at the first connect and kept, so that a zone lookup that failed is
+/// tried again with the same client.
+pub struct Connector {
     name: String,
     cfg: Route53Config,
     instance_id: String,
-    client: Option<Client>,
+    pacer: Arc<Pacer>,
+    client: tokio::sync::OnceCell<Client>,
+}
+
+/// A hosted zone found, and the client to reach it.
+pub struct Route53 {
+    api: Api,
+    cfg: Route53Config,
+    instance_id: String,
     zone_id: String,
     zone: DomainName,
-    pacer: std::sync::Arc<Pacer>,
     /// Set once the zone was found to hold more than one page of rrsets:
     /// reads then ask for each rrset on its own.
-    zone_is_large: std::sync::atomic::AtomicBool,
+    zone_is_large: AtomicBool,
 }
 
 /// An rrset as dnsreg keeps it: enough to DELETE it exactly.
@@ -135,28 +147,92 @@ impl Stored {
     }
 }
 
-impl Route53 {
-    pub fn new(name: &str, cfg: Route53Config, instance_id: &str) -> Route53 {
-        let (zone, zone_id) = match &cfg.zone {
-            ZoneRef::Name(z) => (z.clone(), String::new()),
-            ZoneRef::Both(z, id) => (z.clone(), id.clone()),
-            ZoneRef::Id(_) => (
-                DomainName::new("unresolved.invalid").expect("valid"),
-                String::new(),
-            ),
-        };
-        Route53 {
+impl Connector {
+    pub fn new(name: &str, cfg: Route53Config, instance_id: &str) -> Connector {
+        Connector {
             name: name.to_string(),
             cfg,
             instance_id: instance_id.to_string(),
-            client: None,
-            zone_id,
-            zone,
-            pacer: std::sync::Arc::new(Pacer::new(Backoff::BUSY)),
-            zone_is_large: std::sync::atomic::AtomicBool::new(false),
+            pacer: Arc::new(Pacer::new(Backoff::BUSY)),
+            client: tokio::sync::OnceCell::new(),
         }
     }
 
+    /// How messages name the provider before its zone is found.
+    fn what(&self) -> String {
+        match &self.cfg.zone {
+            ZoneRef::Name(zone) => format!("route53 `{}` (zone {zone})", self.name),
+            ZoneRef::Id(id) => format!("route53 `{}` (zone {id})", self.name),
+            ZoneRef::Both(zone, id) => format!("route53 `{}` (zone {zone} {id})", self.name),
+        }
+    }
+
+    /// The provider for the zone `zone` (`zone_id`), through `api`.
+    fn bound(&self, api: Api, zone: DomainName, zone_id: String) -> Route53 {
+        Route53 {
+            api,
+            cfg: self.cfg.clone(),
+            instance_id: self.instance_id.clone(),
+            zone_id,
+            zone,
+            zone_is_large: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Connect for Connector {
+    type Provider = Route53;
+
+    fn zone(&self) -> Option<&DomainName> {
+        match &self.cfg.zone {
+            ZoneRef::Name(zone) | ZoneRef::Both(zone, _) => Some(zone),
+            ZoneRef::Id(_) => None,
+        }
+    }
+
+    fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    fn leaves_in_one_request(&self) -> bool {
+        // Multivalue: each instance's values in rrsets of its own.
+        self.cfg.routing == Routing::Multivalue
+    }
+
+    async fn connect(&self, known: Option<&KnownZone>) -> anyhow::Result<Route53> {
+        let client = self
+            .client
+            .get_or_try_init(|| self.make_client())
+            .await?
+            .clone();
+        let api = Api {
+            name: self.name.clone(),
+            client,
+            pacer: self.pacer.clone(),
+        };
+        if let ZoneRef::Both(zone, id) = &self.cfg.zone {
+            return Ok(self.bound(api, zone.clone(), id.clone()));
+        }
+        // The state file's word, if it names this zone with an id Route53 could
+        // have given (a damaged file's could panic the SDK in every URL).
+        let usable = known
+            .filter(|k| crate::config::plausible_hosted_zone_id(&k.id))
+            .filter(|k| match &self.cfg.zone {
+                ZoneRef::Name(name) => *name == k.name,
+                ZoneRef::Id(id) => *id == k.id,
+                ZoneRef::Both(..) => false,
+            });
+        if let Some(k) = usable {
+            tracing::debug!(provider = %self.name, zone = %k.name, zone_id = %k.id, "zone known from the state file");
+            return Ok(self.bound(api, k.name.clone(), k.id.clone()));
+        }
+        let (zone, zone_id) = self.find_zone(&api).await?;
+        tracing::debug!(provider = %self.name, zone = %zone, zone_id = %zone_id, "connected");
+        Ok(self.bound(api, zone, zone_id))
+    }
+}
+
+impl Route53 {
     /// A provider that talks through `client` to the hosted zone `zone_id`
     /// (the fuzz tests' client, to a fake Route53 on loopback).
     #[cfg(test)]
@@ -167,14 +243,34 @@ impl Route53 {
         client: Client,
         zone_id: &str,
     ) -> Route53 {
-        let mut r = Route53::new(name, cfg, instance_id);
-        r.client = Some(client);
-        r.zone_id = zone_id.to_string();
-        r
+        let zone = match &cfg.zone {
+            ZoneRef::Name(z) | ZoneRef::Both(z, _) => z.clone(),
+            ZoneRef::Id(_) => DomainName::new("example.com").expect("valid"),
+        };
+        let api = Api {
+            name: name.to_string(),
+            client,
+            pacer: Arc::new(Pacer::new(Backoff::BUSY)),
+        };
+        Connector::new(name, cfg, instance_id).bound(api, zone, zone_id.to_string())
     }
 
-    fn client(&self) -> &Client {
-        self.client.as_ref().expect("connect() first")
+    /// A provider that has sent nothing and never will (its endpoint is a
+    /// closed port): the fuzz tests' own, for what needs no API.
+    #[cfg(test)]
+    pub(crate) fn offline(name: &str, cfg: Route53Config, instance_id: &str) -> Route53 {
+        let conf = aws_sdk_route53::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        Route53::with_client(
+            name,
+            cfg,
+            instance_id,
+            Client::from_conf(conf),
+            "Z0123456789ABCDEFGHIJ",
+        )
     }
 
     fn set_identifier(&self, key: &RrKey) -> Option<String> {
@@ -186,7 +282,7 @@ impl Route53 {
     fn what(&self) -> String {
         format!(
             "route53 `{}` (zone {} {})",
-            self.name, self.zone, self.zone_id
+            self.api.name, self.zone, self.zone_id
         )
     }
 }
@@ -195,7 +291,7 @@ impl Provider for Route53 {
     type Snapshot = Snapshot;
 
     fn name(&self) -> &str {
-        &self.name
+        &self.api.name
     }
 
     fn zone(&self) -> &DomainName {
@@ -203,36 +299,25 @@ impl Provider for Route53 {
     }
 
     fn known_zone(&self) -> Option<KnownZone> {
-        (!self.zone_id.is_empty()).then(|| KnownZone {
+        Some(KnownZone {
             name: self.zone.clone(),
             id: self.zone_id.clone(),
         })
     }
 
     fn pacer(&self) -> &Pacer {
-        &self.pacer
+        &self.api.pacer
     }
 
     fn as_owner(&self, label: &str) -> Option<Route53> {
         self.keeps_apart().then(|| Route53 {
-            name: self.name.clone(),
+            api: self.api.clone(),
             cfg: self.cfg.clone(),
             instance_id: label.to_string(),
-            client: self.client.clone(),
             zone_id: self.zone_id.clone(),
             zone: self.zone.clone(),
-            pacer: self.pacer.clone(),
-            zone_is_large: std::sync::atomic::AtomicBool::new(
-                self.zone_is_large
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            ),
+            zone_is_large: AtomicBool::new(self.zone_is_large.load(Ordering::Relaxed)),
         })
-    }
-
-    fn forget_zone(&mut self) {
-        if !matches!(self.cfg.zone, ZoneRef::Both(..)) {
-            self.zone_id.clear();
-        }
     }
 
     fn keeps_apart(&self) -> bool {
@@ -266,8 +351,7 @@ impl Provider for Route53 {
     }
 
     fn reads_rrset_by_rrset(&self) -> bool {
-        self.zone_is_large
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.zone_is_large.load(Ordering::Relaxed)
     }
 
     fn batch_limit(&self) -> BatchLimit {
@@ -277,35 +361,6 @@ impl Provider for Route53 {
             records: MAX_BATCH_RECORDS - 100,
             characters: MAX_BATCH_CHARACTERS - 4_000,
         }
-    }
-
-    async fn connect(&mut self, known: Option<&KnownZone>) -> anyhow::Result<()> {
-        // Connected once the zone is known: a lookup that failed (throttled
-        // for long, say) is tried again by the next call, with the same client.
-        if self.client.is_none() {
-            self.client = Some(self.make_client().await?);
-        }
-        if !self.zone_id.is_empty() {
-            return Ok(());
-        }
-        // The state file's word, if it names this zone with an id Route53 could
-        // have given (a damaged file's could panic the SDK in every URL).
-        let usable = known
-            .filter(|k| crate::config::plausible_hosted_zone_id(&k.id))
-            .filter(|k| match &self.cfg.zone {
-                ZoneRef::Name(name) => *name == k.name,
-                ZoneRef::Id(id) => *id == k.id,
-                ZoneRef::Both(..) => false,
-            });
-        if let Some(k) = usable {
-            self.zone = k.name.clone();
-            self.zone_id = k.id.clone();
-            tracing::debug!(provider = %self.name, zone = %self.zone, zone_id = %self.zone_id, "zone known from the state file");
-            return Ok(());
-        }
-        self.find_zone().await?;
-        tracing::debug!(provider = %self.name, zone = %self.zone, zone_id = %self.zone_id, "connected");
-        Ok(())
     }
 
     async fn read(&self, keys: &BTreeSet<RrKey>) -> Result<Snapshot, Fail> {
@@ -423,6 +478,7 @@ impl Provider for Route53 {
             )));
         }
         let got = self
+            .api
             .call("GetChange", |c| c.get_change().id(change).send())
             .await?;
         Ok(got.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync))

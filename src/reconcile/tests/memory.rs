@@ -215,9 +215,6 @@ impl Provider for Memory {
     fn zone(&self) -> &DomainName {
         &self.zone
     }
-    async fn connect(&mut self, _: Option<&KnownZone>) -> anyhow::Result<()> {
-        Ok(())
-    }
     fn pacer(&self) -> &Pacer {
         &self.pacer
     }

@@ -34,7 +34,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::provider::{KnownZone, Written};
+use crate::provider::Written;
 use crate::record::{RData, by_key};
 use crate::registry::unix_now;
 use crate::retry::Pacer;
