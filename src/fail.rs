@@ -20,13 +20,37 @@ pub enum Fail {
     /// The zone changed since the snapshot (from `write` only): nothing was
     /// applied; read again and retry.
     Conflict(String),
-    /// Will not pass by trying again: denied, invalid, not found. Says what to do.
+    /// Refused for want of a right: credentials, a token or a key that are
+    /// wrong, expired, or lack a permission. Will not pass by trying again;
+    /// says which right is missing.
+    Denied(anyhow::Error),
+    /// Will not pass by trying again: invalid, not found, not an answer the
+    /// provider gives. Says what to do.
     Permanent(anyhow::Error),
 }
 
 impl Fail {
     pub fn permanent(message: impl fmt::Display) -> Fail {
         Fail::Permanent(anyhow::anyhow!("{message}"))
+    }
+
+    pub fn denied(message: impl fmt::Display) -> Fail {
+        Fail::Denied(anyhow::anyhow!("{message}"))
+    }
+
+    /// The same failure, its message led by `context` (which provider,
+    /// doing what).
+    pub fn context(self, context: impl fmt::Display) -> Fail {
+        match self {
+            Fail::Busy { why, retry_after } => Fail::Busy {
+                why: format!("{context}: {why}"),
+                retry_after,
+            },
+            Fail::Transient(m) => Fail::Transient(format!("{context}: {m}")),
+            Fail::Conflict(m) => Fail::Conflict(format!("{context}: {m}")),
+            Fail::Denied(e) => Fail::Denied(e.context(context.to_string())),
+            Fail::Permanent(e) => Fail::Permanent(e.context(context.to_string())),
+        }
     }
 }
 
@@ -35,7 +59,30 @@ impl fmt::Display for Fail {
         match self {
             Fail::Busy { why, .. } => write!(f, "busy: {why}"),
             Fail::Transient(m) | Fail::Conflict(m) => f.write_str(m),
-            Fail::Permanent(e) => write!(f, "{e:#}"),
+            Fail::Denied(e) | Fail::Permanent(e) => write!(f, "{e:#}"),
         }
+    }
+}
+
+/// The provider does not know the zone id it was given (the zone was
+/// deleted, and perhaps made again under a new id), or cannot say whether it
+/// does (Cloudflare answers an id outside the token's scope alike): carried
+/// inside a [`Fail::Permanent`] or [`Fail::Denied`], so that an id
+/// remembered from an earlier run is looked up anew instead of tried again.
+#[derive(Debug)]
+pub struct ZoneGone(pub String);
+
+impl fmt::Display for ZoneGone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ZoneGone {}
+
+impl ZoneGone {
+    /// Whether `e`, however much context was put in front of it, says so.
+    pub fn within(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.is::<ZoneGone>())
     }
 }

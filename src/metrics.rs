@@ -41,39 +41,17 @@ impl Outcome {
         }
     }
 
-    /// A provider failure's outcome: a denial is told by the words the
-    /// providers use for it (AccessDenied, 401/403, REFUSED/NOTAUTH).
+    /// A provider failure's outcome: each provider classifies a refusal for
+    /// want of a right (AccessDenied, 401/403, REFUSED/NOTAUTH) as
+    /// [`Fail::Denied`](crate::fail::Fail::Denied).
     pub fn of_fail(fail: &crate::fail::Fail) -> Outcome {
         use crate::fail::Fail;
         match fail {
             Fail::Busy { .. } => Outcome::Throttled,
             Fail::Conflict(_) => Outcome::Conflict,
             Fail::Transient(_) => Outcome::Error,
-            Fail::Permanent(e) => Outcome::of_text(&format!("{e:#}")),
-        }
-    }
-
-    /// A permanent failure's outcome from its text.
-    pub fn of_text(text: &str) -> Outcome {
-        const DENIED: [&str; 10] = [
-            // Route53 (IAM)
-            "AccessDenied",
-            "access denied",
-            "not authorized",
-            "NotAuthorized",
-            "HTTP 401",
-            "HTTP 403",
-            // RFC 2136
-            "REFUSED",
-            "NOTAUTH",
-            // Cloudflare's 401 and 403 (provider::cloudflare::classify)
-            "Cloudflare refused the API token",
-            "Cloudflare refused the request",
-        ];
-        if DENIED.iter().any(|d| text.contains(d)) {
-            Outcome::Denied
-        } else {
-            Outcome::Error
+            Fail::Denied(_) => Outcome::Denied,
+            Fail::Permanent(_) => Outcome::Error,
         }
     }
 }
@@ -443,12 +421,15 @@ mod tests {
 
     #[test]
     fn denials_are_told_from_other_permanent_failures() {
-        assert_eq!(
-            Outcome::of_text("AccessDenied: not allowed"),
-            Outcome::Denied
-        );
-        assert_eq!(Outcome::of_text("HTTP 403: forbidden"), Outcome::Denied);
-        assert_eq!(Outcome::of_text("no such zone"), Outcome::Error);
+        use crate::fail::Fail;
+        let denied = Fail::denied("AccessDenied: not allowed");
+        assert_eq!(Outcome::of_fail(&denied), Outcome::Denied);
+        let invalid = Fail::permanent("no such zone");
+        assert_eq!(Outcome::of_fail(&invalid), Outcome::Error);
+        // A denial stays one with what it was doing in front of it.
+        let denied = Fail::denied("HTTP 403: forbidden").context("cf: reading");
+        assert_eq!(Outcome::of_fail(&denied), Outcome::Denied);
+        assert_eq!(denied.to_string(), "cf: reading: HTTP 403: forbidden");
     }
 
     #[test]

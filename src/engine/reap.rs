@@ -34,7 +34,7 @@ impl Engine {
             let listed = provider.list_registries().await;
             match listed {
                 Ok(()) => {}
-                Err(crate::provider::Fail::Permanent(e)) => {
+                Err(crate::provider::Fail::Permanent(e) | crate::provider::Fail::Denied(e)) => {
                     return Err(e.context(format!(
                         "{}: this agent reaps expired leases ([lease] reap = true), which needs every registry listed; refusing to publish what it could not reap",
                         slot.name

@@ -10,6 +10,7 @@ use futures_util::future::join_all;
 use super::facade::AnyProvider;
 use super::{Action, Engine, Report, Slot, known_zone, lock, plan, save, unix_now_ms};
 use crate::config::{Config, UsageError};
+use crate::fail::ZoneGone;
 use crate::plan::{Desired, Vars};
 use crate::provider::KnownZone;
 use crate::reconcile::{Checkpoint, DryRun, Intent, Outcome};
@@ -133,10 +134,6 @@ impl Engine {
         results.into_iter().collect()
     }
 }
-
-/// What providers say of a zone id they do not know: Route53's error code,
-/// Cloudflare's "Invalid zone identifier" (7003) and "Could not route" (7000).
-const ZONE_GONE: [&str; 3] = ["NoSuchHostedZone", "7003 ", "7000 "];
 
 /// One sync across the providers: what each provider's part of
 /// [`Engine::sync_only`] shares, the state file's content under a lock
@@ -268,8 +265,7 @@ impl Round<'_> {
                 tracing::debug!(provider = %name, "{e:#}");
                 // A remembered zone id that the provider no longer knows
                 // (the zone was deleted and made again): look it up anew.
-                let text = format!("{e:#}");
-                if known_zone.is_some() && ZONE_GONE.iter().any(|m| text.contains(m)) {
+                if known_zone.is_some() && ZoneGone::within(e) {
                     entry.zone_id = None;
                     zone_gone = true;
                 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 
 use super::MetadataError;
+use crate::fail::Fail;
 use crate::retry::{Backoff, retry};
 
 /// The longest metadata answer read: the largest real ones (Azure's
@@ -77,11 +78,6 @@ pub struct Reply {
     /// The response headers, for services that sign their answers
     /// (GCP's `Metadata-Flavor: Google`).
     pub headers: reqwest::header::HeaderMap,
-}
-
-enum Fail {
-    /// Worth another try: connection refused, timeout, 5xx.
-    Transient(String),
 }
 
 impl Http {
@@ -157,7 +153,7 @@ impl Http {
             |_| true,
         )
         .await
-        .map_err(|Fail::Transient(w)| self.err(call.path, w))
+        .map_err(|f| self.err(call.path, f.to_string()))
     }
 
     /// GETs `path`: `Some(body)` on 2xx, `None` on 404 (absent), an error naming

@@ -63,7 +63,7 @@ impl<'a> Attempts<'a> {
     pub async fn after(&mut self, doing: &str, fail: Fail) -> anyhow::Result<()> {
         let provider = self.provider;
         match fail {
-            Fail::Permanent(e) => Err(e.context(format!("{provider}: {doing}"))),
+            Fail::Denied(e) | Fail::Permanent(e) => Err(e.context(format!("{provider}: {doing}"))),
             Fail::Conflict(m) => Err(anyhow::anyhow!("{provider}: {doing}: {m}")),
             Fail::Busy { why, .. } => {
                 if Instant::now() >= self.deadline {

@@ -60,7 +60,7 @@ impl Agent {
     }
 
     /// Starts it with these environment variables too (as systemd sets them).
-    fn start_with(env: &Env, config: &Path, vars: &[(&str, &str)]) -> Agent {
+    pub(crate) fn start_with(env: &Env, config: &Path, vars: &[(&str, &str)]) -> Agent {
         let sock_path = env.dir.path().join("notify.sock");
         let _ = std::fs::remove_file(&sock_path);
         let sock = UnixDatagram::bind(&sock_path).unwrap();

@@ -228,6 +228,36 @@ fn a_value_in_a_record_without_our_comment_is_never_deleted() {
     );
 }
 
+/// A zone id remembered in the state file that Cloudflare no longer knows
+/// (the zone deleted and made again): the join that meets it fails saying
+/// so, and the next one looks the zone up anew and joins the new zone.
+#[test]
+fn a_zone_deleted_and_made_again_is_looked_up_anew() {
+    let env = CfEnv::new();
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    let lookups = || {
+        env.cf
+            .stats()
+            .requests
+            .get("GET zones")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(lookups(), 1);
+    env.cf.delete_zone(&env.zone_id);
+    let again = env.cf.create_zone("example.com");
+    let out = run_expect(&mut env.flags("join", "--name www"), 1);
+    let err = stderr(&out);
+    assert!(err.contains("or the zone is gone"), "{err}");
+    assert_eq!(lookups(), 1, "the remembered id was used");
+    run_expect(&mut env.flags("join", "--name www"), 0);
+    assert_eq!(lookups(), 2, "the zone was looked up again, once");
+    assert_eq!(
+        env.cf.values(&again, "www.example.com", "A"),
+        vec!["203.0.113.7"]
+    );
+}
+
 #[test]
 fn a_bad_token_is_a_clear_runtime_error_and_never_shown() {
     let env = CfEnv::new();

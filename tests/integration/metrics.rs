@@ -482,6 +482,49 @@ fn requests_to_a_provider_that_is_down_are_counted_as_errors_and_it_never_synced
     assert!(err.contains("cf"), "{err}");
 }
 
+/// A request refused for want of a right is counted as `denied`, not as an
+/// error: the provider classifies it (Route53's SignatureDoesNotMatch here),
+/// so an alert on denials fires and one on errors does not.
+#[test]
+fn a_refused_credential_is_counted_as_denied() {
+    let env = Env::new();
+    let listen = free_port();
+    let config = env.config(
+        "dnsreg.toml",
+        &crate::agent::CONFIG.replace(
+            "state_dir = \"{state_dir}\"",
+            &format!("state_dir = \"{{state_dir}}\"\nmetrics_listen = \"{listen}\""),
+        ),
+    );
+    let mut agent = Agent::start_with(
+        &env,
+        &config,
+        &[("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+    );
+    wait_for(20, "the endpoint", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    let denied = [("provider", "r53"), ("outcome", "denied")];
+    let mut samples = Vec::new();
+    wait_for(30, "a denied request counted", || {
+        samples = parse(&scrape(&listen).2);
+        value(&samples, "dnsreg_api_requests_total", &denied) >= 1.0
+    });
+    let errors = [("provider", "r53"), ("outcome", "error")];
+    assert_eq!(
+        value(&samples, "dnsreg_api_requests_total", &errors),
+        0.0,
+        "{samples:?}"
+    );
+    assert_eq!(
+        value(&samples, "dnsreg_records_published", &[("provider", "r53")]),
+        0.0
+    );
+    assert_eq!(env.records(), Vec::<String>::new());
+    let (_, err) = agent.stop(30);
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+}
+
 #[test]
 fn a_textfile_in_a_missing_directory_and_a_bad_listen_address_are_config_errors() {
     let env = Env::new();

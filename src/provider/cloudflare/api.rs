@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
 use super::{Cloudflare, Connector, DEFAULT_ENDPOINT};
+use crate::fail::ZoneGone;
 use crate::metadata::error_chain;
 use crate::provider::{Fail, is_loopback_url};
 use crate::record::{DomainName, RData, RType, Value};
@@ -24,6 +25,13 @@ const PER_PAGE: u32 = 100;
 /// The most pages a listing follows: a million records, more than any plan
 /// lets a zone hold, and an end to an answer that never says it is the last.
 const MAX_PAGES: u32 = 10_000;
+
+/// What Cloudflare says of a zone id that is not one: "Could not route to
+/// …, perhaps your object identifier is invalid?" (7003) with "No route for
+/// that URI" (7000). (A 404 with 7000 on the batch path alone is the batch
+/// endpoint missing: [`BatchRefused`]; a well-formed id of no zone the token
+/// sees is a 403, see `Api::send`.)
+const ZONE_GONE_CODES: [i64; 2] = [7000, 7003];
 
 /// A Retry-After longer than this is cut short (Cloudflare's window is five minutes).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -84,32 +92,36 @@ pub(super) struct RecordJson {
     pub(super) priority: Option<u16>,
 }
 
-/// A failed call, classified.
+/// The batch endpoint is not available here (a plan or an account without
+/// it): carried inside a [`Fail::Permanent`], so that a write can tell it
+/// from other refusals and send the change as single requests instead.
 #[derive(Debug)]
-pub(super) enum CallError {
-    /// 429: the token's window is used up; come back after Retry-After.
-    Busy(String, Option<Duration>),
-    /// 5xx, timed out: worth another try.
-    Transient(String),
-    /// The zone changed under us: 81044 record gone, 81057/81058 record exists.
-    Conflict(String),
-    /// The batch endpoint is not available here.
-    BatchRefused(String),
-    Permanent(String),
+pub(super) struct BatchRefused(pub(super) String);
+
+impl std::fmt::Display for BatchRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-impl CallError {
-    /// The failure as the retry loop takes it: what was refused says which
-    /// provider and zone (`what`), and what it was doing.
-    pub(super) fn into_fail(self, what: &str, doing: &str) -> Fail {
-        match self {
-            CallError::Busy(why, retry_after) => Fail::Busy { why, retry_after },
-            CallError::Transient(m) => Fail::Transient(m),
-            CallError::Conflict(m) => Fail::Conflict(m),
-            CallError::BatchRefused(m) | CallError::Permanent(m) => {
-                Fail::Permanent(anyhow!("{what}: {doing}: {m}"))
-            }
+impl std::error::Error for BatchRefused {}
+
+impl BatchRefused {
+    /// The batch refusal `fail` carries, if it is one.
+    pub(super) fn within(fail: &Fail) -> Option<&BatchRefused> {
+        match fail {
+            Fail::Permanent(e) => e.downcast_ref(),
+            _ => None,
         }
+    }
+}
+
+/// `fail` with `what` (which provider and zone) and `doing` in front of
+/// it where it is a refusal; a failure that may pass says only what it is.
+fn refusal_in(fail: Fail, what: &str, doing: &str) -> Fail {
+    match fail {
+        Fail::Permanent(_) | Fail::Denied(_) => fail.context(format!("{what}: {doing}")),
+        other => other,
     }
 }
 
@@ -162,17 +174,20 @@ pub(super) fn classify(
     errors: &[ApiMessage],
     batch: bool,
     needs: &str,
-) -> CallError {
+) -> Fail {
     let detail = format!("HTTP {} ({})", status.as_u16(), describe(errors));
     let codes: Vec<i64> = errors.iter().map(|e| e.code).collect();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return CallError::Busy(detail, None);
+        return Fail::Busy {
+            why: detail,
+            retry_after: None,
+        };
     }
     if status.is_server_error() {
-        return CallError::Transient(detail);
+        return Fail::Transient(detail);
     }
     if codes.iter().any(|c| CONFLICT_CODES.contains(c)) {
-        return CallError::Conflict(detail);
+        return Fail::Conflict(detail);
     }
     let text = describe(errors).to_ascii_lowercase();
     if batch
@@ -190,21 +205,24 @@ pub(super) fn classify(
                 .iter()
                 .any(|w| text.contains(w))))
     {
-        return CallError::BatchRefused(detail);
+        return Fail::Permanent(BatchRefused(detail).into());
+    }
+    if codes.iter().any(|c| ZONE_GONE_CODES.contains(c)) {
+        return Fail::Permanent(ZoneGone(detail).into());
     }
     if status == StatusCode::UNAUTHORIZED || codes.iter().any(|c| BAD_TOKEN_CODES.contains(c)) {
-        return CallError::Permanent(format!(
+        return Fail::denied(format!(
             "Cloudflare refused the API token: {detail}; check token_file or CLOUDFLARE_API_TOKEN (an API token, not the global API key)"
         ));
     }
     if status == StatusCode::FORBIDDEN {
         // Cloudflare answers a token without the right permission and one
         // it no longer accepts alike (403, often code 10000).
-        return CallError::Permanent(format!(
+        return Fail::denied(format!(
             "Cloudflare refused the request: {detail}; this request needs {needs}: give the token {PERMISSIONS} for this zone, or check that it is still valid"
         ));
     }
-    CallError::Permanent(detail)
+    Fail::permanent(detail)
 }
 
 /// The Retry-After of a 429, in seconds (Cloudflare sends whole seconds).
@@ -332,22 +350,16 @@ impl Api {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Json>,
-    ) -> Result<Envelope<T>, CallError> {
+    ) -> Result<Envelope<T>, Fail> {
         self.pacer.ready().await;
         let operation = operation(&method, path);
         let result = self.send(method, path, query, body).await;
         match &result {
-            Err(CallError::Busy(why, retry_after)) => self.pacer.busy(why, *retry_after),
+            Err(Fail::Busy { why, retry_after }) => self.pacer.busy(why, *retry_after),
             _ => self.pacer.ok(),
         }
         use crate::metrics::Outcome;
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(CallError::Busy(..)) => Outcome::Throttled,
-            Err(CallError::Conflict(_)) => Outcome::Conflict,
-            Err(CallError::Transient(_) | CallError::BatchRefused(_)) => Outcome::Error,
-            Err(CallError::Permanent(m)) => Outcome::of_text(m),
-        };
+        let outcome = result.as_ref().err().map_or(Outcome::Ok, Outcome::of_fail);
         crate::metrics::get().request(&self.name, operation, outcome);
         result
     }
@@ -358,9 +370,9 @@ impl Api {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Json>,
-    ) -> Result<Envelope<T>, CallError> {
+    ) -> Result<Envelope<T>, Fail> {
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base), query)
-            .map_err(|e| CallError::Permanent(format!("bad URL {}{path}: {e}", self.base)))?;
+            .map_err(|e| Fail::permanent(format!("bad URL {}{path}: {e}", self.base)))?;
         let mut req = self
             .client
             .request(method.clone(), url)
@@ -370,9 +382,9 @@ impl Api {
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                CallError::Transient("timed out".into())
+                Fail::Transient("timed out".into())
             } else {
-                CallError::Transient(format!("could not send: {}", error_chain(&e)))
+                Fail::Transient(format!("could not send: {}", error_chain(&e)))
             }
         })?;
         let status = resp.status();
@@ -380,7 +392,7 @@ impl Api {
         // Real answers (a page of 100 records, a batch's records) are far smaller.
         let text = crate::net::read_capped(resp, 32 * 1024 * 1024)
             .await
-            .map_err(CallError::Transient)?;
+            .map_err(Fail::Transient)?;
         let errors = match serde_json::from_str::<Envelope<T>>(&text) {
             Ok(env) if status.is_success() && env.success => return Ok(env),
             Ok(env) => env.errors,
@@ -389,7 +401,7 @@ impl Api {
                 .unwrap_or_default(),
         };
         if status.is_success() {
-            return Err(CallError::Permanent(format!(
+            return Err(Fail::permanent(format!(
                 "HTTP {} but not a successful API response ({})",
                 status.as_u16(),
                 describe(&errors)
@@ -401,19 +413,33 @@ impl Api {
             path.ends_with("/batch"),
             needed(&method, path),
         ) {
-            CallError::Busy(why, _) => {
+            Fail::Busy { why, .. } => {
                 tracing::debug!(provider = %self.name, ?wait, "rate limited: waiting as asked");
-                Err(CallError::Busy(why, wait))
+                Err(Fail::Busy {
+                    why,
+                    retry_after: wait,
+                })
             }
+            // Cloudflare answers a zone id it does not know (the zone
+            // deleted, and perhaps made again under a new id) as it answers
+            // one outside the token's scope: an id remembered from an earlier
+            // run is then looked up again by name.
+            Fail::Denied(e) if path.starts_with("/zones/") => Err(Fail::Denied(
+                ZoneGone(format!(
+                    "{e:#} (or the zone is gone: the next attempt looks it up again by name)"
+                ))
+                .into(),
+            )),
             other => Err(other),
         }
     }
 }
 
 impl Cloudflare {
-    /// The failure as the retry loop takes it.
-    pub(super) fn fail(&self, doing: &str, e: CallError) -> Fail {
-        e.into_fail(&self.what(), doing)
+    /// The failure as the retry loop takes it: a refusal says which
+    /// provider and zone, and what it was doing.
+    pub(super) fn fail(&self, doing: &str, e: Fail) -> Fail {
+        refusal_in(e, &self.what(), doing)
     }
 
     /// Every record matching `query`, following pagination.
@@ -516,7 +542,7 @@ impl Connector {
         let env: Envelope<Vec<ZoneInfo>> = attempt(&mut tries, &doing, || async {
             api.call(Method::GET, "/zones", &query, None)
                 .await
-                .map_err(|e| e.into_fail(&self.what(), &doing))
+                .map_err(|e| refusal_in(e, &self.what(), &doing))
         })
         .await?;
         let found: Vec<String> = env

@@ -43,7 +43,7 @@ use crate::config::CloudflareConfig;
 use crate::record::{DomainName, RType, RrKey, Value, by_key};
 use crate::registry::{self, instance_label};
 use crate::retry::{Backoff, Pacer};
-use api::{Api, CallError, RecordJson, value_of};
+use api::{Api, BatchRefused, RecordJson, value_of};
 
 /// Cloudflare's API base URL.
 pub const DEFAULT_ENDPOINT: &str = "https://api.cloudflare.com/client/v4";
@@ -415,11 +415,13 @@ impl Provider for Cloudflare {
                         change: None,
                     });
                 }
-                Err(CallError::BatchRefused(m)) => {
+                Err(e) => {
+                    let Some(refused) = BatchRefused::within(&e) else {
+                        return Err(self.fail("changing records (one batch request)", e));
+                    };
                     self.batch_refused.store(true, Ordering::Relaxed);
-                    tracing::debug!(provider = %self.api.name(), "batch endpoint refused: {m}");
+                    tracing::debug!(provider = %self.api.name(), "batch endpoint refused: {refused}");
                 }
-                Err(e) => return Err(self.fail("changing records (one batch request)", e)),
             }
         }
         tracing::warn!(

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::api::{CallError, Envelope, RecordJson, value_of};
+use super::api::{Envelope, RecordJson, value_of};
 use super::{Cloudflare, Held, MAX_COMMENT, Snapshot, claimants_of, comment_for};
 use crate::provider::{Edit, Fail};
 use crate::record::{RData, RrKey, Value};
@@ -230,7 +230,7 @@ impl Cloudflare {
     }
 
     /// The whole change as one batch request; the records it posted.
-    pub(super) async fn write_batch(&self, ops: &Ops) -> Result<Vec<RecordJson>, CallError> {
+    pub(super) async fn write_batch(&self, ops: &Ops) -> Result<Vec<RecordJson>, Fail> {
         let mut body = serde_json::Map::new();
         let ids = |list: &[Op]| -> Json {
             list.iter()
@@ -277,7 +277,7 @@ impl Cloudflare {
         let done = env.result.unwrap_or_default();
         let (d, p, n) = (done.deletes.len(), done.patches.len(), done.posts.len());
         if (d, p, n) != (ops.deletes.len(), ops.patches.len(), ops.posts.len()) {
-            return Err(CallError::Permanent(format!(
+            return Err(Fail::permanent(format!(
                 "the batch answer accounts for {d} deletes, {p} patches and {n} posts of the {}, {} and {} sent: not an answer Cloudflare gives (is a proxy rewriting answers?); the change may or may not have been applied, and the next run reads the zone again",
                 ops.deletes.len(),
                 ops.patches.len(),
@@ -327,7 +327,7 @@ impl Cloudflare {
                     Ok(env) => break Some(env),
                     // Already gone, or already there: another writer got there
                     // first. Go on, then read again so that `apply` sees it.
-                    Err(CallError::Conflict(m)) => {
+                    Err(Fail::Conflict(m)) => {
                         conflicts.push(format!("{verb} {}: {m}", op.what));
                         break None;
                     }

@@ -1,4 +1,5 @@
-use super::api::{ApiMessage, CallError, RecordJson, classify, needed, value_of};
+use super::api::{ApiMessage, BatchRefused, RecordJson, classify, needed, value_of};
+use crate::fail::Fail;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value as Json, json};
 
@@ -56,48 +57,46 @@ fn errors_are_classified() {
     };
     assert!(matches!(
         classify(StatusCode::BAD_REQUEST, &e(81058), true, "X"),
-        CallError::Conflict(_)
+        Fail::Conflict(_)
     ));
     assert!(matches!(
         classify(StatusCode::NOT_FOUND, &e(81044), false, "X"),
-        CallError::Conflict(_)
+        Fail::Conflict(_)
     ));
     assert!(matches!(
         classify(StatusCode::TOO_MANY_REQUESTS, &e(971), false, "X"),
-        CallError::Busy(..)
+        Fail::Busy { .. }
     ));
     assert!(matches!(
         classify(StatusCode::BAD_GATEWAY, &[], true, "X"),
-        CallError::Transient(_)
+        Fail::Transient(_)
     ));
-    assert!(matches!(
-        classify(StatusCode::NOT_FOUND, &e(7000), true, "X"),
-        CallError::BatchRefused(_)
-    ));
-    assert!(matches!(
-        classify(StatusCode::NOT_FOUND, &e(7000), false, "X"),
-        CallError::Permanent(_)
-    ));
+    let refused = classify(StatusCode::NOT_FOUND, &e(7000), true, "X");
+    assert!(BatchRefused::within(&refused).is_some(), "{refused}");
+    let not_found = classify(StatusCode::NOT_FOUND, &e(10000), false, "X");
+    assert!(matches!(not_found, Fail::Permanent(_)), "{not_found}");
+    assert!(BatchRefused::within(&not_found).is_none());
+    // A zone id Cloudflare does not know, on any path: to be looked up anew.
+    for (code, batch) in [(7003, false), (7003, true), (7000, false)] {
+        let Fail::Permanent(gone) = classify(StatusCode::BAD_REQUEST, &e(code), batch, "X") else {
+            panic!("{code}")
+        };
+        let gone = gone.context("cf: reading");
+        assert!(crate::fail::ZoneGone::within(&gone), "{gone:#}");
+    }
     let needs = needed(&Method::POST, "/zones/z/dns_records/batch");
-    let CallError::Permanent(m) = classify(StatusCode::FORBIDDEN, &e(10000), false, needs) else {
+    let Fail::Denied(m) = classify(StatusCode::FORBIDDEN, &e(10000), false, needs) else {
         panic!()
     };
     assert!(
-        m.contains("needs Zone → DNS → Edit (to change records)"),
+        m.to_string()
+            .contains("needs Zone → DNS → Edit (to change records)"),
         "{m}"
-    );
-    assert_eq!(
-        crate::metrics::Outcome::of_text(&m),
-        crate::metrics::Outcome::Denied
     );
     assert!(needed(&Method::GET, "/zones").contains("Zone → Zone → Read"));
     assert!(needed(&Method::GET, "/zones/z/dns_records").contains("DNS → Read or Edit"));
-    let CallError::Permanent(m) = classify(StatusCode::UNAUTHORIZED, &e(9109), false, "X") else {
+    let Fail::Denied(m) = classify(StatusCode::UNAUTHORIZED, &e(9109), false, "X") else {
         panic!()
     };
-    assert!(m.contains("refused the API token"), "{m}");
-    assert_eq!(
-        crate::metrics::Outcome::of_text(&m),
-        crate::metrics::Outcome::Denied
-    );
+    assert!(m.to_string().contains("refused the API token"), "{m}");
 }

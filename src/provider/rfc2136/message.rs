@@ -9,7 +9,7 @@ use hickory_proto::op::{DnsResponse, Message, OpCode, Query, ResponseCode, Updat
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData as HData, Record as HRecord, RecordType};
 
-use super::transport::{Failure, Verdict, with_edns};
+use super::transport::{Verdict, with_edns};
 use super::{Rfc2136, RrSet, Snapshot};
 use crate::provider::{Edit, Fail, Written};
 use crate::record::{DomainName, RData, RType, RrKey, Value};
@@ -83,19 +83,15 @@ impl Rfc2136 {
         &self,
         name: &DomainName,
         rtype: RecordType,
-    ) -> Result<DnsResponse, Failure> {
+    ) -> Result<DnsResponse, Fail> {
         use crate::metrics::Outcome;
         let result = self.query_once(name, rtype).await;
-        let outcome = result.as_ref().err().map_or(Outcome::Ok, Failure::outcome);
+        let outcome = result.as_ref().err().map_or(Outcome::Ok, Outcome::of_fail);
         crate::metrics::get().request(&self.name, "query", outcome);
         result
     }
 
-    async fn query_once(
-        &self,
-        name: &DomainName,
-        rtype: RecordType,
-    ) -> Result<DnsResponse, Failure> {
+    async fn query_once(&self, name: &DomainName, rtype: RecordType) -> Result<DnsResponse, Fail> {
         let t = self.transport();
         let mut message = Message::query();
         message.metadata.recursion_desired = false;
@@ -104,16 +100,16 @@ impl Rfc2136 {
         let answer = t.send(message).await?;
         match answer.metadata.response_code {
             ResponseCode::NoError | ResponseCode::NXDomain => {}
-            ResponseCode::ServFail => return Err(Failure::transient("SERVFAIL")),
+            ResponseCode::ServFail => return Err(Fail::Transient("SERVFAIL".into())),
             code => {
-                return Err(Failure::permanent(format!(
+                return Err(Fail::permanent(format!(
                     "the server answered {code}: does it serve zone {} (is it the zone's primary)?",
                     self.zone.without_dot()
                 )));
             }
         }
         if !answer.metadata.authoritative {
-            return Err(Failure::permanent(format!(
+            return Err(Fail::permanent(format!(
                 "the server is not authoritative for {}: point `server` at the zone's primary",
                 self.zone.without_dot()
             )));
@@ -121,7 +117,7 @@ impl Rfc2136 {
         Ok(answer)
     }
 
-    pub(super) async fn read_one(&self, key: &RrKey) -> Result<RrSet, Failure> {
+    pub(super) async fn read_one(&self, key: &RrKey) -> Result<RrSet, Fail> {
         let answer = self.query(&key.name, htype(key.rtype)).await?;
         let qname = hname(&key.name);
         let raw: Vec<HRecord> = answer
@@ -218,7 +214,7 @@ impl Rfc2136 {
         let answer = t
             .send(message)
             .await
-            .map_err(|f| f.into_fail(&self.what(), "sending the update"))?;
+            .map_err(|f| f.context(format!("{}: sending the update", self.what())))?;
         if answer.metadata.response_code == ResponseCode::ServFail {
             return Err(Fail::Transient(format!(
                 "{}: sending the update: SERVFAIL",
@@ -244,7 +240,7 @@ impl Rfc2136 {
             // BIND answers a signature out of its time window with a signed
             // NOTAUTH whose TSIG record says BADTIME (and Knot one its ACL
             // refuses with BADKEY): a signed query tells which.
-            ResponseCode::NotAuth => Err(Fail::Permanent(anyhow::anyhow!(
+            ResponseCode::NotAuth => Err(Fail::Denied(anyhow::anyhow!(
                 "{}: the server refused the update with NOTAUTH: {}",
                 self.what(),
                 match t.tsig_verdict().await {
@@ -257,7 +253,7 @@ impl Rfc2136 {
                     ),
                 }
             ))),
-            ResponseCode::Refused => Err(Fail::Permanent(anyhow::anyhow!(
+            ResponseCode::Refused => Err(Fail::Denied(anyhow::anyhow!(
                 "{}: the server refused the update (REFUSED): the zone does not allow updates with {key}; in BIND: `allow-update {{ key \"NAME\"; }};` or an update-policy granting it",
                 self.what()
             ))),

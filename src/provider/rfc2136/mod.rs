@@ -39,7 +39,7 @@ use crate::registry;
 use crate::retry::{Backoff, Pacer};
 use crate::tsig::TsigKey;
 use message::{hname, hrecord, value_of};
-use transport::{FUDGE, Failure, Transport};
+use transport::{FUDGE, Transport};
 
 /// Retries of a lost or SERVFAILed exchange: a DNS server answers in
 /// milliseconds or not at all, so fewer and shorter than for HTTP APIs; an
@@ -240,7 +240,7 @@ impl Rfc2136 {
         let answer = crate::retry::attempt(&mut tries, "looking up the zone's SOA", || async {
             self.query(&self.zone, RecordType::SOA)
                 .await
-                .map_err(|f| f.into_fail(&what, "looking up the zone's SOA"))
+                .map_err(|f| f.context(format!("{what}: looking up the zone's SOA")))
         })
         .await?;
         let origin = hname(&self.zone);
@@ -311,7 +311,7 @@ impl Provider for Rfc2136 {
             while let Some(done) = tasks.join_next().await {
                 let (key, set) =
                     done.map_err(|e| Fail::permanent(format!("a read task failed: {e}")))?;
-                let set = set.map_err(|f| f.into_fail(&self.what(), &format!("reading {key}")))?;
+                let set = set.map_err(|f| f.context(format!("{}: reading {key}", self.what())))?;
                 snapshot.sets.insert(key, set);
             }
         }
@@ -390,10 +390,10 @@ impl Provider for Rfc2136 {
         let t = self.transport();
         self.pacer.ready().await;
         let transferred = t.transfer(&origin).await;
-        let outcome = transferred
-            .as_ref()
-            .err()
-            .map_or(crate::metrics::Outcome::Ok, Failure::outcome);
+        let outcome = transferred.as_ref().err().map_or(
+            crate::metrics::Outcome::Ok,
+            crate::metrics::Outcome::of_fail,
+        );
         crate::metrics::get().request(&self.name, "axfr", outcome);
         let records = match transferred {
             Ok(records) => {
@@ -401,7 +401,10 @@ impl Provider for Rfc2136 {
                 records
             }
             Err(f) => {
-                let fail = f.into_fail(&self.what(), "listing the ownership registries (AXFR)");
+                let fail = f.context(format!(
+                    "{}: listing the ownership registries (AXFR)",
+                    self.what()
+                ));
                 if let Fail::Busy { why, .. } = &fail {
                     self.pacer.busy(why, None);
                 }

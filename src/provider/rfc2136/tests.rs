@@ -142,28 +142,31 @@ fn a_ttl_change_re_adds_the_values_that_stay() {
 
 /// A busy server (BIND's SERVFAIL past `transfers-out`) is paced like
 /// throttling, tried until the deadline, not given up after a few
-/// transient tries; a refused key is counted as denied.
+/// transient tries; a refused key is counted as denied; saying where and
+/// what was being done keeps each what it is.
 #[test]
 fn a_busy_server_is_throttling_and_a_refused_key_is_denied() {
     use crate::metrics::Outcome;
-    let busy = Failure::busy("SERVFAIL (too many transfers at once?)");
-    assert!(matches!(busy.outcome(), Outcome::Throttled));
+    let busy = Fail::Busy {
+        why: "SERVFAIL (too many transfers at once?)".into(),
+        retry_after: None,
+    };
+    assert!(matches!(Outcome::of_fail(&busy), Outcome::Throttled));
+    let busy = busy.context("rfc2136: listing");
     assert!(matches!(
-        busy.into_fail("rfc2136", "listing"),
+        busy,
         Fail::Busy {
             retry_after: None,
             ..
         }
     ));
-    let flaky = Failure::transient("connection reset");
-    assert!(matches!(flaky.outcome(), Outcome::Error));
-    assert!(matches!(
-        flaky.into_fail("rfc2136", "listing"),
-        Fail::Transient(_)
-    ));
-    let refused = Failure {
-        key_refused: true,
-        ..Failure::permanent("BADSIG: another secret")
-    };
-    assert!(matches!(refused.outcome(), Outcome::Denied));
+    assert_eq!(
+        busy.to_string(),
+        "busy: rfc2136: listing: SERVFAIL (too many transfers at once?)"
+    );
+    let flaky = Fail::Transient("connection reset".into()).context("rfc2136: listing");
+    assert!(matches!(Outcome::of_fail(&flaky), Outcome::Error));
+    assert!(matches!(flaky, Fail::Transient(_)));
+    let refused = Fail::denied("BADSIG: another secret").context("rfc2136: listing");
+    assert!(matches!(Outcome::of_fail(&refused), Outcome::Denied));
 }

@@ -47,70 +47,6 @@ const MAX_MESSAGE: usize = 65_000;
 /// The clock skew TSIG tolerates, as BIND and nsupdate use by default.
 pub(super) const FUDGE: u16 = 300;
 
-/// Why an exchange failed, and whether trying again can help.
-#[derive(Debug)]
-pub(super) struct Failure {
-    pub(super) transient: bool,
-    /// The server said it is busy (too many transfers at once): worth
-    /// trying again, later and later, until the deadline.
-    pub(super) busy: bool,
-    /// The answer's signature did not verify: the server refused the key
-    /// (see [`Transport::why_refused`]).
-    pub(super) key_refused: bool,
-    pub(super) message: String,
-}
-
-impl Failure {
-    /// As the retry loop takes it, saying what was being done where.
-    pub(super) fn into_fail(self, what: &str, doing: &str) -> Fail {
-        if self.busy {
-            Fail::Busy {
-                why: format!("{what}: {doing}: {}", self.message),
-                retry_after: None,
-            }
-        } else if self.transient {
-            Fail::Transient(format!("{what}: {doing}: {}", self.message))
-        } else {
-            Fail::permanent(format!("{what}: {doing}: {}", self.message))
-        }
-    }
-
-    /// Its outcome in `dnsreg_api_requests_total`.
-    pub(super) fn outcome(&self) -> crate::metrics::Outcome {
-        use crate::metrics::Outcome;
-        if self.busy {
-            Outcome::Throttled
-        } else if self.transient {
-            Outcome::Error
-        } else if self.key_refused {
-            Outcome::Denied
-        } else {
-            Outcome::of_text(&self.message)
-        }
-    }
-
-    pub(super) fn transient(message: impl Into<String>) -> Failure {
-        Failure {
-            transient: true,
-            busy: false,
-            key_refused: false,
-            message: message.into(),
-        }
-    }
-    pub(super) fn busy(message: impl Into<String>) -> Failure {
-        Failure {
-            busy: true,
-            ..Failure::transient(message)
-        }
-    }
-    pub(super) fn permanent(message: impl Into<String>) -> Failure {
-        Failure {
-            transient: false,
-            ..Failure::transient(message)
-        }
-    }
-}
-
 /// What a server's answer to a signed query says of the key.
 pub(super) enum Verdict {
     /// A signed answer without error: the key is right.
@@ -142,7 +78,7 @@ impl Transport {
             .exchange()
     }
 
-    async fn tcp(&self) -> Result<DnsExchange<TokioRuntimeProvider>, Failure> {
+    async fn tcp(&self) -> Result<DnsExchange<TokioRuntimeProvider>, Fail> {
         let (connect, handle) = TcpClientStream::new(
             self.addr,
             None,
@@ -151,7 +87,7 @@ impl Transport {
         );
         let stream = connect
             .await
-            .map_err(|e| Failure::transient(format!("cannot connect over TCP: {e}")))?;
+            .map_err(|e| Fail::Transient(format!("cannot connect over TCP: {e}")))?;
         let mut mux = DnsMultiplexer::new(stream, handle).with_timeout(TIMEOUT);
         if let Some(s) = &self.signer {
             mux = mux.with_signer(s.clone());
@@ -163,10 +99,10 @@ impl Transport {
 
     /// Sends `message` and returns the server's answer, whatever its response
     /// code: callers decide what a code means for them.
-    pub(super) async fn send(&self, message: Message) -> Result<DnsResponse, Failure> {
+    pub(super) async fn send(&self, message: Message) -> Result<DnsResponse, Fail> {
         match self.exchange(message).await {
-            Err(f) if f.key_refused => {
-                let taken = Failure::permanent(
+            Err(f @ Fail::Denied(_)) => {
+                let taken = Fail::denied(
                     "the server refused the request with an answer that does not verify, though it takes the key: it does not let the key update this zone (BIND `update-policy` or `allow-update`, Knot `acl … action: update`, PowerDNS `TSIG-ALLOW-DNSUPDATE`)",
                 );
                 Err(self.why_refused(f, taken).await)
@@ -175,15 +111,15 @@ impl Transport {
         }
     }
 
-    async fn exchange(&self, message: Message) -> Result<DnsResponse, Failure> {
+    async fn exchange(&self, message: Message) -> Result<DnsResponse, Fail> {
         // hickory truncates a message past 65,535 bytes silently (setting TC):
         // an UPDATE cut short would be applied in part. Refuse it instead.
         let size = message
             .to_vec()
-            .map_err(|e| Failure::permanent(format!("cannot encode the message: {e}")))?
+            .map_err(|e| Fail::permanent(format!("cannot encode the message: {e}")))?
             .len();
         if size > MAX_MESSAGE {
-            return Err(Failure::permanent(format!(
+            return Err(Fail::permanent(format!(
                 "the message would be {size} bytes, more than DNS can carry (65,535 with its signature); dnsreg did not send it"
             )));
         }
@@ -199,7 +135,7 @@ impl Transport {
                 let answer = first(self.tcp().await?.send(request()), self).await?;
                 if answer.metadata.truncation {
                     // Not even TCP carries it whole: a part would be taken for the whole.
-                    return Err(Failure::permanent(
+                    return Err(Fail::permanent(
                         "the answer does not fit in one DNS message even over TCP (65,535 bytes): an rrset this large cannot be read, nor changed with a prerequisite that names it",
                     ));
                 }
@@ -207,16 +143,13 @@ impl Transport {
             }
             // No answer over UDP (a firewall, or nothing listening: ICMP
             // errors do not reach an unconnected socket): TCP says which.
-            Err(udp) if udp.transient => {
+            Err(udp @ Fail::Transient(_)) => {
                 let tcp = match self.tcp().await {
                     Ok(exchange) => first(exchange.send(request()), self).await,
                     Err(e) => Err(e),
                 };
                 tcp.map_err(|tcp| {
-                    Failure::transient(format!(
-                        "no answer over UDP ({}) nor TCP ({})",
-                        udp.message, tcp.message
-                    ))
+                    Fail::Transient(format!("no answer over UDP ({udp}) nor TCP ({tcp})"))
                 })
             }
             Err(permanent) => Err(permanent),
@@ -224,7 +157,7 @@ impl Transport {
     }
 
     /// The whole zone, by AXFR over TCP (signed when there is a key).
-    pub(super) async fn transfer(&self, origin: &Name) -> Result<Vec<HRecord>, Failure> {
+    pub(super) async fn transfer(&self, origin: &Name) -> Result<Vec<HRecord>, Fail> {
         let mut exchange = self.tcp().await?;
         let mut stream = exchange.zone_transfer(origin.clone(), None);
         let mut records = Vec::new();
@@ -246,7 +179,10 @@ impl Transport {
                 // jittered waits) until the deadline, not a few times within
                 // seconds, which failed most of a fleet of 300's leaves.
                 ResponseCode::ServFail => {
-                    return Err(Failure::busy("SERVFAIL (too many transfers at once?)"));
+                    return Err(Fail::Busy {
+                        why: "SERVFAIL (too many transfers at once?)".into(),
+                        retry_after: None,
+                    });
                 }
                 code => return Err(self.transfer_refused(&code.to_string())),
             }
@@ -256,8 +192,8 @@ impl Transport {
 
     /// A zone transfer the server refused (answering `code`) though it
     /// takes the key: what to allow, and where.
-    fn transfer_refused(&self, code: &str) -> Failure {
-        Failure::permanent(format!(
+    fn transfer_refused(&self, code: &str) -> Fail {
+        Fail::permanent(format!(
             "the server refused to transfer the zone ({code}), though it takes the key: `dnsreg reap` lists every instance's ownership registry with a zone transfer (AXFR), which joins and leaves never need; allow it for the key where reap runs: BIND `allow-transfer {{ key \"{0}\"; }};`, Knot `acl: - id: reap; key: {0}; action: [update, transfer]`, PowerDNS `pdnsutil set-meta ZONE TSIG-ALLOW-AXFR {0}`",
             self.key
                 .as_deref()
@@ -266,7 +202,7 @@ impl Transport {
         ))
     }
 
-    fn net_failure(&self, e: &NetError) -> Failure {
+    fn net_failure(&self, e: &NetError) -> Fail {
         let text = e.to_string();
         let lower = text.to_ascii_lowercase();
         // hickory reports a response whose TSIG does not verify (BIND answers a
@@ -278,20 +214,17 @@ impl Transport {
         // never saw the key, typically a front end's SERVFAIL. Its content
         // cannot be trusted, but it is no verdict on the key: try again.
         if lower.contains("missing tsig") {
-            return Failure::transient(format!(
+            return Fail::Transient(format!(
                 "an answer without TSIG signature to a signed message (a SERVFAIL from a front end or load balancer?): {text}"
             ));
         }
         if lower.contains("tsig") || lower.contains("hmac") || lower.contains(" mac") {
-            return Failure {
-                key_refused: true,
-                ..Failure::permanent(format!(
-                    "the server did not accept the TSIG signature: {} is not the key the server has for this zone (check its name, algorithm and secret)",
-                    self.key.as_deref().unwrap_or("the key")
-                ))
-            };
+            return Fail::denied(format!(
+                "the server did not accept the TSIG signature: {} is not the key the server has for this zone (check its name, algorithm and secret)",
+                self.key.as_deref().unwrap_or("the key")
+            ));
         }
-        Failure::transient(text)
+        Fail::Transient(text)
     }
 
     /// Why the server refused the key, where `f` says it did: hickory only
@@ -302,8 +235,8 @@ impl Transport {
     /// differ by more than the fudge, with the server's time). A refusal of
     /// the request itself (NOTAUTH or REFUSED, signed) is no verdict on the
     /// key and never comes here.
-    async fn why_refused(&self, f: Failure, taken: Failure) -> Failure {
-        if !f.key_refused {
+    async fn why_refused(&self, f: Fail, taken: Fail) -> Fail {
+        if !matches!(f, Fail::Denied(_)) {
             return f;
         }
         match self.tsig_verdict().await {
@@ -311,10 +244,7 @@ impl Transport {
             // an answer that does not verify (unsigned): `taken` says what.
             Verdict::Accepted => taken,
             Verdict::Unknown => f,
-            Verdict::Refused(error, skew) => Failure {
-                key_refused: true,
-                ..Failure::permanent(self.refusal(error, skew))
-            },
+            Verdict::Refused(error, skew) => Fail::denied(self.refusal(error, skew)),
         }
     }
 
@@ -400,14 +330,14 @@ fn options() -> DnsRequestOptions {
     o
 }
 
-async fn first<S>(mut responses: S, t: &Transport) -> Result<DnsResponse, Failure>
+async fn first<S>(mut responses: S, t: &Transport) -> Result<DnsResponse, Fail>
 where
     S: futures_util::Stream<Item = Result<DnsResponse, NetError>> + Unpin,
 {
     match responses.next().await {
         Some(Ok(r)) => Ok(r),
         Some(Err(e)) => Err(t.net_failure(&e)),
-        None => Err(Failure::transient(format!("no answer within {TIMEOUT:?}"))),
+        None => Err(Fail::Transient(format!("no answer within {TIMEOUT:?}"))),
     }
 }
 

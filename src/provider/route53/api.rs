@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::{Connector, Route53, Stored};
 use crate::config::ZoneRef;
+use crate::fail::ZoneGone;
 use crate::metadata::error_chain;
 use crate::provider::{Fail, is_loopback_url};
 use crate::record::{DomainName, RType, RrKey};
@@ -57,13 +58,17 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 "ServiceUnavailable" | "InternalFailure" | "InternalError" | "RequestTimeout" => {
                     Fail::Transient(format!("{code}: {message}"))
                 }
-                "AccessDenied" | "AccessDeniedException" => Fail::permanent(format!(
+                "AccessDenied" | "AccessDeniedException" => Fail::denied(format!(
                     "{code}: {message}; the IAM policy must allow this call on the zone and names (see iam/dnsreg-route53-policy.json)"
                 )),
+                // The id is not (or no longer) a hosted zone's.
+                "NoSuchHostedZone" => {
+                    Fail::Permanent(ZoneGone(format!("{code}: {message}")).into())
+                }
                 "InvalidClientTokenId"
                 | "SignatureDoesNotMatch"
                 | "UnrecognizedClientException"
-                | "ExpiredToken" => Fail::permanent(format!(
+                | "ExpiredToken" => Fail::denied(format!(
                     "{code}: {message}; check the AWS credentials dnsreg runs with"
                 )),
                 "" => {

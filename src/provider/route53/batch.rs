@@ -169,8 +169,8 @@ impl Route53 {
                 self.api.tell_pacer(&fail);
                 self.api.count("ChangeResourceRecordSets", Some(&fail));
                 return Err(match fail {
-                    Fail::Permanent(e) => {
-                        Fail::Permanent(e.context(format!("{}: changing records", self.what())))
+                    f @ (Fail::Permanent(_) | Fail::Denied(_)) => {
+                        f.context(format!("{}: changing records", self.what()))
                     }
                     other => other,
                 });

@@ -390,6 +390,12 @@ impl CloudflareServer {
         id
     }
 
+    /// Deletes the zone with this id and its records: its id answers as
+    /// Cloudflare answers an unknown one from now on.
+    pub fn delete_zone(&self, id: &str) {
+        self.shared.lock().zones.retain(|z| z.id != id);
+    }
+
     /// Registers a token with Zone:Read on every zone, plus DNS:Edit if `dns_edit`.
     pub fn add_token(&self, token: &str, dns_edit: bool) {
         self.insert_token(token, dns_edit, None);
