@@ -357,3 +357,73 @@ fn flags_that_do_not_fit_are_usage_errors() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Whatever a machine on the segment sends
+// ---------------------------------------------------------------------------
+
+mod robust {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A real-looking answer: PTR, SRV, TXT and A, names compressed.
+    fn seed() -> Vec<u8> {
+        let web = instance("web 1.x");
+        response(
+            9,
+            vec![
+                ptr(&web),
+                srv(&web, 1, 2, 8080, "h.local."),
+                txt(&web, &["path=/", "tls"]),
+                a("h.local.", [10, 53, 53, 1]),
+            ],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes with our id: read or refused, never a panic.
+        #[test]
+        fn any_bytes_are_read_or_refused(mut bytes in prop::collection::vec(any::<u8>(), 0..700)) {
+            if bytes.len() >= 3 {
+                // Our id, and the response bit, so that the records are read.
+                bytes[0] = 0;
+                bytes[1] = 9;
+                bytes[2] |= 0x80;
+            }
+            let _ = answers(&bytes, 9);
+        }
+
+        /// A real answer with bytes changed or cut: never a panic, and the
+        /// records read are only the wanted types.
+        #[test]
+        fn a_damaged_answer_never_panics(
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut packet = seed();
+            for (at, byte) in flips {
+                let i = at.index(packet.len());
+                if i >= 4 {
+                    packet[i] = byte;
+                }
+            }
+            packet.truncate(cut.index(packet.len() + 1).max(1));
+            if let Some(records) = answers(&packet, 9) {
+                for r in records {
+                    prop_assert!(matches!(
+                        r.record_type(),
+                        RecordType::PTR | RecordType::SRV | RecordType::TXT | RecordType::A | RecordType::AAAA
+                    ));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_seed_reads_whole() {
+        assert_eq!(answers(&seed(), 9).unwrap().len(), 4);
+    }
+}
