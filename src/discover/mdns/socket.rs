@@ -24,13 +24,41 @@ const PORT: u16 = 5353;
 const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
 
-/// An interface to ask on: its name, an IPv4 address to send from, and its
-/// index if it has IPv6.
+/// An interface to ask on: its name, an IPv4 address to send from, its
+/// index if it has IPv6, and its subnets (address, prefix length).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Link {
     pub(super) name: String,
     pub(super) v4: Option<Ipv4Addr>,
     pub(super) v6: Option<u32>,
+    pub(super) nets: Vec<(IpAddr, u8)>,
+}
+
+/// RFC 6762 §11: an answer is taken only from the local link, an address in
+/// one of the interfaces' subnets (or IPv6 link-local); anything else is
+/// dropped, whatever it says.
+pub(super) fn on_link(links: &[Link], from: IpAddr) -> bool {
+    let within = |net: IpAddr, prefix: u8| match (net, from) {
+        (IpAddr::V4(n), IpAddr::V4(f)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(n) & mask == u32::from(f) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(f)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(n) & mask == u128::from(f) & mask
+        }
+        _ => false,
+    };
+    let link_local = matches!(from, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+    link_local
+        || links
+            .iter()
+            .flat_map(|l| &l.nets)
+            .any(|&(net, prefix)| within(net, prefix))
 }
 
 /// Every interface that is up (running), not loopback, can multicast and has
@@ -53,10 +81,16 @@ pub(super) fn links(only: Option<&str>) -> Result<Vec<Link>, Failure> {
                     name: iface.name.clone(),
                     v4: None,
                     v6: None,
+                    nets: Vec::new(),
                 });
                 out.len() - 1
             }
         };
+        let prefix = match &iface.addr {
+            if_addrs::IfAddr::V4(a) => a.prefixlen,
+            if_addrs::IfAddr::V6(a) => a.prefixlen,
+        };
+        out[at].nets.push((iface.ip(), prefix));
         match iface.ip() {
             IpAddr::V4(ip) => out[at].v4 = out[at].v4.or(Some(ip)),
             IpAddr::V6(_) => out[at].v6 = iface.index,
@@ -179,7 +213,7 @@ impl Sockets {
                 Ok(Ok(got)) => got,
             };
             // RFC 6762 §6.7: answers to a legacy query still come from port 5353.
-            if from.port() == PORT {
+            if from.port() == PORT && on_link(&self.links, from.ip()) {
                 take(if family == 4 { &buf4[..n] } else { &buf6[..n] });
             }
         }

@@ -427,3 +427,29 @@ mod robust {
         assert_eq!(answers(&seed(), 9).unwrap().len(), 4);
     }
 }
+
+#[test]
+fn answers_are_taken_from_the_local_link_only() {
+    use super::socket::{Link, on_link};
+    let links = [Link {
+        name: "eth0".into(),
+        v4: Some(Ipv4Addr::new(10, 53, 53, 2)),
+        v6: Some(2),
+        nets: vec![
+            ("10.53.53.2".parse().unwrap(), 24),
+            ("fd53::2".parse().unwrap(), 64),
+        ],
+    }];
+    for ok in ["10.53.53.1", "10.53.53.254", "fd53::1", "fe80::1"] {
+        assert!(on_link(&links, ok.parse().unwrap()), "{ok}");
+    }
+    for off in ["10.53.54.1", "192.0.2.1", "fd54::1", "2001:db8::1"] {
+        assert!(!on_link(&links, off.parse().unwrap()), "{off}");
+    }
+    let host_route = [Link {
+        nets: vec![("10.0.0.5".parse().unwrap(), 32)],
+        ..links[0].clone()
+    }];
+    assert!(!on_link(&host_route, "10.0.0.6".parse().unwrap()));
+    assert!(on_link(&host_route, "10.0.0.5".parse().unwrap()));
+}
