@@ -182,7 +182,7 @@ impl Request {
             None => Upstream::System,
         };
         let asked = match &upstream {
-            _ if mdns => "by multicast DNS on the local segment".into(),
+            _ if mdns => "by multicast DNS".into(),
             Upstream::Server(addr) => {
                 // With one chosen server there is no search list: NAME is absolute.
                 name.set_fqdn(true);

@@ -137,6 +137,35 @@ impl Segment {
         format!("10.53.53.{}", host + 1)
     }
 
+    /// Gives host `host` the IPv6 address fd53::<host+1>/64 (no duplicate
+    /// address detection: usable at once); `only` takes its IPv4 one away.
+    fn ipv6(&self, host: usize, only: bool) -> String {
+        let ns = &self.hosts[host];
+        let v6 = format!("fd53::{}", host + 1);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{v6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        if only {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "del",
+                &format!("{}/24", Segment::ip(host)),
+                "dev",
+                "eth0",
+            ]);
+        }
+        v6
+    }
+
     /// `program` run in host `host`'s namespace.
     fn command(&self, host: usize, program: &str) -> Command {
         let mut c = Command::new(need("ip", "iproute2"));
@@ -284,16 +313,21 @@ struct Zeroconf {
 }
 
 impl Zeroconf {
-    /// Registers `instances` (`NAME:PORT:PRIORITY:WEIGHT[:k=v,...]`) and
-    /// waits until each is announced.
+    /// Registers `instances` (`NAME:PORT:PRIORITY:WEIGHT[:k=v,...]`) at the
+    /// host's IPv4 address and waits until each is announced.
     fn start(seg: &Segment, host: usize, instances: &[&str]) -> Zeroconf {
+        Zeroconf::start_at(seg, host, &Segment::ip(host), instances)
+    }
+
+    /// The same at `ips` (comma-separated, IPv4 and IPv6).
+    fn start_at(seg: &Segment, host: usize, ips: &str, instances: &[&str]) -> Zeroconf {
         let python = venv_bin("python");
         let mut c = seg.command(host, python.to_str().unwrap());
         c.arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/sdk/zeroconf_publish.py"
         ))
-        .args([&Segment::ip(host), "_http._tcp.local.", "pyhost"])
+        .args([ips, "_http._tcp.local.", "pyhost"])
         .args(instances)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -474,6 +508,7 @@ fn wait_finds_a_publisher_that_comes_later() {
 
     let published = Instant::now();
     let _zc = Zeroconf::start(&seg, 0, &["late:8080:0:0:v=1"]);
+    let registered = Instant::now();
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {
             break s;
@@ -482,6 +517,10 @@ fn wait_finds_a_publisher_that_comes_later() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let (took, since) = (started.elapsed(), published.elapsed());
+    eprintln!(
+        "--wait: found {since:?} after the publisher started, {:?} after it was announced",
+        registered.elapsed()
+    );
     assert!(status.success(), "{status:?}\n{}", err.all());
     assert_eq!(out.all(), "pyhost.local:8080\tlate\tv=1\n");
     // Registration (probing) takes zeroconf about 1.6 s; a round ~0.25 s and
@@ -521,7 +560,7 @@ fn wait_with_nothing_published_fails_at_its_deadline() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no responder answered for _http._tcp.local.")
-            && stderr(&out).contains("multicast DNS on eth0"),
+            && stderr(&out).contains(" on eth0 (asked by multicast DNS)"),
         "{}",
         stderr(&out)
     );
@@ -553,6 +592,26 @@ fn an_unregistered_instance_is_gone_from_the_next_discover() {
         LIMIT,
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn ipv6_is_asked_too_and_an_ipv6_only_host_finds_the_service() {
+    let seg = Segment::new(3);
+    let v6 = seg.ipv6(0, false);
+    seg.ipv6(1, false);
+    seg.ipv6(2, true);
+    let _zc = Zeroconf::start_at(&seg, 0, &format!("10.53.53.1,{v6}"), &["web:8080:0:0"]);
+    // Both families' addresses, IPv4 first.
+    assert_eq!(
+        seg.lines(1, "_http._tcp.local", &["--resolve"]),
+        ["10.53.53.1:8080\tweb", "[fd53::1]:8080\tweb"]
+    );
+    assert_eq!(seg.lines(1, "pyhost.local", &[]), ["10.53.53.1", "fd53::1"]);
+    // Host 2 has no IPv4 address: it asks on ff02::fb alone.
+    assert_eq!(
+        seg.lines(2, "_http._tcp.local", &["--resolve"]),
+        ["10.53.53.1:8080\tweb", "[fd53::1]:8080\tweb"]
+    );
 }
 
 #[test]

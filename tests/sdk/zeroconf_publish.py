@@ -2,9 +2,10 @@
 python-zeroconf registers DNS-SD instances on one interface, and takes
 orders on stdin.
 
-    zeroconf_publish.py IP TYPE HOST NAME:PORT:PRIORITY:WEIGHT[:k=v,...] ...
+    zeroconf_publish.py IP[,IP...] TYPE HOST NAME:PORT:PRIORITY:WEIGHT[:k=v,...] ...
 
-Registers each instance (host HOST.local. at IP; TXT k=v pairs), printing
+Registers each instance (host HOST.local. at the IPs, IPv4 and IPv6; TXT
+k=v pairs), answering on the interfaces of those IPs, printing
 "registered NAME" once each is announced. Then reads stdin: "unregister NAME"
 sends that instance's goodbye and prints "unregistered NAME"; at end of input
 everything is unregistered and it prints "closed".
@@ -16,8 +17,10 @@ from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
 
 def main():
-    ip, type_, host = sys.argv[1], sys.argv[2], sys.argv[3]
-    zc = Zeroconf(interfaces=[ip], ip_version=IPVersion.V4Only)
+    ips, type_, host = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+    v6 = any(":" in ip for ip in ips)
+    zc = Zeroconf(interfaces=ips, ip_version=IPVersion.All if v6 else IPVersion.V4Only)
+    packed = [socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip) for ip in ips]
     infos = {}
     for spec in sys.argv[4:]:
         name, port, prio, weight, *rest = spec.split(":")
@@ -29,7 +32,7 @@ def main():
             priority=int(prio),
             weight=int(weight),
             server=f"{host}.local.",
-            addresses=[socket.inet_aton(ip)],
+            addresses=packed,
             properties=props,
         )
         zc.register_service(info, allow_name_change=False)

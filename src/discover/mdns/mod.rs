@@ -51,13 +51,13 @@ pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Failure>
         match answers::step(&heard, request, exchange == FOLLOW_UPS) {
             answers::Step::Done(endpoints) => return Ok(endpoints),
             answers::Step::Failed(f) => {
-                return Err(Failure(format!("{f} (multicast DNS on {where_})")));
+                return Err(Failure(format!("{f} on {where_}")));
             }
             answers::Step::Ask(next) => questions = next,
         }
     }
     // The last exchange always decides (`last` above); this is not reached.
-    Err(Failure(format!("no answer (multicast DNS on {where_})")))
+    Err(Failure(format!("no answer on {where_}")))
 }
 
 /// Sends each question as its own packet: a legacy unicast answer must fit
