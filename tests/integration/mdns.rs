@@ -443,6 +443,13 @@ fn avahi_static_services_are_found_with_address_txt_and_by_instance_name() {
 
     // The host name alone: its A record.
     assert_eq!(seg.lines(1, &host, &[]), ["10.53.53.1"]);
+
+    // On avahi's own host too: the daemon hears the query (multicast loop)
+    // and answers, while it holds port 5353 and discover never binds it.
+    assert_eq!(
+        seg.lines(0, "_http._tcp.local", &["--instance", "Side Door"]),
+        [format!("{host}:8081\tSide Door\trole=side")]
+    );
 }
 
 #[test]
