@@ -122,6 +122,17 @@ pub struct DiscoverArgs {
     /// Resolve SRV targets: print address:port lines (JSON: an `addresses` field).
     #[arg(long)]
     pub resolve: bool,
+    /// Ask by multicast DNS on the local segment (RFC 6762), as for any NAME under .local.
+    #[arg(long, conflicts_with = "server")]
+    pub mdns: bool,
+    /// Keep only the DNS-SD instance called NAME (the first label of
+    /// `<Instance>.<Service>.<Domain>`, as published: spaces and dots included).
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// Multicast DNS: ask on this network interface only (default: every
+    /// interface that is up, can multicast and has an address).
+    #[arg(long, value_name = "IFACE")]
+    pub interface: Option<String>,
 }
 
 /// `join` and `leave`.

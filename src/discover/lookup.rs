@@ -76,7 +76,8 @@ pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Failure>
     );
 
     let srv = srv_records(srv?);
-    if !srv.is_empty() {
+    // `--instance` is a filter over DNS-SD instances: an SRV rrset at NAME is not one.
+    if !srv.is_empty() && request.instance.is_none() {
         let targets = match classify_srv(srv) {
             SrvAnswer::Unavailable => {
                 return Err(Failure(
@@ -94,8 +95,8 @@ pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Failure>
     }
 
     let instances = instances(ptr?);
-    if !instances.is_empty() {
-        return browse(&resolver, request, instances).await;
+    if !instances.is_empty() || request.instance.is_some() {
+        return browse(&resolver, request, request.pick(instances)?).await;
     }
 
     // Plain addresses: one family failing while the other answers is still an

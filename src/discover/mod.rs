@@ -37,6 +37,7 @@ use crate::retry::Backoff;
 
 mod endpoint;
 mod lookup;
+mod mdns;
 mod order;
 mod txt;
 
@@ -50,8 +51,9 @@ pub(crate) use order::{SrvAnswer, classify_srv, order, rfc2782_order};
 #[cfg(test)]
 pub(crate) use txt::{parse_txt, txt_of};
 
+use endpoint::Endpoint as Found;
 use endpoint::print;
-use lookup::{Failure, attempt};
+use lookup::Failure;
 
 /// Per-query timeout with `--server`: a loopback or LAN server answers in
 /// milliseconds; 2 s and one retry bound an unreachable one (hickory counts
@@ -118,6 +120,15 @@ pub async fn run(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// One round, by multicast DNS or by unicast DNS.
+async fn attempt(request: &Request) -> Result<Vec<Found>, Failure> {
+    if request.mdns {
+        mdns::attempt(request).await
+    } else {
+        lookup::attempt(request).await
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The request
 // ---------------------------------------------------------------------------
@@ -143,6 +154,12 @@ pub(crate) struct Request {
     json: bool,
     resolve: bool,
     port: Option<u16>,
+    /// Ask by multicast DNS (RFC 6762) instead of a DNS server.
+    mdns: bool,
+    /// `--interface`: multicast DNS on this interface only.
+    interface: Option<String>,
+    /// `--instance`: the one DNS-SD instance wanted, by its own name.
+    instance: Option<String>,
 }
 
 impl Request {
@@ -153,6 +170,11 @@ impl Request {
                 args.name
             ))
         })?;
+        let mdns = args.mdns || is_local(&name);
+        if mdns {
+            name = mdns_name(name, &args.name)?;
+        }
+        check_scope(args, mdns)?;
         let upstream = match &args.server {
             Some(s) => Upstream::Server(
                 parse_server(s).map_err(|e| UsageError(format!("discover {}: {e}", args.name)))?,
@@ -160,6 +182,7 @@ impl Request {
             None => Upstream::System,
         };
         let asked = match &upstream {
+            _ if mdns => "by multicast DNS".into(),
             Upstream::Server(addr) => {
                 // With one chosen server there is no search list: NAME is absolute.
                 name.set_fqdn(true);
@@ -196,7 +219,43 @@ impl Request {
             json: args.json,
             resolve: args.resolve,
             port: args.port,
+            mdns,
+            interface: args.interface.clone(),
+            instance: args.instance.clone(),
         })
+    }
+
+    /// `--instance`: of the DNS-SD instances a browse found, the one wanted
+    /// (its first label, compared as DNS compares names: ASCII case aside);
+    /// without the flag, all of them.
+    fn pick(&self, found: Vec<Name>) -> Result<Vec<Name>, Failure> {
+        let Some(wanted) = &self.instance else {
+            return Ok(found);
+        };
+        if found.is_empty() {
+            return Err(Failure(format!(
+                "no DNS-SD instances (PTR records) at {}",
+                self.name
+            )));
+        }
+        let labels: Vec<String> = found.iter().map(lookup::instance_label).collect();
+        let chosen: Vec<Name> = found
+            .iter()
+            .zip(&labels)
+            .filter(|(_, label)| label.eq_ignore_ascii_case(wanted))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if chosen.is_empty() {
+            return Err(Failure(format!(
+                "no instance called {wanted:?} among {}",
+                labels
+                    .iter()
+                    .map(|l| format!("{l:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(chosen)
     }
 
     /// A resolver with an empty cache: every `--wait` round sees fresh data.
@@ -231,6 +290,61 @@ impl Request {
             .with_options(options)
             .build()
             .map_err(|e| Failure(format!("setting up the resolver: {e}")))
+    }
+}
+
+/// Whether `name` is under `.local` (RFC 6762 §3: multicast DNS's own domain).
+fn is_local(name: &Name) -> bool {
+    name.iter()
+        .next_back()
+        .is_some_and(|l| l.eq_ignore_ascii_case(b"local"))
+}
+
+/// NAME for multicast DNS: absolute (there is no search list), and under
+/// `.local` (`--mdns _http._tcp` asks for `_http._tcp.local.`).
+fn mdns_name(mut name: Name, given: &str) -> Result<Name, UsageError> {
+    if !is_local(&name) {
+        name = name
+            .append_label("local")
+            .map_err(|e| UsageError(format!("discover {given}: {e}")))?;
+    }
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+/// The flags that only make sense for some NAMEs or some ways of asking.
+fn check_scope(args: &DiscoverArgs, mdns: bool) -> Result<(), UsageError> {
+    let given = &args.name;
+    if mdns && args.server.is_some() {
+        return Err(UsageError(format!(
+            "discover {given}: --server asks one DNS server, but a name under .local is asked by \
+             multicast DNS on the local segment (RFC 6762); leave out --server, or ask for a name \
+             outside .local"
+        )));
+    }
+    if !mdns && args.interface.is_some() {
+        return Err(UsageError(format!(
+            "discover {given}: --interface is for multicast DNS: a name under .local, or --mdns"
+        )));
+    }
+    if args.instance.is_some() && !is_service_type(given) {
+        return Err(UsageError(format!(
+            "discover {given}: --instance picks a DNS-SD instance, so NAME must be a service type \
+             such as _http._tcp.local or _http._tcp.example.com (not an SRV or host name)"
+        )));
+    }
+    Ok(())
+}
+
+/// A DNS-SD service type (RFC 6763 §7): `_service._tcp` or `_service._udp`
+/// at the front, or a subtype `_sub._sub._service._tcp`.
+fn is_service_type(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    let proto = |l: &str| l.eq_ignore_ascii_case("_tcp") || l.eq_ignore_ascii_case("_udp");
+    match labels.as_slice() {
+        [s, p, ..] if s.starts_with('_') && proto(p) => true,
+        [_, sub, s, p, ..] => sub.eq_ignore_ascii_case("_sub") && s.starts_with('_') && proto(p),
+        _ => false,
     }
 }
 

@@ -249,6 +249,49 @@ fn dns_sd_browse_lists_instances_with_their_txt() {
 }
 
 #[test]
+fn instance_picks_one_dns_sd_instance_by_its_own_name() {
+    let ns = Ns::new();
+    // An instance name with a space and a dot (RFC 6763 §4.3), escaped as
+    // BIND reads names.
+    ns.bind.nsupdate(
+        r#"update add _http._tcp.example.com. 60 PTR web-1._http._tcp.example.com.
+           update add _http._tcp.example.com. 60 PTR Web\032Two\.eu._http._tcp.example.com.
+           update add web-1._http._tcp.example.com. 60 SRV 0 0 8080 h1.example.com.
+           update add Web\032Two\.eu._http._tcp.example.com. 60 SRV 0 0 8081 h2.example.com.
+           update add Web\032Two\.eu._http._tcp.example.com. 60 TXT "v=2""#,
+    );
+    assert_eq!(
+        ns.lines("_http._tcp.example.com", "--instance web-1"),
+        ["h1.example.com:8080\tweb-1"]
+    );
+    let mut c = ns.discover("_http._tcp.example.com", "--json --instance");
+    c.arg("Web Two.eu");
+    let out = run_expect(&mut c, 0);
+    let found = json(&out);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["instance"], "Web Two.eu");
+    assert_eq!(found[0]["port"], 8081);
+
+    // None of that name: exit 1, naming those there are.
+    let out = run_expect(
+        &mut ns.discover("_http._tcp.example.com", "--instance web-3"),
+        1,
+    );
+    assert!(
+        stderr(&out).contains(r#"no instance called "web-3" among "Web Two.eu", "web-1""#),
+        "{}",
+        stderr(&out)
+    );
+    // A host name has no instances: a usage error, before any query.
+    let out = run_expect(&mut ns.discover("h1.example.com", "--instance web-1"), 2);
+    assert!(
+        stderr(&out).contains("--instance picks a DNS-SD instance"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_name_with_only_addresses_prints_them() {
     let ns = Ns::new();
     ns.bind.nsupdate(

@@ -16,6 +16,7 @@ mod hermetic;
 mod hostile;
 mod lease;
 mod manual;
+mod mdns;
 mod metadata;
 mod metrics;
 mod moto;
