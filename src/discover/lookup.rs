@@ -15,24 +15,14 @@ use super::Request;
 use super::endpoint::Endpoint;
 use super::order::{SrvAnswer, classify_srv, order, rfc2782_order, shuffle};
 use super::txt::txt_of;
-
-/// Why a round found nothing to print: no answer, an error answer, or nothing
-/// there (yet); said as a person should read it.
-#[derive(Debug)]
-pub(super) struct Failure(pub(super) String);
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::fail::Fail;
 
 /// The records of one type at `name`; none (NXDOMAIN, NODATA) is not an error.
 async fn query(
     resolver: &TokioResolver,
     name: &Name,
     rtype: RecordType,
-) -> Result<Vec<Record>, Failure> {
+) -> Result<Vec<Record>, Fail> {
     match resolver.lookup(name.clone(), rtype).await {
         Ok(lookup) => Ok(lookup
             .answers()
@@ -41,7 +31,7 @@ async fn query(
             .cloned()
             .collect()),
         Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-        Err(e) => Err(Failure(format!(
+        Err(e) => Err(Fail::Transient(format!(
             "{rtype} query for {name}: {}",
             describe(&e)
         ))),
@@ -65,7 +55,7 @@ fn describe(e: &NetError) -> String {
     }
 }
 
-pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Failure> {
+pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Fail> {
     let resolver = request.resolver()?;
     let name = &request.name;
     let (srv, ptr, a, aaaa) = tokio::join!(
@@ -80,7 +70,7 @@ pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Failure>
     if !srv.is_empty() && request.instance.is_none() {
         let targets = match classify_srv(srv) {
             SrvAnswer::Unavailable => {
-                return Err(Failure(
+                return Err(Fail::Transient(
                     "service decidedly not available: its only SRV record has target \".\" (RFC 2782)"
                         .into(),
                 ));
@@ -124,7 +114,7 @@ pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Failure>
     if endpoints.is_empty() {
         return Err(match errors.into_iter().next() {
             Some(e) => e,
-            None => Failure("no SRV, PTR, A or AAAA records".into()),
+            None => Fail::Transient("no SRV, PTR, A or AAAA records".into()),
         });
     }
     for e in errors {
@@ -139,7 +129,7 @@ async fn browse(
     resolver: &TokioResolver,
     request: &Request,
     instances: Vec<Name>,
-) -> Result<Vec<Endpoint>, Failure> {
+) -> Result<Vec<Endpoint>, Fail> {
     let lookups = instances.iter().map(|instance| async move {
         let (srv, txt) = tokio::join!(
             query(resolver, instance, RecordType::SRV),
@@ -178,7 +168,7 @@ async fn browse(
         }
     }
     if found.is_empty() {
-        return Err(Failure(format!(
+        return Err(Fail::Transient(format!(
             "PTR records name {} instance{}, none usable: {}",
             instances.len(),
             if instances.len() == 1 { "" } else { "s" },
@@ -207,7 +197,7 @@ async fn finish(
     resolver: &TokioResolver,
     request: &Request,
     mut endpoints: Vec<Endpoint>,
-) -> Result<Vec<Endpoint>, Failure> {
+) -> Result<Vec<Endpoint>, Fail> {
     if !request.resolve {
         return Ok(endpoints);
     }
@@ -234,7 +224,7 @@ async fn finish(
     let before = endpoints.len();
     endpoints.retain(|e| e.addresses.as_ref().is_some_and(|a| !a.is_empty()));
     if endpoints.is_empty() {
-        return Err(Failure(format!(
+        return Err(Fail::Transient(format!(
             "{before} SRV target{} but no address for any",
             if before == 1 { "" } else { "s" }
         )));

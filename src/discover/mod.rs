@@ -14,6 +14,11 @@
 //!    instance, whose SRV and TXT are read (RFC 6763 §4, §6);
 //! 3. else the A and AAAA records of NAME.
 //!
+//! Why a round found nothing to print (no answer, an error answer, nothing
+//! there yet) is a [`Fail::Transient`], said as a person should read it:
+//! each may pass (the service not published yet, the network still coming
+//! up at boot), so `--wait` asks again until its deadline.
+//!
 //! A query that fails (timeout, SERVFAIL, REFUSED) decides nothing: the
 //! attempt fails rather than falling through to a lower kind, so a flaky
 //! server never turns an SRV service into a host name.
@@ -51,9 +56,9 @@ pub(crate) use order::{SrvAnswer, classify_srv, order, rfc2782_order};
 #[cfg(test)]
 pub(crate) use txt::{parse_txt, txt_of};
 
+use crate::fail::Fail;
 use endpoint::Endpoint as Found;
 use endpoint::print;
-use lookup::Failure;
 
 /// Per-query timeout with `--server`: a loopback or LAN server answers in
 /// milliseconds; 2 s and one retry bound an unreachable one (hickory counts
@@ -79,7 +84,7 @@ pub async fn run(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let deadline = request.wait.map(|w| start + w);
     let mut round = 0;
-    let mut last: Option<Failure> = None;
+    let mut last: Option<Fail> = None;
     loop {
         let result = match deadline {
             // No round outlives the deadline; one cut short keeps the last reason.
@@ -87,7 +92,7 @@ pub async fn run(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
                 Ok(result) => result,
                 Err(_) => Err(last
                     .take()
-                    .unwrap_or_else(|| Failure("no answer (timed out)".into()))),
+                    .unwrap_or_else(|| Fail::Transient("no answer (timed out)".into()))),
             },
             None => attempt(&request).await,
         };
@@ -98,7 +103,8 @@ pub async fn run(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
             }
             Err(f) => f,
         };
-        let Some(deadline) = deadline else {
+        // What will not pass by asking again ends the wait at once.
+        let (Some(deadline), Fail::Transient(_)) = (deadline, &failure) else {
             return Err(anyhow!("{label}: {failure} (asked {})", request.asked));
         };
         // The next round starts a little before the deadline at the latest, so
@@ -121,7 +127,7 @@ pub async fn run(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One round, by multicast DNS or by unicast DNS.
-async fn attempt(request: &Request) -> Result<Vec<Found>, Failure> {
+async fn attempt(request: &Request) -> Result<Vec<Found>, Fail> {
     if request.mdns {
         mdns::attempt(request).await
     } else {
@@ -228,12 +234,12 @@ impl Request {
     /// `--instance`: of the DNS-SD instances a browse found, the one wanted
     /// (its first label, compared as DNS compares names: ASCII case aside);
     /// without the flag, all of them.
-    fn pick(&self, found: Vec<Name>) -> Result<Vec<Name>, Failure> {
+    fn pick(&self, found: Vec<Name>) -> Result<Vec<Name>, Fail> {
         let Some(wanted) = &self.instance else {
             return Ok(found);
         };
         if found.is_empty() {
-            return Err(Failure(format!(
+            return Err(Fail::Transient(format!(
                 "no DNS-SD instances (PTR records) at {}",
                 self.name
             )));
@@ -246,7 +252,7 @@ impl Request {
             .map(|(n, _)| n.clone())
             .collect();
         if chosen.is_empty() {
-            return Err(Failure(format!(
+            return Err(Fail::Transient(format!(
                 "no instance called {wanted:?} among {}",
                 labels
                     .iter()
@@ -259,10 +265,10 @@ impl Request {
     }
 
     /// A resolver with an empty cache: every `--wait` round sees fresh data.
-    fn resolver(&self) -> Result<TokioResolver, Failure> {
+    fn resolver(&self) -> Result<TokioResolver, Fail> {
         let (config, mut options) = match &self.upstream {
             Upstream::System => hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| Failure(format!("reading /etc/resolv.conf: {e}")))?,
+                .map_err(|e| Fail::Transient(format!("reading /etc/resolv.conf: {e}")))?,
             Upstream::Server(addr) => {
                 // UDP, and TCP when the answer is truncated (a large shared rrset).
                 // (hickory-resolver 0.26 has `try_tcp_on_error` but never reads it.)
@@ -289,7 +295,7 @@ impl Request {
         TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(options)
             .build()
-            .map_err(|e| Failure(format!("setting up the resolver: {e}")))
+            .map_err(|e| Fail::Transient(format!("setting up the resolver: {e}")))
     }
 }
 

@@ -10,9 +10,10 @@ use hickory_proto::rr::{Name, Record, RecordType};
 
 use crate::discover::Request;
 use crate::discover::endpoint::Endpoint;
-use crate::discover::lookup::{Failure, address, instance_label, instances, srv_records};
+use crate::discover::lookup::{address, instance_label, instances, srv_records};
 use crate::discover::order::{SrvAnswer, classify_srv, order, rfc2782_order, shuffle};
 use crate::discover::txt::{Txt, txt_of};
+use crate::fail::Fail;
 
 /// Every record heard in one round, each once.
 #[derive(Debug, Default)]
@@ -71,7 +72,7 @@ pub(super) enum Step {
     /// Ask these and listen again.
     Ask(Vec<(Name, RecordType)>),
     /// Nothing to print this round.
-    Failed(Failure),
+    Failed(Fail),
 }
 
 /// The first questions: what NAME is, as unicast discover asks them.
@@ -93,7 +94,7 @@ pub(super) fn step(heard: &Heard, request: &Request, last: bool) -> Step {
     let name = &request.name;
     if heard.is_empty() {
         return if last {
-            Step::Failed(Failure(format!("no responder answered for {name}")))
+            Step::Failed(Fail::Transient(format!("no responder answered for {name}")))
         } else {
             Step::Ask(first_questions(name))
         };
@@ -102,7 +103,7 @@ pub(super) fn step(heard: &Heard, request: &Request, last: bool) -> Step {
     // `--instance` is a filter over DNS-SD instances: an SRV rrset at NAME is not one.
     if !srv.is_empty() && request.instance.is_none() {
         return match classify_srv(srv) {
-            SrvAnswer::Unavailable => Step::Failed(Failure(
+            SrvAnswer::Unavailable => Step::Failed(Fail::Transient(
                 "service decidedly not available: its only SRV record has target \".\" (RFC 2782)"
                     .into(),
             )),
@@ -132,7 +133,7 @@ pub(super) fn step(heard: &Heard, request: &Request, last: bool) -> Step {
         })
         .collect();
     if endpoints.is_empty() {
-        return Step::Failed(Failure(format!(
+        return Step::Failed(Fail::Transient(format!(
             "no SRV, PTR, A or AAAA records for {name}"
         )));
     }
@@ -175,7 +176,7 @@ fn browse(heard: &Heard, request: &Request, chosen: &[Name], last: bool) -> Step
         return Step::Ask(missing);
     }
     if found.is_empty() {
-        return Step::Failed(Failure(format!(
+        return Step::Failed(Fail::Transient(format!(
             "{} instance{} named, none answered with its SRV record",
             chosen.len(),
             if chosen.len() == 1 { "" } else { "s" }
@@ -219,7 +220,7 @@ fn resolve(heard: &Heard, request: &Request, endpoints: Vec<(Endpoint, Name)>, l
         return Step::Ask(missing);
     }
     if out.is_empty() {
-        return Step::Failed(Failure(format!(
+        return Step::Failed(Fail::Transient(format!(
             "{} SRV target{} but no address for any",
             missing.len() / 2,
             if missing.len() == 2 { "" } else { "s" }

@@ -16,7 +16,7 @@ use tokio::time::{Duration, Instant};
 
 use super::Request;
 use super::endpoint::Endpoint;
-use super::lookup::Failure;
+use crate::fail::Fail;
 
 mod answers;
 mod socket;
@@ -32,7 +32,7 @@ const WINDOW: Duration = Duration::from_millis(250);
 const FOLLOW_UPS: u32 = 3;
 
 /// One round: the endpoints, or why there are none.
-pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Failure> {
+pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Fail> {
     let links = socket::links(request.interface.as_deref())?;
     let sockets = socket::Sockets::open(links)?;
     let where_ = sockets.names();
@@ -51,13 +51,13 @@ pub(super) async fn attempt(request: &Request) -> Result<Vec<Endpoint>, Failure>
         match answers::step(&heard, request, exchange == FOLLOW_UPS) {
             answers::Step::Done(endpoints) => return Ok(endpoints),
             answers::Step::Failed(f) => {
-                return Err(Failure(format!("{f} on {where_}")));
+                return Err(Fail::Transient(format!("{f} on {where_}")));
             }
             answers::Step::Ask(next) => questions = next,
         }
     }
     // The last exchange always decides (`last` above); this is not reached.
-    Err(Failure(format!("no answer on {where_}")))
+    Err(Fail::Transient(format!("no answer on {where_}")))
 }
 
 /// Sends each question as its own packet: a legacy unicast answer must fit
@@ -67,7 +67,7 @@ async fn ask(
     sockets: &socket::Sockets,
     id: u16,
     questions: &[(Name, RecordType)],
-) -> Result<(), Failure> {
+) -> Result<(), Fail> {
     let packets: Vec<Vec<u8>> = questions
         .iter()
         .map(|(name, rtype)| wire::query(id, name, *rtype))

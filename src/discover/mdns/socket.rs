@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::discover::lookup::Failure;
+use crate::fail::Fail;
 
 /// RFC 6762 §3 and §20.
 const PORT: u16 = 5353;
@@ -63,9 +63,9 @@ pub(super) fn on_link(links: &[Link], from: IpAddr) -> bool {
 
 /// Every interface that is up (running), not loopback, can multicast and has
 /// an address; `only`, if given, by name.
-pub(super) fn links(only: Option<&str>) -> Result<Vec<Link>, Failure> {
+pub(super) fn links(only: Option<&str>) -> Result<Vec<Link>, Fail> {
     let all = if_addrs::get_if_addrs()
-        .map_err(|e| Failure(format!("listing the network interfaces: {e}")))?;
+        .map_err(|e| Fail::Transient(format!("listing the network interfaces: {e}")))?;
     let mut out: Vec<Link> = Vec::new();
     for iface in all {
         if !iface.is_oper_up() || iface.is_loopback() || iface.is_p2p() || !multicast(&iface.name) {
@@ -97,7 +97,7 @@ pub(super) fn links(only: Option<&str>) -> Result<Vec<Link>, Failure> {
         }
     }
     if out.is_empty() {
-        return Err(Failure(match only {
+        return Err(Fail::Transient(match only {
             Some(name) => format!(
                 "interface {name} is not up with multicast and an address (see `ip addr show {name}`)"
             ),
@@ -125,9 +125,9 @@ pub(super) struct Sockets {
 }
 
 impl Sockets {
-    pub(super) fn open(links: Vec<Link>) -> Result<Sockets, Failure> {
+    pub(super) fn open(links: Vec<Link>) -> Result<Sockets, Fail> {
         let opening =
-            |e: io::Error| Failure(format!("opening a UDP socket for multicast DNS: {e}"));
+            |e: io::Error| Fail::Transient(format!("opening a UDP socket for multicast DNS: {e}"));
         let v4 = if links.iter().any(|l| l.v4.is_some()) {
             Some(socket(Domain::IPV4).map_err(opening)?)
         } else {
@@ -152,7 +152,7 @@ impl Sockets {
 
     /// Sends each packet on every interface and family; an error only if
     /// nothing could be sent at all.
-    pub(super) async fn send(&self, packets: &[Vec<u8>]) -> Result<(), Failure> {
+    pub(super) async fn send(&self, packets: &[Vec<u8>]) -> Result<(), Fail> {
         let (mut sent, mut last) = (0, None);
         for link in &self.links {
             for packet in packets {
@@ -166,7 +166,9 @@ impl Sockets {
             }
         }
         match (sent, last) {
-            (0, Some(e)) => Err(Failure(format!("sending the multicast DNS query: {e}"))),
+            (0, Some(e)) => Err(Fail::Transient(format!(
+                "sending the multicast DNS query: {e}"
+            ))),
             _ => Ok(()),
         }
     }

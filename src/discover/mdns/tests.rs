@@ -185,7 +185,7 @@ fn nothing_heard_asks_what_name_is_then_fails() {
         ]
     );
     match step(&Heard::default(), &r, true) {
-        Step::Failed(f) => assert!(f.0.contains("no responder answered"), "{f}"),
+        Step::Failed(f) => assert!(f.to_string().contains("no responder answered"), "{f}"),
         other => panic!("{other:?}"),
     }
 }
@@ -301,7 +301,9 @@ fn instance_picks_by_its_unescaped_label_with_spaces_and_dots() {
     let r = request(&["_http._tcp.local", "--instance", "Front Door"]);
     match step(&h, &r, false) {
         Step::Failed(f) => assert!(
-            f.0.contains(r#"no instance called "Front Door" among "Front Door v1.2", "Side Door""#),
+            f.to_string().contains(
+                r#"no instance called "Front Door" among "Front Door v1.2", "Side Door""#
+            ),
             "{f}"
         ),
         other => panic!("{other:?}"),
