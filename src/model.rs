@@ -167,6 +167,20 @@ pub enum ProviderKind {
     Route53(Route53Config),
     Cloudflare(CloudflareConfig),
     Rfc2136(Rfc2136Config),
+    Mdns(MdnsConfig),
+}
+
+/// `type = "mdns"`: multicast DNS on the local segment (RFC 6762/6763).
+/// `dnsreg run` answers for the records itself; one-shot `join`/`leave`
+/// write and remove an Avahi static service file instead.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MdnsConfig {
+    /// The domain every name published ends in (`local`).
+    pub domain: DomainName,
+    /// The interfaces to answer on, by name; empty: every interface.
+    pub interfaces: Vec<String>,
+    /// The Avahi static service file of one-shot `join`/`leave`.
+    pub service_file: PathBuf,
 }
 
 /// `type = "rfc2136"`: a primary server that takes dynamic updates (BIND, Knot, …).

@@ -355,6 +355,7 @@ pub fn check_sample(config: &Config) -> Vec<(String, String)> {
             },
             ProviderKind::Cloudflare(cf) => (cf.zone.clone(), false),
             ProviderKind::Rfc2136(r) => (r.zone.clone(), false),
+            ProviderKind::Mdns(m) => (m.domain.clone(), false),
         };
         if let Err(mut ps) = desired(config, &p.name, &zone, &vars) {
             if by_id {

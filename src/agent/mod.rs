@@ -92,44 +92,68 @@ pub async fn run(
         return Ok(());
     };
     tracing::info!(instance = %identity.instance_id, cloud = %identity.cloud, "identified");
-    let mut engine = Engine::new(config.clone(), &identity).context("planning records")?;
+    let mut engine = Engine::for_agent(config.clone(), &identity).context("planning records")?;
     if config.lease.is_some_and(|l| l.reap) {
-        tokio::select! {
-            r = engine.check_reap_rights() => r?,
-            () = &mut shutdown => return Ok(()),
+        let checked = tokio::select! {
+            r = engine.check_reap_rights() => r.map(|()| true),
+            () = &mut shutdown => Ok(false),
+        };
+        if !matches!(checked, Ok(true)) {
+            // Connecting may have started a responder: end it too.
+            engine.close().await;
+            return checked.map(|_| ());
         }
     }
     let mut agent = Agent::new(config, identity, engine, status);
-    'agent: loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some(()) = reload.recv() => agent.reload(&load).await,
-            Some(verdict) = changed_verdict(&mut agent.health, !agent.at.config.checks.is_empty()) => {
-                agent.at.verdict(&verdict);
-            }
-            n = next_notice(&mut agent.at.notices_at, &agent.at.config, &agent.at.identity), if agent.at.watches_notices() => {
-                agent.at.notice(&n);
-            }
-            () = sleep_until(agent.at.next_ping), if agent.at.watchdog.is_some() => agent.at.ping(),
-            () = sleep_until(agent.at.next_extend), if !agent.at.ready => agent.at.extend_start(),
-            () = sleep_until(agent.at.next_confirm.unwrap_or_else(far_future)), if agent.at.next_confirm.is_some() => {
-                agent.at.next_confirm = alive_while(agent.at.watchdog, confirm(&mut agent.engine)).await;
-            }
-            () = sleep_until(agent.at.next_sync) => {
-                match agent.sync(&mut shutdown, &mut reload).await {
-                    Synced::Done => {}
-                    // A notice, a verdict or a SIGHUP came during the sync: it
-                    // was dropped, and the loop goes on with the new mode.
-                    Synced::Superseded => continue 'agent,
-                    Synced::Reload => agent.reload(&load).await,
-                    Synced::Shutdown => break,
-                    Synced::Failed(e) => return Err(e),
+    let result = agent
+        .serve(&load, &mut shutdown, &mut reload, started)
+        .await;
+    // Every end of the agent passes here: a responder's thread stops, and
+    // says goodbye for what it still holds.
+    agent.engine.close().await;
+    result
+}
+
+impl Agent {
+    /// The loop: one method per event until the stop, then the stop.
+    async fn serve(
+        &mut self,
+        load: &impl Fn() -> Result<Config, anyhow::Error>,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        reload: &mut mpsc::UnboundedReceiver<()>,
+        started: Instant,
+    ) -> anyhow::Result<()> {
+        'agent: loop {
+            tokio::select! {
+                biased;
+                () = &mut *shutdown => break,
+                Some(()) = reload.recv() => self.reload(load).await,
+                Some(verdict) = changed_verdict(&mut self.health, !self.at.config.checks.is_empty()) => {
+                    self.at.verdict(&verdict);
+                }
+                n = next_notice(&mut self.at.notices_at, &self.at.config, &self.at.identity), if self.at.watches_notices() => {
+                    self.at.notice(&n);
+                }
+                () = sleep_until(self.at.next_ping), if self.at.watchdog.is_some() => self.at.ping(),
+                () = sleep_until(self.at.next_extend), if !self.at.ready => self.at.extend_start(),
+                () = sleep_until(self.at.next_confirm.unwrap_or_else(far_future)), if self.at.next_confirm.is_some() => {
+                    self.at.next_confirm = alive_while(self.at.watchdog, confirm(&mut self.engine)).await;
+                }
+                () = sleep_until(self.at.next_sync) => {
+                    match self.sync(shutdown, reload).await {
+                        Synced::Done => {}
+                        // A notice, a verdict or a SIGHUP came during the sync: it
+                        // was dropped, and the loop goes on with the new mode.
+                        Synced::Superseded => continue 'agent,
+                        Synced::Reload => self.reload(load).await,
+                        Synced::Shutdown => break,
+                        Synced::Failed(e) => return Err(e),
+                    }
                 }
             }
         }
+        self.stop(started).await
     }
-    agent.stop(started).await
 }
 
 /// Identifies the instance, retrying until metadata answers; `None` when

@@ -68,7 +68,7 @@ async fn reload_config(
             "agent.metrics_textfile or agent.metrics_listen changed; that needs a restart"
         );
     }
-    let next = Engine::new(new.clone(), identity).context("planning records")?;
+    let mut next = Engine::for_agent(new.clone(), identity).context("planning records")?;
     // Providers gone or changed: leave them with what the old engine knows.
     let gone: BTreeSet<String> = old
         .providers
@@ -91,7 +91,11 @@ async fn reload_config(
             );
         }
     }
-    *engine = next;
+    // Unchanged providers go on as they are (an mDNS responder keeps
+    // answering); what is left of the old engine is ended.
+    next.adopt(engine);
+    let mut old = std::mem::replace(engine, next);
+    old.close().await;
     tracing::info!("configuration reloaded");
     Ok(Some(new))
 }

@@ -13,7 +13,7 @@ use crate::registry::unix_now;
 
 impl Agent {
     /// The stop: leave, then drain, all within stop_timeout.
-    pub(super) async fn stop(mut self, started: Instant) -> anyhow::Result<()> {
+    pub(super) async fn stop(&mut self, started: Instant) -> anyhow::Result<()> {
         let config = self.at.config.clone();
         let watchdog = self.at.watchdog;
         let stop_timeout = config.agent.stop_timeout;

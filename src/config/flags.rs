@@ -104,6 +104,9 @@ fn raw_provider(f: &Flags) -> RawProvider {
         proxied: None,
         server: f.server.as_deref().map(value),
         tsig_key_file: f.tsig_key_file.as_deref().map(value),
+        domain: None,
+        interfaces: None,
+        service_file: None,
     }
 }
 

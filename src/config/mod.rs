@@ -18,6 +18,7 @@
 
 mod checker;
 mod flags;
+mod mdns;
 mod providers;
 mod raw;
 mod records;

@@ -84,11 +84,15 @@ fn validate_provider(c: &mut Checker, name: &str, p: &S<RawProvider>) -> Option<
         "route53" => validate_route53(c, name, p),
         "cloudflare" => validate_cloudflare(c, name, p),
         "rfc2136" => validate_rfc2136(c, name, p),
+        "mdns" => {
+            let refused = refuse_foreign_keys(c, &key, "mdns", raw);
+            super::mdns::validate_mdns(c, name, p).filter(|_| !refused)
+        }
         other => {
             c.problem(
                 raw.kind.span(),
                 format!("{key}.type"),
-                format!("`{other}` is not a provider type; write \"route53\", \"cloudflare\" or \"rfc2136\""),
+                format!("`{other}` is not a provider type; write \"route53\", \"cloudflare\", \"rfc2136\" or \"mdns\""),
             );
             None
         }
@@ -105,7 +109,7 @@ const CLOUDFLARE_API: &str = "; cloudflare is reached over its API with token_fi
 /// type, the key, the type the key belongs to (`None`: more than one other),
 /// and what to do instead. With the keys each `validate_*` below reads, this
 /// is where a key of `[providers.NAME]` is told to belong to a provider type.
-const FOREIGN_KEYS: [(&str, &str, Option<&str>, &str); 12] = [
+const FOREIGN_KEYS: [(&str, &str, Option<&str>, &str); 29] = [
     (
         "route53",
         "token_file",
@@ -163,7 +167,32 @@ const FOREIGN_KEYS: [(&str, &str, Option<&str>, &str); 12] = [
         "; rfc2136 signs updates with tsig_key_file",
     ),
     ("rfc2136", "proxied", Some("cloudflare"), ""),
+    ("route53", "domain", Some("mdns"), ""),
+    ("route53", "interfaces", Some("mdns"), ""),
+    ("route53", "service_file", Some("mdns"), ""),
+    ("cloudflare", "domain", Some("mdns"), ""),
+    ("cloudflare", "interfaces", Some("mdns"), ""),
+    ("cloudflare", "service_file", Some("mdns"), ""),
+    ("rfc2136", "domain", Some("mdns"), ""),
+    ("rfc2136", "interfaces", Some("mdns"), ""),
+    ("rfc2136", "service_file", Some("mdns"), ""),
+    ("mdns", "zone", None, MDNS_DOMAIN),
+    ("mdns", "zone_id", None, MDNS_DOMAIN),
+    ("mdns", "routing", Some("route53"), MDNS_LOCAL),
+    ("mdns", "endpoint", None, MDNS_LOCAL_ALONE),
+    ("mdns", "server", Some("rfc2136"), MDNS_LOCAL),
+    ("mdns", "token_file", Some("cloudflare"), MDNS_LOCAL),
+    ("mdns", "tsig_key_file", Some("rfc2136"), MDNS_LOCAL),
+    ("mdns", "proxied", Some("cloudflare"), MDNS_LOCAL),
 ];
+
+/// Why mdns refuses `zone`.
+const MDNS_DOMAIN: &str =
+    "mdns providers publish under `domain` (default \"local\"), not in a zone: remove it";
+/// Why mdns refuses the keys of the other types.
+const MDNS_LOCAL: &str = "; mdns answers on the local segment itself, with no server or account";
+const MDNS_LOCAL_ALONE: &str =
+    "mdns answers on the local segment itself, with no server or account: remove it";
 
 /// Reports each key written in `raw` that provider type `kind` refuses
 /// ([`FOREIGN_KEYS`]); true if there was any.
@@ -175,7 +204,11 @@ fn refuse_foreign_keys(c: &mut Checker, key: &str, kind: &str, raw: &RawProvider
         };
         let message = match owner {
             Some(owner) => {
-                let article = if *owner == "rfc2136" { "an" } else { "a" };
+                let article = if matches!(*owner, "rfc2136" | "mdns") {
+                    "an"
+                } else {
+                    "a"
+                };
                 format!("`{field}` is {article} {owner} setting{advice}: remove it")
             }
             None => advice.to_string(),
@@ -189,6 +222,7 @@ fn refuse_foreign_keys(c: &mut Checker, key: &str, kind: &str, raw: &RawProvider
 /// Where `field` of `[providers.NAME]` was written, if it was.
 fn field_span(raw: &RawProvider, field: &str) -> Option<Range<usize>> {
     match field {
+        "zone" => raw.zone.as_ref().map(S::span),
         "zone_id" => raw.zone_id.as_ref().map(S::span),
         "routing" => raw.routing.as_ref().map(S::span),
         "endpoint" => raw.endpoint.as_ref().map(S::span),
@@ -196,6 +230,9 @@ fn field_span(raw: &RawProvider, field: &str) -> Option<Range<usize>> {
         "proxied" => raw.proxied.as_ref().map(S::span),
         "server" => raw.server.as_ref().map(S::span),
         "tsig_key_file" => raw.tsig_key_file.as_ref().map(S::span),
+        "domain" => raw.domain.as_ref().map(S::span),
+        "interfaces" => raw.interfaces.as_ref().map(S::span),
+        "service_file" => raw.service_file.as_ref().map(S::span),
         _ => unreachable!("FOREIGN_KEYS names `{field}`, which no provider type takes"),
     }
 }

@@ -59,6 +59,9 @@ pub struct RawProvider {
     pub proxied: Option<S<bool>>,
     pub server: Option<S<String>>,
     pub tsig_key_file: Option<S<String>>,
+    pub domain: Option<S<String>>,
+    pub interfaces: Option<S<Vec<String>>>,
+    pub service_file: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

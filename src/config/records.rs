@@ -24,10 +24,48 @@ pub(super) fn validate_records(c: &mut Checker, raw: &RawConfig) -> Vec<RecordSp
     for (i, s) in raw.srv.iter().enumerate() {
         records.extend(validate_srv(c, &known, i, s.get_ref()));
     }
+    let mdns = super::mdns::mdns_names(raw);
+    let mut own_host: Option<RecordSpec> = None;
     for (i, s) in raw.service.iter().enumerate() {
-        records.extend(validate_service(c, &known, &raw.host, i, s.get_ref()));
+        let s = s.get_ref();
+        let only_mdns = s.providers.get_ref().iter().all(|p| mdns.contains(p));
+        let default_host =
+            only_mdns && s.target.is_none() && hosts_through(&raw.host, s).is_empty();
+        if default_host {
+            // Through mdns alone, with no host named: a host label of the
+            // instance's own (see `mdns::DEFAULT_HOST`), published with it.
+            let host = own_host.get_or_insert_with(|| RecordSpec {
+                origin: format!("service[{i}].host"),
+                providers: Vec::new(),
+                ttl: 120,
+                kind: SpecKind::Host {
+                    name: Template::new(super::mdns::DEFAULT_HOST).expect("valid"),
+                },
+            });
+            for p in s.providers.get_ref() {
+                if !host.providers.contains(p) {
+                    host.providers.push(p.clone());
+                }
+            }
+        }
+        records.extend(validate_service(c, &known, &raw.host, i, s, default_host));
     }
+    records.extend(own_host);
     records
+}
+
+/// The `[[host]]` entries published through any provider of `s`.
+fn hosts_through<'a>(hosts: &'a [S<RawName>], s: &RawService) -> Vec<&'a S<RawName>> {
+    hosts
+        .iter()
+        .filter(|h| {
+            h.get_ref()
+                .providers
+                .get_ref()
+                .iter()
+                .any(|p| s.providers.get_ref().contains(p))
+        })
+        .collect()
 }
 
 /// The entries of `[[host]]` or `[[round_robin]]` (`table`): a name each, made
@@ -89,13 +127,15 @@ fn validate_srv(
     })
 }
 
-/// One `[[service]]`; `hosts` are the `[[host]]` entries, for its default target.
+/// One `[[service]]`; `hosts` are the `[[host]]` entries, for its default
+/// target (`own_host`: the mdns default, [`super::mdns::DEFAULT_HOST`]).
 fn validate_service(
     c: &mut Checker,
     known: &BTreeSet<&str>,
     hosts: &[S<RawName>],
     i: usize,
     s: &RawService,
+    own_host: bool,
 ) -> Option<RecordSpec> {
     let origin = format!("service[{i}]");
     let (providers, ttl) = providers_and_ttl(c, known, &s.providers, &s.ttl, &origin);
@@ -114,7 +154,11 @@ fn validate_service(
         );
     }
     let instance = c.template(&s.instance, &format!("{origin}.instance"));
-    let target = service_target(c, hosts, &origin, s);
+    let target = if own_host {
+        Template::new(super::mdns::DEFAULT_HOST).ok()
+    } else {
+        service_target(c, hosts, &origin, s)
+    };
     let txt = service_txt(c, &origin, s);
     if !type_ok {
         return None;
@@ -146,16 +190,7 @@ fn service_target(
     if let Some(t) = &s.target {
         return c.template(t, &format!("{origin}.target"));
     }
-    let hosts: Vec<&S<RawName>> = hosts
-        .iter()
-        .filter(|h| {
-            h.get_ref()
-                .providers
-                .get_ref()
-                .iter()
-                .any(|p| s.providers.get_ref().contains(p))
-        })
-        .collect();
+    let hosts = hosts_through(hosts, s);
     if hosts.len() == 1 {
         Template::new(hosts[0].get_ref().name.get_ref()).ok()
     } else {

@@ -36,6 +36,9 @@ pub fn validate(
     let agent = validate_agent(&mut c, raw.agent.take().unwrap_or_default());
 
     cloudflare_record_problems(&mut c, &raw, &records, &providers);
+    super::mdns::mdns_record_problems(&mut c, &raw, &records, &providers, |c, key| {
+        raw_line_for(c, &raw, key)
+    });
     missing_tables(&mut c, &raw, &providers, &records);
 
     let checks = raw

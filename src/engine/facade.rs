@@ -91,6 +91,13 @@ pub trait AnyProvider: Send + Sync {
     /// Lists every registry ([`Provider::registries`]), for the rights it
     /// needs, and drops what it read.
     fn list_registries(&self) -> Boxed<'_, Result<(), Fail>>;
+
+    /// Ends what the provider keeps running (the mDNS responder's thread,
+    /// with its goodbyes); nothing for the others. Called once, at the end
+    /// of the process or of this provider.
+    fn close(&self) -> Boxed<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 impl<P: Provider + 'static> AnyProvider for P {
@@ -131,8 +138,17 @@ impl<P: Provider + 'static> AnyProvider for P {
     }
 }
 
+/// Whether the process stays to answer for what it publishes: the agent
+/// (`dnsreg run`) does, a one-shot command does not. Only a provider that
+/// answers itself (mdns) acts on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    OneShot,
+    Agent,
+}
+
 /// The provider a configuration entry names, not connected yet.
-pub fn for_config(cfg: &ProviderConfig, instance_id: &str) -> Box<dyn AnyConnect> {
+pub fn for_config(cfg: &ProviderConfig, instance_id: &str, role: Role) -> Box<dyn AnyConnect> {
     match &cfg.kind {
         ProviderKind::Route53(r) => {
             Box::new(route53::Connector::new(&cfg.name, r.clone(), instance_id))
@@ -143,5 +159,8 @@ pub fn for_config(cfg: &ProviderConfig, instance_id: &str) -> Box<dyn AnyConnect
             instance_id,
         )),
         ProviderKind::Rfc2136(r) => Box::new(rfc2136::Connector::new(&cfg.name, r.clone())),
+        ProviderKind::Mdns(m) => Box::new(mdns::Connector::new(&cfg.name, m.clone(), role)),
     }
 }
+
+mod mdns;

@@ -15,6 +15,7 @@ use crate::reconcile::{Checkpoint, Outcome};
 use crate::record::{DomainName, Value};
 use crate::retry::OutOfTime;
 use crate::state::{ProviderState, State, StateFile};
+pub use facade::Role;
 use facade::{AnyConnect, AnyProvider};
 
 mod confirm;
@@ -33,11 +34,11 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(config: &ProviderConfig, instance_id: &str) -> Slot {
+    fn new(config: &ProviderConfig, instance_id: &str, role: Role) -> Slot {
         Slot {
             name: config.name.clone(),
             link: Link {
-                connector: facade::for_config(config, instance_id),
+                connector: facade::for_config(config, instance_id, role),
                 connected: None,
             },
             checkpoint: Checkpoint::default(),
@@ -153,15 +154,25 @@ fn usable(vars: Result<Vars, crate::metadata::Unusable>) -> anyhow::Result<Vars>
 }
 
 impl Engine {
-    /// Prepares providers for `identity`; no network call yet. An identity
-    /// the metadata service made unusable is a runtime failure; one the
-    /// configuration did, a [`UsageError`].
+    /// Prepares providers for `identity` in a one-shot command; no network
+    /// call yet. An identity the metadata service made unusable is a runtime
+    /// failure; one the configuration did, a [`UsageError`].
     pub fn new(config: Config, identity: &Identity) -> anyhow::Result<Engine> {
+        Engine::with_role(config, identity, Role::OneShot)
+    }
+
+    /// The same for the agent, which stays to answer for what it publishes
+    /// (the mdns provider's responder): [`Engine::close`] must end it.
+    pub fn for_agent(config: Config, identity: &Identity) -> anyhow::Result<Engine> {
+        Engine::with_role(config, identity, Role::Agent)
+    }
+
+    fn with_role(config: Config, identity: &Identity, role: Role) -> anyhow::Result<Engine> {
         let vars = usable(crate::metadata::vars(identity, &config.instance))?;
         let slots = config
             .providers
             .iter()
-            .map(|p| Slot::new(p, &vars.instance_id))
+            .map(|p| Slot::new(p, &vars.instance_id, role))
             .collect();
         let state = StateFile::new(&config.agent.state_dir);
         Ok(Engine {
@@ -174,6 +185,32 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Ends what connected providers keep running (the mDNS responder, with
+    /// its goodbyes). The agent calls it at each of its ends.
+    pub async fn close(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(p) = slot.link.connected.take() {
+                p.close().await;
+            }
+        }
+    }
+
+    /// Takes over from `old` (a SIGHUP's reload) the connected providers
+    /// whose configuration did not change: an mDNS responder then goes on
+    /// answering instead of saying goodbye and probing again.
+    pub fn adopt(&mut self, old: &mut Engine) {
+        for slot in &mut self.slots {
+            let same = |c: &Config| c.providers.iter().find(|p| p.name == slot.name).cloned();
+            if same(&self.config) != same(&old.config) {
+                continue;
+            }
+            if let Some(o) = old.slots.iter_mut().find(|o| o.name == slot.name) {
+                std::mem::swap(&mut slot.link, &mut o.link);
+                std::mem::swap(&mut slot.checkpoint, &mut o.checkpoint);
+            }
+        }
     }
 
     pub fn vars(&self) -> &Vars {

@@ -93,7 +93,7 @@ pub async fn reap_once(config: &Config, deadline: Duration) -> Vec<ReapReport> {
     let mut slots: Vec<Slot> = config
         .providers
         .iter()
-        .map(|p| Slot::new(p, "dnsreg-reaper"))
+        .map(|p| Slot::new(p, "dnsreg-reaper", super::Role::OneShot))
         .collect();
     reap_slots(&mut slots, &State::default(), deadline).await
 }

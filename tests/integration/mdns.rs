@@ -18,6 +18,8 @@ use tempfile::TempDir;
 
 use crate::util::{Said, isolate, output_within, run_expect, stderr, stdout, venv_bin};
 
+mod agent;
+
 /// A discover that finds nothing must still end: a round is at most about a
 /// second, and every test run is bounded by this.
 const LIMIT: Duration = Duration::from_secs(20);

@@ -1,0 +1,299 @@
+//! The responder of `dnsreg run`: one mdns-sd daemon (its own thread, a
+//! socket per family on port 5353, shared with avahi-daemon through
+//! SO_REUSEADDR/SO_REUSEPORT), the registrations it holds, and what its
+//! events said of them.
+//!
+//! mdns-sd probes each name (RFC 6762 §8.1), announces it twice (§8.3),
+//! renames on a conflict met while probing (§9) and sends goodbyes (§10.1)
+//! on `unregister` (twice, 120 ms apart) and on `shutdown` (once). Dropping
+//! the daemon neither stops its thread nor says goodbye: [`Responder::close`]
+//! must run at every end of the agent.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo, UnregisterStatus};
+
+use super::Change;
+use super::events::{self, Heard};
+use super::registrations::{Registration, on_link, registrations};
+use crate::model::MdnsConfig;
+use crate::record::{Record, Value};
+use crate::registry::Values;
+
+/// How long a join waits for its new registrations to be announced: probing
+/// takes 0.75 to 1 s (research §1.4), a conflict another second or two.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(4);
+/// How long to wait for the daemon to confirm an unregister or a shutdown
+/// (it answers once the goodbye has left, within milliseconds).
+const REPLY_WAIT: Duration = Duration::from_secs(2);
+/// After the first goodbye, the second goes out 120 ms later (mdns-sd's
+/// `UnregisterResend`): a leave waits for it too.
+const SECOND_GOODBYE: Duration = Duration::from_millis(200);
+
+/// The running responder of one `[providers.NAME]`.
+pub struct Responder {
+    name: String,
+    config: MdnsConfig,
+    daemon: ServiceDaemon,
+    registered: Mutex<BTreeMap<String, Registration>>,
+    heard: Arc<Mutex<Heard>>,
+}
+
+impl Responder {
+    /// Checks that port 5353 can be shared, starts the daemon on the
+    /// configured interfaces and a task that logs what it reports. No await:
+    /// a start cut off half-way leaves no daemon behind.
+    pub fn start(name: &str, config: &MdnsConfig) -> anyhow::Result<Responder> {
+        preflight().with_context(|| format!("{name}: starting the mDNS responder"))?;
+        let daemon = ServiceDaemon::new()
+            .map_err(|e| anyhow::anyhow!("{name}: starting the mDNS responder: {e}"))?;
+        let setup = || -> Result<mdns_sd::Receiver<mdns_sd::DaemonEvent>, mdns_sd::Error> {
+            if !config.interfaces.is_empty() {
+                daemon.disable_interface(IfKind::All)?;
+                for i in &config.interfaces {
+                    daemon.enable_interface(IfKind::Name(i.clone()))?;
+                }
+            }
+            daemon.monitor()
+        };
+        let monitor = match setup() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = daemon.shutdown();
+                anyhow::bail!("{name}: starting the mDNS responder: {e}");
+            }
+        };
+        let heard = Arc::new(Mutex::new(Heard::default()));
+        events::spawn(name.to_string(), monitor, Arc::clone(&heard));
+        tracing::info!(provider = %name, interfaces = ?config.interfaces, "mDNS responder started");
+        Ok(Responder {
+            name: name.to_string(),
+            config: config.clone(),
+            daemon,
+            registered: Mutex::new(BTreeMap::new()),
+            heard,
+        })
+    }
+
+    /// Registers what `records` ask for and unregisters the rest (all of
+    /// it when `records` is empty): a leave returns once the goodbyes have
+    /// gone out.
+    pub async fn apply(&self, records: &[Record]) -> anyhow::Result<Change> {
+        let wanted = registrations(records, &self.config.domain).map_err(anyhow::Error::msg)?;
+        let before = self.current();
+        let mut change = Change::default();
+        let mut goodbyes = false;
+        for (fullname, reg) in &before {
+            if !wanted.contains_key(fullname) {
+                self.unregister(fullname).await?;
+                change.removed.extend(reg.values.iter().cloned());
+                goodbyes = true;
+            }
+        }
+        if goodbyes {
+            tokio::time::sleep(SECOND_GOODBYE).await;
+        }
+        let mut new = Vec::new();
+        for (fullname, reg) in &wanted {
+            if before.get(fullname) == Some(reg) {
+                continue;
+            }
+            self.warn_off_link(reg);
+            self.register(reg)?;
+            let old: Values = before
+                .get(fullname)
+                .map(|r| r.values.clone())
+                .unwrap_or_default();
+            change.added.extend(reg.values.difference(&old).cloned());
+            change.removed.extend(old.difference(&reg.values).cloned());
+            new.push(fullname.clone());
+        }
+        self.wait_announced(&new).await;
+        change.owned = self
+            .current()
+            .values()
+            .flat_map(|r| r.values.clone())
+            .collect();
+        // A host's address shared by two registrations is removed with one
+        // and kept with the other.
+        change.removed.retain(|v| !change.owned.contains(v));
+        Ok(change)
+    }
+
+    /// What [`Responder::apply`] would change, without changing it.
+    pub fn dry_run(&self, records: &[Record]) -> anyhow::Result<Change> {
+        let wanted = registrations(records, &self.config.domain).map_err(anyhow::Error::msg)?;
+        Ok(Change::between(&self.current(), &wanted))
+    }
+
+    /// Each of `records` and whether it is registered and announced now.
+    pub fn presence(&self, records: &[Record]) -> Vec<(Value, bool)> {
+        let current = self.current();
+        let heard = lock(&self.heard);
+        records
+            .iter()
+            .map(|r| {
+                let present = current
+                    .iter()
+                    .any(|(f, reg)| reg.values.contains(&r.value) && heard.announced(f));
+                (r.value.clone(), present)
+            })
+            .collect()
+    }
+
+    /// Stops the daemon: a goodbye for whatever is still registered, then
+    /// its thread ends. Waits for it to say so.
+    pub async fn close(&self) {
+        let left = self.current().len();
+        match self.daemon.shutdown() {
+            Ok(rx) => match tokio::time::timeout(REPLY_WAIT, rx.recv_async()).await {
+                Ok(Ok(_)) => tracing::info!(
+                    provider = %self.name,
+                    "mDNS responder stopped ({left} registration(s) said goodbye)"
+                ),
+                _ => {
+                    tracing::warn!(provider = %self.name, "the mDNS responder did not confirm its shutdown")
+                }
+            },
+            Err(e) => tracing::warn!(provider = %self.name, "stopping the mDNS responder: {e}"),
+        }
+        lock(&self.registered).clear();
+    }
+
+    fn current(&self) -> BTreeMap<String, Registration> {
+        lock(&self.registered).clone()
+    }
+
+    fn register(&self, reg: &Registration) -> anyhow::Result<()> {
+        let txt: Vec<(&str, &str)> = reg
+            .txt
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ServiceInfo::new(
+            &reg.service_type,
+            &reg.instance,
+            &reg.host,
+            &reg.addresses[..],
+            reg.port,
+            &txt[..],
+        )
+        .and_then(|info| {
+            self.daemon.register(info)?;
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!("{}: registering {}: {e}", self.name, reg.fullname()))?;
+        lock(&self.registered).insert(reg.fullname(), reg.clone());
+        Ok(())
+    }
+
+    /// Unregisters `fullname` (the name it was registered under, renamed or
+    /// not) and waits until its first goodbye has gone out.
+    async fn unregister(&self, fullname: &str) -> anyhow::Result<()> {
+        let rx = self
+            .daemon
+            .unregister(fullname)
+            .map_err(|e| anyhow::anyhow!("{}: unregistering {fullname}: {e}", self.name))?;
+        lock(&self.registered).remove(fullname);
+        lock(&self.heard).forget(fullname);
+        match tokio::time::timeout(REPLY_WAIT, rx.recv_async()).await {
+            Ok(Ok(UnregisterStatus::OK)) => {
+                tracing::info!(provider = %self.name, "mDNS: {fullname} unregistered (goodbye sent)");
+            }
+            Ok(Ok(UnregisterStatus::NotFound)) => {
+                tracing::debug!(provider = %self.name, "mDNS: {fullname} was not registered");
+            }
+            _ => anyhow::bail!(
+                "{}: the responder did not confirm that {fullname} said goodbye",
+                self.name
+            ),
+        }
+        Ok(())
+    }
+
+    /// Waits until each of `fullnames` has been announced, for at most
+    /// [`ANNOUNCE_WAIT`]; says which were not.
+    async fn wait_announced(&self, fullnames: &[String]) {
+        let deadline = tokio::time::Instant::now() + ANNOUNCE_WAIT;
+        loop {
+            let missing: Vec<&String> = {
+                let heard = lock(&self.heard);
+                fullnames.iter().filter(|f| !heard.announced(f)).collect()
+            };
+            if missing.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    provider = %self.name,
+                    "mDNS: {missing:?} registered but not announced yet (on no interface whose subnet holds their address?); the responder announces them as soon as it can"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// mdns-sd announces an address only on an interface whose subnet holds
+    /// it, and says nothing of the others (research §1.5).
+    fn warn_off_link(&self, reg: &Registration) {
+        let links = local_links(&self.config.interfaces);
+        let off: Vec<&IpAddr> = reg
+            .addresses
+            .iter()
+            .filter(|ip| !on_link(**ip, &links))
+            .collect();
+        if !off.is_empty() {
+            tracing::warn!(
+                provider = %self.name,
+                "mDNS: {off:?} of {} is on no local interface{}: multicast DNS announces only addresses of the segment; publish the address this machine has there ([instance] address = \"private\", or ipv4 = ...)",
+                reg.host,
+                if self.config.interfaces.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of {:?}", self.config.interfaces)
+                }
+            );
+        }
+    }
+}
+
+/// The addresses and prefix lengths of the local interfaces (those named
+/// in `only`, when it names any).
+fn local_links(only: &[String]) -> Vec<(IpAddr, u8)> {
+    let Ok(ifs) = if_addrs::get_if_addrs() else {
+        return Vec::new();
+    };
+    ifs.into_iter()
+        .filter(|i| only.is_empty() || only.contains(&i.name))
+        .map(|i| match i.addr {
+            if_addrs::IfAddr::V4(a) => (IpAddr::V4(a.ip), a.prefixlen),
+            if_addrs::IfAddr::V6(a) => (IpAddr::V6(a.ip), a.prefixlen),
+        })
+        .collect()
+}
+
+/// Port 5353 bound as mdns-sd binds it (SO_REUSEADDR + SO_REUSEPORT): a
+/// process holding it without sharing leaves mdns-sd without a socket, and
+/// it would then announce nothing and report no error (research §1.3).
+fn preflight() -> anyhow::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 5353));
+    socket.bind(&addr.into()).map_err(|e| {
+        anyhow::anyhow!(
+            "UDP port 5353 cannot be shared ({e}): another program holds it without SO_REUSEADDR (avahi-daemon with disallow-other-stacks=yes?); let it share the port or stop it"
+        )
+    })?;
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
