@@ -12,6 +12,7 @@
 //! process back while the provider says it is busy.
 
 pub mod cloudflare;
+pub mod mdns;
 pub mod rfc2136;
 pub mod route53;
 
