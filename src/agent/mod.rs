@@ -478,7 +478,7 @@ async fn confirm(engine: &mut Engine) -> Option<Instant> {
             }
             Err(e) => {
                 again = true;
-                tracing::debug!("{e}");
+                tracing::debug!("{e:#}");
             }
         }
     }
