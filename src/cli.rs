@@ -97,6 +97,10 @@ pub enum Command {
     },
 }
 
+/// How long `discover --wait` asks when given no TIMEOUT: long enough for a
+/// machine booted at the same time to come up and publish.
+pub const DEFAULT_WAIT: &str = "5m";
+
 /// `dnsreg discover`: the client side, reading what instances publish.
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
@@ -110,8 +114,14 @@ pub struct DiscoverArgs {
     /// Print one endpoint: the RFC 2782 weighted pick (the first of the order).
     #[arg(long)]
     pub one: bool,
-    /// Ask again until the service appears, for at most this long (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION")]
+    /// Ask again until the service appears, for at most TIMEOUT (e.g. 30s,
+    /// 5m; 5m when --wait is given alone, after NAME or before another option).
+    #[arg(
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_WAIT
+    )]
     pub wait: Option<String>,
     /// Ask this DNS server only (IP or IP:PORT, port 53 by default) instead of /etc/resolv.conf's.
     #[arg(long, value_name = "ADDR")]
@@ -303,6 +313,31 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn discover_wait_takes_its_timeout_or_none() {
+        let wait = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["dnsreg", "discover"].iter().chain(args)).unwrap();
+            let Command::Discover(d) = cli.command else {
+                panic!("not discover")
+            };
+            (d.name, d.wait)
+        };
+        let name = "_http._tcp.local".to_string();
+        assert_eq!(
+            wait(&["--wait", "--one", "_http._tcp.local"]),
+            (name.clone(), Some(DEFAULT_WAIT.to_string()))
+        );
+        assert_eq!(
+            wait(&["_http._tcp.local", "--wait"]),
+            (name.clone(), Some(DEFAULT_WAIT.to_string()))
+        );
+        assert_eq!(
+            wait(&["--wait", "30s", "_http._tcp.local"]),
+            (name.clone(), Some("30s".to_string()))
+        );
+        assert_eq!(wait(&["_http._tcp.local"]), (name, None));
     }
 
     #[test]

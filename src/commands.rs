@@ -52,7 +52,7 @@ async fn wait_until_live(engine: &mut Engine) -> bool {
                     tracing::debug!(provider = %c.provider, change = %c.change, "still pending")
                 }
                 Err(e) => {
-                    output::error(format_args!("{e}"));
+                    output::error(format_args!("{e:#}"));
                     return false;
                 }
             }

@@ -64,6 +64,9 @@ impl fmt::Display for Fail {
     }
 }
 
+/// Its message already holds every cause (`{e:#}`), so it names no source.
+impl std::error::Error for Fail {}
+
 /// The provider does not know the zone id it was given (the zone was
 /// deleted, and perhaps made again under a new id), or cannot say whether it
 /// does (Cloudflare answers an id outside the token's scope alike): carried

@@ -14,6 +14,7 @@ mod config;
 mod discover;
 mod engine;
 mod fail;
+mod files;
 #[cfg(test)]
 mod fuzz;
 mod manual;

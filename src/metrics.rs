@@ -257,7 +257,7 @@ impl Textfile {
     }
 
     pub fn write(&self) {
-        if let Err(e) = write_atomically(&self.path, get().text().as_bytes()) {
+        if let Err(e) = crate::files::replace_readable(&self.path, get().text().as_bytes(), None) {
             tracing::warn!("writing the metrics textfile {}: {e}", self.path.display());
         }
     }
@@ -270,28 +270,6 @@ impl Textfile {
             _ => {}
         }
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    // A leading dot and no .prom ending: the collector reads only *.prom.
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        // Readable by node_exporter, whatever the unit's UMask=0077 made it:
-        // nothing in it is secret.
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        // No fsync: readers see the old file or the new one whole either
-        // way, and after a crash the next write replaces it.
-        f.write_all(bytes)?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The textfile of the running agent, when configured: [`flush`] writes it.

@@ -502,7 +502,7 @@ async fn confirm(engine: &mut Engine) -> Option<Instant> {
             }
             Err(e) => {
                 again = true;
-                tracing::debug!("{e}");
+                tracing::debug!("{e:#}");
             }
         }
     }

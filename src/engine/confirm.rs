@@ -28,15 +28,15 @@ impl Engine {
                         Ok(live) => Ok(live),
                         // Busy or failing for now: not known yet, ask again later.
                         Err(Fail::Busy { .. } | Fail::Transient(_)) => Ok(false),
-                        Err(f) => Err(format!(
-                            "{}: asking about change {}: {f}",
+                        Err(f) => Err(anyhow::Error::new(f).context(format!(
+                            "{}: asking about change {}",
                             slot.name, pending.change
-                        )),
+                        ))),
                     }
                 }
-                Err(e) => Err(format!("{e:#}")),
+                Err(e) => Err(e),
             };
-            if let Ok(true) = result {
+            if matches!(result, Ok(true)) {
                 entry.pending = None;
                 entry.live_after_ms = Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
             }

@@ -126,8 +126,9 @@ pub struct Presence {
 pub struct Confirmation {
     pub provider: String,
     pub change: String,
-    /// `Ok(true)`: live everywhere; `Ok(false)`: still pending.
-    pub result: Result<bool, String>,
+    /// `Ok(true)`: live everywhere; `Ok(false)`: still pending. The error
+    /// stays typed until it is printed (`{e:#}`).
+    pub result: anyhow::Result<bool>,
     /// How long since it was accepted.
     pub after: Duration,
 }

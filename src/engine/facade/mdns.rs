@@ -103,7 +103,9 @@ impl AnyProvider for Mdns {
         Box::pin(async move {
             let change = match &self.how {
                 How::Answer(r) => r.apply(&intent.desired).await?,
-                How::StaticFile => static_file(&self.name, &self.config, &intent.desired)?,
+                How::StaticFile => {
+                    static_file(&self.name, &self.config, &intent.desired, &intent.known)?
+                }
             };
             Ok(outcome(change))
         })

@@ -6,12 +6,14 @@
 use super::*;
 
 /// One peer's share of a write that carries its announced values: its
-/// registry (at `reg_key`) as it will be, and its values to add and remove.
+/// registry (at `reg_key`) as it will be, its values to add and remove, and
+/// the values this instance gives up that go to it instead of away.
 struct Carried {
     reg_key: RrKey,
     after: Registry,
     add: Vec<Value>,
     remove: Vec<Value>,
+    handed: Vec<Value>,
 }
 
 impl Rules<'_> {
@@ -53,6 +55,7 @@ impl Rules<'_> {
                 after: r.clone(),
                 add: Vec::new(),
                 remove: Vec::new(),
+                handed: Vec::new(),
             };
             if carry {
                 self.flip_wanted(label, r, &mut peer, draft);
@@ -69,24 +72,19 @@ impl Rules<'_> {
     }
 
     /// The values the peer `label` (registry `r`) wants at the shared rrsets
-    /// read: flipped to owned in `peer` where this write hands them over or
-    /// adds them (added to `peer.add`), or where a dnsreg instance owns them
-    /// already.
-    fn flip_wanted(&self, label: &str, r: &Registry, peer: &mut Carried, draft: &mut Draft) {
+    /// read: flipped to owned in `peer` where this write hands them over
+    /// (`peer.handed`: taken out of the removals only if the peer's share
+    /// fits in the write, see [`Rules::carry_within_limit`]) or adds them
+    /// (`peer.add`), or where a dnsreg instance owns them already.
+    fn flip_wanted(&self, label: &str, r: &Registry, peer: &mut Carried, draft: &Draft) {
         for w in r.wanted.iter() {
             let k = w.key();
             if !self.seen.rrsets.contains_key(&k) || !self.shared(&k) || peer.add.contains(w) {
                 continue;
             }
-            let flip = if let Some(i) = draft
-                .edit
-                .remove
-                .get(&k)
-                .and_then(|l| l.iter().position(|x| x == w))
-            {
+            let flip = if draft.edit.remove.get(&k).is_some_and(|l| l.contains(w)) {
                 // This instance gives it up as the peer asks for it: hand it over.
-                draft.edit.remove.get_mut(&k).expect("found").remove(i);
-                draft.out.removed.retain(|x| x != w);
+                peer.handed.push(w.clone());
                 true
             } else if !will_hold(&draft.edit, self.seen, &k).contains(w) {
                 peer.add.push(w.clone());
@@ -137,7 +135,9 @@ impl Rules<'_> {
 
     /// Adds `peer`'s share to the write if `cost`, the write's cost so far,
     /// stays within the batch limit with it; `counted` holds the rrsets the
-    /// write names so far. Returns whether it did.
+    /// write names so far. Returns whether it did. A value handed over to the
+    /// peer stays only when its share is in: else the value is removed as
+    /// this instance planned, never left with nobody owning it.
     fn carry_within_limit(
         &self,
         peer: Carried,
@@ -150,6 +150,7 @@ impl Rules<'_> {
             after,
             add,
             remove,
+            handed,
         } = peer;
         let seen = self.seen;
         let before_values = seen.values(&reg_key);
@@ -188,6 +189,12 @@ impl Rules<'_> {
         }
         *cost = cost.plus(step);
         counted.extend(brought);
+        for w in &handed {
+            if let Some(l) = draft.edit.remove.get_mut(&w.key()) {
+                l.retain(|x| x != w);
+            }
+            draft.out.removed.retain(|x| x != w);
+        }
         self.take_in(&reg_key, &before_values, &after_values, add, remove, draft);
         Ok(true)
     }

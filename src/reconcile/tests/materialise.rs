@@ -152,3 +152,82 @@ fn a_carrying_write_stays_within_the_providers_batch_limit() {
     let carried = plan.outcome.carried;
     assert!(carried > 10 && carried < 150, "carried {carried}");
 }
+
+#[test]
+fn a_handover_the_batch_limit_leaves_out_is_a_removal_not_an_orphan() {
+    // i-m leaves, carrying; i-1, now at i-m's old address, wants that value.
+    // Handing it over keeps the value and flips i-1's registry in the same
+    // write; when the batch limit has no room for i-1's share, the value
+    // must be removed as planned, never kept with nobody owning it.
+    let zone = DomainName::new("example.com").unwrap();
+    let mut ctx = Ctx::new(&zone, "i-m", false).unwrap();
+    let www = value("www.example.com. A 192.0.2.9");
+    let mut seen = Seen::default();
+    seen.rrsets.insert(
+        www.key(),
+        Rrset {
+            values: [www.clone()].into(),
+            ttl: Some(60),
+        },
+    );
+    let mine = Registry {
+        owned: [www.clone()].into(),
+        ..Registry::default()
+    };
+    seen.rrsets.insert(
+        ctx.registry.clone(),
+        Rrset {
+            values: mine.to_values(&ctx.registry.name).unwrap(),
+            ttl: Some(60),
+        },
+    );
+    let peer_key = RrKey {
+        name: registry::name(&zone, "i-1").unwrap(),
+        rtype: RType::TXT,
+    };
+    let peer = Registry {
+        wanted: [www.clone()].into(),
+        lease: Some(unix_now() + 3600),
+        ..Registry::default()
+    };
+    seen.rrsets.insert(
+        peer_key.clone(),
+        Rrset {
+            values: peer.to_values(&peer_key.name).unwrap(),
+            ttl: Some(60),
+        },
+    );
+    let mut leave = intent("i-m", &[], true);
+    leave.known = [www.clone()].into();
+    let plan_with = |seen: &Seen, ctx: &Ctx| {
+        let Decision::Write(plan) = decide(&leave, ctx, seen, How::Materialise).unwrap() else {
+            panic!("a write")
+        };
+        plan
+    };
+    let removes = |plan: &Plan| {
+        plan.edit
+            .remove
+            .get(&www.key())
+            .is_some_and(|v| v.contains(&www))
+    };
+
+    // Room enough: handed over, i-1's registry rewritten in the same write.
+    seen.others = Some([("i-1".to_string(), peer.clone())].into());
+    let handed = plan_with(&seen, &ctx);
+    assert!(!removes(&handed), "{}", handed.edit);
+    assert!(handed.edit.add.contains_key(&peer_key), "{}", handed.edit);
+
+    // Room for i-m's own share only (what the write costs with no peer).
+    seen.others = Some(BTreeMap::new());
+    let alone = batch_cost(&plan_with(&seen, &ctx).edit, &seen);
+    ctx.batch_limit = BatchLimit {
+        records: alone.records,
+        characters: alone.characters,
+    };
+    seen.others = Some([("i-1".to_string(), peer)].into());
+    let cut = plan_with(&seen, &ctx);
+    assert!(!cut.edit.add.contains_key(&peer_key), "{}", cut.edit);
+    assert!(removes(&cut), "kept with nobody owning it:\n{}", cut.edit);
+    assert!(cut.outcome.removed.contains(&www), "{:?}", cut.outcome);
+}

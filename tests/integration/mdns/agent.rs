@@ -284,3 +284,41 @@ fn a_failing_health_check_withdraws_the_service_with_a_goodbye() {
         ["web-a.local:8080\tfront\tpath=/"]
     );
 }
+
+#[test]
+fn one_shot_join_and_leave_write_and_remove_an_avahi_static_service_file() {
+    let seg = Segment::new(2);
+    let avahi = Avahi::start(&seg, 0, &[]);
+    let file = seg.dir.path().join("avahi-0/services/dnsreg-lan.service");
+    let text = config(&seg, "web-a", "10.53.53.1", "front", "").replace(
+        "interfaces = [\"eth0\"]",
+        &format!("service_file = \"{}\"", file.display()),
+    );
+    let path = seg.dir.path().join("oneshot.toml");
+    std::fs::write(&path, text).unwrap();
+    let run = |verb: &str| {
+        let mut c = seg.command(0, env!("CARGO_BIN_EXE_dnsreg"));
+        c.arg("-c").arg(&path).arg(verb);
+        output_within(&mut c, LIMIT)
+    };
+    let out = run("join");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("wrote") && stderr(&out).contains("no dnsreg process stays"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(file.exists());
+    avahi.log.wait_for(LIMIT, "successfully established");
+    // avahi publishes it under its own host name.
+    assert_eq!(
+        seg.lines(1, "_http._tcp.local", &["--wait", "5s"]),
+        [format!("{}.local:8080\tfront\tpath=/", avahi.host_name)]
+    );
+    let out = run("leave");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!file.exists());
+    avahi.log.wait_for(LIMIT, "vanished");
+    let out = output_within(&mut seg.discover(1, "_http._tcp.local", &[]), LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
