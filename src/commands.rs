@@ -237,7 +237,10 @@ fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
         if config.providers.len() == 1 { "" } else { "s" },
         if n == 1 { "" } else { "s" }
     );
-    for note in config::fleet_notes(&config) {
+    for note in config::fleet_notes(&config)
+        .into_iter()
+        .chain(config::mdns_notes(&config))
+    {
         println!("note: {note}");
     }
     Ok(ExitCode::SUCCESS)

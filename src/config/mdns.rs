@@ -159,6 +159,28 @@ pub(super) fn mdns_record_problems(
     }
 }
 
+/// What `dnsreg check` says of each mdns provider: who answers, in which
+/// command.
+pub fn mdns_notes(config: &crate::model::Config) -> Vec<String> {
+    config
+        .providers
+        .iter()
+        .filter_map(|p| match &p.kind {
+            ProviderKind::Mdns(m) => Some(format!(
+                "providers.{}: multicast DNS on the local segment only (routers do not forward it; anyone on the segment can answer too): `dnsreg run` answers for these records itself while it runs{}, and says goodbye when it stops or a check fails; one-shot `join` and `leave` leave no process behind, so they write and remove the Avahi static service file {} instead, which avahi-daemon (running on this machine) publishes under its own host name",
+                p.name,
+                if m.interfaces.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (on {})", m.interfaces.join(", "))
+                },
+                m.service_file.display()
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether the record table at `origin` (`service[2]`) has `ttl` written.
 fn ttl_written(raw: &RawConfig, origin: &str) -> bool {
     let Some((table, rest)) = origin.split_once('[') else {
@@ -180,5 +202,117 @@ fn ttl_written(raw: &RawConfig, origin: &str) -> bool {
             .get(index)
             .is_some_and(|s| s.get_ref().ttl.is_some()),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ProviderKind, SpecKind, parse};
+
+    const LAN: &str = r#"
+[instance]
+metadata = "none"
+id = "web-a"
+ipv4 = "10.0.0.5"
+
+[providers.lan]
+type = "mdns"
+
+[[service]]
+providers = ["lan"]
+type = "_http._tcp"
+instance = "front"
+port = 8080
+"#;
+
+    fn problems(text: &str) -> String {
+        parse("t.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_mdns_provider_takes_its_defaults_and_its_own_host_label() {
+        let c = parse("t.toml", LAN).unwrap();
+        let ProviderKind::Mdns(m) = &c.providers[0].kind else {
+            panic!("{:?}", c.providers[0]);
+        };
+        assert_eq!(m.domain.as_str(), "local.");
+        assert!(m.interfaces.is_empty());
+        assert_eq!(
+            m.service_file.to_str(),
+            Some("/etc/avahi/services/dnsreg-lan.service")
+        );
+        // No [[host]]: the service points at a host of the instance's own,
+        // published with it, never the machine's host name.
+        let hosts: Vec<&str> = c
+            .records
+            .iter()
+            .filter_map(|r| match &r.kind {
+                SpecKind::Host { name } => Some(name.as_str()),
+                SpecKind::Service { target, .. } => Some(target.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(hosts, ["{instance_id}", "{instance_id}"]);
+        assert_eq!(super::mdns_notes(&c).len(), 1);
+        assert!(super::mdns_notes(&c)[0].contains("Avahi static service file"));
+    }
+
+    #[test]
+    fn what_mdns_cannot_publish_is_a_problem_that_says_why() {
+        let rr = format!("{LAN}\n[[round_robin]]\nproviders = [\"lan\"]\nname = \"www\"\n");
+        assert!(problems(&rr).contains("round_robin[0].providers: a [[round_robin]] name cannot go through mdns provider `lan`"), "{}", problems(&rr));
+        let srv = format!(
+            "{LAN}\n[[host]]\nproviders = [\"lan\"]\nname = \"h\"\n[[srv]]\nproviders = [\"lan\"]\nname = \"_x._tcp\"\nport = 1\ntarget = \"h\"\n"
+        );
+        assert!(
+            problems(&srv).contains("a bare [[srv]] rrset cannot go through mdns"),
+            "{}",
+            problems(&srv)
+        );
+        let prio = LAN.replace("port = 8080", "port = 8080\npriority = 10");
+        assert!(
+            problems(&prio).contains(
+                "service[0].priority: mdns provider `lan` publishes SRV priority and weight 0 only"
+            ),
+            "{}",
+            problems(&prio)
+        );
+        let long = LAN.replace("_http._tcp", "_averyveryverylongname._tcp");
+        assert!(
+            problems(&long).contains("at most 15 characters"),
+            "{}",
+            problems(&long)
+        );
+        let domain = LAN.replace(
+            "type = \"mdns\"",
+            "type = \"mdns\"\ndomain = \"example.com\"",
+        );
+        assert!(
+            problems(&domain).contains("providers.lan.domain"),
+            "{}",
+            problems(&domain)
+        );
+        let zone = LAN.replace("type = \"mdns\"", "type = \"mdns\"\nzone = \"example.com\"");
+        assert!(
+            problems(&zone).contains("providers.lan.zone: mdns providers publish under `domain`"),
+            "{}",
+            problems(&zone)
+        );
+        let file = LAN.replace(
+            "type = \"mdns\"",
+            "type = \"mdns\"\nservice_file = \"/tmp/x.xml\"",
+        );
+        assert!(
+            problems(&file).contains("ending in .service"),
+            "{}",
+            problems(&file)
+        );
+        // And the keys of mdns are refused elsewhere, saying whose they are.
+        let r53 = "[providers.r53]\ntype = \"route53\"\nzone = \"example.com\"\ninterfaces = [\"eth0\"]\n[[host]]\nproviders = [\"r53\"]\nname = \"h\"\n";
+        assert!(
+            problems(r53).contains("`interfaces` is an mdns setting"),
+            "{}",
+            problems(r53)
+        );
     }
 }

@@ -30,6 +30,7 @@ use std::path::Path;
 pub use crate::model::*;
 pub use checker::MAX_DURATION;
 pub use flags::{Flags, from_flags, instance_from_flags};
+pub use mdns::mdns_notes;
 pub use providers::plausible_hosted_zone_id;
 pub use validate::{fleet_notes, validate};
 

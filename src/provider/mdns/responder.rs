@@ -103,6 +103,7 @@ impl Responder {
                 continue;
             }
             self.warn_off_link(reg);
+            warn_machine_host(&self.name, reg);
             self.register(reg)?;
             let old: Values = before
                 .get(fullname)
@@ -259,6 +260,23 @@ impl Responder {
                 }
             );
         }
+    }
+}
+
+/// A host name the same as the machine's is avahi-daemon's too: two
+/// responders with different address sets for one name rename or flush each
+/// other's (research §1.6.4).
+fn warn_machine_host(provider: &str, reg: &Registration) {
+    let Ok(machine) = std::fs::read_to_string("/proc/sys/kernel/hostname") else {
+        return;
+    };
+    let machine = machine.trim().to_ascii_lowercase();
+    if !machine.is_empty() && reg.host.split('.').next() == Some(machine.as_str()) {
+        tracing::warn!(
+            provider = %provider,
+            "mDNS: {} is this machine's host name, which avahi-daemon publishes too where it runs; give the [[host]] a name of its own (e.g. \"{machine}-web\")",
+            reg.host
+        );
     }
 }
 

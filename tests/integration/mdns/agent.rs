@@ -322,3 +322,36 @@ fn one_shot_join_and_leave_write_and_remove_an_avahi_static_service_file() {
     let out = output_within(&mut seg.discover(1, "_http._tcp.local", &[]), LIMIT);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
+
+#[test]
+fn check_explains_that_run_answers_and_one_shot_commands_write_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lan.toml");
+    let text = format!(
+        "[instance]\nmetadata = \"none\"\nid = \"web-a\"\nipv4 = \"10.0.0.5\"\n\n[providers.lan]\ntype = \"mdns\"\n\n[[service]]\nproviders = [\"lan\"]\ntype = \"_http._tcp\"\ninstance = \"front\"\nport = 8080\n\n[agent]\nstate_dir = \"{}\"\n",
+        dir.path().display()
+    );
+    std::fs::write(&path, &text).unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dnsreg"));
+    crate::util::isolate(&mut c, dir.path());
+    c.arg("-c").arg(&path).arg("check");
+    let out = crate::util::run_expect(&mut c, 0);
+    let said = crate::util::stdout(&out);
+    assert!(
+        said.contains("`dnsreg run` answers for these records itself")
+            && said.contains("/etc/avahi/services/dnsreg-lan.service"),
+        "{said}"
+    );
+    // What multicast DNS cannot publish is exit 2, saying why.
+    std::fs::write(
+        &path,
+        format!("{text}\n[[round_robin]]\nproviders = [\"lan\"]\nname = \"www\"\n"),
+    )
+    .unwrap();
+    let out = crate::util::run_expect(&mut c, 2);
+    assert!(
+        stderr(&out).contains("each name belongs to one host"),
+        "{}",
+        stderr(&out)
+    );
+}
