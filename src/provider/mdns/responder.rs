@@ -104,7 +104,9 @@ impl Responder {
             }
             self.warn_off_link(reg);
             warn_machine_host(&self.name, reg);
-            self.register(reg)?;
+            // An update of a name already ours is announced again without
+            // probing (RFC 6762 §8.4): probing, it would not answer for a second.
+            self.register(reg, !before.contains_key(fullname))?;
             let old: Values = before
                 .get(fullname)
                 .map(|r| r.values.clone())
@@ -169,7 +171,7 @@ impl Responder {
         lock(&self.registered).clone()
     }
 
-    fn register(&self, reg: &Registration) -> anyhow::Result<()> {
+    fn register(&self, reg: &Registration, probe: bool) -> anyhow::Result<()> {
         let txt: Vec<(&str, &str)> = reg
             .txt
             .iter()
@@ -183,7 +185,8 @@ impl Responder {
             reg.port,
             &txt[..],
         )
-        .and_then(|info| {
+        .and_then(|mut info| {
+            info.set_requires_probe(probe);
             self.daemon.register(info)?;
             Ok(())
         })

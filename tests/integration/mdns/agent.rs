@@ -355,3 +355,40 @@ fn check_explains_that_run_answers_and_one_shot_commands_write_a_file() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_sighup_that_changes_the_txt_updates_it_without_a_goodbye() {
+    let seg = Segment::new(2);
+    let browser = Browser::start(&seg, 1);
+    let text = config(&seg, "web-a", "10.53.53.1", "front", "");
+    let agent = Agent::start(&seg, 0, &text);
+    browser.when("resolved", "front._http._tcp.local.", LIMIT);
+    std::fs::write(
+        seg.dir.path().join("agent-0.toml"),
+        text.replace("path = \"/\"", "path = \"/v2\""),
+    )
+    .unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &agent.child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    agent.log.wait_for(LIMIT, "configuration reloaded");
+    // Answered throughout: the name is ours already, so the update is
+    // announced without probing again (RFC 6762 §8.4).
+    crate::util::wait_until(LIMIT, "the new TXT", || {
+        let lines = seg.lines(1, "_http._tcp.local", &[]);
+        assert!(lines.len() == 1, "{lines:?}");
+        lines == ["web-a.local:8080\tfront\tpath=/v2"]
+    });
+    // The responder was kept (its provider's settings did not change): no
+    // goodbye, no second responder probing against the first.
+    assert!(
+        !browser.out.now().contains("removed"),
+        "{}",
+        browser.out.now()
+    );
+    let log = agent.log.now();
+    assert!(!log.contains("name conflict"), "{log}");
+    assert_eq!(log.matches("mDNS responder started").count(), 1, "{log}");
+}
