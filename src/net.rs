@@ -82,3 +82,12 @@ pub fn unusable_ipv6(ip: std::net::Ipv6Addr) -> Option<&'static str> {
         None
     }
 }
+
+/// Why the machine's network interfaces could not be listed, with the usual
+/// cause: getifaddrs(3) asks the kernel over a netlink socket, which a
+/// systemd unit's RestrictAddressFamilies= may forbid.
+pub fn interfaces_unlisted(e: &std::io::Error) -> String {
+    format!(
+        "cannot list the network interfaces ({e}); a systemd unit must allow netlink sockets for that (RestrictAddressFamilies= with AF_NETLINK, as the shipped dnsreg.service has)"
+    )
+}

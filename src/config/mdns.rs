@@ -13,8 +13,8 @@ use crate::record::DomainName;
 /// The host label a `[[service]]` through mdns providers alone points at
 /// when neither `target` nor a `[[host]]` says one: a name of this
 /// instance's own, so that the responder never publishes the machine's
-/// host name, which avahi-daemon publishes too (research §1.6.4: a goodbye
-/// or a different address set for it would flush or rename avahi's).
+/// host name, which avahi-daemon publishes too (a goodbye or a different
+/// address set for it would flush or rename avahi's).
 pub const DEFAULT_HOST: &str = "{instance_id}";
 
 /// The longest service name label (RFC 6763 §7.2: 15 characters after `_`).

@@ -65,7 +65,7 @@ pub(super) fn on_link(links: &[Link], from: IpAddr) -> bool {
 /// an address; `only`, if given, by name.
 pub(super) fn links(only: Option<&str>) -> Result<Vec<Link>, Fail> {
     let all = if_addrs::get_if_addrs()
-        .map_err(|e| Fail::Transient(format!("listing the network interfaces: {e}")))?;
+        .map_err(|e| Fail::Transient(crate::net::interfaces_unlisted(&e)))?;
     let mut out: Vec<Link> = Vec::new();
     for iface in all {
         if !iface.is_oper_up() || iface.is_loopback() || iface.is_p2p() || !multicast(&iface.name) {

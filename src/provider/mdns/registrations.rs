@@ -3,8 +3,7 @@
 //! its target host's A/AAAA) per registration. A pure function, so that what
 //! is published is decided apart from the sockets.
 //!
-//! mdns-sd publishes addresses only with a service (research §1.6.1,
-//! keepsimple1/mdns-sd#374): a `[[host]]` that no service points at is
+//! mdns-sd publishes addresses only with a service (keepsimple1/mdns-sd#374): a `[[host]]` that no service points at is
 //! registered as a placeholder instance of [`PLACEHOLDER_TYPE`], port 0,
 //! named after the host, so that its name still resolves.
 
@@ -155,7 +154,7 @@ fn first_label(name: &DomainName) -> &str {
 
 /// Whether `ip` lies in the subnet of one of `links` (address and prefix
 /// length): mdns-sd announces an address only on such an interface
-/// (research §1.5), and says nothing about the others.
+/// (mdns-sd's `valid_ip_on_intf`), and says nothing about the others.
 pub fn on_link(ip: IpAddr, links: &[(IpAddr, u8)]) -> bool {
     links.iter().any(|(addr, prefix)| match (ip, addr) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {

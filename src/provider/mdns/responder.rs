@@ -25,7 +25,7 @@ use crate::record::{Record, Value};
 use crate::registry::Values;
 
 /// How long a join waits for its new registrations to be announced: probing
-/// takes 0.75 to 1 s (research §1.4), a conflict another second or two.
+/// takes 0.75 to 1 s, a conflict another second or two.
 const ANNOUNCE_WAIT: Duration = Duration::from_secs(4);
 /// How long to wait for the daemon to confirm an unregister or a shutdown
 /// (it answers once the goodbye has left, within milliseconds).
@@ -243,7 +243,7 @@ impl Responder {
     }
 
     /// mdns-sd announces an address only on an interface whose subnet holds
-    /// it, and says nothing of the others (research §1.5).
+    /// it, and says nothing of the others.
     fn warn_off_link(&self, reg: &Registration) {
         let links = local_links(&self.config.interfaces);
         let off: Vec<&IpAddr> = reg
@@ -268,7 +268,7 @@ impl Responder {
 
 /// A host name the same as the machine's is avahi-daemon's too: two
 /// responders with different address sets for one name rename or flush each
-/// other's (research §1.6.4).
+/// other's.
 fn warn_machine_host(provider: &str, reg: &Registration) {
     let Ok(machine) = std::fs::read_to_string("/proc/sys/kernel/hostname") else {
         return;
@@ -298,11 +298,15 @@ fn local_links(only: &[String]) -> Vec<(IpAddr, u8)> {
         .collect()
 }
 
-/// Port 5353 bound as mdns-sd binds it (SO_REUSEADDR + SO_REUSEPORT): a
+/// The interfaces listed, then port 5353 bound as mdns-sd binds it (SO_REUSEADDR + SO_REUSEPORT): a
 /// process holding it without sharing leaves mdns-sd without a socket, and
-/// it would then announce nothing and report no error (research §1.3).
+/// it would then announce nothing and report no error.
 fn preflight() -> anyhow::Result<()> {
     use socket2::{Domain, Protocol, Socket, Type};
+    // mdns-sd lists the interfaces the same way, and answers on none
+    // (silently) when it cannot.
+    if_addrs::get_if_addrs()
+        .map_err(|e| anyhow::anyhow!("{}", crate::net::interfaces_unlisted(&e)))?;
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
