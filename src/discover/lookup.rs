@@ -13,7 +13,7 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use super::Request;
 use super::endpoint::Endpoint;
-use super::order::{SrvAnswer, classify_srv, order, rfc2782_order, shuffle};
+use super::order::{SrvAnswer, classify_srv, order, order_instances, shuffle};
 use super::txt::txt_of;
 use crate::fail::Fail;
 
@@ -178,14 +178,7 @@ async fn browse(
     for p in &problems {
         tracing::warn!("discover {}: {p}", request.name);
     }
-    // The instances' SRV records ordered together, as one rrset would be.
-    let mut rng = rand::rng();
-    let ordered = rfc2782_order(
-        found,
-        |(srv, _, _)| (srv.priority, srv.weight),
-        &mut |max| rand::RngExt::random_range(&mut rng, 0..=max),
-    );
-    let endpoints = ordered
+    let endpoints = order_instances(found)
         .into_iter()
         .map(|(srv, ttl, dnssd)| Endpoint::srv(&srv, ttl, dnssd))
         .collect();

@@ -28,6 +28,17 @@ pub(crate) fn order(records: Vec<(SRV, u32)>) -> Vec<(SRV, u32)> {
     })
 }
 
+/// DNS-SD instances' SRV records, each with its TTL and what else the
+/// instance said, ordered together as one rrset would be (RFC 2782).
+pub(crate) fn order_instances<T>(found: Vec<(SRV, u32, T)>) -> Vec<(SRV, u32, T)> {
+    let mut rng = rand::rng();
+    rfc2782_order(
+        found,
+        |(srv, _, _)| (srv.priority, srv.weight),
+        &mut |max| rand::RngExt::random_range(&mut rng, 0..=max),
+    )
+}
+
 /// Orders `items` as RFC 2782 ("Usage rules") says a client tries SRV
 /// targets: lower priority first; within one priority, repeatedly pick by
 /// weight among those not yet ordered. `key` gives (priority, weight); `draw(max)`

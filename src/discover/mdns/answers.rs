@@ -11,7 +11,7 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use crate::discover::Request;
 use crate::discover::endpoint::Endpoint;
 use crate::discover::lookup::{address, instance_label, instances, srv_records};
-use crate::discover::order::{SrvAnswer, classify_srv, order, rfc2782_order, shuffle};
+use crate::discover::order::{SrvAnswer, classify_srv, order, order_instances, shuffle};
 use crate::discover::txt::{Txt, txt_of};
 use crate::fail::Fail;
 
@@ -182,14 +182,7 @@ fn browse(heard: &Heard, request: &Request, chosen: &[Name], last: bool) -> Step
             if chosen.len() == 1 { "" } else { "s" }
         )));
     }
-    // The instances' SRV records ordered together, as one rrset would be.
-    let mut rng = rand::rng();
-    let ordered = rfc2782_order(
-        found,
-        |(srv, _, _)| (srv.priority, srv.weight),
-        &mut |max| rand::RngExt::random_range(&mut rng, 0..=max),
-    );
-    let endpoints = ordered
+    let endpoints = order_instances(found)
         .into_iter()
         .map(|(srv, ttl, dnssd)| (Endpoint::srv(&srv, ttl, dnssd), srv.target))
         .collect();
