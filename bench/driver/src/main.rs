@@ -1,7 +1,7 @@
 //! `bench`: dnsreg measured against the ways people publish DNS from user-data
 //! today, side by side, on the stand-ins (run through `scripts/bench`).
 //!
-//! Four parts, each printed as a table and written as JSON and markdown:
+//! Five parts, each printed as a table and written as JSON and markdown:
 //!
 //! 1. Join and leave latency (process start → the provider confirms) and the
 //!    API requests they cost, per provider: `dnsreg join`/`leave` against the
@@ -19,6 +19,8 @@
 //!    short-stop scenario has agents stopped well under that floor, and
 //!    surviving peers reap what they left.
 //! 4. The AWS CLI baseline doing the same joins at once.
+//! 5. Multicast DNS on one segment (measured by `bench/mdns.py`, read from its
+//!    JSON, rendered by [`mdns`]).
 //!
 //! Every figure is observed, never assumed: records are checked in the
 //! stand-ins' state after each step (sampled while a fleet converges), and a
@@ -28,6 +30,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+
+mod mdns;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -78,7 +82,7 @@ const USAGE: &str = "\
 usage: bench --dnsreg BIN --aws BIN --baselines DIR --out DIR [--runs N]
              [--only latency,fleet,spread,legacy,reap,baseline] [--providers route53-multivalue,route53-simple,cloudflare,rfc2136]
              [--fleet N,N,...] [--simple-max N] [--spread N,N,...] [--legacy N,N,...] [--reap N] [--fleet-deadline SECS] [--stop-factor X]
-             [--baseline-fleet N,N,...] [--footprint FILE] [--command TEXT] [--revision TEXT]
+             [--baseline-fleet N,N,...] [--footprint FILE] [--mdns FILE] [--command TEXT] [--revision TEXT]
        bench --render RESULTS_JSON --out DIR     (writes DIR/latest.md again from saved results)
 
   --only             parts to run (default all): latency (join/leave latency per provider), fleet (the
@@ -117,6 +121,8 @@ struct Options {
     stop_factor: Option<f64>,
     baseline_fleet: Vec<usize>,
     footprint: Option<PathBuf>,
+    /// The multicast DNS figures `bench/mdns.py` wrote.
+    mdns: Option<PathBuf>,
     command: String,
     revision: String,
     render: Option<PathBuf>,
@@ -175,6 +181,7 @@ fn options() -> Result<Options> {
         stop_factor: None,
         baseline_fleet: vec![10, 50],
         footprint: None,
+        mdns: None,
         command: "scripts/bench".into(),
         revision: String::new(),
         render: None,
@@ -222,6 +229,7 @@ fn options() -> Result<Options> {
             }
             "--baseline-fleet" => o.baseline_fleet = parse_list(&value()?)?,
             "--footprint" => o.footprint = Some(value()?.into()),
+            "--mdns" => o.mdns = Some(value()?.into()),
             "--command" => o.command = value()?,
             "--revision" => o.revision = value()?,
             "--render" => o.render = Some(value()?.into()),
@@ -2770,6 +2778,7 @@ fn markdown(r: &Json) -> String {
         footprint_markdown(r, &mut s);
     }
     fleet_markdown(r, &mut s);
+    mdns::markdown(r, &mut s);
     s
 }
 
@@ -2822,6 +2831,15 @@ fn open_files_for(n: usize) {
             "bench: warning: open files limited to {now}, a fleet of {n} may need {needed} (raise `ulimit -n`)"
         );
     }
+}
+
+/// The JSON a script wrote for a part (`--footprint`, `--mdns`), or null.
+fn read_json(path: Option<&Path>) -> Result<Json> {
+    let Some(p) = path else {
+        return Ok(Json::Null);
+    };
+    let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))
 }
 
 fn main() {
@@ -2951,14 +2969,8 @@ fn real_main() -> Result<()> {
         }
     }
 
-    let footprint = match &o.footprint {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?
-        }
-        None => Json::Null,
-    };
+    let footprint = read_json(o.footprint.as_deref())?;
+    let mdns = read_json(o.mdns.as_deref())?;
     let binary_bytes = std::fs::metadata(&o.dnsreg)?.len();
     let baseline_install_kib = std::env::var("BENCH_BASELINE_INSTALL_KIB")
         .ok()
@@ -2983,6 +2995,7 @@ fn real_main() -> Result<()> {
         "latency": latency_results,
         "binary_bytes": binary_bytes,
         "footprint": footprint,
+        "mdns": mdns,
         "baseline_install_kib": baseline_install_kib,
         "fleet": fleet_results,
         "reap": reap_results,
