@@ -202,7 +202,11 @@ class Bench:
         self.args = args
         self.work = work
         self.seg = Segment(work)
-        self.listener = Listener(self.seg)
+        try:
+            self.listener = Listener(self.seg)
+        except BaseException:
+            self.seg.close()
+            raise
         self.bus = None
         self.querier_avahi = None
 
