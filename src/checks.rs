@@ -26,6 +26,13 @@ pub struct CheckStatus {
     pub last: String,
     /// How many probes in a row gave the last result.
     pub streak: u32,
+    /// Whether the last probe passed: with `passing` false, the check is
+    /// rising (`streak` of `rise` passes).
+    #[serde(default)]
+    pub last_passed: bool,
+    /// Passes in a row a failing check needs to pass.
+    #[serde(default)]
+    pub rise: u32,
 }
 
 /// Every check's status; healthy when all pass (and when there are none).
@@ -44,6 +51,11 @@ impl Verdict {
             .map(|c| {
                 if c.last.is_empty() {
                     format!("{}: not yet checked", c.check)
+                } else if c.last_passed {
+                    format!(
+                        "{}: {}, not passing yet ({} of {} in a row)",
+                        c.check, c.last, c.streak, c.rise
+                    )
                 } else {
                     format!("{}: {} ({} in a row)", c.check, c.last, c.streak)
                 }
@@ -65,6 +77,8 @@ pub fn spawn(checks: &[CheckConfig]) -> watch::Receiver<Verdict> {
                 passing: false,
                 last: String::new(),
                 streak: 0,
+                last_passed: false,
+                rise: c.rise,
             })
             .collect(),
     };
@@ -88,10 +102,11 @@ pub fn spawn(checks: &[CheckConfig]) -> watch::Receiver<Verdict> {
                 let (passing, streak) = state.record(passed);
                 tx.send_if_modified(|v| {
                     let s = &mut v.checks[i];
-                    let changed = s.passing != passing || s.last != last;
+                    let changed = s.passing != passing || s.last != last || s.last_passed != passed;
                     s.passing = passing;
                     s.last = last.clone();
                     s.streak = streak;
+                    s.last_passed = passed;
                     v.healthy = v.checks.iter().all(|c| c.passing);
                     changed
                 });
@@ -359,5 +374,29 @@ mod tests {
         }
         // No checks: healthy from the start.
         assert!(spawn(&[]).borrow().healthy);
+    }
+
+    /// A check that has passed once of the two passes `rise` wants is not
+    /// failing: it says it is not passing yet, and how far it is.
+    #[tokio::test]
+    async fn a_rising_check_says_it_is_not_passing_yet() {
+        let rising = CheckConfig {
+            rise: 2,
+            interval: Duration::from_secs(3600),
+            ..check(Probe::Exec(vec!["/bin/true".into()]))
+        };
+        let mut rx = spawn(&[rising]);
+        let v = changed(&mut rx).await.unwrap();
+        assert!(!v.healthy);
+        assert_eq!(
+            v.why(),
+            "check[0] (exec /bin/true): exit status 0, not passing yet (1 of 2 in a row)"
+        );
+        // The status file written before these fields existed still reads.
+        let old: CheckStatus = serde_json::from_str(
+            r#"{"check": "check[0]", "passing": false, "last": "HTTP 500", "streak": 3}"#,
+        )
+        .unwrap();
+        assert!(!old.last_passed);
     }
 }

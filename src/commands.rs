@@ -337,7 +337,11 @@ async fn status(cli: &Cli, records: &cli::RecordArgs, json: bool) -> anyhow::Res
         for c in &agent.checks {
             println!(
                 "  {} {}: {}",
-                if c.passing { "passing" } else { "FAILING" },
+                match (c.passing, c.last_passed) {
+                    (true, _) => "passing",
+                    (false, true) => "rising ",
+                    (false, false) => "FAILING",
+                },
                 c.check,
                 c.last
             );

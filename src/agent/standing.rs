@@ -173,12 +173,14 @@ fn follow_verdict(verdict: &Verdict, mode: &mut Mode) -> bool {
     if new == *mode {
         return false;
     }
-    match &new {
-        Mode::Up => tracing::info!("health checks pass: publishing"),
-        Mode::Withdrawn(why) => {
+    match (&*mode, &new) {
+        (_, Mode::Up) => tracing::info!("health checks pass: publishing"),
+        (Mode::Up, Mode::Withdrawn(why)) => {
             tracing::warn!("health checks fail, withdrawing the records: {why}")
         }
-        Mode::Terminating(_) => {}
+        // Not published yet, or withdrawn already: what the checks say now.
+        (_, Mode::Withdrawn(why)) => tracing::info!("health checks: {why}"),
+        (_, Mode::Terminating(_)) => {}
     }
     *mode = new;
     true
