@@ -397,7 +397,11 @@ impl Client {
     fn dig(&self, args: &[&str]) -> String {
         let out = Command::new(tool("dig"))
             .args(["@127.0.0.1", "-p", &self.port.to_string()])
-            .args(["+tries=3", "+time=2"])
+            // Over TCP: dig's UDP socket takes any datagram sent to its port,
+            // and tests running in parallel aim dnsreg at ports nothing listens
+            // on (rfc2136::an_unreachable_server_…); a retry landing on dig's
+            // port reads as "query response not set" and an empty answer.
+            .args(["+tcp", "+tries=3", "+time=2"])
             .args(args)
             .output()
             .expect("dig runs");
