@@ -53,8 +53,14 @@ impl Heard {
     }
 }
 
-/// Follows the daemon's events until it shuts down (its channel closes).
-pub fn spawn(provider: String, events: Receiver<DaemonEvent>, heard: Arc<Mutex<Heard>>) {
+/// Follows the daemon's events until it shuts down (its channel closes);
+/// `then` sees each after it is logged and taken in.
+pub fn spawn(
+    provider: String,
+    events: Receiver<DaemonEvent>,
+    heard: Arc<Mutex<Heard>>,
+    then: impl Fn(&DaemonEvent) + Send + 'static,
+) {
     tokio::spawn(async move {
         while let Ok(event) = events.recv_async().await {
             log(&provider, &event);
@@ -62,6 +68,7 @@ pub fn spawn(provider: String, events: Receiver<DaemonEvent>, heard: Arc<Mutex<H
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take(&event);
+            then(&event);
         }
         tracing::debug!(provider = %provider, "mDNS responder events ended");
     });

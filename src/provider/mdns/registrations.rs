@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use mdns_sd::ServiceInfo;
+
 use crate::record::{DomainName, RData, Record, Value};
 use crate::registry::Values;
 
@@ -39,6 +41,25 @@ impl Registration {
     /// `web1._http._tcp.local.`: what the responder knows it by.
     pub fn fullname(&self) -> String {
         format!("{}.{}", self.instance, self.service_type)
+    }
+
+    /// What mdns-sd registers: probed first (RFC 6762 §8.1) when `probe`.
+    pub fn service_info(&self, probe: bool) -> Result<ServiceInfo, mdns_sd::Error> {
+        let txt: Vec<(&str, &str)> = self
+            .txt
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut info = ServiceInfo::new(
+            &self.service_type,
+            &self.instance,
+            &self.host,
+            &self.addresses[..],
+            self.port,
+            &txt[..],
+        )?;
+        info.set_requires_probe(probe);
+        Ok(info)
     }
 }
 

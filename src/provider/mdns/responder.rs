@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo, UnregisterStatus};
+use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, UnregisterStatus};
 
 use super::Change;
 use super::events::{self, Heard};
@@ -39,9 +39,12 @@ pub struct Responder {
     name: String,
     config: MdnsConfig,
     daemon: ServiceDaemon,
-    registered: Mutex<BTreeMap<String, Registration>>,
+    registered: Registered,
     heard: Arc<Mutex<Heard>>,
 }
+
+/// The registrations, by the full name they were registered under.
+type Registered = Arc<Mutex<BTreeMap<String, Registration>>>;
 
 impl Responder {
     /// Checks that port 5353 can be shared, starts the daemon on the
@@ -68,13 +71,23 @@ impl Responder {
             }
         };
         let heard = Arc::new(Mutex::new(Heard::default()));
-        events::spawn(name.to_string(), monitor, Arc::clone(&heard));
+        let registered = Registered::default();
+        let relink = Relink {
+            name: name.to_string(),
+            interfaces: config.interfaces.clone(),
+            daemon: daemon.clone(),
+            registered: Arc::clone(&registered),
+            heard: Arc::clone(&heard),
+        };
+        events::spawn(name.to_string(), monitor, Arc::clone(&heard), move |e| {
+            relink.follow(e);
+        });
         tracing::info!(provider = %name, interfaces = ?config.interfaces, "mDNS responder started");
         Ok(Responder {
             name: name.to_string(),
             config: config.clone(),
             daemon,
-            registered: Mutex::new(BTreeMap::new()),
+            registered,
             heard,
         })
     }
@@ -172,25 +185,9 @@ impl Responder {
     }
 
     fn register(&self, reg: &Registration, probe: bool) -> anyhow::Result<()> {
-        let txt: Vec<(&str, &str)> = reg
-            .txt
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        ServiceInfo::new(
-            &reg.service_type,
-            &reg.instance,
-            &reg.host,
-            &reg.addresses[..],
-            reg.port,
-            &txt[..],
-        )
-        .and_then(|mut info| {
-            info.set_requires_probe(probe);
-            self.daemon.register(info)?;
-            Ok(())
-        })
-        .map_err(|e| anyhow::anyhow!("{}: registering {}: {e}", self.name, reg.fullname()))?;
+        reg.service_info(probe)
+            .and_then(|info| self.daemon.register(info))
+            .map_err(|e| anyhow::anyhow!("{}: registering {}: {e}", self.name, reg.fullname()))?;
         lock(&self.registered).insert(reg.fullname(), reg.clone());
         Ok(())
     }
@@ -262,6 +259,61 @@ impl Responder {
                     format!(" of {:?}", self.config.interfaces)
                 }
             );
+        }
+    }
+}
+
+/// What the event task needs to follow addresses that come and go: mdns-sd
+/// announces a registration on the interfaces that have an address in its
+/// subnet when it is registered, and never on one that gets such an address
+/// later (only its automatic-address services follow interfaces). An agent
+/// started before DHCP answered, or a link that went down and up, would
+/// otherwise stay silent until it stops.
+struct Relink {
+    name: String,
+    interfaces: Vec<String>,
+    daemon: ServiceDaemon,
+    registered: Registered,
+    heard: Arc<Mutex<Heard>>,
+}
+
+impl Relink {
+    /// On an address gone, forgets the announcement of each registration no
+    /// interface can carry now; on an address added, registers again (probing
+    /// first, as on a new link: RFC 6762 §8) each one not announced that an
+    /// interface can carry.
+    fn follow(&self, event: &DaemonEvent) {
+        let (gone, ip) = match event {
+            DaemonEvent::IpDel(ip) => (true, ip),
+            DaemonEvent::IpAdd(ip) => (false, ip),
+            _ => return,
+        };
+        let links = local_links(&self.interfaces);
+        let registered = lock(&self.registered).clone();
+        let mut heard = lock(&self.heard);
+        for (fullname, reg) in &registered {
+            let carried = reg.addresses.iter().any(|a| on_link(*a, &links));
+            if gone && !carried && heard.announced(fullname) {
+                heard.forget(fullname);
+                tracing::warn!(
+                    provider = %self.name,
+                    "mDNS: {ip} is gone and no interface carries {fullname} now; it is announced again when one does"
+                );
+            } else if !gone && carried && !heard.announced(fullname) {
+                match reg
+                    .service_info(true)
+                    .and_then(|info| self.daemon.register(info))
+                {
+                    Ok(()) => tracing::info!(
+                        provider = %self.name,
+                        "mDNS: {ip} is up: announcing {fullname} there (probing first)"
+                    ),
+                    Err(e) => tracing::error!(
+                        provider = %self.name,
+                        "mDNS: {ip} is up, but registering {fullname} again failed: {e}"
+                    ),
+                }
+            }
         }
     }
 }

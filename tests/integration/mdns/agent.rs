@@ -7,8 +7,8 @@
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Avahi, LIMIT, Running, Segment};
-use crate::util::{Said, output_within, stderr, venv_bin};
+use super::{Avahi, LIMIT, Running, Segment, ip};
+use crate::util::{Said, output_within, stderr, stdout, venv_bin};
 
 /// `dnsreg run` in one host of a segment, its stderr read as it comes.
 struct Agent {
@@ -200,6 +200,53 @@ fn sigterm_says_goodbye_and_browsers_drop_the_service_at_once() {
     assert!(log.contains("mDNS responder stopped"), "{log}");
     let out = output_within(&mut seg.discover(1, "_http._tcp.local", &[]), LIMIT);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// An agent started before its interface has the address (DHCP late at
+/// boot) announces once the address comes, and again after the address went
+/// and came back. mdns-sd by itself announces a registration only on the
+/// interfaces it had when the registration was made.
+#[test]
+fn an_address_that_comes_late_or_comes_back_is_announced_on() {
+    let seg = Segment::new(2);
+    let host = seg.hosts[0].clone();
+    ip(&["-n", &host, "addr", "del", "10.53.53.1/24", "dev", "eth0"]);
+    let agent = Agent::start(&seg, 0, &config(&seg, "web-a", "10.53.53.1", "front", ""));
+    agent
+        .log
+        .wait_for(LIMIT, "registered but not announced yet");
+    let out = output_within(&mut seg.discover(1, "_http._tcp.local", &[]), LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no address, no answer: {}",
+        stdout(&out)
+    );
+
+    // The address comes: mdns-sd sees it within its 5 s interface check.
+    let browser = Browser::start(&seg, 1);
+    ip(&["-n", &host, "addr", "add", "10.53.53.1/24", "dev", "eth0"]);
+    browser.when("added", "front._http._tcp.local.", LIMIT);
+    agent.log.wait_for(
+        LIMIT,
+        "mDNS: 10.53.53.1 is up: announcing front._http._tcp.local. there",
+    );
+
+    // The address goes (a DHCP lease lost) and comes back: mdns-sd drops
+    // the interface with its last address, and adds it anew.
+    ip(&["-n", &host, "addr", "del", "10.53.53.1/24", "dev", "eth0"]);
+    agent.log.wait_for(LIMIT, "mDNS: 10.53.53.1 is gone");
+    ip(&["-n", &host, "addr", "add", "10.53.53.1/24", "dev", "eth0"]);
+    assert_eq!(
+        seg.lines(1, "_http._tcp.local", &["--wait", "20s", "--resolve"]),
+        ["10.53.53.1:8080\tfront\tpath=/"]
+    );
+    assert_eq!(
+        agent.log.now().matches("is up: announcing front").count(),
+        2,
+        "{}",
+        agent.log.now()
+    );
 }
 
 #[test]
