@@ -43,6 +43,15 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Whether every check has said which way it goes: it passes, or its
+    /// last probe failed. A check not probed yet, or rising (passed, but
+    /// fewer than `rise` times), has not.
+    pub fn decided(&self) -> bool {
+        self.checks
+            .iter()
+            .all(|c| c.passing || (!c.last.is_empty() && !c.last_passed))
+    }
+
     /// Why the verdict is unhealthy, in one line; empty when healthy.
     pub fn why(&self) -> String {
         self.checks
@@ -357,6 +366,7 @@ mod tests {
         // Failing at first: it says why.
         let v = changed(&mut rx).await.unwrap();
         assert!(!v.healthy);
+        assert!(v.decided(), "failed once: failing");
         assert!(v.why().contains("exit status 1"), "{}", v.why());
         std::fs::write(&flag, "").unwrap();
         let v = loop {
@@ -366,6 +376,7 @@ mod tests {
             }
         };
         assert_eq!(v.why(), "");
+        assert!(v.decided());
         std::fs::remove_file(&flag).unwrap();
         loop {
             if !changed(&mut rx).await.unwrap().healthy {
@@ -386,8 +397,10 @@ mod tests {
             ..check(Probe::Exec(vec!["/bin/true".into()]))
         };
         let mut rx = spawn(&[rising]);
+        assert!(!rx.borrow().decided(), "not probed yet");
         let v = changed(&mut rx).await.unwrap();
         assert!(!v.healthy);
+        assert!(!v.decided(), "rising");
         assert_eq!(
             v.why(),
             "check[0] (exec /bin/true): exit status 0, not passing yet (1 of 2 in a row)"

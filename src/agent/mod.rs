@@ -216,6 +216,9 @@ struct Standing {
     /// Failed syncs in a row: the retry's backoff step.
     attempt: u32,
     synced_once: bool,
+    /// The first sync's time (`join_spread` after the start); with health
+    /// checks, not before every check has said which way it goes.
+    first_sync: Instant,
     next_sync: Instant,
     notices_at: Instant,
     next_confirm: Option<Instant>,
@@ -256,6 +259,13 @@ impl Agent {
             );
         }
         let now = Instant::now();
+        let first_sync = now + spread;
+        // Not a leave before the checks have spoken: a healthy machine whose
+        // agent restarts would take its records out for a probe or two.
+        let decided = health.borrow().decided();
+        if !decided {
+            tracing::info!("first sync when every health check has passed or failed");
+        }
         Agent {
             engine,
             health,
@@ -267,7 +277,8 @@ impl Agent {
                 ready: false,
                 attempt: 0,
                 synced_once: false,
-                next_sync: now + spread,
+                first_sync,
+                next_sync: if decided { first_sync } else { far_future() },
                 notices_at: now,
                 next_confirm: None,
                 next_extend: now,

@@ -35,7 +35,13 @@ impl Standing {
         self.status.checks = verdict.checks.clone();
         if follow_verdict(verdict, &mut self.mode) {
             self.attempt = 0;
-            self.next_sync = Instant::now();
+            self.next_sync = if self.synced_once {
+                Instant::now()
+            } else if verdict.decided() {
+                self.first_sync.max(Instant::now())
+            } else {
+                far_future()
+            };
             self.status.show(&self.mode, &self.config.agent.state_dir);
             true
         } else {

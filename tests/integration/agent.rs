@@ -308,6 +308,56 @@ stop_timeout = "10s"
 state_dir = "{state_dir}"
 "#;
 
+/// A machine already published (a restarted agent, or `join` at boot then
+/// `run`) keeps its records while its checks rise: the first sync waits for
+/// every check to pass or fail. A leave before they spoke took the records
+/// out for a probe or two on every restart of a healthy machine.
+#[test]
+fn a_restart_while_healthy_does_not_take_the_records_out() {
+    let env = Env::new();
+    let flag = env.dir.path().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let port = TcpPort::new();
+    let _listener = port.listen();
+    let config = env.config(
+        "dnsreg.toml",
+        &CHECKED
+            .replace("{flag}", &flag.display().to_string())
+            .replace("{tcp}", &port.addr().to_string()),
+    );
+    crate::util::run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
+    assert_eq!(env.values("www", "A"), ["203.0.113.7"]);
+    let changes = |env: &Env| {
+        env.r53
+            .stats()
+            .requests
+            .get("ChangeResourceRecordSets")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = changes(&env);
+
+    let mut agent = Agent::start(&env, &config);
+    // The exec check rises (rise = 2, 300 ms apart): READY comes after the
+    // first sync, which finds everything in place.
+    agent.wait_ready();
+    assert_eq!(env.values("www", "A"), ["203.0.113.7"]);
+    assert_eq!(
+        changes(&env),
+        before,
+        "the restart changed the zone: {:?}",
+        env.r53.stats()
+    );
+    let (code, err) = agent.stop(15);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("first sync when every health check has passed or failed"),
+        "{err}"
+    );
+    assert!(!err.contains("withdrawing"), "{err}");
+    assert!(env.values("www", "A").is_empty(), "SIGTERM still leaves");
+}
+
 #[test]
 fn records_are_published_only_while_every_health_check_passes() {
     let env = Env::new();
