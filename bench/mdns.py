@@ -306,6 +306,10 @@ state_dir = "{self.work}/state"
 
     # --- the queriers -----------------------------------------------------------
 
+    def bus_env(self):
+        """The environment of a D-Bus client of the querier's bus."""
+        return dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={self.dbus_sock}")
+
     def discover(self, *extra):
         p = self.seg.popen(QUERIER, [self.args.dnsreg, "discover", *extra, "--one", f"{SERVICE}.local"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -314,10 +318,10 @@ state_dir = "{self.work}/state"
     def avahi_browse(self, service=SERVICE):
         """One `avahi-browse -rptf`: its exit code, the ms to its first resolved
         line and to its exit, and the resolved lines."""
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={self.dbus_sock}")
         start = time.monotonic()
         p = subprocess.Popen(["avahi-browse", "-rptf", service], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env, text=True)
+                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=self.bus_env(),
+                             text=True)
         first, resolved = None, []
         for line in p.stdout:
             if line.startswith("="):
@@ -399,13 +403,12 @@ state_dir = "{self.work}/state"
         return result
 
     def later_avahi(self):
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={self.dbus_sock}")
         at = f";{self.seg.addr(BASELINE)};{PORT};"
         loop = (f"until timeout 5 avahi-browse -rptf {SERVICE} | grep -qF '{at}'; "
                 "do sleep 1; done")
         ms = []
         for _ in range(self.args.later_runs):
-            q = subprocess.Popen(["sh", "-c", loop], env=env, stdin=subprocess.DEVNULL)
+            q = subprocess.Popen(["sh", "-c", loop], env=self.bus_env(), stdin=subprocess.DEVNULL)
             time.sleep(1)
             start = time.monotonic()
             publisher = self.start_avahi(BASELINE, "bench-baseline", services=True, dbus=None)

@@ -259,14 +259,12 @@ impl Agent {
             );
         }
         let now = Instant::now();
-        let first_sync = now + spread;
         // Not a leave before the checks have spoken: a healthy machine whose
         // agent restarts would take its records out for a probe or two.
-        let decided = health.borrow().decided();
-        if !decided {
+        if !health.borrow().decided() {
             tracing::info!("first sync when every health check has passed or failed");
         }
-        Agent {
+        let mut agent = Agent {
             engine,
             health,
             at: Standing {
@@ -277,15 +275,17 @@ impl Agent {
                 ready: false,
                 attempt: 0,
                 synced_once: false,
-                first_sync,
-                next_sync: if decided { first_sync } else { far_future() },
+                first_sync: now + spread,
+                next_sync: now,
                 notices_at: now,
                 next_confirm: None,
                 next_extend: now,
                 watchdog: watchdog_period(),
                 next_ping: now,
             },
-        }
+        };
+        agent.at.next_sync = agent.at.sync_after(&agent.health.borrow());
+        agent
     }
 
     /// The reconcile: identify again (after the first), then join or leave

@@ -35,18 +35,24 @@ impl Standing {
         self.status.checks = verdict.checks.clone();
         if follow_verdict(verdict, &mut self.mode) {
             self.attempt = 0;
-            self.next_sync = if self.synced_once {
-                Instant::now()
-            } else if verdict.decided() {
-                self.first_sync.max(Instant::now())
-            } else {
-                far_future()
-            };
+            self.next_sync = self.sync_after(verdict);
             self.status.show(&self.mode, &self.config.agent.state_dir);
             true
         } else {
             self.status.write(&self.config.agent.state_dir);
             false
+        }
+    }
+
+    /// When to sync after `verdict`: at once, but the first sync not before
+    /// `first_sync`, nor before every check has passed or failed.
+    pub(super) fn sync_after(&self, verdict: &Verdict) -> Instant {
+        if self.synced_once {
+            Instant::now()
+        } else if verdict.decided() {
+            self.first_sync.max(Instant::now())
+        } else {
+            far_future()
         }
     }
 

@@ -216,14 +216,7 @@ fn a_running_agent_follows_its_zone_when_it_is_deleted_and_made_again() {
     let config = env.config("dnsreg.toml", CONFIG);
     let mut agent = Agent::start(&env, &config);
     agent.wait_ready();
-    let lookups = || {
-        env.r53
-            .stats()
-            .requests
-            .get("ListHostedZonesByName")
-            .copied()
-            .unwrap_or(0)
-    };
+    let lookups = || env.r53.stats().requests_of("ListHostedZonesByName");
     assert_eq!(lookups(), 1, "the zone is looked up once, then remembered");
 
     // The zone is deleted and made again under the same name: a new id. The
@@ -327,14 +320,7 @@ fn a_restart_while_healthy_does_not_take_the_records_out() {
     );
     crate::util::run_expect(env.dnsreg().arg("-c").arg(&config).arg("join"), 0);
     assert_eq!(env.values("www", "A"), ["203.0.113.7"]);
-    let changes = |env: &Env| {
-        env.r53
-            .stats()
-            .requests
-            .get("ChangeResourceRecordSets")
-            .copied()
-            .unwrap_or(0)
-    };
+    let changes = |env: &Env| env.r53.stats().requests_of("ChangeResourceRecordSets");
     let before = changes(&env);
 
     let mut agent = Agent::start(&env, &config);
@@ -467,14 +453,7 @@ fn a_spot_notice_removes_the_records_within_seconds_and_they_stay_down() {
     // They stay down: reconciles (every second) must not join again. Nothing
     // happens while that holds, so time is the behaviour here: over three
     // reconcile intervals, no write reaches Route53 and the records stay away.
-    let writes = || {
-        env.r53
-            .stats()
-            .requests
-            .get("ChangeResourceRecordSets")
-            .copied()
-            .unwrap_or(0)
-    };
+    let writes = || env.r53.stats().requests_of("ChangeResourceRecordSets");
     let before = writes();
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
@@ -631,14 +610,7 @@ fn sighup_applies_only_the_difference_and_refuses_a_bad_configuration() {
         env.values("www", "A") == ["203.0.113.7"]
             && env.r53.values(&org, "www.example.org.", "A") == ["203.0.113.7"]
     });
-    let changes = || {
-        env.r53
-            .stats()
-            .requests
-            .get("ChangeResourceRecordSets")
-            .copied()
-            .unwrap_or(0)
-    };
+    let changes = || env.r53.stats().requests_of("ChangeResourceRecordSets");
 
     // A bad configuration: refused, the old one kept, nothing changes. The
     // agent says so once it has read the file: only then is "nothing

@@ -80,11 +80,7 @@ impl Crashable for Route53Backend {
         let stats = self.r53.stats();
         match which {
             Requests::Any => stats.total(),
-            Requests::Writes => stats
-                .requests
-                .get("ChangeResourceRecordSets")
-                .copied()
-                .unwrap_or(0),
+            Requests::Writes => stats.requests_of("ChangeResourceRecordSets"),
         }
     }
 

@@ -5,9 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value as Json;
 
-fn num(v: &Json) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
-}
+use crate::num;
 
 fn mib(kib: &Json) -> String {
     format!("{:.1}", num(kib) / 1024.0)

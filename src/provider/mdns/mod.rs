@@ -91,9 +91,13 @@ pub fn static_file(
         });
     }
     let regs = registrations(records, &config.domain).map_err(anyhow::Error::msg)?;
-    let services: Vec<avahi::StaticService> = regs
+    // A host's placeholder is no service for avahi: it publishes its own host.
+    let real: Vec<&Registration> = regs
         .values()
         .filter(|r| !r.service_type.starts_with(PLACEHOLDER_TYPE))
+        .collect();
+    let services: Vec<avahi::StaticService> = real
+        .iter()
         .map(|r| avahi::StaticService {
             instance: r.instance.clone(),
             service_type: r
@@ -121,9 +125,8 @@ pub fn static_file(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let published: Values = regs
-        .values()
-        .filter(|r| !r.service_type.starts_with(PLACEHOLDER_TYPE))
+    let published: Values = real
+        .iter()
         .flat_map(|r| r.values.iter().cloned())
         // avahi publishes its own host name and addresses, not these.
         .filter(|v| !matches!(v.data, RData::A(_) | RData::Aaaa(_)))

@@ -277,6 +277,11 @@ impl Stats {
     pub fn total(&self) -> u64 {
         self.requests.values().sum()
     }
+
+    /// Requests received for one action (`ChangeResourceRecordSets`, …).
+    pub fn requests_of(&self, action: &str) -> u64 {
+        self.requests.get(action).copied().unwrap_or(0)
+    }
 }
 
 /// A record set as Route53 lists it.
